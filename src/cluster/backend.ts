@@ -1,0 +1,79 @@
+/**
+ * What the HTTP frontend (and the dashboard) need from a running fleet. Implemented by the
+ * cluster coordinator (src/cluster/coordinator.ts); tests may implement it with a fake.
+ */
+import type { MockfleetError } from '../util/errors.js';
+
+export interface GenerateRequest {
+  /** External id (X-Request-Id or generated); used in logs and errors. */
+  readonly requestId: string;
+  /** Prompt token ids after tokenization. */
+  readonly promptTokens: Uint32Array;
+  /** Tokens to generate; every request generates exactly this many (no EOS, like Dynamo's mocker). */
+  readonly maxTokens: number;
+  /** Global rank index to pin the request to (tests, external routers); undefined = router decides. */
+  readonly pinnedRank?: number | undefined;
+  /** Worker index the request must stay on (per-worker endpoints); undefined = any worker. */
+  readonly workerIndex?: number | undefined;
+}
+
+export type GenerateFinishReason = 'length' | 'abort' | 'error';
+
+export interface GenerateFinish {
+  readonly reason: GenerateFinishReason;
+  /** Global rank index that served it. */
+  readonly rank: number;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** Prompt tokens served from the prefix cache (usage.prompt_tokens_details.cached_tokens). */
+  readonly cachedTokens: number;
+  /** Set when reason === 'error'. */
+  readonly error?: MockfleetError;
+}
+
+export interface GenerateCallbacks {
+  /**
+   * Tokens produced for this request by one pass, on the main thread. `tokenIds` is borrowed:
+   * read [start, start + count) before returning.
+   */
+  onTokens(tokenIds: Uint32Array, start: number, count: number): void;
+  /** Exactly once, after the last onTokens. */
+  onFinish(finish: GenerateFinish): void;
+}
+
+export interface GenerateHandle {
+  readonly rank: number;
+  /** Abort on the rank (frees its KV blocks). Idempotent; onFinish('abort') follows unless finished. */
+  abort(): void;
+}
+
+export interface RankInfo {
+  readonly rank: number;
+  readonly workerIndex: number;
+  readonly dpRank: number;
+  readonly workerId: bigint;
+  readonly cpu: number | null;
+  readonly tid: number | null;
+}
+
+export interface Backend {
+  readonly modelName: string;
+  readonly numWorkers: number;
+  readonly dataParallelSize: number;
+  readonly numRanks: number;
+  readonly blockSize: number;
+  readonly numGpuBlocks: number;
+  readonly maxModelLen: number;
+  /** True once every rank thread is up (health/ready). */
+  isReady(): boolean;
+  ranks(): readonly RankInfo[];
+  /**
+   * Queue a request. Throws a MockfleetError synchronously when it cannot be accepted
+   * (OverloadedError 429 when the rank's waiting queue is full; InvalidRequestError 400 when the
+   * prompt can never fit; 503 when not ready or shutting down).
+   */
+  submit(req: GenerateRequest, cb: GenerateCallbacks): GenerateHandle;
+  /** Prometheus exposition text; with workerIndex, only that worker's series, without worker_id. */
+  metrics(workerIndex?: number): Promise<string>;
+  readonly metricsContentType: string;
+}

@@ -1,0 +1,37 @@
+/**
+ * Routing contract shared by the live cluster and the offline replayer.
+ * Ranks are global indices 0..numRanks-1.
+ */
+
+/** Per-rank load as the router sees it. Implementations read shared counters or engine state. */
+export interface RankLoadView {
+  readonly numRanks: number;
+  running(rank: number): number;
+  waiting(rank: number): number;
+  /** KV blocks currently referenced by running requests. */
+  activeBlocks(rank: number): number;
+  totalBlocks(rank: number): number;
+}
+
+/** A request as the router sees it: its prompt's full-block sequence hashes (engine-spec §5.1). */
+export interface RouteRequest {
+  readonly numBlocks: number;
+  readonly seqHashHi: Uint32Array;
+  readonly seqHashLo: Uint32Array;
+  readonly promptTokens: number;
+  /** Ranks the request may go to: [firstRank, firstRank + numCandidateRanks). */
+  readonly firstRank: number;
+  readonly numCandidateRanks: number;
+}
+
+export type RouterPolicy = 'round_robin' | 'random' | 'least_loaded' | 'kv';
+
+export interface Router {
+  readonly policy: RouterPolicy;
+  /** Pick a global rank for the request. Deterministic for a given seed and history. */
+  pick(req: RouteRequest): number;
+  /** Feed KV events of one rank (only the kv policy uses them). */
+  onStored(rank: number, numBlocks: number, seqHashHi: Uint32Array, seqHashLo: Uint32Array, start: number): void;
+  onRemoved(rank: number, numBlocks: number, seqHashHi: Uint32Array, seqHashLo: Uint32Array, start: number): void;
+  onCleared(rank: number): void;
+}
