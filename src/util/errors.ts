@@ -66,3 +66,22 @@ export class TraceFormatError extends MockfleetError {
     super('MOCKFLEET_ERR_TRACE_FORMAT', `${file}:${line}: ${field === null ? '' : `${field}: `}${message}`, { status: 400, type: 'invalid_request_error', param: field });
   }
 }
+
+/**
+ * An error the HTTP frontend answers with an OpenAI error `code` of its own (invalid_api_key,
+ * model_not_found, context_length_exceeded, …); `apiCode` is what clients see in `error.code`.
+ */
+export class HttpApiError extends MockfleetError {
+  readonly apiCode: string;
+  constructor(status: number, type: string, apiCode: string, message: string, param: string | null = null) {
+    super('MOCKFLEET_ERR_HTTP_API', message, { status, type, param });
+    this.apiCode = apiCode;
+  }
+}
+
+/** The shared event publisher failed (thread crash, corrupt ring, NATS client error). */
+export class PublisherError extends MockfleetError {
+  constructor(message: string, cause?: unknown) {
+    super('MOCKFLEET_ERR_PUBLISHER', message, { status: 500, type: 'server_error', cause });
+  }
+}

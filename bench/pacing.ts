@@ -1,0 +1,121 @@
+/**
+ * bench:pacing — many ranks at speedup 1 under light load: how fast the fleet starts, how much
+ * memory it takes, and how precisely ranks wake at their modeled pass deadlines.
+ *
+ *   node dist/bench/pacing.js [--ranks 256] [--seconds 10] [--warmup 2]
+ *
+ * Prints one JSON line. Lateness percentiles come from mockfleet_pass_lateness_seconds
+ * (bucket deltas over the measured interval, interpolated like histogram_quantile).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import { histogramQuantile } from '../src/protocol/rank-counters.js';
+
+const { values } = parseArgs({
+  options: {
+    ranks: { type: 'string', default: '256' },
+    seconds: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '2' },
+    'max-tokens': { type: 'string', default: '100000' },
+  },
+});
+const ranks = Number(values.ranks);
+const seconds = Number(values.seconds);
+const warmup = Number(values.warmup);
+const maxTokens = Number(values['max-tokens']);
+
+const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const t0 = performance.now();
+const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--num-workers', String(ranks), '--speedup-ratio', '1', '--max-waiting', '100000'], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const ready = await new Promise<{ url: string; model: string; pid: number }>((resolve, reject) => {
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    const m = /^mockfleet ready (.*)$/m.exec(out);
+    if (m !== null) resolve(JSON.parse(m[1] as string) as { url: string; model: string; pid: number });
+  });
+  child.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+});
+const startupS = (performance.now() - t0) / 1000;
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: ranks + 8 });
+function post(path: string, body: unknown, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(path, ready.url);
+    const req = http.request(u, { method: 'POST', agent, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+function get(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get(new URL(path, ready.url), { agent }, (res) => {
+      let s = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (s += c));
+      res.on('end', () => resolve(s));
+    }).on('error', reject);
+  });
+}
+
+/** Light load: one long request per rank, so every rank runs ~6 ms decode passes and sleeps between. */
+const inflight: Array<Promise<number>> = [];
+const prompt = Array.from({ length: 128 }, (_, i) => i + 1);
+for (let r = 0; r < ranks; r++) {
+  inflight.push(post('/v1/completions', { model: ready.model, prompt, max_tokens: maxTokens }, { 'x-mockfleet-rank': String(r) }).catch(() => -1));
+}
+
+function lateness(text: string): { buckets: number[]; counts: number[] } {
+  const byLe = new Map<string, number>();
+  for (const m of text.matchAll(/^mockfleet_pass_lateness_seconds_bucket\{[^}]*le="([^"]+)"\} (\S+)$/gm)) {
+    byLe.set(m[1] as string, (byLe.get(m[1] as string) ?? 0) + Number(m[2]));
+  }
+  const les = [...byLe.keys()].filter((k) => k !== '+Inf').map(Number).sort((a, b) => a - b);
+  const cum = [...les.map((le) => byLe.get(String(le)) ?? 0), byLe.get('+Inf') ?? 0];
+  const counts = cum.map((c, i) => c - (i === 0 ? 0 : (cum[i - 1] as number)));
+  return { buckets: les, counts };
+}
+function passes(text: string): number {
+  let n = 0;
+  for (const m of text.matchAll(/^mockfleet_passes_total\{[^}]*\} (\S+)$/gm)) n += Number(m[1]);
+  return n;
+}
+
+await new Promise((r) => setTimeout(r, warmup * 1000));
+const before = await get('/metrics');
+await new Promise((r) => setTimeout(r, seconds * 1000));
+const after = await get('/metrics');
+const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${ready.pid}/status`, 'utf8'))?.[1] ?? 'NaN');
+const a = lateness(before);
+const b = lateness(after);
+const delta = b.counts.map((c, i) => c - (a.counts[i] ?? 0));
+const passCount = passes(after) - passes(before);
+
+child.kill('SIGTERM');
+await new Promise((r) => child.on('exit', r));
+agent.destroy();
+void Promise.allSettled(inflight);
+
+console.log(
+  JSON.stringify({
+    bench: 'pacing',
+    ranks,
+    startup_s: Number(startupS.toFixed(3)),
+    rss_mib: Math.round(rssKb / 1024),
+    passes_per_s: Math.round(passCount / seconds),
+    lateness_p50_ms: Number((histogramQuantile(b.buckets, delta, 0.5) * 1000).toFixed(3)),
+    lateness_p90_ms: Number((histogramQuantile(b.buckets, delta, 0.9) * 1000).toFixed(3)),
+    lateness_p99_ms: Number((histogramQuantile(b.buckets, delta, 0.99) * 1000).toFixed(3)),
+    measured_s: seconds,
+    node: process.version,
+  }),
+);
+process.exit(0);

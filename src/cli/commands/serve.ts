@@ -1,0 +1,200 @@
+/**
+ * `mockfleet serve`: start the fleet (rank threads + shared publisher), the OpenAI-compatible
+ * frontend and optional per-worker endpoints; print one `mockfleet ready {json}` line on stdout
+ * when everything accepts traffic. Logs go to stderr.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { Coordinator } from '../../cluster/coordinator.js';
+import { SERVE_FLAG_OPTIONS, normalizeServeConfig, DEFAULT_MODEL_NAME } from '../../config/serve-config.js';
+import type { ServeConfig, ServeFlagValues } from '../../config/serve-config.js';
+import { loadPerfProfile } from '../../perf/profile-loader.js';
+import { startHttpServer } from '../../http/server.js';
+import { HTTP_FLAGS, httpOptionsFromArgv } from '../../http/flags.js';
+import { currentTid, pinCurrentThread } from '../../util/affinity.js';
+import { InvalidRequestError, MockfleetError } from '../../util/errors.js';
+import { errorReply } from '../../http/errors.js';
+import { DashboardService } from '../../dashboard/service.js';
+
+type ServeArgs = ServeFlagValues & { model?: string | undefined } & Record<string, unknown>;
+
+export interface ServeHandle {
+  readonly coordinator: Coordinator;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > limit) {
+        reject(new InvalidRequestError(`request body exceeds ${limit} bytes`, null, 413));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function sendError(res: ServerResponse, err: unknown): void {
+  const reply = errorReply(err);
+  res.writeHead(reply.status, { 'content-type': 'application/json' });
+  res.end(reply.body);
+}
+
+/** POST /admin/fault {"rank": N, "kind": "throw" | "exit" | "oom"} (only with --enable-fault-injection). */
+function adminRoute(coordinator: Coordinator, cfg: ServeConfig): (req: IncomingMessage, res: ServerResponse) => boolean {
+  return (req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/admin/fault') return false;
+    if (!cfg.enableFaultInjection) {
+      sendError(res, new InvalidRequestError('fault injection is off; start serve with --enable-fault-injection', null, 404, 'not_found'));
+      return true;
+    }
+    if (req.method !== 'POST') {
+      sendError(res, new InvalidRequestError('use POST', null, 405, 'method_not_allowed'));
+      return true;
+    }
+    readBody(req, 4096).then(
+      (raw) => {
+        let body: unknown;
+        try {
+          body = JSON.parse(raw.toString('utf8'));
+        } catch {
+          throw new InvalidRequestError('body must be JSON like {"rank": 0, "kind": "throw"}');
+        }
+        const b = body as { rank?: unknown; kind?: unknown };
+        if (typeof b.rank !== 'number' || !Number.isInteger(b.rank)) throw new InvalidRequestError('rank must be an integer', 'rank');
+        if (b.kind !== 'throw' && b.kind !== 'exit' && b.kind !== 'oom') throw new InvalidRequestError('kind must be throw, exit or oom', 'kind');
+        coordinator.injectFault(b.rank, b.kind);
+        res.writeHead(202, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ rank: b.rank, kind: b.kind, status: 'injected' }));
+      },
+    ).catch((err: unknown) => sendError(res, err));
+    return true;
+  };
+}
+
+export async function startServe(argv: ServeArgs, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<ServeHandle> {
+  const cfg = normalizeServeConfig(argv);
+  const httpBase = await httpOptionsFromArgv(argv);
+  const modelName = httpBase.servedModelNames?.[0] ?? DEFAULT_MODEL_NAME;
+  if (cfg.frontendCpus !== null) pinCurrentThread(cfg.frontendCpus);
+  const profile = cfg.plannerProfileData === null ? null : loadPerfProfile(cfg.plannerProfileData);
+
+  const coordinator = await Coordinator.start({
+    modelName,
+    numWorkers: cfg.numWorkers,
+    dataParallelSize: cfg.dataParallelSize,
+    engineArgs: cfg.engineArgs,
+    profile,
+    speedupRatio: cfg.speedupRatio,
+    decodeSpeedupRatio: cfg.decodeSpeedupRatio,
+    maxModelLen: cfg.maxModelLen,
+    maxWaiting: cfg.maxWaiting,
+    router: cfg.router,
+    kvOverlapScoreWeight: cfg.kvOverlapScoreWeight,
+    seed: cfg.seed,
+    natsUrl: cfg.natsUrl,
+    namespace: cfg.namespace,
+    component: cfg.component,
+    kvEventsFormat: cfg.kvEventsFormat,
+    vllmEventEncoding: cfg.vllmEventEncoding,
+    eventsFile: cfg.eventsFile,
+    rankCpus: cfg.rankCpus,
+    publisherCpus: cfg.publisherCpus,
+    heartbeatMs: 1000,
+    rankHeapMb: cfg.rankHeapMb,
+  });
+  const dashboard = new DashboardService(coordinator);
+  const admin = adminRoute(coordinator, cfg);
+  const extraRoutes = (req: IncomingMessage, res: ServerResponse): boolean => admin(req, res) || dashboard.route(req, res);
+  let servers: Array<{ url: string; close(): Promise<void> }> = [];
+  try {
+    const main = await startHttpServer(coordinator, { ...httpBase, extraRoutes });
+    servers.push(main);
+    if (cfg.workerBasePort !== null) {
+      for (let w = 0; w < cfg.numWorkers; w++) {
+        servers.push(await startHttpServer(coordinator, { ...httpBase, port: cfg.workerBasePort + w, workerIndex: w }));
+      }
+    }
+  } catch (err) {
+    for (const s of servers) await s.close();
+    await coordinator.shutdown(0);
+    throw err;
+  }
+  const mainUrl = (servers[0] as { url: string }).url;
+  const pub = coordinator.publisherHandle();
+  const placement = [
+    { thread: 'frontend', tid: currentTid(), cpus: cfg.frontendCpus },
+    ...(pub === null ? [] : [{ thread: 'publisher', tid: pub.tid, cpus: cfg.publisherCpus }]),
+    ...coordinator.ranks().map((r) => ({ thread: `rank${r.rank}`, tid: r.tid, cpus: r.cpu === null ? null : [r.cpu], worker: r.workerIndex, dp_rank: r.dpRank })),
+  ];
+  const ready = {
+    url: mainUrl,
+    metrics: `${mainUrl}/metrics`,
+    dashboard: `${mainUrl}/dashboard`,
+    model: modelName,
+    workers: cfg.numWorkers,
+    data_parallel_size: cfg.dataParallelSize,
+    ranks: coordinator.numRanks,
+    worker_ids: [...new Set(coordinator.ranks().map((r) => r.workerId.toString()))],
+    worker_urls: servers.slice(1).map((s) => s.url),
+    nats: cfg.natsUrl,
+    router: cfg.router,
+    pid: process.pid,
+    placement,
+  };
+  log(`mockfleet: ${coordinator.numRanks} ranks (${cfg.numWorkers} workers x ${cfg.dataParallelSize}) serving ${modelName} at ${mainUrl}`);
+  process.stdout.write(`mockfleet ready ${JSON.stringify(ready)}\n`);
+  let closing: Promise<void> | null = null;
+  return {
+    coordinator,
+    url: mainUrl,
+    close(): Promise<void> {
+      if (closing !== null) return closing;
+      closing = (async () => {
+        dashboard.close();
+        // Stop accepting first; streams already open finish (or are aborted) in shutdown().
+        const closes = servers.map((s) => s.close());
+        await coordinator.shutdown(cfg.drainTimeoutMs);
+        await Promise.all(closes);
+        servers = [];
+      })();
+      return closing;
+    },
+  };
+}
+
+export const serveCommand: CommandModule<object, ServeArgs> = {
+  command: 'serve',
+  describe: 'Run a simulated fleet behind an OpenAI-compatible API',
+  builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS }) as unknown as Argv<ServeArgs>,
+  handler: async (argv: ArgumentsCamelCase<ServeArgs>) => {
+    const handle = await startServe(argv);
+    let signals = 0;
+    const stop = (sig: string): void => {
+      signals++;
+      if (signals > 1) {
+        process.stderr.write(`mockfleet: second ${sig}, exiting now\n`);
+        process.exit(130);
+      }
+      process.stderr.write(`mockfleet: ${sig}, draining (up to ${argv.drainTimeout ?? 10} s)\n`);
+      handle.close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          process.stderr.write(`mockfleet: shutdown failed: ${err instanceof MockfleetError ? err.message : String(err)}\n`);
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  },
+};

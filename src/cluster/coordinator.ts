@@ -1,0 +1,607 @@
+/**
+ * The coordinator: main-thread side of the fleet. It starts one piscina thread per rank (one
+ * long-lived task each), the shared publisher thread, routes requests into the ranks' inbox
+ * rings, and fans each pass's output record out to the requests' callbacks.
+ *
+ *   HTTP --submit--> router --inbox ring--> rank thread --event ring--> publisher thread --> NATS
+ *                                            |
+ *   callbacks <--------- output ring -------+   (one record per pass; doorbell wakes main)
+ */
+import { Piscina } from 'piscina';
+import type { RankTask, RankTaskResult } from '../../workers/rank-worker.js';
+import type { Backend, GenerateCallbacks, GenerateHandle, GenerateRequest, RankInfo } from './backend.js';
+import type { EngineArgs } from '../engine/types.js';
+import { FinishReason } from '../engine/types.js';
+import { computeSequenceHashes } from '../engine/engine.js';
+import type { PerfProfileArrays as ProfileArrays } from '../engine/perf-model.js';
+import { SpscRing, Doorbell } from '../protocol/ring.js';
+import {
+  CTL_WORDS,
+  Ctl,
+  EVENT_RING_BYTES,
+  FaultKind,
+  INBOX_ADD_HEADER,
+  INBOX_ABORT_BYTES,
+  InboxKind,
+  OUTPUT_HEADER,
+  OUTPUT_RING_BYTES,
+  RankState,
+  inboxRingBytes,
+} from '../protocol/rank-channel.js';
+import type { FaultName } from '../protocol/rank-channel.js';
+import { Scalar, counterLayout } from '../protocol/rank-counters.js';
+import type { CounterLayout } from '../protocol/rank-counters.js';
+import { startPublisher } from '../transport/publisher.js';
+import type { PublisherHandle } from '../transport/publisher.js';
+import { createRouter } from '../router/index.js';
+import type { RankLoadView, Router, RouterPolicy } from '../router/types.js';
+import { InvalidRequestError, MockfleetError, OverloadedError, RankFailedError } from '../util/errors.js';
+import { FleetMetrics } from '../metrics/fleet-metrics.js';
+
+export interface ClusterConfig {
+  readonly modelName: string;
+  readonly numWorkers: number;
+  readonly dataParallelSize: number;
+  readonly engineArgs: Readonly<EngineArgs>;
+  readonly profile: ProfileArrays | null;
+  readonly speedupRatio: number;
+  readonly decodeSpeedupRatio: number;
+  readonly maxModelLen: number;
+  readonly maxWaiting: number;
+  readonly router: RouterPolicy;
+  readonly kvOverlapScoreWeight: number;
+  readonly seed: number;
+  readonly natsUrl: string | null;
+  readonly namespace: string;
+  readonly component: string;
+  readonly kvEventsFormat: 'dynamo' | 'vllm' | 'both';
+  readonly vllmEventEncoding: 'array' | 'map';
+  readonly eventsFile: string | null;
+  /** One CPU per rank (round-robin over --cpus), or null = not pinned. */
+  readonly rankCpus: readonly number[] | null;
+  readonly publisherCpus: readonly number[] | null;
+  readonly heartbeatMs: number;
+  /** Max old-generation heap per rank thread, MiB. */
+  readonly rankHeapMb: number;
+}
+
+interface Pending {
+  readonly cb: GenerateCallbacks;
+  readonly rank: number;
+  readonly promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+}
+
+interface RankSlot {
+  readonly rank: number;
+  readonly workerIndex: number;
+  readonly dpRank: number;
+  readonly workerId: bigint;
+  readonly ctlSab: SharedArrayBuffer;
+  readonly ctl: Int32Array;
+  readonly eventsSab: SharedArrayBuffer;
+  inboxSab: SharedArrayBuffer;
+  inbox: SpscRing;
+  outputSab: SharedArrayBuffer;
+  output: SpscRing;
+  inflight: number;
+  restarts: number;
+  alive: boolean;
+  /** Reached RankState.running at least once. */
+  everRan: boolean;
+  /** Abort records that did not fit the inbox yet. */
+  pendingAborts: number[];
+}
+
+/** Deterministic 64-bit worker ids (splitmix64 of seed and worker index), never 0. */
+export function workerIdFor(seed: number, workerIndex: number): bigint {
+  const M = (1n << 64n) - 1n;
+  let z = (BigInt(seed >>> 0) * 0x9e3779b97f4a7c15n + BigInt(workerIndex + 1) * 0xbf58476d1ce4e5b9n) & M;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & M;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & M;
+  z = z ^ (z >> 31n);
+  return z === 0n ? 1n : z;
+}
+
+export class Coordinator implements Backend {
+  readonly modelName: string;
+  readonly numWorkers: number;
+  readonly dataParallelSize: number;
+  readonly numRanks: number;
+  readonly blockSize: number;
+  readonly numGpuBlocks: number;
+  readonly maxModelLen: number;
+  readonly metricsContentType = 'text/plain; version=0.0.4; charset=utf-8';
+
+  readonly layout: CounterLayout;
+  readonly countersSab: SharedArrayBuffer[];
+  readonly counters: Float64Array[];
+  private readonly slots: RankSlot[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private readonly outputBellSab = Doorbell.allocate();
+  private readonly outputBell: Doorbell;
+  private readonly publisherBellSab = Doorbell.allocate();
+  private readonly router: Router;
+  private readonly fleetMetrics: FleetMetrics;
+  private pool: Piscina | null = null;
+  private publisher: PublisherHandle | null = null;
+  private nextId = 1;
+  private ready = false;
+  private startupError: MockfleetError | null = null;
+  private closing = false;
+  private closed = false;
+  private drainDone: Promise<void> = Promise.resolve();
+  private readonly rankDone: Array<Promise<void>> = [];
+  private outScratch = new Uint8Array(OUTPUT_RING_BYTES);
+  private outView = new DataView(this.outScratch.buffer);
+  private outU32 = new Uint32Array(this.outScratch.buffer);
+  private hashHi = new Uint32Array(4096);
+  private hashLo = new Uint32Array(4096);
+  private inboxScratch: Uint8Array;
+  private inboxView: DataView;
+  private readonly abortBytes = new Uint8Array(INBOX_ABORT_BYTES);
+  private readonly abortView = new DataView(this.abortBytes.buffer);
+
+  constructor(readonly config: ClusterConfig) {
+    this.modelName = config.modelName;
+    this.numWorkers = config.numWorkers;
+    this.dataParallelSize = config.dataParallelSize;
+    this.numRanks = config.numWorkers * config.dataParallelSize;
+    this.blockSize = config.engineArgs.blockSize;
+    this.numGpuBlocks = config.engineArgs.numGpuBlocks;
+    this.maxModelLen = config.maxModelLen;
+    this.layout = counterLayout(config.maxModelLen);
+    this.outputBell = new Doorbell(this.outputBellSab);
+    this.countersSab = [];
+    this.counters = [];
+    const inboxBytes = inboxRingBytes(config.maxModelLen);
+    this.inboxScratch = new Uint8Array(INBOX_ADD_HEADER + 4 * config.maxModelLen + 8);
+    this.inboxView = new DataView(this.inboxScratch.buffer);
+    for (let r = 0; r < this.numRanks; r++) {
+      const workerIndex = Math.floor(r / config.dataParallelSize);
+      const ctlSab = new SharedArrayBuffer(CTL_WORDS * 4);
+      const inboxSab = SpscRing.allocate(inboxBytes);
+      const outputSab = SpscRing.allocate(OUTPUT_RING_BYTES);
+      const countersSab = new SharedArrayBuffer(this.layout.floatsPerRank * 8);
+      this.countersSab.push(countersSab);
+      this.counters.push(new Float64Array(countersSab));
+      this.slots.push({
+        rank: r,
+        workerIndex,
+        dpRank: r % config.dataParallelSize,
+        workerId: workerIdFor(config.seed, workerIndex),
+        ctlSab,
+        ctl: new Int32Array(ctlSab),
+        eventsSab: SpscRing.allocate(EVENT_RING_BYTES),
+        inboxSab,
+        inbox: new SpscRing(inboxSab),
+        outputSab,
+        output: new SpscRing(outputSab),
+        inflight: 0,
+        restarts: 0,
+        alive: false,
+        everRan: false,
+        pendingAborts: [],
+      });
+    }
+    const load: RankLoadView = {
+      numRanks: this.numRanks,
+      running: (r) => (this.counters[r] as Float64Array)[Scalar.running] as number,
+      waiting: (r) => Math.max(0, (this.slots[r] as RankSlot).inflight - ((this.counters[r] as Float64Array)[Scalar.running] as number)),
+      activeBlocks: (r) => (this.counters[r] as Float64Array)[Scalar.activeBlocks] as number,
+      totalBlocks: () => this.numGpuBlocks,
+    };
+    this.router = createRouter(config.router, load, {
+      seed: config.seed,
+      kvOverlapScoreWeight: config.kvOverlapScoreWeight,
+      blockSize: this.blockSize,
+    });
+    this.fleetMetrics = new FleetMetrics(this);
+  }
+
+  /** Start the publisher and every rank; resolves when all ranks run. */
+  static async start(config: ClusterConfig): Promise<Coordinator> {
+    const c = new Coordinator(config);
+    await c.startThreads();
+    return c;
+  }
+
+  private async startThreads(): Promise<void> {
+    const cfg = this.config;
+    this.publisher = await startPublisher({
+      rings: this.slots.map((s) => s.eventsSab),
+      doorbell: this.publisherBellSab,
+      rankWorkerIds: this.slots.map((s) => s.workerId),
+      rankDpRanks: this.slots.map((s) => s.dpRank),
+      natsUrl: cfg.natsUrl,
+      namespace: cfg.namespace,
+      component: cfg.component,
+      eventsFile: cfg.eventsFile,
+      cpus: cfg.publisherCpus === null ? null : [...cfg.publisherCpus],
+    });
+    this.pool = new Piscina({
+      filename: new URL('../../workers/rank-entry.cjs', import.meta.url).href,
+      minThreads: this.numRanks,
+      maxThreads: this.numRanks,
+      concurrentTasksPerWorker: 1,
+      idleTimeout: Infinity,
+      recordTiming: false,
+      atomics: 'disabled',
+      resourceLimits: { maxOldGenerationSizeMb: cfg.rankHeapMb, maxYoungGenerationSizeMb: 8 },
+    });
+    // A pool-level error happens outside any task (a rank's own failure rejects its task instead).
+    this.pool.on('error', (err: unknown) => {
+      process.stderr.write(`mockfleet: rank pool error: ${String(err)}\n`);
+    });
+    for (const slot of this.slots) this.launchRank(slot, false);
+    this.drainDone = this.drainLoop();
+    try {
+      await this.waitForRanks();
+    } catch (err) {
+      await this.shutdown(0);
+      throw err;
+    }
+    for (const slot of this.slots) slot.everRan = true;
+    this.ready = true;
+  }
+
+  /** Resolves when every rank runs; rejects with the first rank's startup failure. */
+  private async waitForRanks(): Promise<void> {
+    for (;;) {
+      if (this.startupError !== null) throw this.startupError;
+      let all = true;
+      for (const slot of this.slots) if (Atomics.load(slot.ctl, Ctl.state) !== RankState.running) all = false;
+      if (all) return;
+      await new Promise((res) => setTimeout(res, 5));
+    }
+  }
+
+  private launchRank(slot: RankSlot, restarted: boolean): void {
+    const cfg = this.config;
+    const pool = this.pool as Piscina;
+    Atomics.store(slot.ctl, Ctl.stop, 0);
+    Atomics.store(slot.ctl, Ctl.fault, FaultKind.none);
+    Atomics.store(slot.ctl, Ctl.state, RankState.starting);
+    const task: RankTask = {
+      rank: slot.rank,
+      workerIndex: slot.workerIndex,
+      dpRank: slot.dpRank,
+      workerId: slot.workerId.toString(),
+      engineArgs: { ...cfg.engineArgs, seed: cfg.engineArgs.seed + slot.rank },
+      profile: cfg.profile,
+      speedupRatio: cfg.speedupRatio,
+      decodeSpeedupRatio: cfg.decodeSpeedupRatio,
+      maxModelLen: cfg.maxModelLen,
+      heartbeatMs: cfg.heartbeatMs,
+      ctl: slot.ctlSab,
+      inbox: slot.inboxSab,
+      output: slot.outputSab,
+      events: slot.eventsSab,
+      counters: this.countersSab[slot.rank] as SharedArrayBuffer,
+      outputBell: this.outputBellSab,
+      publisherBell: this.publisherBellSab,
+      cpu: cfg.rankCpus === null ? null : (cfg.rankCpus[slot.rank % cfg.rankCpus.length] as number),
+      kvEventsFormat: cfg.kvEventsFormat,
+      vllmEncoding: cfg.vllmEventEncoding,
+      routerFeed: cfg.router === 'kv',
+      restarted,
+    };
+    slot.alive = true;
+    const run = pool.run(task) as Promise<RankTaskResult>;
+    this.rankDone[slot.rank] = run.then(
+      () => {
+        slot.alive = false;
+      },
+      (err: unknown) => {
+        slot.alive = false;
+        this.onRankDied(slot, err);
+      },
+    );
+  }
+
+  /**
+   * A rank thread died (throw, exit, OOM): deliver what it finished, fail the rest of its
+   * requests, and start it again with an empty cache.
+   */
+  private onRankDied(slot: RankSlot, err: unknown): void {
+    if (!this.ready && !slot.everRan) {
+      // Failing before it ever ran (bad pinning, engine args): a startup error, not a crash to retry.
+      this.startupError ??= err instanceof MockfleetError ? err : new RankFailedError(slot.rank, `failed to start: ${err instanceof Error ? err.message : String(err)}`, err);
+      return;
+    }
+    this.drainRank(slot);
+    const reason = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`mockfleet: rank ${slot.rank} died: ${reason}\n`);
+    for (const [id, p] of this.pending) {
+      if (p.rank !== slot.rank) continue;
+      this.pending.delete(id);
+      this.finish(p, 'error', new RankFailedError(slot.rank, `rank thread died (${reason}); request aborted`, err));
+    }
+    slot.inflight = 0;
+    slot.pendingAborts.length = 0;
+    this.router.onCleared(slot.rank);
+    if (this.closing || this.closed) return;
+    slot.restarts++;
+    const c = this.counters[slot.rank] as Float64Array;
+    c[Scalar.restarts] = slot.restarts;
+    c[Scalar.running] = 0;
+    c[Scalar.waiting] = 0;
+    c[Scalar.activeBlocks] = 0;
+    c[Scalar.kvUsage] = 0;
+    slot.inboxSab = SpscRing.allocate(slot.inbox.capacity);
+    slot.inbox = new SpscRing(slot.inboxSab);
+    slot.outputSab = SpscRing.allocate(OUTPUT_RING_BYTES);
+    slot.output = new SpscRing(slot.outputSab);
+    this.launchRank(slot, true);
+  }
+
+  isReady(): boolean {
+    if (!this.ready || this.closing) return false;
+    for (const s of this.slots) if (Atomics.load(s.ctl, Ctl.state) !== RankState.running) return false;
+    return true;
+  }
+
+  ranks(): readonly RankInfo[] {
+    return this.slots.map((s) => {
+      const c = this.counters[s.rank] as Float64Array;
+      const cpu = c[Scalar.cpu] as number;
+      const tid = c[Scalar.tid] as number;
+      return {
+        rank: s.rank,
+        workerIndex: s.workerIndex,
+        dpRank: s.dpRank,
+        workerId: s.workerId,
+        cpu: cpu >= 0 ? cpu : null,
+        tid: tid > 0 ? tid : null,
+      };
+    });
+  }
+
+  publisherHandle(): PublisherHandle | null {
+    return this.publisher;
+  }
+
+  rankRestarts(rank: number): number {
+    return (this.slots[rank] as RankSlot).restarts;
+  }
+
+  submit(req: GenerateRequest, cb: GenerateCallbacks): GenerateHandle {
+    if (this.closing || this.closed) {
+      throw new MockfleetError('MOCKFLEET_ERR_SHUTTING_DOWN', 'server is shutting down', { status: 503, type: 'server_error' });
+    }
+    if (!this.ready) throw new MockfleetError('MOCKFLEET_ERR_NOT_READY', 'ranks are still starting', { status: 503, type: 'server_error' });
+    const n = req.promptTokens.length;
+    if (n === 0) throw new InvalidRequestError('prompt must contain at least one token', 'prompt');
+    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) throw new InvalidRequestError('max_tokens must be a positive integer', 'max_tokens');
+    if (n + req.maxTokens > this.maxModelLen) {
+      throw new InvalidRequestError(
+        `This model's maximum context length is ${this.maxModelLen} tokens. However, you requested ${n + req.maxTokens} tokens (${n} in the messages, ${req.maxTokens} in the completion).`,
+        'messages',
+        400,
+        'context_length_exceeded',
+      );
+    }
+    const rank = this.pickRank(req);
+    const slot = this.slots[rank] as RankSlot;
+    if (!slot.alive || Atomics.load(slot.ctl, Ctl.state) !== RankState.running) {
+      throw new MockfleetError('MOCKFLEET_ERR_RANK_RESTARTING', `rank ${rank} is restarting`, { status: 503, type: 'server_error' });
+    }
+    const running = (this.counters[rank] as Float64Array)[Scalar.running] as number;
+    if (slot.inflight - running >= this.config.maxWaiting) {
+      throw new OverloadedError(`rank ${rank} has ${slot.inflight - running} waiting requests (--max-waiting ${this.config.maxWaiting}); retry later`);
+    }
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0x7ffffff0 ? 1 : this.nextId + 1;
+    const v = this.inboxView;
+    v.setUint32(0, InboxKind.add, true);
+    v.setInt32(4, id, true);
+    v.setInt32(8, req.maxTokens, true);
+    v.setUint32(12, n, true);
+    v.setFloat64(16, performance.timeOrigin + performance.now(), true);
+    new Uint32Array(this.inboxScratch.buffer, INBOX_ADD_HEADER, n).set(req.promptTokens);
+    if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_ADD_HEADER + 4 * n)) {
+      throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
+    }
+    Atomics.add(slot.ctl, Ctl.inboxSeq, 1);
+    Atomics.notify(slot.ctl, Ctl.inboxSeq);
+    slot.inflight++;
+    (this.counters[rank] as Float64Array)[Scalar.inflight] = slot.inflight;
+    this.pending.set(id, { cb, rank, promptTokens: n, completionTokens: 0, cachedTokens: 0 });
+    return { rank, abort: () => this.abort(id) };
+  }
+
+  private pickRank(req: GenerateRequest): number {
+    if (req.pinnedRank !== undefined) {
+      if (!Number.isInteger(req.pinnedRank) || req.pinnedRank < 0 || req.pinnedRank >= this.numRanks) {
+        throw new InvalidRequestError(`rank ${String(req.pinnedRank)} does not exist (0..${this.numRanks - 1})`, 'rank');
+      }
+      if (req.workerIndex !== undefined && Math.floor(req.pinnedRank / this.dataParallelSize) !== req.workerIndex) {
+        throw new InvalidRequestError(`rank ${req.pinnedRank} does not belong to worker ${req.workerIndex}`, 'rank');
+      }
+      return req.pinnedRank;
+    }
+    const first = req.workerIndex === undefined ? 0 : req.workerIndex * this.dataParallelSize;
+    const count = req.workerIndex === undefined ? this.numRanks : this.dataParallelSize;
+    if (count === 1) return first;
+    let numBlocks = 0;
+    if (this.config.router === 'kv') {
+      const maxBlocks = Math.floor(req.promptTokens.length / this.blockSize);
+      if (maxBlocks > this.hashHi.length) {
+        this.hashHi = new Uint32Array(maxBlocks);
+        this.hashLo = new Uint32Array(maxBlocks);
+      }
+      numBlocks = computeSequenceHashes(req.promptTokens, req.promptTokens.length, this.blockSize, this.hashHi, this.hashLo);
+    }
+    return this.router.pick({
+      numBlocks,
+      seqHashHi: this.hashHi,
+      seqHashLo: this.hashLo,
+      promptTokens: req.promptTokens.length,
+      firstRank: first,
+      numCandidateRanks: count,
+    });
+  }
+
+  private abort(id: number): void {
+    const p = this.pending.get(id);
+    if (p === undefined) return;
+    this.pending.delete(id);
+    const slot = this.slots[p.rank] as RankSlot;
+    if (!this.writeAbort(slot, id)) slot.pendingAborts.push(id);
+    this.finish(p, 'abort');
+  }
+
+  private writeAbort(slot: RankSlot, id: number): boolean {
+    this.abortView.setUint32(0, InboxKind.abort, true);
+    this.abortView.setInt32(4, id, true);
+    if (!slot.inbox.tryWrite(this.abortBytes, 0, INBOX_ABORT_BYTES)) return false;
+    Atomics.add(slot.ctl, Ctl.inboxSeq, 1);
+    Atomics.notify(slot.ctl, Ctl.inboxSeq);
+    return true;
+  }
+
+  private finish(p: Pending, reason: 'length' | 'abort' | 'error', error?: MockfleetError): void {
+    const slot = this.slots[p.rank] as RankSlot;
+    if (slot.inflight > 0) slot.inflight--;
+    (this.counters[p.rank] as Float64Array)[Scalar.inflight] = slot.inflight;
+    const finish = {
+      reason,
+      rank: p.rank,
+      promptTokens: p.promptTokens,
+      completionTokens: p.completionTokens,
+      cachedTokens: p.cachedTokens,
+      ...(error === undefined ? {} : { error }),
+    };
+    p.cb.onFinish(finish);
+  }
+
+  /** Main-thread consumer of every rank's output ring. Yields a turn between drains so HTTP writes go out. */
+  private async drainLoop(): Promise<void> {
+    while (!this.closed) {
+      let got = 0;
+      for (const slot of this.slots) {
+        got += this.drainRank(slot);
+        while (slot.pendingAborts.length > 0 && this.writeAbort(slot, slot.pendingAborts[0] as number)) slot.pendingAborts.shift();
+      }
+      if (got === 0) await this.outputBell.wait(50);
+      else await new Promise<void>((res) => setImmediate(res));
+    }
+  }
+
+  /** Deliver every complete output record of one rank; returns the number of records. */
+  private drainRank(slot: RankSlot): number {
+    let records = 0;
+    for (;;) {
+      const len = slot.output.read(this.outScratch);
+      if (len < 0) return records;
+      records++;
+      this.dispatch(slot.rank, len);
+    }
+  }
+
+  private dispatch(rank: number, len: number): void {
+    const v = this.outView;
+    const u32 = this.outU32;
+    const numTokens = v.getUint32(0, true);
+    const numFinished = v.getUint32(4, true);
+    const numAdmissions = v.getUint32(8, true);
+    const numStored = v.getUint32(12, true);
+    const numRemoved = v.getUint32(16, true);
+    const cleared = v.getUint32(20, true) !== 0;
+    let o = OUTPUT_HEADER;
+    if (cleared) this.router.onCleared(rank);
+    // Admissions first: cached tokens must be known before the first token reaches a client.
+    let ao = OUTPUT_HEADER + 8 * (numTokens + numFinished);
+    for (let i = 0; i < numAdmissions; i++, ao += 8) {
+      const p = this.pending.get(v.getInt32(ao, true));
+      if (p !== undefined && p.completionTokens === 0) p.cachedTokens = v.getInt32(ao + 4, true);
+    }
+    for (let i = 0; i < numTokens; i++, o += 8) {
+      const p = this.pending.get(v.getInt32(o, true));
+      if (p === undefined) continue;
+      p.completionTokens++;
+      p.cb.onTokens(u32, (o + 4) >>> 2, 1);
+    }
+    for (let i = 0; i < numFinished; i++, o += 8) {
+      const id = v.getInt32(o, true);
+      const p = this.pending.get(id);
+      if (p === undefined) continue;
+      this.pending.delete(id);
+      const reason = v.getUint32(o + 4, true);
+      if (reason === FinishReason.length) this.finish(p, 'length');
+      else if (reason === FinishReason.rejected) {
+        this.finish(p, 'error', new InvalidRequestError(
+          `request needs more KV cache than rank ${rank} has (${this.numGpuBlocks} blocks of ${this.blockSize} tokens)`,
+          'prompt',
+          400,
+          'context_length_exceeded',
+        ));
+      } else this.finish(p, 'abort');
+    }
+    o = ao;
+    if (numStored > 0) o = this.feedRouter(rank, o, numStored, true);
+    if (numRemoved > 0) o = this.feedRouter(rank, o, numRemoved, false);
+    if (o !== len) throw new MockfleetError('MOCKFLEET_ERR_PROTOCOL', `rank ${rank} output record length ${len} does not match its header (${o})`);
+  }
+
+  private feedRouter(rank: number, o: number, n: number, stored: boolean): number {
+    if (n > this.hashHi.length) {
+      this.hashHi = new Uint32Array(n);
+      this.hashLo = new Uint32Array(n);
+    }
+    const v = this.outView;
+    for (let i = 0; i < n; i++, o += 8) {
+      this.hashHi[i] = v.getUint32(o, true);
+      this.hashLo[i] = v.getUint32(o + 4, true);
+    }
+    if (stored) this.router.onStored(rank, n, this.hashHi, this.hashLo, 0);
+    else this.router.onRemoved(rank, n, this.hashHi, this.hashLo, 0);
+    return o;
+  }
+
+  /** Fault injection (--enable-fault-injection): make a rank throw, exit or run out of memory. */
+  injectFault(rank: number, kind: FaultName): void {
+    const slot = this.slots[rank];
+    if (slot === undefined) throw new InvalidRequestError(`rank ${rank} does not exist (0..${this.numRanks - 1})`, 'rank');
+    const code = kind === 'throw' ? FaultKind.throw : kind === 'exit' ? FaultKind.exit : FaultKind.oom;
+    Atomics.store(slot.ctl, Ctl.fault, code);
+    Atomics.add(slot.ctl, Ctl.inboxSeq, 1);
+    Atomics.notify(slot.ctl, Ctl.inboxSeq);
+  }
+
+  metrics(workerIndex?: number): Promise<string> {
+    return this.fleetMetrics.render(workerIndex);
+  }
+
+  /** Requests in flight (submitted, not finished). */
+  get numPending(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Graceful stop: refuse new work, let in-flight requests finish for up to drainMs, abort the
+   * rest, stop the ranks and flush the publisher.
+   */
+  async shutdown(drainMs: number): Promise<void> {
+    if (this.closed) return;
+    this.closing = true;
+    const deadline = Date.now() + drainMs;
+    while (this.pending.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const id of [...this.pending.keys()]) this.abort(id);
+    // Let the ranks process the aborts (their blocks are freed, events published) before stopping.
+    await new Promise((r) => setTimeout(r, 20));
+    for (const slot of this.slots) {
+      Atomics.store(slot.ctl, Ctl.stop, 1);
+      Atomics.add(slot.ctl, Ctl.inboxSeq, 1);
+      Atomics.notify(slot.ctl, Ctl.inboxSeq);
+      Atomics.notify(slot.ctl, Ctl.sleep);
+    }
+    await Promise.all(this.rankDone);
+    this.closed = true;
+    this.outputBell.ring();
+    await this.drainDone;
+    if (this.pool !== null) await this.pool.destroy();
+    if (this.publisher !== null) await this.publisher.flushAndClose(Math.max(1000, deadline - Date.now()));
+  }
+}

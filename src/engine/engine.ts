@@ -1,0 +1,1089 @@
+import { InvalidRequestError, PerfModelError } from '../util/errors.js';
+import { normalizeEngineArgs } from './args.js';
+import { KvEventRecorder } from './events.js';
+import { EngineInvariantError } from './invariant.js';
+import { hashBlocks } from './kv/block-hash.js';
+import { BlockPool, BlockState } from './kv/block-pool.js';
+import { Rng } from './rng.js';
+import { AddOutcome, FinishReason } from './types.js';
+import type { AddOutcomeCode, EngineArgs, FpmSnapshot, KvEventLog, PerfModel, StepResult } from './types.js';
+
+export { DEFAULT_ENGINE_ARGS, normalizeEngineArgs } from './args.js';
+export { computeSequenceHashes } from './kv/block-hash.js';
+export { createInterpolatedPerfModel, createPolynomialPerfModel } from './perf-model.js';
+export type { PerfProfileArrays } from './perf-model.js';
+
+const SlotStatus = { free: 0, waiting: 1, running: 2 } as const;
+const Outcome = { scheduled: 0, blocked: 1, currentPreempted: 2, rejected: 3 } as const;
+type OutcomeCode = (typeof Outcome)[keyof typeof Outcome];
+
+/** Emitted token ids are uniform in [TOKEN_ID_MIN, TOKEN_ID_MIN + TOKEN_ID_SPAN) (Dynamo mocker). */
+export const TOKEN_ID_MIN = 1000;
+export const TOKEN_ID_SPAN = 1000;
+/** Generated tokens reserved up front per request; longer outputs grow the slot buffers by doubling. */
+const GENERATED_RESERVE = 1 << 16;
+
+class StepResultBuffer implements StepResult {
+  prefillMs = 0;
+  decodeMs = 0;
+  numScheduledTokens = 0;
+  numPreemptions = 0;
+  numPromptTokensScheduled = 0;
+  numTokens = 0;
+  tokenRequestIds: Int32Array;
+  tokenIds: Uint32Array;
+  numFinished = 0;
+  finishedRequestIds: Int32Array;
+  finishedReasons: Uint8Array;
+  numAdmissions = 0;
+  admissionRequestIds: Int32Array;
+  admissionCachedTokens: Int32Array;
+  admissionPromptTokens: Int32Array;
+  fpm: FpmSnapshot;
+
+  constructor(maxNumSeqs: number) {
+    this.tokenRequestIds = new Int32Array(maxNumSeqs);
+    this.tokenIds = new Uint32Array(maxNumSeqs);
+    this.finishedRequestIds = new Int32Array(maxNumSeqs);
+    this.finishedReasons = new Uint8Array(maxNumSeqs);
+    this.admissionRequestIds = new Int32Array(maxNumSeqs);
+    this.admissionCachedTokens = new Int32Array(maxNumSeqs);
+    this.admissionPromptTokens = new Int32Array(maxNumSeqs);
+    this.fpm = {
+      numPrefillRequests: 0,
+      sumPrefillTokens: 0,
+      varPrefillLength: 0,
+      sumPrefillKvTokens: 0,
+      numDecodeRequests: 0,
+      sumDecodeKvTokens: 0,
+      varDecodeKvTokens: 0,
+      numQueuedPrefill: 0,
+      sumQueuedPrefillTokens: 0,
+      varQueuedPrefillLength: 0,
+      numQueuedDecode: 0,
+      sumQueuedDecodeKvTokens: 0,
+      varQueuedDecodeKvTokens: 0,
+    };
+  }
+
+  /** Room for one more finished entry (rejections can outnumber max-num-seqs). */
+  ensureFinished(): void {
+    if (this.numFinished < this.finishedRequestIds.length) return;
+    const n = this.finishedRequestIds.length * 2;
+    const ids = new Int32Array(n);
+    ids.set(this.finishedRequestIds);
+    const reasons = new Uint8Array(n);
+    reasons.set(this.finishedReasons);
+    this.finishedRequestIds = ids;
+    this.finishedReasons = reasons;
+  }
+}
+
+function populationVariance(n: number, sum: number, sumSq: number): number {
+  if (n === 0) return 0;
+  const mean = sum / n;
+  const v = sumSq / n - mean * mean;
+  return v > 0 ? v : 0;
+}
+
+/**
+ * One simulated GPU rank: vLLM-v1-style scheduler over a paged, prefix-cached KV pool, with a
+ * modeled pass time (Dynamo mocker `scheduler/vllm/core.rs`, engine-spec §4–§8). Pure and
+ * single-threaded: time is an input of step(), events and results are data for the caller.
+ *
+ * Token accounting of one request (block size 4, prompt 10, 2 tokens generated):
+ *
+ *   tokens   |p p p p|p p p p|p p g g|      seqLen = promptLen + generated tokens = 12
+ *   blocks   [ full  ][ full  ][partial]    block b is full iff (b+1)·blockSize ≤ numComputed
+ *                                   ^ numComputed = 11: the last generated token is computed
+ *                                     by the next pass, which emits the next token
+ *
+ * Invariants (checkInvariants):
+ *  - waiting requests hold no blocks; running requests hold blocks covering numComputed tokens
+ *    and at most seqLen tokens, full blocks first, at most one partial block last;
+ *  - every active block's refCount equals the number of running requests holding it;
+ *  - with prefix caching, a request's sequence hashes are known for all floor(seqLen / blockSize)
+ *    full blocks of its known tokens (prompt + generated).
+ *
+ * Request state lives in a slot table (struct of arrays indexed by slot); the waiting queue is a
+ * ring of slot indices, the running queue an array of slot indices in admission order.
+ */
+export class Engine {
+  readonly args: Readonly<EngineArgs>;
+  private readonly perf: PerfModel;
+  private readonly bs: number;
+  private readonly cacheTokens: number;
+  private readonly prefixCaching: boolean;
+  private readonly lifo: boolean;
+  private readonly pool: BlockPool;
+  private readonly recorder: KvEventRecorder;
+  private readonly rng: Rng;
+  private readonly result: StepResultBuffer;
+  private readonly slotByRequestId = new Map<number, number>();
+
+  // Slot table (grown together by growSlots).
+  private slotCapacity = 0;
+  private slotRequestId: Int32Array = new Int32Array(0);
+  private slotStatus: Uint8Array = new Uint8Array(0);
+  private slotPromptLen: Int32Array = new Int32Array(0);
+  /** Sequence length at which the request completes: prompt + max tokens (capped at int32). */
+  private slotEndLen: Int32Array = new Int32Array(0);
+  /** Known tokens: prompt + generated. */
+  private slotSeqLen: Int32Array = new Int32Array(0);
+  private slotNumComputed: Int32Array = new Int32Array(0);
+  private slotNumBlocks: Int32Array = new Int32Array(0);
+  private slotNumPreemptions: Int32Array = new Int32Array(0);
+  private slotPassStamp: Int32Array = new Int32Array(0);
+  private slotPassTokens: Int32Array = new Int32Array(0);
+  private slotTokens: Uint32Array[] = [];
+  private slotBlocks: Int32Array[] = [];
+  private slotSeqHi: Uint32Array[] = [];
+  private slotSeqLo: Uint32Array[] = [];
+  private slotTokHi: Uint32Array[] = [];
+  private slotTokLo: Uint32Array[] = [];
+  private freeSlots: Int32Array = new Int32Array(0);
+  private numFreeSlots = 0;
+
+  // Waiting: ring of slot indices (capacity = power of two ≥ slotCapacity).
+  private waitQ: Int32Array = new Int32Array(0);
+  private waitMask = 0;
+  private waitHead = 0;
+  private numWaitingQ = 0;
+  // Running: slot indices in admission order.
+  private readonly running: Int32Array;
+  private numRunningQ = 0;
+
+  // Waiting-queue aggregates for the queued FPM fields (never-run vs preempted).
+  private qPrefillN = 0;
+  private qPrefillSum = 0;
+  private qPrefillSumSq = 0;
+  private qDecodeN = 0;
+  private qDecodeSum = 0;
+  private qDecodeSumSq = 0;
+
+  // Per-pass scratch.
+  private passNo = 0;
+  private budget = 0;
+  private runIdx = 0;
+  private inSchedulePhase = false;
+  // Aggregates of the requests scheduled this pass (see contribute()).
+  private aTokens = 0;
+  private aPrompt = 0;
+  private aPrefillN = 0;
+  private aPrefillTokens = 0;
+  private aPrefillKv = 0;
+  private aPrefillLenSum = 0;
+  private aPrefillLenSq = 0;
+  private aDecodeN = 0;
+  private aDecodeKv = 0;
+  private aDecodeSq = 0;
+  private aReadyN = 0;
+  private aReadyCtx = 0;
+
+  /** Preemptions since construction (vllm:num_preemptions). */
+  numPreemptionsTotal = 0;
+  /** Prompt tokens of admitted requests (prefix-cache queries) and the cached part of them. */
+  prefixQueryTokensTotal = 0;
+  prefixHitTokensTotal = 0;
+
+  constructor(args: Readonly<EngineArgs>, perfModel: PerfModel) {
+    this.args = normalizeEngineArgs(args);
+    this.perf = perfModel;
+    this.bs = this.args.blockSize;
+    this.cacheTokens = this.args.numGpuBlocks * this.bs;
+    this.prefixCaching = this.args.enablePrefixCaching;
+    this.lifo = this.args.preemptionMode === 'lifo';
+    this.recorder = new KvEventRecorder(this.bs);
+    this.pool = new BlockPool(this.args.numGpuBlocks, this.prefixCaching, this.recorder);
+    this.rng = new Rng(this.args.seed);
+    this.result = new StepResultBuffer(this.args.maxNumSeqs);
+    this.running = new Int32Array(this.args.maxNumSeqs);
+    this.growSlots(Math.min(this.args.maxNumSeqs, 1024) * 2);
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  get numRunning(): number {
+    return this.numRunningQ;
+  }
+  get numWaiting(): number {
+    return this.numWaitingQ;
+  }
+  get numActiveBlocks(): number {
+    return this.pool.numActive;
+  }
+  get numInactiveBlocks(): number {
+    return this.pool.numInactive;
+  }
+  get numFreeBlocks(): number {
+    return this.pool.numFree;
+  }
+  /** Active blocks / total blocks (gpu_cache_usage_perc as a fraction). */
+  get kvUsage(): number {
+    return this.pool.numActive / this.args.numGpuBlocks;
+  }
+  hasWork(): boolean {
+    return this.numRunningQ + this.numWaitingQ > 0;
+  }
+
+  /** Block ids held by a live request, first to last (tests and diagnostics). */
+  requestBlockIds(requestId: number): number[] {
+    const slot = this.slotByRequestId.get(requestId);
+    if (slot === undefined) return [];
+    return Array.from((this.slotBlocks[slot] as Int32Array).subarray(0, this.slotNumBlocks[slot] as number));
+  }
+  /** Tokens (prompt + generated) of a live request (tests and diagnostics). */
+  requestTokens(requestId: number): Uint32Array {
+    const slot = this.slotByRequestId.get(requestId);
+    if (slot === undefined) return new Uint32Array(0);
+    const n = this.slotSeqLen[slot] as number;
+    return (this.slotTokens[slot] as Uint32Array).slice(0, n);
+  }
+  /** Inactive (cached, evictable) block ids, next to be evicted first. */
+  inactiveBlockOrder(): number[] {
+    return this.pool.inactiveOrder();
+  }
+  /** Free block ids in the order they will be handed out. */
+  freeBlockOrder(): number[] {
+    return this.pool.freeOrder();
+  }
+  /** Sequence hashes of all resident full blocks (active or inactive), as u64 bigints, sorted. */
+  residentBlockHashes(): bigint[] {
+    const out: bigint[] = [];
+    const pool = this.pool;
+    for (let id = 0; id < pool.numBlocks; id++) {
+      if (pool.state[id] !== BlockState.free && pool.full[id] === 1 && this.prefixCaching) {
+        out.push((BigInt(pool.hashHi[id] as number) << 32n) | BigInt(pool.hashLo[id] as number));
+      }
+    }
+    return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+  /** Request ids of the running queue, oldest first. */
+  runningRequestIds(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.numRunningQ; i++) out.push(this.slotRequestId[this.running[i] as number] as number);
+    return out;
+  }
+  /** Request ids of the waiting queue, head first. */
+  waitingRequestIds(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.numWaitingQ; i++) {
+      out.push(this.slotRequestId[this.waitQ[(this.waitHead + i) & this.waitMask] as number] as number);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  /**
+   * Queue a request. The prompt is copied. Returns AddOutcome.rejectedTooLarge (nothing queued)
+   * when the prompt can never be scheduled: prompt + first output token need more blocks than the
+   * whole pool (Dynamo PR #10439 rejects oversize prompts), or, with chunked
+   * prefill off, more tokens than max-num-batched-tokens (Dynamo would leave such a request
+   * blocked forever; vLLM refuses the configuration).
+   */
+  addRequest(requestId: number, promptTokens: Uint32Array, maxTokens: number): AddOutcomeCode {
+    if (!Number.isInteger(requestId) || requestId < 0 || requestId > 0x7fffffff) {
+      throw new InvalidRequestError(`request id must be a non-negative int32, got ${requestId}`, 'request_id');
+    }
+    if (this.slotByRequestId.has(requestId)) {
+      throw new InvalidRequestError(`request id ${requestId} is already in the engine`, 'request_id');
+    }
+    if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > 0x7fffffff) {
+      throw new InvalidRequestError(`max_tokens must be an integer ≥ 1, got ${maxTokens}`, 'max_tokens');
+    }
+    const promptLen = promptTokens.length;
+    if (promptLen === 0) throw new InvalidRequestError('prompt must contain at least one token', 'prompt');
+    // The prompt plus its first output token must fit, or the request could never make progress.
+    if (Math.ceil((promptLen + 1) / this.bs) > this.args.numGpuBlocks) return AddOutcome.rejectedTooLarge;
+    if (!this.args.enableChunkedPrefill && promptLen > this.args.maxNumBatchedTokens) return AddOutcome.rejectedTooLarge;
+
+    if (this.numFreeSlots === 0) this.growSlots(this.slotCapacity * 2);
+    const slot = this.freeSlots[--this.numFreeSlots] as number;
+    this.ensureSlotBuffers(slot, Math.min(promptLen + Math.min(maxTokens, GENERATED_RESERVE), this.cacheTokens));
+    const tokens = this.slotTokens[slot] as Uint32Array;
+    tokens.set(promptTokens, 0);
+    this.slotRequestId[slot] = requestId;
+    this.slotStatus[slot] = SlotStatus.waiting;
+    this.slotPromptLen[slot] = promptLen;
+    this.slotEndLen[slot] = Math.min(promptLen + maxTokens, 0x7fffffff);
+    this.slotSeqLen[slot] = promptLen;
+    this.slotNumComputed[slot] = 0;
+    this.slotNumBlocks[slot] = 0;
+    this.slotNumPreemptions[slot] = 0;
+    this.slotPassStamp[slot] = 0;
+    if (this.prefixCaching) {
+      hashBlocks(
+        tokens,
+        this.bs,
+        0,
+        Math.floor(promptLen / this.bs),
+        this.slotSeqHi[slot] as Uint32Array,
+        this.slotSeqLo[slot] as Uint32Array,
+        this.slotTokHi[slot] as Uint32Array,
+        this.slotTokLo[slot] as Uint32Array,
+      );
+    }
+    this.slotByRequestId.set(requestId, slot);
+    this.pushWaitingBack(slot);
+    return AddOutcome.queued;
+  }
+
+  /** Remove a request now, wherever it is; its blocks are released leaf first. False if unknown. */
+  abortRequest(requestId: number): boolean {
+    const slot = this.slotByRequestId.get(requestId);
+    if (slot === undefined) return false;
+    if (this.slotStatus[slot] === SlotStatus.running) {
+      let i = 0;
+      while (this.running[i] !== slot) i++;
+      this.running.copyWithin(i, i + 1, this.numRunningQ);
+      this.numRunningQ--;
+      this.releaseBlocks(slot);
+    } else {
+      this.removeWaiting(slot);
+    }
+    this.freeSlot(slot);
+    return true;
+  }
+
+  /**
+   * Drop every request and every cached block (rank restart or sleep). Requests vanish without a
+   * finish entry; one AllBlocksCleared event is recorded (even with prefix caching off).
+   */
+  clearAll(): void {
+    for (let s = 0; s < this.slotCapacity; s++) {
+      if (this.slotStatus[s] !== SlotStatus.free) this.freeSlot(s);
+    }
+    this.numRunningQ = 0;
+    this.numWaitingQ = 0;
+    this.waitHead = 0;
+    this.qPrefillN = this.qPrefillSum = this.qPrefillSumSq = 0;
+    this.qDecodeN = this.qDecodeSum = this.qDecodeSumSq = 0;
+    this.pool.clear();
+    this.recorder.active.addCleared();
+  }
+
+  /** KV events since the previous call. Valid until the next takeEvents(). */
+  takeEvents(): KvEventLog {
+    return this.recorder.take();
+  }
+
+  // ---------------------------------------------------------------- one pass
+
+  /**
+   * Run one engine pass at virtual time nowMs (Dynamo `execute_pass`): schedule running then
+   * waiting requests under the token budget, model the pass time, emit one token per ready
+   * request, retire completed requests. Returns the engine-owned result object, overwritten by
+   * the next call.
+   */
+  step(_nowMs: number): StepResult {
+    const r = this.result;
+    r.prefillMs = 0;
+    r.decodeMs = 0;
+    r.numScheduledTokens = 0;
+    r.numPreemptions = 0;
+    r.numPromptTokensScheduled = 0;
+    r.numTokens = 0;
+    r.numFinished = 0;
+    r.numAdmissions = 0;
+    this.passNo++;
+    this.aTokens = this.aPrompt = this.aPrefillN = this.aPrefillTokens = this.aPrefillKv = 0;
+    this.aPrefillLenSum = this.aPrefillLenSq = 0;
+    this.aDecodeN = this.aDecodeKv = this.aDecodeSq = this.aReadyN = this.aReadyCtx = 0;
+    this.inSchedulePhase = true;
+
+    // Running phase: Blocked stops; a preempted current request leaves its index to the next one.
+    // Plain decode steps (one token, no block to promote) take the inline path; their aggregates
+    // stay in locals (fast*) and are merged below.
+    const bs = this.bs;
+    const running = this.running;
+    const numComputed = this.slotNumComputed;
+    const promptLens = this.slotPromptLen;
+    const seqLens = this.slotSeqLen;
+    const numBlocks = this.slotNumBlocks;
+    const blocksBySlot = this.slotBlocks;
+    const full = this.pool.full;
+    let budget = this.args.maxNumBatchedTokens;
+    let fastN = 0;
+    let fastKv = 0;
+    let fastSq = 0;
+    let i = 0;
+    while (i < this.numRunningQ && budget > 0) {
+      const slot = running[i] as number;
+      const seqLen = seqLens[slot] as number;
+      const before = numComputed[slot] as number;
+      if (before === seqLen - 1 && before >= (promptLens[slot] as number)) {
+        const nb = numBlocks[slot] as number;
+        const cap = nb * bs;
+        if (seqLen < cap || (seqLen === cap && full[(blocksBySlot[slot] as Int32Array)[nb - 1] as number] === 1)) {
+          // Not stamped: preemptAt() recognises inline-scheduled victims by their index.
+          numComputed[slot] = seqLen;
+          budget--;
+          fastN++;
+          fastKv += seqLen;
+          fastSq += seqLen * seqLen;
+          i++;
+          continue;
+        }
+      }
+      this.budget = budget;
+      this.runIdx = i;
+      const outcome = this.scheduleRunning(slot);
+      budget = this.budget;
+      i = this.runIdx;
+      if (outcome === Outcome.blocked) break;
+      if (outcome === Outcome.scheduled) i++;
+    }
+    this.budget = budget;
+
+    // Waiting phase, skipped once anything was preempted this pass.
+    if (r.numPreemptions === 0) {
+      const maxSeqs = this.args.maxNumSeqs;
+      while (this.numRunningQ < maxSeqs && this.numWaitingQ > 0) {
+        const outcome = this.scheduleWaiting();
+        if (outcome === Outcome.blocked || outcome === Outcome.currentPreempted) break;
+        if (outcome === Outcome.scheduled && this.budget === 0) break;
+      }
+    }
+    this.inSchedulePhase = false;
+
+    this.measurePass(fastN, fastKv, fastSq);
+    this.emitTokens();
+    this.fillQueuedFpm();
+    return r;
+  }
+
+  /** schedule_request for a running request (engine-spec §4.2). */
+  private scheduleRunning(slot: number): OutcomeCode {
+    const promptLen = this.slotPromptLen[slot] as number;
+    const seqLen = this.slotSeqLen[slot] as number;
+    const before = this.slotNumComputed[slot] as number;
+    const remaining = seqLen - before;
+    const budget = this.budget;
+    if (!this.args.enableChunkedPrefill && promptLen - before > budget) return Outcome.blocked;
+    const desired = remaining < budget ? remaining : budget;
+    if (desired <= 0 && remaining > 0) return Outcome.blocked;
+    const target = before + desired;
+    while (!this.ensureBlocks(slot, target)) {
+      const vi = this.lifo ? this.numRunningQ - 1 : 0;
+      const victim = this.running[vi] as number;
+      this.preemptAt(vi);
+      if (victim === slot) return Outcome.currentPreempted;
+      if (vi < this.runIdx) this.runIdx--;
+    }
+    this.account(slot, before, desired, seqLen);
+    return Outcome.scheduled;
+  }
+
+  /** schedule_request(from_waiting) for the head of the waiting queue, with the PR #10439 gate. */
+  private scheduleWaiting(): OutcomeCode {
+    const slot = this.waitQ[this.waitHead] as number;
+    const bs = this.bs;
+    const promptLen = this.slotPromptLen[slot] as number;
+    const seqLen = this.slotSeqLen[slot] as number;
+    const needBlocks = Math.ceil(seqLen / bs);
+    const pool = this.pool;
+    if (Math.ceil((seqLen + 1) / bs) > pool.numBlocks) {
+      // Only a preempted request can get here: its prompt fit, but its grown sequence plus the
+      // next token never will.
+      this.popWaitingFront();
+      this.finish(slot, FinishReason.rejected);
+      this.freeSlot(slot);
+      return Outcome.rejected;
+    }
+    let hits = 0;
+    let activeHits = 0;
+    if (this.prefixCaching) {
+      const seqHi = this.slotSeqHi[slot] as Uint32Array;
+      const seqLo = this.slotSeqLo[slot] as Uint32Array;
+      const numFull = Math.floor(seqLen / bs);
+      while (hits < numFull) {
+        const id = pool.find(seqHi[hits] as number, seqLo[hits] as number);
+        if (id < 0) break;
+        if (pool.state[id] === BlockState.active) activeHits++;
+        hits++;
+      }
+    }
+    const prefix = hits * bs < promptLen ? hits * bs : promptLen;
+    const remaining = seqLen - prefix;
+    const budget = this.budget;
+    if (!this.args.enableChunkedPrefill && promptLen - prefix > budget) return Outcome.blocked;
+    const desired = remaining < budget ? remaining : budget;
+    if (desired <= 0 && remaining > 0) return Outcome.blocked;
+    // Admit only if the whole known sequence fits in what is free or evictable; cached blocks
+    // that are already active cost nothing. Never preempt for a waiting request.
+    if (needBlocks - activeHits > pool.numFree + pool.numInactive) return Outcome.blocked;
+    if (!this.ensureBlocks(slot, prefix + desired)) {
+      throw new EngineInvariantError('admission gate passed but block allocation failed');
+    }
+    this.popWaitingFront();
+    this.slotStatus[slot] = SlotStatus.running;
+    this.running[this.numRunningQ++] = slot;
+    this.account(slot, prefix, desired, seqLen);
+    const r = this.result;
+    const a = r.numAdmissions++;
+    r.admissionRequestIds[a] = this.slotRequestId[slot] as number;
+    r.admissionCachedTokens[a] = prefix;
+    r.admissionPromptTokens[a] = promptLen;
+    this.prefixQueryTokensTotal += promptLen;
+    this.prefixHitTokensTotal += prefix;
+    return Outcome.scheduled;
+  }
+
+  /** Record what a request computes this pass (Dynamo ScheduledWork) and charge the budget. */
+  private account(slot: number, before: number, desired: number, seqLen: number): void {
+    this.slotNumComputed[slot] = before + desired;
+    this.budget -= desired;
+    this.slotPassStamp[slot] = this.passNo;
+    this.slotPassTokens[slot] = desired;
+    this.contribute(slot, before, before + desired, seqLen, 1);
+  }
+
+  /**
+   * Add (sign 1) or take back (sign -1, preemption later in the same pass) one scheduled
+   * request's share of the pass aggregates: prefill batch, FPM scheduled fields, ready set.
+   */
+  private contribute(slot: number, before: number, after: number, seqLen: number, sign: number): void {
+    const promptLen = this.slotPromptLen[slot] as number;
+    const promptBefore = before < promptLen ? before : promptLen;
+    const prompt = (after < promptLen ? after : promptLen) - promptBefore;
+    const tokens = after - before;
+    this.aTokens += sign * tokens;
+    if (prompt > 0) {
+      this.aPrefillN += sign;
+      this.aPrefillTokens += sign * tokens;
+      this.aPrefillKv += sign * promptBefore;
+      this.aPrompt += sign * prompt;
+      this.aPrefillLenSum += sign * promptLen;
+      this.aPrefillLenSq += sign * promptLen * promptLen;
+    } else {
+      this.aDecodeN += sign;
+      this.aDecodeKv += sign * seqLen;
+      this.aDecodeSq += sign * seqLen * seqLen;
+    }
+    if (after >= seqLen) {
+      this.aReadyN += sign;
+      this.aReadyCtx += sign * seqLen;
+    }
+  }
+
+  /**
+   * Make the request's blocks cover `target` computed tokens: promote a partial block that became
+   * fully computed, then add blocks (full ones by hash lookup, reusing resident copies; at most one
+   * partial last). Newly stored full blocks are published as one Stored event per consecutive run.
+   * Returns false when the pool is exhausted; blocks allocated so far are kept.
+   */
+  private ensureBlocks(slot: number, target: number): boolean {
+    const bs = this.bs;
+    const pool = this.pool;
+    const nb = this.slotNumBlocks[slot] as number;
+    const blocks = this.slotBlocks[slot] as Int32Array;
+    const cap = nb * bs;
+    if (target < cap) return true;
+    if (nb > 0 && pool.full[blocks[nb - 1] as number] === 0) this.promote(slot, nb - 1);
+    if (target === cap) return true;
+    const need = Math.ceil(target / bs);
+    const seqHi = this.slotSeqHi[slot] as Uint32Array;
+    const seqLo = this.slotSeqLo[slot] as Uint32Array;
+    // [runFrom, runEnd): consecutive newly stored full blocks, published as one Stored event once
+    // the run ends (after any Removed events of the evictions that made room for it).
+    let runFrom = -1;
+    let runEnd = -1;
+    for (let b = nb; b < need; b++) {
+      let id: number;
+      if ((b + 1) * bs <= target) {
+        if (this.prefixCaching) {
+          const hi = seqHi[b] as number;
+          const lo = seqLo[b] as number;
+          id = pool.find(hi, lo);
+          if (id >= 0) {
+            pool.touch(id);
+            if (runFrom >= 0) {
+              this.emitStored(slot, runFrom, runEnd);
+              runFrom = -1;
+            }
+          } else {
+            id = pool.allocate();
+            if (id < 0) {
+              if (runFrom >= 0) this.emitStored(slot, runFrom, runEnd);
+              return false;
+            }
+            pool.makeFull(id, hi, lo);
+            if (runFrom < 0) runFrom = b;
+            runEnd = b + 1;
+          }
+        } else {
+          id = pool.allocate();
+          if (id < 0) return false;
+          pool.makeFullAnonymous(id);
+        }
+      } else {
+        id = pool.allocate();
+        if (id < 0) {
+          if (runFrom >= 0) this.emitStored(slot, runFrom, runEnd);
+          return false;
+        }
+      }
+      blocks[b] = id;
+      this.slotNumBlocks[slot] = b + 1;
+    }
+    if (runFrom >= 0) this.emitStored(slot, runFrom, runEnd);
+    return true;
+  }
+
+  /** Promote the request's partial block b, now fully computed, to a full block. */
+  private promote(slot: number, b: number): void {
+    const pool = this.pool;
+    const blocks = this.slotBlocks[slot] as Int32Array;
+    const id = blocks[b] as number;
+    if (!this.prefixCaching) {
+      pool.makeFullAnonymous(id);
+      return;
+    }
+    const hi = (this.slotSeqHi[slot] as Uint32Array)[b] as number;
+    const lo = (this.slotSeqLo[slot] as Uint32Array)[b] as number;
+    const existing = pool.find(hi, lo);
+    if (existing >= 0) {
+      // Another request stored the same content meanwhile: share it, drop the private copy.
+      pool.release(id);
+      pool.touch(existing);
+      blocks[b] = existing;
+    } else {
+      pool.makeFull(id, hi, lo);
+      this.emitStored(slot, b, b + 1);
+    }
+  }
+
+  private emitStored(slot: number, from: number, to: number): void {
+    this.recorder.active.addStored(
+      this.slotSeqHi[slot] as Uint32Array,
+      this.slotSeqLo[slot] as Uint32Array,
+      this.slotTokHi[slot] as Uint32Array,
+      this.slotTokLo[slot] as Uint32Array,
+      this.slotTokens[slot] as Uint32Array,
+      from,
+      to - from,
+    );
+  }
+
+  /**
+   * Preempt running[vi]: release its blocks leaf first, reset it to recompute from scratch (its
+   * generated tokens are kept) and put it at the front of the waiting queue. During scheduling,
+   * the budget and aggregates it took this pass are given back.
+   */
+  private preemptAt(vi: number): void {
+    const slot = this.running[vi] as number;
+    this.running.copyWithin(vi, vi + 1, this.numRunningQ);
+    this.numRunningQ--;
+    // During scheduling, a victim was scheduled this pass if it is stamped (scheduleRunning /
+    // scheduleWaiting) or sits before the current index (the inline decode path: 1 token).
+    const stamped = this.slotPassStamp[slot] === this.passNo;
+    if (this.inSchedulePhase && (stamped || vi < this.runIdx)) {
+      const after = this.slotNumComputed[slot] as number;
+      const tokens = stamped ? (this.slotPassTokens[slot] as number) : 1;
+      this.contribute(slot, after - tokens, after, this.slotSeqLen[slot] as number, -1);
+      this.budget += tokens;
+    }
+    this.slotPassStamp[slot] = 0;
+    this.releaseBlocks(slot);
+    this.slotNumComputed[slot] = 0;
+    this.slotNumPreemptions[slot] = (this.slotNumPreemptions[slot] as number) + 1;
+    this.slotStatus[slot] = SlotStatus.waiting;
+    this.pushWaitingFront(slot);
+    this.numPreemptionsTotal++;
+    this.result.numPreemptions++;
+  }
+
+  /** Release a request's blocks last to first, so leaves become evictable before their parents. */
+  private releaseBlocks(slot: number): void {
+    const blocks = this.slotBlocks[slot] as Int32Array;
+    const pool = this.pool;
+    for (let b = (this.slotNumBlocks[slot] as number) - 1; b >= 0; b--) pool.release(blocks[b] as number);
+    this.slotNumBlocks[slot] = 0;
+  }
+
+  /** FPM scheduled fields and modeled time from the pass aggregates (+ the inline decode steps). */
+  private measurePass(fastN: number, fastKv: number, fastSq: number): void {
+    const r = this.result;
+    const fpm = r.fpm;
+    const prefillN = this.aPrefillN;
+    const decodeN = this.aDecodeN + fastN;
+    const decodeKv = this.aDecodeKv + fastKv;
+    const readyN = this.aReadyN + fastN;
+    r.numScheduledTokens = this.aTokens + fastN;
+    r.numPromptTokensScheduled = this.aPrompt;
+    fpm.numPrefillRequests = prefillN;
+    fpm.sumPrefillTokens = this.aPrefillTokens;
+    fpm.varPrefillLength = populationVariance(prefillN, this.aPrefillLenSum, this.aPrefillLenSq);
+    fpm.sumPrefillKvTokens = this.aPrefillKv;
+    fpm.numDecodeRequests = decodeN;
+    fpm.sumDecodeKvTokens = decodeKv;
+    fpm.varDecodeKvTokens = populationVariance(decodeN, decodeKv, this.aDecodeSq + fastSq);
+    if (prefillN > 0) {
+      const ms = this.perf.prefillMs(prefillN, this.aPrefillKv + this.aPrompt, this.aPrefillKv);
+      if (!(ms >= 0 && ms < Infinity)) throw new PerfModelError(`perf model returned ${ms} ms for a prefill pass`);
+      r.prefillMs = ms;
+    }
+    if (readyN > 0) {
+      const ms = this.perf.decodeMs(this.pool.numActive * this.bs, this.cacheTokens, (this.aReadyCtx + fastKv) / readyN);
+      if (!(ms >= 0 && ms < Infinity)) throw new PerfModelError(`perf model returned ${ms} ms for a decode pass`);
+      r.decodeMs = ms;
+    }
+  }
+
+  /**
+   * emit_ready_tokens: one token for every running request whose known tokens are all computed.
+   * A token that starts a new block needs a fresh partial block; if the pool is exhausted the
+   * token is not emitted, a victim is preempted and allocation retried (Dynamo §4.4).
+   */
+  private emitTokens(): void {
+    const r = this.result;
+    const bs = this.bs;
+    const pool = this.pool;
+    const rng = this.rng;
+    const prefixCaching = this.prefixCaching;
+    const running = this.running;
+    const status = this.slotStatus;
+    const seqLens = this.slotSeqLen;
+    const numComputed = this.slotNumComputed;
+    const numBlocks = this.slotNumBlocks;
+    const endLens = this.slotEndLen;
+    const requestIds = this.slotRequestId;
+    const tokensBySlot = this.slotTokens;
+    const tokenRequestIds = r.tokenRequestIds;
+    const tokenIds = r.tokenIds;
+    let numTokens = 0;
+    let retired = 0;
+    let i = 0;
+    while (i < this.numRunningQ) {
+      const slot = running[i] as number;
+      const seqLen = seqLens[slot] as number;
+      // Not ready: still prefilling, preempted (computed 0) or retired this pass (its last token
+      // made seqLen exceed numComputed).
+      if ((numComputed[slot] as number) < seqLen) {
+        i++;
+        continue;
+      }
+      let nb = numBlocks[slot] as number;
+      if (seqLen === nb * bs) {
+        let id = pool.allocate();
+        let selfPreempted = false;
+        while (id < 0) {
+          const vi = this.pickLiveVictim();
+          const victim = running[vi] as number;
+          this.preemptAt(vi);
+          if (victim === slot) {
+            selfPreempted = true;
+            break;
+          }
+          if (vi < i) i--;
+          id = pool.allocate();
+        }
+        if (selfPreempted) continue;
+        (this.slotBlocks[slot] as Int32Array)[nb] = id;
+        numBlocks[slot] = ++nb;
+      }
+      let tokens = tokensBySlot[slot] as Uint32Array;
+      if (seqLen === tokens.length) tokens = this.growSlotBuffers(slot, seqLen + 1);
+      const tok = rng.nextSmall(TOKEN_ID_MIN, TOKEN_ID_SPAN);
+      tokens[seqLen] = tok;
+      seqLens[slot] = seqLen + 1;
+      const requestId = requestIds[slot] as number;
+      tokenRequestIds[numTokens] = requestId;
+      tokenIds[numTokens] = tok;
+      numTokens++;
+      if (seqLen + 1 >= (endLens[slot] as number)) {
+        this.releaseBlocks(slot);
+        this.finish(slot, FinishReason.length);
+        this.freeSlot(slot);
+        retired++;
+      } else if (prefixCaching && seqLen + 1 === nb * bs) {
+        // The token completed its block's content: hash it now so promotion and prefix lookups
+        // (after a preemption) find the sequence hash ready.
+        const b = nb - 1;
+        hashBlocks(
+          tokens,
+          bs,
+          b,
+          b + 1,
+          this.slotSeqHi[slot] as Uint32Array,
+          this.slotSeqLo[slot] as Uint32Array,
+          this.slotTokHi[slot] as Uint32Array,
+          this.slotTokLo[slot] as Uint32Array,
+        );
+      }
+      i++;
+    }
+    r.numTokens = numTokens;
+    if (retired > 0) {
+      let w = 0;
+      const n = this.numRunningQ;
+      for (let k = 0; k < n; k++) {
+        const s = running[k] as number;
+        if (status[s] === SlotStatus.running) running[w++] = s;
+      }
+      this.numRunningQ = w;
+    }
+  }
+
+  /** Preemption victim among running requests not retired this pass: newest (lifo) or oldest (fifo). */
+  private pickLiveVictim(): number {
+    if (this.lifo) {
+      let vi = this.numRunningQ - 1;
+      while (this.slotStatus[this.running[vi] as number] !== SlotStatus.running) vi--;
+      return vi;
+    }
+    let vi = 0;
+    while (this.slotStatus[this.running[vi] as number] !== SlotStatus.running) vi++;
+    return vi;
+  }
+
+  private finish(slot: number, reason: number): void {
+    const r = this.result;
+    r.ensureFinished();
+    const f = r.numFinished++;
+    r.finishedRequestIds[f] = this.slotRequestId[slot] as number;
+    r.finishedReasons[f] = reason;
+  }
+
+  private fillQueuedFpm(): void {
+    const fpm = this.result.fpm;
+    fpm.numQueuedPrefill = this.qPrefillN;
+    fpm.sumQueuedPrefillTokens = this.qPrefillSum;
+    fpm.varQueuedPrefillLength = populationVariance(this.qPrefillN, this.qPrefillSum, this.qPrefillSumSq);
+    fpm.numQueuedDecode = this.qDecodeN;
+    fpm.sumQueuedDecodeKvTokens = this.qDecodeSum;
+    fpm.varQueuedDecodeKvTokens = populationVariance(this.qDecodeN, this.qDecodeSum, this.qDecodeSumSq);
+  }
+
+  // ---------------------------------------------------------------- queues and slots
+
+  /** Add (sign 1) or remove (sign -1) a waiting request from the queued FPM aggregates. */
+  private queuedStats(slot: number, sign: number): void {
+    const len = this.slotSeqLen[slot] as number;
+    if ((this.slotNumPreemptions[slot] as number) === 0) {
+      this.qPrefillN += sign;
+      this.qPrefillSum += sign * len;
+      this.qPrefillSumSq += sign * len * len;
+    } else {
+      this.qDecodeN += sign;
+      this.qDecodeSum += sign * len;
+      this.qDecodeSumSq += sign * len * len;
+    }
+  }
+
+  private pushWaitingBack(slot: number): void {
+    this.waitQ[(this.waitHead + this.numWaitingQ) & this.waitMask] = slot;
+    this.numWaitingQ++;
+    this.queuedStats(slot, 1);
+  }
+
+  private pushWaitingFront(slot: number): void {
+    this.waitHead = (this.waitHead - 1) & this.waitMask;
+    this.waitQ[this.waitHead] = slot;
+    this.numWaitingQ++;
+    this.queuedStats(slot, 1);
+  }
+
+  private popWaitingFront(): void {
+    const slot = this.waitQ[this.waitHead] as number;
+    this.waitHead = (this.waitHead + 1) & this.waitMask;
+    this.numWaitingQ--;
+    this.queuedStats(slot, -1);
+  }
+
+  private removeWaiting(slot: number): void {
+    const mask = this.waitMask;
+    let k = 0;
+    while (this.waitQ[(this.waitHead + k) & mask] !== slot) k++;
+    for (; k < this.numWaitingQ - 1; k++) {
+      this.waitQ[(this.waitHead + k) & mask] = this.waitQ[(this.waitHead + k + 1) & mask] as number;
+    }
+    this.numWaitingQ--;
+    this.queuedStats(slot, -1);
+  }
+
+  private freeSlot(slot: number): void {
+    this.slotByRequestId.delete(this.slotRequestId[slot] as number);
+    this.slotStatus[slot] = SlotStatus.free;
+    this.slotNumBlocks[slot] = 0;
+    this.freeSlots[this.numFreeSlots++] = slot;
+  }
+
+  private growSlots(capacity: number): void {
+    const old = this.slotCapacity;
+    const i32 = (a: Int32Array): Int32Array => {
+      const b = new Int32Array(capacity);
+      b.set(a);
+      return b;
+    };
+    this.slotRequestId = i32(this.slotRequestId);
+    const st = new Uint8Array(capacity);
+    st.set(this.slotStatus);
+    this.slotStatus = st;
+    this.slotPromptLen = i32(this.slotPromptLen);
+    this.slotEndLen = i32(this.slotEndLen);
+    this.slotSeqLen = i32(this.slotSeqLen);
+    this.slotNumComputed = i32(this.slotNumComputed);
+    this.slotNumBlocks = i32(this.slotNumBlocks);
+    this.slotNumPreemptions = i32(this.slotNumPreemptions);
+    this.slotPassStamp = i32(this.slotPassStamp);
+    this.slotPassTokens = i32(this.slotPassTokens);
+    const empty32 = new Uint32Array(0);
+    const emptyI = new Int32Array(0);
+    for (let s = old; s < capacity; s++) {
+      this.slotTokens.push(empty32);
+      this.slotBlocks.push(emptyI);
+      this.slotSeqHi.push(empty32);
+      this.slotSeqLo.push(empty32);
+      this.slotTokHi.push(empty32);
+      this.slotTokLo.push(empty32);
+    }
+    // Free slots are handed out lowest index first.
+    const free = new Int32Array(capacity);
+    let n = 0;
+    for (let s = capacity - 1; s >= old; s--) free[n++] = s;
+    for (let k = 0; k < this.numFreeSlots; k++) free[n++] = this.freeSlots[k] as number;
+    this.freeSlots = free;
+    this.numFreeSlots = n;
+    // Ring capacity: a power of two that holds every slot.
+    let ringCap = Math.max(16, this.waitQ.length);
+    while (ringCap < capacity) ringCap *= 2;
+    if (ringCap !== this.waitQ.length) {
+      const q = new Int32Array(ringCap);
+      for (let k = 0; k < this.numWaitingQ; k++) q[k] = this.waitQ[(this.waitHead + k) & this.waitMask] as number;
+      this.waitQ = q;
+      this.waitMask = ringCap - 1;
+      this.waitHead = 0;
+    }
+    this.slotCapacity = capacity;
+  }
+
+  /** Make the slot's per-request buffers hold at least `tokens` tokens (kept across reuse). */
+  private ensureSlotBuffers(slot: number, tokens: number): void {
+    if ((this.slotTokens[slot] as Uint32Array).length < tokens) this.resizeSlotBuffers(slot, tokens);
+  }
+
+  private growSlotBuffers(slot: number, minTokens: number): Uint32Array {
+    const cur = (this.slotTokens[slot] as Uint32Array).length;
+    let n = cur * 2;
+    if (n < minTokens) n = minTokens;
+    if (n > this.cacheTokens) n = this.cacheTokens;
+    this.resizeSlotBuffers(slot, n);
+    return this.slotTokens[slot] as Uint32Array;
+  }
+
+  private resizeSlotBuffers(slot: number, tokens: number): void {
+    const bs = this.bs;
+    const t = new Uint32Array(tokens);
+    t.set(this.slotTokens[slot] as Uint32Array);
+    this.slotTokens[slot] = t;
+    const nb = Math.ceil(tokens / bs);
+    const b = new Int32Array(nb);
+    b.set(this.slotBlocks[slot] as Int32Array);
+    this.slotBlocks[slot] = b;
+    const nh = Math.floor(tokens / bs);
+    const grow = (a: Uint32Array): Uint32Array => {
+      const c = new Uint32Array(nh);
+      c.set(a.length <= nh ? a : a.subarray(0, nh));
+      return c;
+    };
+    this.slotSeqHi[slot] = grow(this.slotSeqHi[slot] as Uint32Array);
+    this.slotSeqLo[slot] = grow(this.slotSeqLo[slot] as Uint32Array);
+    this.slotTokHi[slot] = grow(this.slotTokHi[slot] as Uint32Array);
+    this.slotTokLo[slot] = grow(this.slotTokLo[slot] as Uint32Array);
+  }
+
+  // ---------------------------------------------------------------- invariants
+
+  /** Throw EngineInvariantError if any engine invariant is broken (tests run it after every step). */
+  checkInvariants(): void {
+    const pool = this.pool;
+    pool.checkInvariants();
+    const bs = this.bs;
+    const n = pool.numBlocks;
+    const refs = new Int32Array(n);
+    let live = 0;
+    let qpN = 0;
+    let qpS = 0;
+    let qdN = 0;
+    let qdS = 0;
+    const hashHi = new Uint32Array(Math.ceil(this.cacheTokens / bs) + 1);
+    const hashLo = new Uint32Array(hashHi.length);
+    const tokHi = new Uint32Array(hashHi.length);
+    const tokLo = new Uint32Array(hashHi.length);
+    if (this.numRunningQ > this.args.maxNumSeqs) fail(`${this.numRunningQ} running > max-num-seqs`);
+    for (let i = 0; i < this.numRunningQ; i++) {
+      const s = this.running[i] as number;
+      if (this.slotStatus[s] !== SlotStatus.running) fail(`running queue entry ${i} (slot ${s}) is not running`);
+    }
+    for (let k = 0; k < this.numWaitingQ; k++) {
+      const s = this.waitQ[(this.waitHead + k) & this.waitMask] as number;
+      if (this.slotStatus[s] !== SlotStatus.waiting) fail(`waiting queue entry ${k} (slot ${s}) is not waiting`);
+    }
+    for (let s = 0; s < this.slotCapacity; s++) {
+      const st = this.slotStatus[s];
+      if (st === SlotStatus.free) continue;
+      live++;
+      const id = this.slotRequestId[s] as number;
+      if (this.slotByRequestId.get(id) !== s) fail(`request ${id} is not mapped to its slot ${s}`);
+      const promptLen = this.slotPromptLen[s] as number;
+      const seqLen = this.slotSeqLen[s] as number;
+      const computed = this.slotNumComputed[s] as number;
+      const nb = this.slotNumBlocks[s] as number;
+      if (seqLen < promptLen) fail(`request ${id} has ${seqLen} tokens, fewer than its prompt`);
+      if (seqLen >= (this.slotEndLen[s] as number)) fail(`request ${id} is live after max tokens`);
+      if (this.prefixCaching) {
+        const numFull = Math.floor(seqLen / bs);
+        hashBlocks(this.slotTokens[s] as Uint32Array, bs, 0, numFull, hashHi, hashLo, tokHi, tokLo);
+        const sh = this.slotSeqHi[s] as Uint32Array;
+        const sl = this.slotSeqLo[s] as Uint32Array;
+        for (let b = 0; b < numFull; b++) {
+          if (sh[b] !== hashHi[b] || sl[b] !== hashLo[b]) fail(`request ${id} block ${b} has a stale sequence hash`);
+        }
+      }
+      if (st === SlotStatus.waiting) {
+        if (nb !== 0 || computed !== 0) fail(`waiting request ${id} holds ${nb} blocks / ${computed} computed tokens`);
+        if ((this.slotNumPreemptions[s] as number) === 0) {
+          qpN++;
+          qpS += seqLen;
+        } else {
+          qdN++;
+          qdS += seqLen;
+        }
+        continue;
+      }
+      if (computed > seqLen) fail(`request ${id} computed ${computed} > ${seqLen} tokens`);
+      if (nb < Math.ceil(computed / bs) || nb > Math.ceil(seqLen / bs)) {
+        fail(`request ${id} holds ${nb} blocks for ${computed} computed / ${seqLen} known tokens`);
+      }
+      const blocks = this.slotBlocks[s] as Int32Array;
+      for (let b = 0; b < nb; b++) {
+        const blk = blocks[b] as number;
+        refs[blk] = (refs[blk] as number) + 1;
+        if (pool.state[blk] !== BlockState.active) fail(`request ${id} holds non-active block ${blk}`);
+        const shouldBeFull = (b + 1) * bs <= computed;
+        if ((pool.full[blk] === 1) !== shouldBeFull) fail(`request ${id} block ${b} (id ${blk}) full=${pool.full[blk]}, computed ${computed}`);
+        if (shouldBeFull && this.prefixCaching) {
+          if (pool.hashHi[blk] !== hashHi[b] || pool.hashLo[blk] !== hashLo[b]) fail(`request ${id} block ${b} (id ${blk}) has the wrong hash`);
+        }
+      }
+    }
+    if (live !== this.slotByRequestId.size) fail(`${live} live slots but ${this.slotByRequestId.size} mapped request ids`);
+    if (live !== this.numRunningQ + this.numWaitingQ) fail(`${live} live slots != running + waiting`);
+    for (let b = 0; b < n; b++) {
+      const expected = refs[b] as number;
+      if (pool.state[b] === BlockState.active) {
+        if (pool.refCount[b] !== expected) fail(`block ${b} refCount ${pool.refCount[b]} but ${expected} holders`);
+      } else if (expected !== 0) {
+        fail(`block ${b} is held by ${expected} requests but not active`);
+      }
+    }
+    if (qpN !== this.qPrefillN || qpS !== this.qPrefillSum) fail('queued prefill aggregates are stale');
+    if (qdN !== this.qDecodeN || qdS !== this.qDecodeSum) fail('queued decode aggregates are stale');
+  }
+}
+
+function fail(message: string): never {
+  throw new EngineInvariantError(message);
+}

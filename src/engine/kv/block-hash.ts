@@ -1,0 +1,74 @@
+import { xxh3Chain, xxh3Tokens } from './xxh3.js';
+
+/**
+ * Chained block hashes (Dynamo `lib/tokens`, engine-spec §5.1): block_hash = XXH3-64(seed 1337)
+ * over the block's tokens as u32 LE; sequence_hash of block 0 = its block_hash, of block i > 0 =
+ * XXH3-64(seed 1337) over [parent sequence_hash u64 LE, block_hash u64 LE]. Only full blocks are
+ * hashed. u64 values are (hi, lo) u32 halves.
+ */
+
+const scratch = new Uint32Array(2);
+
+/**
+ * Hash full blocks [fromBlock, toBlock) of `tokens`, writing block hashes to tokHi/tokLo and
+ * sequence hashes to seqHi/seqLo at the block index. Block fromBlock - 1 must already be hashed
+ * in seqHi/seqLo when fromBlock > 0.
+ */
+export function hashBlocks(
+  tokens: Uint32Array,
+  blockSize: number,
+  fromBlock: number,
+  toBlock: number,
+  seqHi: Uint32Array,
+  seqLo: Uint32Array,
+  tokHi: Uint32Array,
+  tokLo: Uint32Array,
+): void {
+  const out = scratch;
+  for (let b = fromBlock; b < toBlock; b++) {
+    xxh3Tokens(tokens, b * blockSize, blockSize, out);
+    const hi = out[0] as number;
+    const lo = out[1] as number;
+    tokHi[b] = hi;
+    tokLo[b] = lo;
+    if (b === 0) {
+      seqHi[0] = hi;
+      seqLo[0] = lo;
+    } else {
+      xxh3Chain(seqHi[b - 1] as number, seqLo[b - 1] as number, hi, lo, out);
+      seqHi[b] = out[0] as number;
+      seqLo[b] = out[1] as number;
+    }
+  }
+}
+
+/**
+ * Sequence hashes of the full blocks among the first numTokens tokens (the same hashes the
+ * engine stores and publishes; the router uses them to score prefixes). Writes outHi/outLo[0..n)
+ * and returns n = floor(numTokens / blockSize). Throws RangeError if the outputs are too short.
+ */
+export function computeSequenceHashes(
+  tokens: Uint32Array,
+  numTokens: number,
+  blockSize: number,
+  outHi: Uint32Array,
+  outLo: Uint32Array,
+): number {
+  if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`blockSize must be a positive integer, got ${blockSize}`);
+  if (numTokens > tokens.length) throw new RangeError(`numTokens ${numTokens} exceeds tokens.length ${tokens.length}`);
+  const n = Math.floor(numTokens / blockSize);
+  if (outHi.length < n || outLo.length < n) throw new RangeError(`output arrays hold fewer than ${n} hashes`);
+  const out = scratch;
+  for (let b = 0; b < n; b++) {
+    xxh3Tokens(tokens, b * blockSize, blockSize, out);
+    if (b === 0) {
+      outHi[0] = out[0] as number;
+      outLo[0] = out[1] as number;
+    } else {
+      xxh3Chain(outHi[b - 1] as number, outLo[b - 1] as number, out[0] as number, out[1] as number, out);
+      outHi[b] = out[0] as number;
+      outLo[b] = out[1] as number;
+    }
+  }
+  return n;
+}

@@ -1,0 +1,445 @@
+/**
+ * OpenAI-compatible HTTP frontend over a Backend (node:http, no framework). Endpoints, headers
+ * and the error table are in README.md. Request pipeline for the generate endpoints:
+ *
+ *   route/method (404/405) -> API key (401) -> body size (413) -> JSON (400) -> X-Return-Error
+ *   -> validation (400) -> model (404) -> X-Mockfleet-Rank (400) -> tokenize
+ *   -> max-model-len and KV capacity (400 context_length_exceeded) -> failure injection
+ *   -> Backend.submit (429 overloaded, backend errors) -> 200 JSON or SSE stream
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Backend } from '../cluster/backend.js';
+import { WordTokenizer } from '../tokenizer/word-tokenizer.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { HttpApiError, InvalidConfigError, MockfleetError } from '../util/errors.js';
+import {
+  badRequest, contextLengthExceeded, errorJson, errorReply, forcedError, injectedFailure, invalidApiKey, modelNotFound,
+} from './errors.js';
+import { FailureInjector } from './failure-injection.js';
+import { BufferedGeneration, StreamingGeneration } from './generation.js';
+import type { GenerationMeta } from './generation.js';
+import { DEFAULT_COMPLETION_MAX_TOKENS, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, FAILURE_TYPES } from './options.js';
+import type { FailureType, HttpOptions } from './options.js';
+import { parseGenerate, parseJsonObject, parseTokenize } from './parse.js';
+import type { GenerateKind } from './parse.js';
+import { FlushScheduler } from './sse.js';
+import { TokenTextCache } from './token-text-cache.js';
+
+export interface HttpServer {
+  readonly url: string;
+  readonly port: number;
+  /**
+   * Stops accepting connections and closes idle keep-alive sockets at once; in-flight responses
+   * may finish for `graceMs` (default 10 s), then every connection is cut (their requests are
+   * aborted on the ranks). `close(0)` cuts at once.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** A body this many times over maxBodyBytes is not drained any further: the connection is cut. */
+const BODY_DRAIN_FACTOR = 16;
+const DEFAULT_CLOSE_GRACE_MS = 10_000;
+const MAX_REQUEST_ID_LENGTH = 256;
+const REQUEST_ID_RE = /^[\x21-\x7e]+$/;
+const JSON_HEADERS = { 'content-type': 'application/json' } as const;
+
+type RouteName = 'completions' | 'chat' | 'models' | 'health' | 'ready' | 'metrics' | 'tokenize';
+const ROUTES: ReadonlyMap<string, { readonly name: RouteName; readonly method: 'GET' | 'POST' }> = new Map([
+  ['/v1/completions', { name: 'completions', method: 'POST' }],
+  ['/v1/chat/completions', { name: 'chat', method: 'POST' }],
+  ['/v1/models', { name: 'models', method: 'GET' }],
+  ['/health', { name: 'health', method: 'GET' }],
+  ['/health/ready', { name: 'ready', method: 'GET' }],
+  ['/metrics', { name: 'metrics', method: 'GET' }],
+  ['/tokenize', { name: 'tokenize', method: 'POST' }],
+] as const);
+
+interface ResolvedOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly apiKey: string | null;
+  readonly maxBodyBytes: number;
+  readonly servedModelNames: readonly string[];
+  readonly maxModelLen: number;
+  readonly tokenizer: Tokenizer;
+  readonly failureRate: number;
+  readonly failureTypes: readonly FailureType[];
+  readonly seed: number;
+  readonly workerIndex: number | undefined;
+  readonly extraRoutes: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+}
+
+function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
+  const port = o.port ?? DEFAULT_PORT;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidConfigError('port', `must be an integer in [0, 65535], got ${port}`);
+  const maxBodyBytes = o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) throw new InvalidConfigError('maxBodyBytes', `must be a positive integer, got ${maxBodyBytes}`);
+  const maxModelLen = o.maxModelLen ?? backend.maxModelLen;
+  if (!Number.isSafeInteger(maxModelLen) || maxModelLen < 2) throw new InvalidConfigError('maxModelLen', `must be an integer >= 2, got ${maxModelLen}`);
+  const names = o.servedModelNames !== undefined && o.servedModelNames.length > 0 ? o.servedModelNames : [backend.modelName];
+  for (const n of names) if (n.length === 0) throw new InvalidConfigError('servedModelNames', 'model names must not be empty');
+  const failureRate = o.failureRate ?? 0;
+  if (!(failureRate >= 0 && failureRate <= 100)) throw new InvalidConfigError('failureRate', `must be a percentage in [0, 100], got ${failureRate}`);
+  const failureTypes = o.failureTypes ?? FAILURE_TYPES;
+  for (const t of failureTypes) {
+    if (!(FAILURE_TYPES as readonly string[]).includes(t)) throw new InvalidConfigError('failureTypes', `unknown type ${t}; expected one of ${FAILURE_TYPES.join(', ')}`);
+  }
+  if (failureRate > 0 && failureTypes.length === 0) throw new InvalidConfigError('failureTypes', 'must name at least one type when failureRate > 0');
+  const wi = o.workerIndex;
+  if (wi !== undefined && (!Number.isInteger(wi) || wi < 0 || wi >= backend.numWorkers)) {
+    throw new InvalidConfigError('workerIndex', `must be an integer in [0, ${backend.numWorkers}), got ${wi}`);
+  }
+  return {
+    host: o.host ?? DEFAULT_HOST,
+    port,
+    apiKey: o.apiKey ?? null,
+    maxBodyBytes,
+    servedModelNames: [...names],
+    maxModelLen,
+    tokenizer: o.tokenizer ?? new WordTokenizer(),
+    failureRate,
+    failureTypes,
+    seed: o.seed ?? 0,
+    workerIndex: wi,
+    extraRoutes: o.extraRoutes,
+  };
+}
+
+function sendJson(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, JSON_HEADERS).end(body);
+}
+
+function sendError(res: ServerResponse, err: unknown): void {
+  const { status, body } = errorReply(err);
+  // A non-MockfleetError is a bug in mockfleet: the client gets a 500 and the operator the stack.
+  if (!(err instanceof MockfleetError)) console.error('mockfleet http: request failed:', err);
+  if (res.headersSent) {
+    // Only reachable when a writer already started the response; the client sees a cut stream.
+    res.destroy(err instanceof Error ? err : undefined);
+    return;
+  }
+  sendJson(res, status, body);
+}
+
+function headerString(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/** Reads the whole body; over `limit` bytes answers 413 after draining (bounded) the rest. */
+function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let settled = false;
+    const tooLarge = () => new HttpApiError(413, 'invalid_request_error', 'request_too_large',
+      `request body exceeds the limit of ${limit} bytes`);
+    req.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      chunks.length = 0;
+      if (total > limit * BODY_DRAIN_FACTOR && !settled) {
+        settled = true;
+        res.setHeader('connection', 'close');
+        reject(tooLarge());
+      }
+    });
+    req.once('end', () => {
+      if (settled) return;
+      settled = true;
+      if (total > limit) reject(tooLarge());
+      else resolve(Buffer.concat(chunks, total));
+    });
+    req.once('error', (err) => {
+      if (settled) return;
+      settled = true;
+      reject(new HttpApiError(400, 'invalid_request_error', 'invalid_body', `request body could not be read: ${err.message}`));
+    });
+    req.once('close', () => {
+      if (settled) return;
+      settled = true;
+      reject(new HttpApiError(400, 'invalid_request_error', 'invalid_body', 'the client closed the connection before sending the whole body'));
+    });
+  });
+}
+
+/**
+ * Open sockets and how many responses each has in flight, so close() can end every socket that
+ * is not serving a request (node's closeIdleConnections skips connections that never sent one)
+ * and end the others as soon as their response is done.
+ */
+class ConnectionTracker {
+  private readonly sockets: Set<Socket>;
+  private readonly activeBySocket: Map<Socket, number>;
+  private closing: boolean;
+
+  constructor() {
+    this.sockets = new Set();
+    this.activeBySocket = new Map();
+    this.closing = false;
+  }
+
+  add(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.activeBySocket.delete(socket);
+    });
+  }
+
+  track(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket;
+    this.activeBySocket.set(socket, (this.activeBySocket.get(socket) ?? 0) + 1);
+    if (this.closing) res.shouldKeepAlive = false;
+    res.once('close', () => {
+      const n = (this.activeBySocket.get(socket) ?? 1) - 1;
+      if (n > 0) {
+        this.activeBySocket.set(socket, n);
+        return;
+      }
+      this.activeBySocket.delete(socket);
+      if (this.closing) socket.end();
+    });
+  }
+
+  /** Ends idle sockets now; busy ones end when their last response closes. */
+  beginClose(): void {
+    this.closing = true;
+    for (const socket of this.sockets) if (!this.activeBySocket.has(socket)) socket.end();
+  }
+}
+
+class Frontend {
+  private readonly backend: Backend;
+  private readonly o: ResolvedOptions;
+  private readonly texts: TokenTextCache;
+  private readonly scheduler: FlushScheduler;
+  private readonly failures: FailureInjector;
+  private readonly modelsBody: string;
+  private readonly readyBody: string;
+  private readonly notReadyBody: string;
+  private readonly connections: ConnectionTracker;
+
+  constructor(backend: Backend, o: ResolvedOptions, connections: ConnectionTracker) {
+    this.connections = connections;
+    this.backend = backend;
+    this.o = o;
+    this.texts = new TokenTextCache(o.tokenizer);
+    this.scheduler = new FlushScheduler();
+    this.failures = new FailureInjector(o.failureRate, o.failureTypes, o.seed);
+    const created = Math.floor(Date.now() / 1000);
+    this.modelsBody = JSON.stringify({
+      object: 'list',
+      data: o.servedModelNames.map((id) => ({
+        id, object: 'model', created, owned_by: 'mockfleet', root: backend.modelName, parent: null, max_model_len: o.maxModelLen, permission: [],
+      })),
+    });
+    this.readyBody = JSON.stringify({ status: 'ready' });
+    this.notReadyBody = errorJson('the fleet is starting: not every rank is up yet', 'server_error', null, 'not_ready');
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.connections.track(req, res);
+    try {
+      if (this.o.extraRoutes !== undefined && this.o.extraRoutes(req, res)) return;
+      this.route(req, res);
+    } catch (err) {
+      sendError(res, err);
+    }
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const givenId = headerString(req, 'x-request-id');
+    const validId = givenId !== undefined && givenId.length > 0 && givenId.length <= MAX_REQUEST_ID_LENGTH && REQUEST_ID_RE.test(givenId);
+    const requestId = validId ? givenId : randomUUID();
+    res.setHeader('x-request-id', requestId);
+    if (givenId !== undefined && !validId) {
+      throw badRequest(`X-Request-Id must be 1-${MAX_REQUEST_ID_LENGTH} visible ASCII characters`, 'X-Request-Id');
+    }
+    const route = ROUTES.get(path);
+    if (route === undefined) {
+      throw new HttpApiError(404, 'invalid_request_error', 'not_found', `Invalid URL (${req.method ?? ''} ${path})`);
+    }
+    if (req.method !== route.method) {
+      res.setHeader('allow', route.method);
+      throw new HttpApiError(405, 'invalid_request_error', 'method_not_allowed', `${path} accepts ${route.method}, not ${req.method ?? ''}`);
+    }
+    switch (route.name) {
+      case 'completions':
+      case 'chat':
+        this.generate(route.name === 'chat' ? 'chat' : 'completion', requestId, req, res).catch((err: unknown) => sendError(res, err));
+        return;
+      case 'tokenize':
+        this.tokenize(req, res).catch((err: unknown) => sendError(res, err));
+        return;
+      case 'models':
+        this.authorize(req);
+        sendJson(res, 200, this.modelsBody);
+        return;
+      case 'health':
+        res.writeHead(200).end();
+        return;
+      case 'ready':
+        if (this.backend.isReady()) sendJson(res, 200, this.readyBody);
+        else sendJson(res, 503, this.notReadyBody);
+        return;
+      case 'metrics':
+        this.backend.metrics(this.o.workerIndex).then(
+          (text) => res.writeHead(200, { 'content-type': this.backend.metricsContentType }).end(text),
+          (err: unknown) => sendError(res, err),
+        );
+        return;
+    }
+  }
+
+  /** vLLM's --api-key guards /v1/* only; /health, /metrics and /tokenize stay open. */
+  private authorize(req: IncomingMessage): void {
+    if (this.o.apiKey === null) return;
+    if (headerString(req, 'authorization') !== `Bearer ${this.o.apiKey}`) throw invalidApiKey();
+  }
+
+  private resolveModel(model: string | null): string {
+    if (model === null) return this.o.servedModelNames[0] as string;
+    if (!this.o.servedModelNames.includes(model)) throw modelNotFound(model);
+    return model;
+  }
+
+  private pinnedRank(req: IncomingMessage): number | undefined {
+    const raw = headerString(req, 'x-mockfleet-rank');
+    if (raw === undefined) return undefined;
+    const rank = /^\d{1,9}$/.test(raw) ? Number(raw) : -1;
+    if (rank < 0 || rank >= this.backend.numRanks) {
+      throw badRequest(`X-Mockfleet-Rank must be a rank index in [0, ${this.backend.numRanks}), got ${JSON.stringify(raw)}`, 'X-Mockfleet-Rank');
+    }
+    const wi = this.o.workerIndex;
+    if (wi !== undefined) {
+      const info = this.backend.ranks()[rank];
+      if (info === undefined || info.workerIndex !== wi) {
+        throw badRequest(`X-Mockfleet-Rank ${rank} does not belong to worker ${wi}, which this endpoint serves`, 'X-Mockfleet-Rank');
+      }
+    }
+    return rank;
+  }
+
+  private forcedError(req: IncomingMessage, model: string): HttpApiError | null {
+    const raw = headerString(req, 'x-return-error');
+    if (raw === undefined) return null;
+    const status = /^\d{3}$/.test(raw) ? Number(raw) : 0;
+    if (status < 400 || status > 599) throw badRequest(`X-Return-Error must be an HTTP error status in [400, 599], got ${JSON.stringify(raw)}`, 'X-Return-Error');
+    return forcedError(status, model);
+  }
+
+  private async generate(kind: GenerateKind, requestId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.authorize(req);
+    const body = parseJsonObject(await readBody(req, res, this.o.maxBodyBytes));
+    const forced = this.forcedError(req, this.o.servedModelNames[0] as string);
+    if (forced !== null) throw forced;
+    const parsed = parseGenerate(kind, body);
+    const model = this.resolveModel(parsed.model);
+    const pinnedRank = this.pinnedRank(req);
+    const promptTokens = parsed.promptIds ?? this.o.tokenizer.encode(parsed.promptText as string);
+    const promptParam = kind === 'chat' ? 'messages' : 'prompt';
+    const n = promptTokens.length;
+    if (n === 0) throw badRequest(`${promptParam} has no tokens`, promptParam);
+    const L = this.o.maxModelLen;
+    if (n >= L) {
+      throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, your request has ${n} input tokens, leaving no room for output. Please reduce the length of the input.`, promptParam);
+    }
+    const maxTokens = parsed.maxTokens ?? (kind === 'chat' ? L - n : Math.min(DEFAULT_COMPLETION_MAX_TOKENS, L - n));
+    if (n + maxTokens > L) {
+      const param = kind === 'chat' && body['max_completion_tokens'] !== undefined ? 'max_completion_tokens' : 'max_tokens';
+      throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, you requested ${n + maxTokens} tokens (${n} in the ${promptParam}, ${maxTokens} in the completion). Please reduce the length of the ${promptParam} or completion.`, param);
+    }
+    const capacity = this.backend.numGpuBlocks * this.backend.blockSize;
+    if (n + maxTokens > capacity) {
+      throw contextLengthExceeded(`This request needs ${n + maxTokens} tokens of KV cache (${n} prompt + ${maxTokens} completion) but a rank holds at most ${capacity} (${this.backend.numGpuBlocks} blocks of ${this.backend.blockSize}); it can never be scheduled.`, promptParam);
+    }
+    const injected = this.failures.draw();
+    if (injected !== null) throw injectedFailure(injected, model);
+
+    const meta: GenerationMeta = {
+      kind,
+      id: (kind === 'chat' ? 'chatcmpl-' : 'cmpl-') + requestId,
+      created: Math.floor(Date.now() / 1000),
+      model,
+      includeUsage: parsed.includeUsage,
+    };
+    const gen = parsed.stream ? new StreamingGeneration(res, meta, this.texts, this.scheduler) : new BufferedGeneration(res, meta, this.o.tokenizer);
+    const handle = this.backend.submit({ requestId, promptTokens, maxTokens, pinnedRank, workerIndex: this.o.workerIndex }, gen);
+    if (gen instanceof StreamingGeneration) gen.start();
+    gen.attach(handle);
+  }
+
+  private async tokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = parseJsonObject(await readBody(req, res, this.o.maxBodyBytes));
+    const parsed = parseTokenize(body);
+    if (parsed.model !== null) this.resolveModel(parsed.model);
+    const tokens = parsed.promptIds ?? this.o.tokenizer.encode(parsed.promptText as string);
+    sendJson(res, 200, JSON.stringify({ count: tokens.length, max_model_len: this.o.maxModelLen, tokens: Array.from(tokens), token_strs: null }));
+  }
+}
+
+/** Answers requests node:http could not parse (bad Content-Length, broken framing, huge headers). */
+function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  const pending = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || (pending !== undefined && pending !== null && pending.headersSent === true)) {
+    socket.destroy();
+    return;
+  }
+  const kind = err.code === 'HPE_HEADER_OVERFLOW' ? 'headers' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'malformed';
+  const status = kind === 'headers' ? 431 : kind === 'timeout' ? 408 : 400;
+  const reason = kind === 'headers' ? 'Request Header Fields Too Large' : kind === 'timeout' ? 'Request Timeout' : 'Bad Request';
+  const body = kind === 'headers'
+    ? errorJson('request headers too large', 'invalid_request_error', null, 'headers_too_large')
+    : kind === 'timeout'
+      ? errorJson('the request was not received in time', 'invalid_request_error', null, 'request_timeout')
+      : errorJson(`malformed HTTP request: ${err.code ?? err.message}`, 'invalid_request_error', null, 'malformed_request');
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\n` +
+    `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
+export async function startHttpServer(backend: Backend, opts: HttpOptions): Promise<HttpServer> {
+  const o = resolveOptions(backend, opts);
+  const connections = new ConnectionTracker();
+  const frontend = new Frontend(backend, o, connections);
+  const server = createServer((req, res) => frontend.handle(req, res));
+  server.on('connection', (socket: Socket) => connections.add(socket));
+  server.on('clientError', onClientError);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${hostForUrl}:${port}`,
+    port,
+    close(graceMs = DEFAULT_CLOSE_GRACE_MS): Promise<void> {
+      if (closing !== null) return closing;
+      closing = new Promise<void>((resolve, reject) => {
+        const timer = graceMs > 0 ? setTimeout(() => server.closeAllConnections(), graceMs) : null;
+        server.close((err) => {
+          if (timer !== null) clearTimeout(timer);
+          if (err === undefined) resolve();
+          else reject(err);
+        });
+        if (timer === null) server.closeAllConnections();
+        else connections.beginClose();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,195 @@
+/**
+ * Prometheus exposition over the ranks' shared counters. prom-client formats and serves the
+ * registry; each metric object reads the Float64Arrays at scrape time, so serving pays nothing
+ * for metrics between scrapes. Names, types, labels and buckets follow vLLM
+ * (vllm/v1/metrics/loggers.py): labels model_name + engine (dp rank) + worker_id (fleet view
+ * only; a per-worker endpoint looks exactly like one vLLM server).
+ */
+import promClient from 'prom-client';
+import type { Coordinator } from '../cluster/coordinator.js';
+import { Scalar } from '../protocol/rank-counters.js';
+import type { HistogramDef } from '../protocol/rank-counters.js';
+
+type Labels = Record<string, string | number>;
+interface Sample {
+  value: number;
+  labels: Labels;
+  metricName?: string;
+}
+interface MetricSnapshot {
+  name: string;
+  help: string;
+  type: 'counter' | 'gauge' | 'histogram';
+  values: Sample[];
+  aggregator: 'sum';
+}
+
+/** The minimal shape prom-client's Registry needs from a metric. */
+class SabMetric {
+  readonly aggregator = 'sum';
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: 'counter' | 'gauge' | 'histogram',
+    private readonly collect: (out: Sample[]) => void,
+  ) {}
+  get(): MetricSnapshot {
+    const values: Sample[] = [];
+    this.collect(values);
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' };
+  }
+  reset(): void {}
+}
+
+export class FleetMetrics {
+  private readonly registries = new Map<number, promClient.Registry>();
+
+  constructor(private readonly c: Coordinator) {}
+
+  render(workerIndex?: number): Promise<string> {
+    const key = workerIndex ?? -1;
+    let reg = this.registries.get(key);
+    if (reg === undefined) {
+      reg = this.build(workerIndex);
+      this.registries.set(key, reg);
+    }
+    return reg.metrics();
+  }
+
+  private build(workerIndex: number | undefined): promClient.Registry {
+    const c = this.c;
+    const reg = new promClient.Registry();
+    const ranks: number[] = [];
+    for (let r = 0; r < c.numRanks; r++) {
+      if (workerIndex === undefined || Math.floor(r / c.dataParallelSize) === workerIndex) ranks.push(r);
+    }
+    const info = c.ranks();
+    const labels: Labels[] = ranks.map((r) => {
+      const ri = info[r];
+      const l: Labels = { model_name: c.modelName, engine: String(ri?.dpRank ?? 0) };
+      if (workerIndex === undefined) l['worker_id'] = String(ri?.workerId ?? 0n);
+      return l;
+    });
+    const f64 = (r: number): Float64Array => c.counters[r] as Float64Array;
+
+    const scalar = (name: string, help: string, type: 'counter' | 'gauge', idx: number): void => {
+      reg.registerMetric(
+        new SabMetric(name, help, type, (out) => {
+          for (let i = 0; i < ranks.length; i++) out.push({ value: f64(ranks[i] as number)[idx] as number, labels: labels[i] as Labels });
+        }) as unknown as promClient.Metric,
+      );
+    };
+    const histogram = (h: HistogramDef): void => {
+      reg.registerMetric(
+        new SabMetric(h.name, h.help, 'histogram', (out) => {
+          for (let i = 0; i < ranks.length; i++) {
+            const a = f64(ranks[i] as number);
+            const base = labels[i] as Labels;
+            let cum = 0;
+            for (let b = 0; b <= h.buckets.length; b++) {
+              cum += a[h.offset + b] as number;
+              const le = b === h.buckets.length ? '+Inf' : String(h.buckets[b]);
+              out.push({ metricName: `${h.name}_bucket`, value: cum, labels: { ...base, le } });
+            }
+            out.push({ metricName: `${h.name}_sum`, value: a[h.offset + h.buckets.length + 1] as number, labels: base });
+            out.push({ metricName: `${h.name}_count`, value: a[h.offset + h.buckets.length + 2] as number, labels: base });
+          }
+        }) as unknown as promClient.Metric,
+      );
+    };
+
+    scalar('vllm:num_requests_running', 'Number of requests in model execution batches.', 'gauge', Scalar.running);
+    scalar('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', 'gauge', Scalar.waiting);
+    scalar('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', 'gauge', Scalar.kvUsage);
+    const args = c.config.engineArgs;
+    reg.registerMetric(
+      new SabMetric('vllm:cache_config_info', 'Information of the LLMEngine CacheConfig', 'gauge', (out) => {
+        for (let i = 0; i < ranks.length; i++) {
+          out.push({
+            value: 1,
+            labels: {
+              ...(labels[i] as Labels),
+              block_size: String(args.blockSize),
+              num_gpu_blocks: String(args.numGpuBlocks),
+              enable_prefix_caching: args.enablePrefixCaching ? 'True' : 'False',
+              cache_dtype: 'auto',
+            },
+          });
+        }
+      }) as unknown as promClient.Metric,
+    );
+    scalar('vllm:prompt_tokens_total', 'Number of prefill tokens processed.', 'counter', Scalar.promptTokens);
+    scalar('vllm:generation_tokens_total', 'Number of generation tokens processed.', 'counter', Scalar.generationTokens);
+    scalar('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.', 'counter', Scalar.preemptions);
+    scalar('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.', 'counter', Scalar.prefixQueries);
+    scalar('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.', 'counter', Scalar.prefixHits);
+    reg.registerMetric(
+      new SabMetric('vllm:request_success_total', 'Count of successfully processed requests.', 'counter', (out) => {
+        for (let i = 0; i < ranks.length; i++) {
+          const a = f64(ranks[i] as number);
+          const base = labels[i] as Labels;
+          out.push({ value: 0, labels: { ...base, finished_reason: 'stop' } });
+          out.push({ value: a[Scalar.successLength] as number, labels: { ...base, finished_reason: 'length' } });
+          out.push({ value: a[Scalar.successAbort] as number, labels: { ...base, finished_reason: 'abort' } });
+          out.push({ value: a[Scalar.successError] as number, labels: { ...base, finished_reason: 'error' } });
+        }
+      }) as unknown as promClient.Metric,
+    );
+    for (const h of c.layout.histograms) histogram(h);
+
+    scalar('mockfleet_passes_total', 'Forward passes run by the rank.', 'counter', Scalar.passes);
+    scalar('mockfleet_rank_restarts_total', 'Times the rank thread died and was started again.', 'counter', Scalar.restarts);
+    scalar('mockfleet_fpm_heartbeats_total', 'Zeroed forward-pass-metrics heartbeats sent while idle.', 'counter', Scalar.heartbeats);
+    scalar('mockfleet_rank_event_drops_total', 'Event records the rank could not put in its event ring.', 'counter', Scalar.eventDrops);
+    scalar('mockfleet_kv_active_blocks', 'KV blocks referenced by running requests.', 'gauge', Scalar.activeBlocks);
+    scalar('mockfleet_kv_inactive_blocks', 'Cached KV blocks no request uses (reusable, evicted oldest first).', 'gauge', Scalar.inactiveBlocks);
+    reg.registerMetric(
+      new SabMetric('mockfleet_ring_high_water_bytes', 'Highest fill of each rank ring, bytes.', 'gauge', (out) => {
+        for (let i = 0; i < ranks.length; i++) {
+          const a = f64(ranks[i] as number);
+          const base = labels[i] as Labels;
+          out.push({ value: a[Scalar.inboxRingHighWater] as number, labels: { ...base, ring: 'inbox' } });
+          out.push({ value: a[Scalar.outputRingHighWater] as number, labels: { ...base, ring: 'output' } });
+          out.push({ value: a[Scalar.eventRingHighWater] as number, labels: { ...base, ring: 'events' } });
+        }
+      }) as unknown as promClient.Metric,
+    );
+    reg.registerMetric(
+      new SabMetric('mockfleet_thread_cpu_info', 'Thread placement: 1 per thread, labelled with its Linux TID and pinned CPU (none = not pinned).', 'gauge', (out) => {
+        const now = c.ranks();
+        for (let i = 0; i < ranks.length; i++) {
+          const ri = now[ranks[i] as number];
+          out.push({
+            value: 1,
+            labels: { ...(labels[i] as Labels), thread: `rank${ranks[i] as number}`, tid: String(ri?.tid ?? 'unknown'), cpu: ri?.cpu === null || ri?.cpu === undefined ? 'none' : String(ri.cpu) },
+          });
+        }
+        const pub = c.publisherHandle();
+        if (workerIndex === undefined && pub !== null) {
+          const cpus = c.config.publisherCpus;
+          out.push({ value: 1, labels: { model_name: c.modelName, thread: 'publisher', tid: String(pub.tid ?? 'unknown'), cpu: cpus === null ? 'none' : cpus.join(',') } });
+        }
+      }) as unknown as promClient.Metric,
+    );
+    if (workerIndex === undefined) {
+      const pubCounter = (name: string, help: string, pick: (s: ReturnType<PublisherHandleLike['stats']>) => number, type: 'counter' | 'gauge' = 'counter'): void => {
+        reg.registerMetric(
+          new SabMetric(name, help, type, (out) => {
+            const pub = c.publisherHandle();
+            if (pub === null) return;
+            out.push({ value: pick(pub.stats()), labels: { model_name: c.modelName } });
+          }) as unknown as promClient.Metric,
+        );
+      };
+      pubCounter('mockfleet_publisher_published_total', 'Messages the shared publisher sent (NATS or embedded sink).', (s) => s.published);
+      pubCounter('mockfleet_publisher_dropped_total', 'Messages the shared publisher could not deliver (counted, never silent).', (s) => s.dropped);
+      pubCounter('mockfleet_publisher_bytes_total', 'Payload bytes the shared publisher sent.', (s) => s.bytes);
+      pubCounter('mockfleet_publisher_nats_connected', '1 when the publisher is connected to NATS.', (s) => (s.natsConnected ? 1 : 0), 'gauge');
+    }
+    return reg;
+  }
+}
+
+interface PublisherHandleLike {
+  stats(): { published: number; dropped: number; bytes: number; natsConnected: boolean };
+}

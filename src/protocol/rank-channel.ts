@@ -1,0 +1,48 @@
+/**
+ * Coordinator <-> rank thread channel: a control word array plus two byte rings.
+ *
+ *   main --inbox ring-->  rank      add / abort records (per request)
+ *   main <--output ring-- rank      one record per pass: tokens, finishes, admissions, KV hashes
+ *
+ * Control (Int32Array over its own SharedArrayBuffer):
+ *   STOP       main sets 1 to ask the rank loop to return
+ *   INBOX_SEQ  main increments + notifies after writing to the inbox; an idle rank waits on it
+ *   SLEEP      never written: the rank sleeps on it with a fractional timeout to pace passes
+ *   STATE      rank: 0 starting, 1 running, 2 stopped
+ *   FAULT      main sets a FaultKind to make the rank fail on purpose (--enable-fault-injection)
+ */
+
+export const Ctl = { stop: 0, inboxSeq: 1, sleep: 2, state: 3, fault: 4 } as const;
+export const CTL_WORDS = 8;
+
+export const RankState = { starting: 0, running: 1, stopped: 2 } as const;
+
+export const FaultKind = { none: 0, throw: 1, exit: 2, oom: 3 } as const;
+export type FaultName = 'throw' | 'exit' | 'oom';
+
+export const InboxKind = { add: 1, abort: 2 } as const;
+
+/** add:   u32 kind | i32 requestId | i32 maxTokens | u32 numTokens | f64 arrivalEpochMs | u32 tokens[numTokens] */
+export const INBOX_ADD_HEADER = 24;
+/** abort: u32 kind | i32 requestId */
+export const INBOX_ABORT_BYTES = 8;
+
+/**
+ * Output record, one per pass (or per batch of inbox rejections):
+ *   u32 numTokens | u32 numFinished | u32 numAdmissions | u32 numStored | u32 numRemoved | u32 cleared
+ *   f64 passEndEpochMs
+ *   tokens:     numTokens     x (i32 requestId, u32 tokenId)
+ *   finished:   numFinished   x (i32 requestId, u32 FinishReason)
+ *   admissions: numAdmissions x (i32 requestId, i32 cachedTokens)
+ *   stored:     numStored     x (u32 hashHi, u32 hashLo)      sequence hashes, for the KV router
+ *   removed:    numRemoved    x (u32 hashHi, u32 hashLo)
+ */
+export const OUTPUT_HEADER = 32;
+
+/** Ring sizes per rank. The inbox must hold one request of max-model-len tokens. */
+export function inboxRingBytes(maxModelLen: number): number {
+  const need = INBOX_ADD_HEADER + 4 * maxModelLen + 64;
+  return Math.max(1 << 20, 1 << Math.ceil(Math.log2(need * 2)));
+}
+export const OUTPUT_RING_BYTES = 1 << 20;
+export const EVENT_RING_BYTES = 1 << 20;

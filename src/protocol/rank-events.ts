@@ -1,0 +1,149 @@
+/**
+ * Rank-side event writer: encodes KV events, forward-pass metrics and load metrics into the
+ * rank's SPSC ring for the shared publisher thread. Runs on the rank worker thread.
+ *
+ *   ring record = [topic code (1 B) | msgpack payload]
+ *
+ * The publisher adds the envelope, the per-publisher sequence and the subject; the rank only
+ * stamps what upstream stamps per rank: event ids (from the engine's log), the FPM counter_id
+ * (per rank, first message 1) and dp_rank.
+ *
+ * Ring full: the writer sleeps up to `blockTimeoutMs` for the publisher to free space, then
+ * drops the record and counts it (here and in the ring header, which the publisher reports as
+ * mockfleet_publisher_dropped_total). Nothing is lost silently.
+ */
+import type { FpmSnapshot, KvEventLog } from '../engine/types.js';
+import type { Doorbell, SpscRing } from './ring.js';
+import { TopicCode } from './topics.js';
+import type { VllmEncoding } from './wire.js';
+import { MsgpackWriter, ZERO_FPM, encodeActiveLoad, encodeFpm, encodeRouterEvent, encodeVllmBatch, msgpackStr, splitU64 } from './wire.js';
+
+export type KvEventsFormat = 'dynamo' | 'vllm' | 'both';
+
+export interface RankEventWriterOptions {
+  workerId: bigint;
+  dpRank: number;
+  kvEventsFormat: KvEventsFormat;
+  vllmEncoding: VllmEncoding;
+  /** Rung once per write*() call that wrote something. Omit to ring it yourself. */
+  doorbell?: Doorbell | null;
+  /** Longest a write waits for ring space before dropping (default 20 ms). */
+  blockTimeoutMs?: number;
+}
+
+export const DEFAULT_BLOCK_TIMEOUT_MS = 20;
+
+export class RankEventWriter {
+  private readonly ring: SpscRing;
+  private readonly bell: Doorbell | null;
+  private readonly w: MsgpackWriter;
+  private readonly workerHi: number;
+  private readonly workerLo: number;
+  private readonly workerIdStr: Uint8Array;
+  private readonly dpRank: number;
+  private readonly dynamo: boolean;
+  private readonly vllm: boolean;
+  private readonly vllmEncoding: VllmEncoding;
+  private readonly blockTimeoutMs: number;
+  private fpmCounter: number;
+  private dropped: number;
+
+  constructor(ring: SpscRing, opts: RankEventWriterOptions) {
+    if (!Number.isInteger(opts.dpRank) || opts.dpRank < 0 || opts.dpRank > 0xffffffff) {
+      throw new RangeError(`RankEventWriter: dpRank must be a u32, got ${opts.dpRank}`);
+    }
+    this.ring = ring;
+    this.bell = opts.doorbell ?? null;
+    this.w = new MsgpackWriter(8192);
+    const { hi, lo } = splitU64(opts.workerId);
+    this.workerHi = hi;
+    this.workerLo = lo;
+    this.workerIdStr = msgpackStr(opts.workerId.toString(10));
+    this.dpRank = opts.dpRank;
+    this.dynamo = opts.kvEventsFormat === 'dynamo' || opts.kvEventsFormat === 'both';
+    this.vllm = opts.kvEventsFormat === 'vllm' || opts.kvEventsFormat === 'both';
+    this.vllmEncoding = opts.vllmEncoding;
+    this.blockTimeoutMs = opts.blockTimeoutMs ?? DEFAULT_BLOCK_TIMEOUT_MS;
+    this.fpmCounter = 0;
+    this.dropped = 0;
+  }
+
+  /** Records this writer dropped because the ring stayed full (or a record exceeded it). */
+  get droppedRecords(): number {
+    return this.dropped;
+  }
+
+  /** counter_id of the last FPM written (0 before the first). */
+  get lastCounterId(): number {
+    return this.fpmCounter;
+  }
+
+  /** Dynamo: one record per event (RouterEvent). vLLM: one KVEventBatch record for the log. */
+  writeKvEvents(log: KvEventLog, nowMs: number): void {
+    if (log.count === 0) return;
+    const w = this.w;
+    if (this.dynamo) {
+      for (let i = 0; i < log.count; i++) {
+        w.pos = 0;
+        w.ensure(1);
+        w.u8(TopicCode.kvEvents);
+        encodeRouterEvent(w, this.workerHi, this.workerLo, this.dpRank, log, i);
+        this.push();
+      }
+    }
+    if (this.vllm) {
+      w.pos = 0;
+      w.ensure(1);
+      w.u8(TopicCode.kvEventsVllm);
+      encodeVllmBatch(w, this.vllmEncoding, nowMs / 1000, this.dpRank, log);
+      this.push();
+    }
+    if (this.bell !== null) this.bell.ring();
+  }
+
+  /** One FPM v1 message; counter_id increments before each message (first = 1). */
+  writeFpm(fpm: FpmSnapshot, wallTimeS: number): void {
+    this.fpmCounter++;
+    const w = this.w;
+    w.pos = 0;
+    w.ensure(1);
+    w.u8(TopicCode.forwardPassMetrics);
+    encodeFpm(w, this.workerIdStr, this.dpRank, this.fpmCounter, wallTimeS, fpm);
+    this.push();
+    if (this.bell !== null) this.bell.ring();
+  }
+
+  /** Idle heartbeat: a zeroed snapshot with wall_time 0, on the same counter sequence. */
+  writeHeartbeat(): void {
+    this.writeFpm(ZERO_FPM, 0);
+  }
+
+  /** ActiveLoad on kv_metrics. */
+  writeLoad(activeDecodeBlocks: number, activePrefillTokens: number, kvUsedBlocks: number): void {
+    const w = this.w;
+    w.pos = 0;
+    w.ensure(1);
+    w.u8(TopicCode.kvMetrics);
+    encodeActiveLoad(w, this.workerHi, this.workerLo, this.dpRank, activeDecodeBlocks, activePrefillTokens, kvUsedBlocks);
+    this.push();
+    if (this.bell !== null) this.bell.ring();
+  }
+
+  private push(): void {
+    const len = this.w.pos;
+    const ring = this.ring;
+    if (len > ring.maxRecordBytes) {
+      this.drop();
+      return;
+    }
+    if (ring.tryWrite(this.w.buf, 0, len)) return;
+    // The publisher drains after a ring; make sure it is awake before we sleep on the ring.
+    if (this.bell !== null) this.bell.ring();
+    if (!ring.writeBlocking(this.w.buf, 0, len, this.blockTimeoutMs)) this.drop();
+  }
+
+  private drop(): void {
+    this.dropped++;
+    this.ring.countDrop();
+  }
+}

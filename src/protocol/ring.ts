@@ -1,0 +1,331 @@
+/**
+ * Single-producer single-consumer byte ring over a SharedArrayBuffer, plus a doorbell for waking
+ * the consumer (reference/node-notes.md §2).
+ *
+ *   SAB = [ header: 3 cache lines (192 B) | data: capacity bytes ]
+ *   line 0, producer-written: HEAD (byte counter, u32, wraps), HIGH_WATER (max bytes used),
+ *                             DROPPED (records the producer gave up on, see countDrop)
+ *   line 1, consumer-written: TAIL (byte counter, u32, wraps)
+ *   line 2, shared:           PRODUCER_WAITING (free bytes the sleeping producer waits for; 0 = no)
+ *   Separate lines keep the producer's and the consumer's stores from invalidating each other.
+ *
+ *   record = [u32 LE length | payload | pad to 4]
+ *
+ * One producer instance and one consumer instance per ring (any number of observers calling
+ * usedBytes/highWaterBytes/droppedRecords). The consumer caches its tail and the last HEAD it
+ * saw; readTagged() publishes TAIL every READ_COMMIT_BATCH records (and whenever the ring looks
+ * empty, and on commitReads()), so a busy consumer does not bounce TAIL's cache line to the
+ * producer on every record. read() publishes TAIL at once.
+ *
+ * Invariants: capacity is a power of two (so `counter & mask` stays correct across u32 wrap),
+ * records start 4-byte aligned (so the length word never straddles the end), used bytes =
+ * (head - tail) >>> 0 <= capacity. A payload may straddle the end and is copied in two parts.
+ * A record needs 4 + pad4(len) bytes; the largest payload is capacity - 4 (`maxRecordBytes`).
+ */
+
+const HEAD = 0;
+const HIGH_WATER = 1;
+const DROPPED = 2;
+const TAIL = 16;
+const PRODUCER_WAITING = 32;
+const HEADER_BYTES = 192;
+
+/** readTagged() records consumed before TAIL is published. */
+const READ_COMMIT_BATCH = 64;
+
+/** Below this size a byte loop beats `set(subarray())`, which allocates a view per call. */
+const SMALL_COPY = 48;
+
+type WaitAsyncResult = { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
+/** Node 20 has Atomics.waitAsync; lib es2023 does not declare it. */
+const atomicsWaitAsync = (Atomics as unknown as { waitAsync: (a: Int32Array, i: number, v: number, t?: number) => WaitAsyncResult }).waitAsync;
+
+function isPowerOfTwo(n: number): boolean {
+  return n > 0 && (n & (n - 1)) === 0;
+}
+
+export class SpscRing {
+  /** Allocates a ring SAB; dataBytes must be a power of two between 64 B and 1 GiB. */
+  static allocate(dataBytes: number): SharedArrayBuffer {
+    if (!Number.isInteger(dataBytes) || !isPowerOfTwo(dataBytes) || dataBytes < 64 || dataBytes > 1 << 30) {
+      throw new RangeError(`SpscRing.allocate: dataBytes must be a power of two in [64, 2^30], got ${dataBytes}`);
+    }
+    return new SharedArrayBuffer(HEADER_BYTES + dataBytes);
+  }
+
+  readonly capacity: number;
+  /** Largest payload a single record can carry. */
+  readonly maxRecordBytes: number;
+  /** Length of the record the last readTagged() consumed. */
+  lastLength: number;
+  private readonly header: Int32Array;
+  private readonly data: Uint8Array;
+  private readonly view: DataView;
+  private readonly mask: number;
+  /** Consumer: its tail (published to TAIL on commit) and the last HEAD it loaded. */
+  private cTail: number;
+  private cHead: number;
+  private uncommitted: number;
+
+  constructor(sab: SharedArrayBuffer) {
+    const capacity = sab.byteLength - HEADER_BYTES;
+    if (!isPowerOfTwo(capacity) || capacity < 64) {
+      throw new RangeError(`SpscRing: SAB of ${sab.byteLength} bytes was not made by SpscRing.allocate`);
+    }
+    this.capacity = capacity;
+    this.maxRecordBytes = capacity - 4;
+    this.mask = capacity - 1;
+    this.lastLength = 0;
+    this.header = new Int32Array(sab, 0, HEADER_BYTES / 4);
+    this.data = new Uint8Array(sab, HEADER_BYTES, capacity);
+    this.view = new DataView(sab, HEADER_BYTES, capacity);
+    this.cTail = Atomics.load(this.header, TAIL) >>> 0;
+    this.cHead = this.cTail;
+    this.uncommitted = 0;
+  }
+
+  // ---- producer ----
+
+  /** Appends one record; false when there is not enough free space right now. */
+  tryWrite(src: Uint8Array, start: number, len: number): boolean {
+    if (len < 0 || len > this.maxRecordBytes) {
+      throw new RangeError(`SpscRing.tryWrite: record of ${len} bytes exceeds the ring's maximum of ${this.maxRecordBytes}`);
+    }
+    const h = this.header;
+    const head = Atomics.load(h, HEAD) >>> 0;
+    const tail = Atomics.load(h, TAIL) >>> 0;
+    const used = (head - tail) >>> 0;
+    const need = 4 + ((len + 3) & ~3);
+    if (need > this.capacity - used) return false;
+    const pos = head & this.mask;
+    this.view.setUint32(pos, len, true);
+    const p = (pos + 4) & this.mask;
+    const first = Math.min(len, this.capacity - p);
+    this.copyIn(src, start, p, first);
+    if (first < len) this.copyIn(src, start + first, 0, len - first);
+    Atomics.store(h, HEAD, (head + need) | 0);
+    const nowUsed = used + need;
+    if (nowUsed > h[HIGH_WATER]!) Atomics.store(h, HIGH_WATER, nowUsed);
+    return true;
+  }
+
+  /**
+   * Like tryWrite, but sleeps (Atomics.wait, worker threads only) until the consumer frees space
+   * or timeoutMs passes. False on timeout; the caller decides whether that is a drop.
+   */
+  writeBlocking(src: Uint8Array, start: number, len: number, timeoutMs: number): boolean {
+    if (this.tryWrite(src, start, len)) return true;
+    const h = this.header;
+    const deadline = performance.now() + timeoutMs;
+    // Ask to be woken only once a quarter of the ring is free: one wake-up per batch of
+    // records instead of a futex wake per record the consumer frees.
+    const want = Math.max(4 + ((len + 3) & ~3), this.capacity >>> 2);
+    for (;;) {
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) return false;
+      // Dekker with read(): publish "waiting" before re-reading TAIL, the consumer stores TAIL
+      // before reading "waiting", so one of us sees the other and no wake-up is lost.
+      Atomics.store(h, PRODUCER_WAITING, want);
+      const tail = Atomics.load(h, TAIL);
+      if (this.tryWrite(src, start, len)) {
+        Atomics.store(h, PRODUCER_WAITING, 0);
+        return true;
+      }
+      Atomics.wait(h, TAIL, tail, remaining);
+      Atomics.store(h, PRODUCER_WAITING, 0);
+      if (this.tryWrite(src, start, len)) return true;
+    }
+  }
+
+  /** Records a record the producer gave up on, so the consumer side can report it. */
+  countDrop(): void {
+    Atomics.add(this.header, DROPPED, 1);
+  }
+
+  // ---- consumer ----
+
+  /** True when the consumer has a record to read; reloads HEAD only when the cache is drained. */
+  private hasRecord(): boolean {
+    if (this.cTail !== this.cHead) return true;
+    this.cHead = Atomics.load(this.header, HEAD) >>> 0;
+    return this.cTail !== this.cHead;
+  }
+
+  /** Length of the next record, or -1 when the ring is empty. Does not consume. */
+  peekLength(): number {
+    if (!this.hasRecord()) return -1;
+    return this.view.getUint32(this.cTail & this.mask, true);
+  }
+
+  /** Byte i of the next record (the caller checked peekLength() > i). Does not consume. */
+  peekByte(i: number): number {
+    return this.data[(this.cTail + 4 + i) & this.mask]!;
+  }
+
+  /**
+   * Copies the next record, minus its first `skip` bytes, into dst at dstOffset (dst must have
+   * room: size it with maxRecordBytes), releases its space, wakes a producer waiting for that
+   * much room. Returns the full record length, or -1 when the ring is empty.
+   */
+  read(dst: Uint8Array, dstOffset = 0, skip = 0): number {
+    if (!this.hasRecord()) {
+      this.commitReads();
+      return -1;
+    }
+    const pos = this.cTail & this.mask;
+    const len = this.view.getUint32(pos, true);
+    const n = len - skip;
+    if (n < 0 || dst.length - dstOffset < n) {
+      throw new RangeError(`SpscRing.read: destination has ${dst.length - dstOffset} bytes, record needs ${n}`);
+    }
+    const p = (pos + 4 + skip) & this.mask;
+    const first = Math.min(n, this.capacity - p);
+    this.copyOut(p, dst, dstOffset, first);
+    if (first < n) this.copyOut(0, dst, dstOffset + first, n - first);
+    this.cTail = (this.cTail + 4 + ((len + 3) & ~3)) >>> 0;
+    this.uncommitted++;
+    this.commitReads();
+    return len;
+  }
+
+  /**
+   * Consumer fast path for framed records: copies the next record minus its first byte (the
+   * frame tag) into dst at dstOffset and returns the tag, or -1 when the ring is empty. The
+   * record length is left in `lastLength`. Returns -2, consuming nothing, when dst has no room
+   * for the lastLength - 1 payload bytes. Space is released in batches: call commitReads()
+   * when stopping before the ring is empty.
+   */
+  readTagged(dst: Uint8Array, dstOffset: number): number {
+    if (!this.hasRecord()) {
+      this.commitReads();
+      return -1;
+    }
+    const pos = this.cTail & this.mask;
+    const len = this.view.getUint32(pos, true);
+    this.lastLength = len;
+    let tag = 0;
+    if (len > 0) {
+      const n = len - 1;
+      if (dst.length - dstOffset < n) return -2;
+      tag = this.data[(pos + 4) & this.mask]!;
+      const p = (pos + 5) & this.mask;
+      const first = Math.min(n, this.capacity - p);
+      this.copyOut(p, dst, dstOffset, first);
+      if (first < n) this.copyOut(0, dst, dstOffset + first, n - first);
+    }
+    this.cTail = (this.cTail + 4 + ((len + 3) & ~3)) >>> 0;
+    if (++this.uncommitted >= READ_COMMIT_BATCH) this.commitReads();
+    return tag;
+  }
+
+  /** Consumer: publishes the consumed space to the producer and wakes it if it waits for it. */
+  commitReads(): void {
+    if (this.uncommitted === 0) return;
+    this.uncommitted = 0;
+    const h = this.header;
+    Atomics.store(h, TAIL, this.cTail | 0);
+    const want = Atomics.load(h, PRODUCER_WAITING);
+    if (want !== 0 && this.capacity - ((Atomics.load(h, HEAD) - this.cTail) >>> 0) >= want) {
+      Atomics.store(h, PRODUCER_WAITING, 0);
+      Atomics.notify(h, TAIL);
+    }
+  }
+
+  usedBytes(): number {
+    return (Atomics.load(this.header, HEAD) - Atomics.load(this.header, TAIL)) >>> 0;
+  }
+
+  highWaterBytes(): number {
+    return Atomics.load(this.header, HIGH_WATER);
+  }
+
+  /** Records the producer dropped (countDrop) since the ring was allocated. */
+  droppedRecords(): number {
+    return Atomics.load(this.header, DROPPED) >>> 0;
+  }
+
+  private copyIn(src: Uint8Array, from: number, to: number, n: number): void {
+    const d = this.data;
+    if (n <= SMALL_COPY) {
+      for (let i = 0; i < n; i++) d[to + i] = src[from + i]!;
+    } else {
+      d.set(src.subarray(from, from + n), to);
+    }
+  }
+
+  private copyOut(from: number, dst: Uint8Array, to: number, n: number): void {
+    const d = this.data;
+    if (n <= SMALL_COPY) {
+      for (let i = 0; i < n; i++) dst[to + i] = d[from + i]!;
+    } else {
+      dst.set(d.subarray(from, from + n), to);
+    }
+  }
+}
+
+const BELL_COUNTER = 0;
+const BELL_WAITING = 1;
+
+/**
+ * Wakes one consumer that serves many producers (Int32 pair [counter, consumerWaiting]).
+ *
+ * Producer: write the record (HEAD store), then ring(). ring() always bumps the counter and
+ * notifies only when the consumer said it is waiting (clearing that flag, so several producers
+ * ringing at once cost one wake-up).
+ * Consumer: loop { drain every ring; await wait(timeoutMs) }. wait() compares the counter with
+ * the value seen when the previous wait() returned (or at construction / arm()): any record
+ * written after that point changed the counter, so the wait returns at once; any record written
+ * before it was visible to the drain that followed. Nothing is lost, and a quiet consumer costs
+ * the producers one atomic add per ring().
+ *
+ * A pending Atomics.waitAsync does not keep the Node event loop alive: the consumer's thread
+ * needs another live handle (a MessagePort listener, a socket, a server).
+ */
+export class Doorbell {
+  static allocate(): SharedArrayBuffer {
+    return new SharedArrayBuffer(8);
+  }
+
+  private readonly cell: Int32Array;
+  private seen: number;
+
+  constructor(sab: SharedArrayBuffer) {
+    if (sab.byteLength < 8) throw new RangeError('Doorbell: SAB must be at least 8 bytes (use Doorbell.allocate)');
+    this.cell = new Int32Array(sab, 0, 2);
+    this.seen = Atomics.load(this.cell, BELL_COUNTER);
+  }
+
+  /** Producer, after a write. Only the first ring after the consumer went to sleep notifies. */
+  ring(): void {
+    const c = this.cell;
+    Atomics.add(c, BELL_COUNTER, 1);
+    if (Atomics.load(c, BELL_WAITING) !== 0 && Atomics.exchange(c, BELL_WAITING, 0) !== 0) Atomics.notify(c, BELL_COUNTER);
+  }
+
+  /** Consumer: remember the counter now; the next wait() returns at once if it moves. */
+  arm(): void {
+    this.seen = Atomics.load(this.cell, BELL_COUNTER);
+  }
+
+  /**
+   * Consumer: resolves when a producer rang after the last arm()/wait(), or after timeoutMs.
+   * Re-arms before resolving, so a drain that follows sees everything rung before it.
+   */
+  async wait(timeoutMs: number): Promise<void> {
+    const c = this.cell;
+    Atomics.store(c, BELL_WAITING, 1);
+    const r = atomicsWaitAsync(c, BELL_COUNTER, this.seen, timeoutMs);
+    if (r.async) await r.value;
+    Atomics.store(c, BELL_WAITING, 0);
+    this.seen = Atomics.load(c, BELL_COUNTER);
+  }
+
+  /** Consumer on a worker thread that may block: same contract as wait(). */
+  waitSync(timeoutMs: number): void {
+    const c = this.cell;
+    Atomics.store(c, BELL_WAITING, 1);
+    Atomics.wait(c, BELL_COUNTER, this.seen, timeoutMs);
+    Atomics.store(c, BELL_WAITING, 0);
+    this.seen = Atomics.load(c, BELL_COUNTER);
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * Engine-block sequence hashes of trace requests for the router, memoized per trace prefix.
+ *
+ * When the trace block size is a multiple of the engine block size, every engine block lies inside
+ * one trace block and holds that block's hash id repeated, so its sequence hash depends only on
+ * the trace-level prefix hash_ids[0..i] and its position inside the trace block. Each distinct
+ * prefix (a trie node) is hashed once — one XXH3 over the repeated id plus one chain step per
+ * engine block — and later requests sharing the prefix copy the stored hashes. The values are
+ * exactly what computeSequenceHashes gives for the synthesized prompt.
+ */
+import { computeSequenceHashes } from '../engine/engine.js';
+import { xxh3Chain, xxh3Tokens } from '../engine/kv/xxh3.js';
+import type { TraceRequest } from '../trace/mooncake.js';
+import { synthesizePromptTokens } from '../trace/mooncake.js';
+
+/** Trie size limit; beyond it requests are hashed directly (bounds memory on huge traces). */
+const MAX_NODES = 1 << 24;
+
+/** Open-addressing map (parent node, id) → child node; child 0 marks an empty slot. */
+class ChildTable {
+  private parent = new Int32Array(0);
+  private id = new Int32Array(0);
+  private child = new Int32Array(0);
+  private mask = 0;
+  private count = 0;
+  constructor() {
+    this.allocate(1 << 12);
+  }
+  private slotOf(parent: number, id: number): number {
+    const x = Math.imul(id ^ Math.imul(parent, 0x85ebca6b), 0x9e3779b1);
+    return (x ^ (x >>> 16)) & this.mask;
+  }
+  get(parent: number, id: number): number {
+    let s = this.slotOf(parent, id);
+    for (;;) {
+      const c = this.child[s] as number;
+      if (c === 0 || (this.id[s] === id && this.parent[s] === parent)) return c;
+      s = (s + 1) & this.mask;
+    }
+  }
+  set(parent: number, id: number, child: number): void {
+    if ((this.count + 1) * 2 > this.mask + 1) this.grow();
+    let s = this.slotOf(parent, id);
+    while (this.child[s] !== 0) s = (s + 1) & this.mask;
+    this.parent[s] = parent;
+    this.id[s] = id;
+    this.child[s] = child;
+    this.count++;
+  }
+  private allocate(cap: number): void {
+    this.parent = new Int32Array(cap);
+    this.id = new Int32Array(cap);
+    this.child = new Int32Array(cap);
+    this.mask = cap - 1;
+    this.count = 0;
+  }
+  private grow(): void {
+    const p = this.parent, i = this.id, c = this.child;
+    this.allocate(c.length * 2);
+    for (let s = 0; s < c.length; s++) if (c[s] !== 0) this.set(p[s] as number, i[s] as number, c[s] as number);
+  }
+}
+
+export class TraceHashMemo {
+  private readonly tbs: number;
+  private readonly bs: number;
+  /** Engine blocks per trace block when aligned, else 0 (no memo). */
+  private readonly per: number;
+  private readonly child = new ChildTable();
+  private numNodes = 1; // node 0 = root
+  private hi = new Uint32Array(0);
+  private lo = new Uint32Array(0);
+  private readonly idTokens: Uint32Array;
+  private readonly out = new Uint32Array(2);
+
+  constructor(traceBlockSize: number, blockSize: number) {
+    this.tbs = traceBlockSize;
+    this.bs = blockSize;
+    this.per = traceBlockSize % blockSize === 0 ? traceBlockSize / blockSize : 0;
+    this.idTokens = new Uint32Array(this.per > 0 ? blockSize : 0);
+    this.grow(1024);
+  }
+
+  /**
+   * Sequence hashes of the full engine blocks of the request's synthesized prompt (promptLen
+   * tokens) into outHi/outLo; returns the block count. `prompt` must be the synthesized prompt
+   * (used when the block sizes do not align).
+   */
+  hashes(req: TraceRequest, prompt: Uint32Array, outHi: Uint32Array, outLo: Uint32Array): number {
+    const promptLen = prompt.length;
+    const nb = Math.floor(promptLen / this.bs);
+    if (this.per === 0 || this.numNodes + Math.ceil(promptLen / this.tbs) >= MAX_NODES) {
+      return computeSequenceHashes(prompt, promptLen, this.bs, outHi, outLo);
+    }
+    const per = this.per;
+    let node = 0;
+    let filled = 0;
+    for (let t = 0; filled < nb; t++) {
+      const id = (req.hashIds[t] as number) | 0;
+      let next = this.child.get(node, id);
+      if (next === 0) {
+        next = this.addNode(node, id);
+        this.child.set(node, id, next);
+      }
+      const base = next * per;
+      const take = Math.min(per, nb - filled);
+      for (let j = 0; j < take; j++) {
+        outHi[filled + j] = this.hi[base + j] as number;
+        outLo[filled + j] = this.lo[base + j] as number;
+      }
+      filled += take;
+      node = next;
+    }
+    return nb;
+  }
+
+  /** New trie node for `id` after `parent`: hash its engine blocks, chained from the parent's last. */
+  private addNode(parent: number, id: number): number {
+    const node = this.numNodes++;
+    const per = this.per;
+    if ((node + 1) * per > this.hi.length) this.grow(this.hi.length * 2);
+    const out = this.out;
+    this.idTokens.fill(id);
+    xxh3Tokens(this.idTokens, 0, this.bs, out);
+    const tokHi = out[0] as number, tokLo = out[1] as number;
+    let prevHi = 0, prevLo = 0;
+    let hasPrev = parent !== 0;
+    if (hasPrev) {
+      prevHi = this.hi[parent * per + per - 1] as number;
+      prevLo = this.lo[parent * per + per - 1] as number;
+    }
+    for (let j = 0; j < per; j++) {
+      if (hasPrev) {
+        xxh3Chain(prevHi, prevLo, tokHi, tokLo, out);
+        prevHi = out[0] as number;
+        prevLo = out[1] as number;
+      } else {
+        prevHi = tokHi;
+        prevLo = tokLo;
+        hasPrev = true;
+      }
+      this.hi[node * per + j] = prevHi;
+      this.lo[node * per + j] = prevLo;
+    }
+    return node;
+  }
+
+  private grow(cap: number): void {
+    const hi = new Uint32Array(Math.max(cap, this.per * 1024));
+    const lo = new Uint32Array(hi.length);
+    hi.set(this.hi);
+    lo.set(this.lo);
+    this.hi = hi;
+    this.lo = lo;
+  }
+}
+
+/** Reference path (tests): hash the synthesized prompt directly. */
+export function traceRequestHashes(req: TraceRequest, traceBlockSize: number, blockSize: number, outHi: Uint32Array, outLo: Uint32Array): number {
+  const prompt = synthesizePromptTokens(req, traceBlockSize);
+  return computeSequenceHashes(prompt, prompt.length, blockSize, outHi, outLo);
+}

@@ -1,0 +1,238 @@
+/**
+ * Which ranks hold which KV blocks, fed by KV events: one open-addressing (linear probing) table
+ * keyed by a block's u64 sequence hash (hi, lo), each slot carrying a bitset of the ranks that
+ * hold that block. Lookups and updates allocate nothing; the table only reallocates when it grows
+ * or when a rank is cleared.
+ *
+ * A slot is one run of 3 + W int32 words in a single array — [hi, lo, number of ranks, W bitset
+ * words] — so a probe touches one cache line (16 bytes per slot for up to 32 ranks). A slot is in
+ * use while its rank count is > 0.
+ *
+ * Memory: 2 × distinct hashes × (12 + 4 × ceil(numRanks / 32)) bytes at the 0.5 load limit;
+ * e.g. 16 ranks × 16384 distinct blocks = 8 MiB, 256 ranks × 16384 distinct blocks with nothing
+ * shared = 704 MiB (the worst case; shared prefixes share a slot).
+ */
+
+const MIN_CAPACITY = 1024;
+
+export class PrefixIndex {
+  readonly numRanks: number;
+  /** Bitset words per slot. */
+  private readonly words: number;
+  /** Int32 words per slot: hi, lo, rank count, bitset. */
+  private readonly stride: number;
+  private capacity = 0;
+  private mask = 0;
+  private table: Int32Array = new Int32Array(0);
+  private count = 0;
+  private readonly perRank: Int32Array;
+  private readonly alive: Int32Array;
+
+  constructor(numRanks: number, initialCapacity = MIN_CAPACITY) {
+    if (!Number.isInteger(numRanks) || numRanks < 1) throw new RangeError(`numRanks must be a positive integer, got ${numRanks}`);
+    this.numRanks = numRanks;
+    this.words = (numRanks + 31) >>> 5;
+    this.stride = 3 + this.words;
+    this.perRank = new Int32Array(numRanks);
+    this.alive = new Int32Array(this.words);
+    let cap = MIN_CAPACITY;
+    while (cap < initialCapacity) cap *= 2;
+    this.allocate(cap);
+  }
+
+  /** Distinct block hashes held by at least one rank. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Blocks held by one rank. */
+  blocksOnRank(rank: number): number {
+    return this.perRank[rank] as number;
+  }
+
+  has(rank: number, hi: number, lo: number): boolean {
+    const slot = this.find(hi | 0, lo | 0);
+    if (slot < 0) return false;
+    return ((this.table[slot * this.stride + 3 + (rank >>> 5)] as number) & (1 << (rank & 31))) !== 0;
+  }
+
+  /** Record that `rank` holds the block; idempotent. */
+  add(rank: number, hi: number, lo: number): void {
+    this.checkRank(rank);
+    const h = hi | 0, l = lo | 0;
+    let slot = this.find(h, l);
+    const T = this.table;
+    if (slot < 0) {
+      if ((this.count + 1) * 2 > this.capacity) {
+        this.rehash(this.capacity * 2);
+        this.add(rank, h, l);
+        return;
+      }
+      slot = this.home(h, l);
+      while (T[slot * this.stride + 2] !== 0) slot = (slot + 1) & this.mask;
+      T[slot * this.stride] = h;
+      T[slot * this.stride + 1] = l;
+      this.count++;
+    }
+    const base = slot * this.stride;
+    const w = base + 3 + (rank >>> 5);
+    const bit = 1 << (rank & 31);
+    const cur = T[w] as number;
+    if ((cur & bit) === 0) {
+      T[w] = cur | bit;
+      T[base + 2] = (T[base + 2] as number) + 1;
+      this.perRank[rank]!++;
+    }
+  }
+
+  /** Record that `rank` no longer holds the block; unknown blocks are ignored. */
+  remove(rank: number, hi: number, lo: number): void {
+    this.checkRank(rank);
+    const slot = this.find(hi | 0, lo | 0);
+    if (slot < 0) return;
+    const T = this.table;
+    const base = slot * this.stride;
+    const w = base + 3 + (rank >>> 5);
+    const bit = 1 << (rank & 31);
+    const cur = T[w] as number;
+    if ((cur & bit) === 0) return;
+    T[w] = cur & ~bit;
+    this.perRank[rank]!--;
+    const left = (T[base + 2] as number) - 1;
+    T[base + 2] = left;
+    if (left === 0) this.deleteSlot(slot);
+  }
+
+  /** Forget every block of one rank. */
+  clearRank(rank: number): void {
+    this.checkRank(rank);
+    if (this.perRank[rank] === 0) return;
+    const T = this.table, stride = this.stride;
+    const word = 3 + (rank >>> 5);
+    const bit = 1 << (rank & 31);
+    for (let s = 0; s < this.capacity; s++) {
+      const base = s * stride;
+      if (T[base + 2] === 0) continue;
+      const cur = T[base + word] as number;
+      if ((cur & bit) !== 0) {
+        T[base + word] = cur & ~bit;
+        T[base + 2] = (T[base + 2] as number) - 1;
+      }
+    }
+    this.perRank[rank] = 0;
+    // Rebuilding drops the slots no rank holds any more (rare: AllBlocksCleared / restarts).
+    this.rehash(this.capacity);
+  }
+
+  /**
+   * For each rank r in [firstRank, firstRank + numCandidates): the number of leading blocks of
+   * (hi[i], lo[i]), i < numBlocks, that r holds, written to depth[r].
+   */
+  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array): void {
+    const alive = this.alive;
+    const W = this.words;
+    alive.fill(0);
+    const end = firstRank + numCandidates;
+    for (let r = firstRank; r < end; r++) {
+      alive[r >>> 5] = (alive[r >>> 5] as number) | (1 << (r & 31));
+      depth[r] = 0;
+    }
+    const T = this.table;
+    let i = 0;
+    for (; i < numBlocks; i++) {
+      const slot = this.find((hi[i] as number) | 0, (lo[i] as number) | 0);
+      if (slot < 0) break;
+      const base = slot * this.stride + 3;
+      let any = 0;
+      for (let w = 0; w < W; w++) {
+        const a = alive[w] as number;
+        if (a === 0) continue;
+        const held = T[base + w] as number;
+        let dropped = a & ~held;
+        while (dropped !== 0) {
+          const low = dropped & -dropped;
+          depth[(w << 5) + (31 - Math.clz32(low))] = i;
+          dropped ^= low;
+        }
+        const next = a & held;
+        alive[w] = next;
+        any |= next;
+      }
+      if (any === 0) return;
+    }
+    for (let w = 0; w < W; w++) {
+      let a = alive[w] as number;
+      while (a !== 0) {
+        const low = a & -a;
+        depth[(w << 5) + (31 - Math.clz32(low))] = i;
+        a ^= low;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ table internals
+
+  private checkRank(rank: number): void {
+    if (!Number.isInteger(rank) || rank < 0 || rank >= this.numRanks) {
+      throw new RangeError(`rank ${rank} is outside 0..${this.numRanks - 1}`);
+    }
+  }
+
+  private home(h: number, l: number): number {
+    const x = Math.imul(l ^ Math.imul(h, 0x85ebca6b), 0x9e3779b1);
+    return (x ^ (x >>> 15)) & this.mask;
+  }
+
+  private find(h: number, l: number): number {
+    const T = this.table, mask = this.mask, stride = this.stride;
+    let s = this.home(h, l);
+    for (;;) {
+      const base = s * stride;
+      if (T[base + 2] === 0) return -1;
+      if (T[base + 1] === l && T[base] === h) return s;
+      s = (s + 1) & mask;
+    }
+  }
+
+  /** Backward-shift deletion: keeps probe chains intact without tombstones. */
+  private deleteSlot(slot: number): void {
+    const stride = this.stride, mask = this.mask, T = this.table;
+    let hole = slot;
+    let j = slot;
+    for (;;) {
+      j = (j + 1) & mask;
+      const jb = j * stride;
+      if (T[jb + 2] === 0) break;
+      const k = this.home(T[jb] as number, T[jb + 1] as number);
+      // Entry j may fill the hole only if its home is not cyclically within (hole, j].
+      const inRange = hole <= j ? k > hole && k <= j : k > hole || k <= j;
+      if (inRange) continue;
+      T.copyWithin(hole * stride, jb, jb + stride);
+      hole = j;
+    }
+    T.fill(0, hole * stride, hole * stride + stride);
+    this.count--;
+  }
+
+  private allocate(cap: number): void {
+    this.capacity = cap;
+    this.mask = cap - 1;
+    this.table = new Int32Array(cap * this.stride);
+    this.count = 0;
+  }
+
+  private rehash(cap: number): void {
+    const oldCap = this.capacity, old = this.table, stride = this.stride;
+    this.allocate(cap);
+    const T = this.table;
+    for (let s = 0; s < oldCap; s++) {
+      const ob = s * stride;
+      if (old[ob + 2] === 0) continue;
+      const h = old[ob] as number, l = old[ob + 1] as number;
+      let d = this.home(h, l);
+      while (T[d * stride + 2] !== 0) d = (d + 1) & this.mask;
+      for (let w = 0; w < stride; w++) T[d * stride + w] = old[ob + w] as number;
+      this.count++;
+    }
+  }
+}

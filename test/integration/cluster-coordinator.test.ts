@@ -1,0 +1,171 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Coordinator } from '../../src/cluster/coordinator.js';
+import type { ClusterConfig } from '../../src/cluster/coordinator.js';
+import type { GenerateFinish } from '../../src/cluster/backend.js';
+import { normalizeEngineArgs } from '../../src/engine/args.js';
+import { Scalar } from '../../src/protocol/rank-counters.js';
+import { RankFailedError, OverloadedError } from '../../src/util/errors.js';
+import { threadCpus, allowedCpus } from '../../src/util/affinity.js';
+
+function config(over: Partial<ClusterConfig> = {}): ClusterConfig {
+  return {
+    modelName: 'test-model',
+    numWorkers: 2,
+    dataParallelSize: 2,
+    engineArgs: normalizeEngineArgs({ numGpuBlocks: 64, blockSize: 4, maxNumSeqs: 8, maxNumBatchedTokens: 64 }),
+    profile: null,
+    speedupRatio: 0,
+    decodeSpeedupRatio: 1,
+    maxModelLen: 256,
+    maxWaiting: 1000,
+    router: 'round_robin',
+    kvOverlapScoreWeight: 1,
+    seed: 0,
+    natsUrl: null,
+    namespace: 'dynamo',
+    component: 'backend',
+    kvEventsFormat: 'dynamo',
+    vllmEventEncoding: 'array',
+    eventsFile: null,
+    rankCpus: null,
+    publisherCpus: null,
+    heartbeatMs: 1000,
+    rankHeapMb: 128,
+    ...over,
+  };
+}
+
+interface Outcome {
+  tokens: number[];
+  finish: GenerateFinish;
+}
+
+function generate(c: Coordinator, prompt: number[], maxTokens: number, pinnedRank?: number): { rank: number; done: Promise<Outcome>; abort(): void } {
+  const tokens: number[] = [];
+  let resolve!: (o: Outcome) => void;
+  const done = new Promise<Outcome>((r) => (resolve = r));
+  const h = c.submit(
+    { requestId: 'x', promptTokens: Uint32Array.from(prompt), maxTokens, pinnedRank },
+    {
+      onTokens(ids, start, count) {
+        for (let i = start; i < start + count; i++) tokens.push(ids[i] as number);
+      },
+      onFinish(finish) {
+        resolve({ tokens, finish });
+      },
+    },
+  );
+  return { rank: h.rank, done, abort: () => h.abort() };
+}
+
+async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test('cluster - requests run on rank threads and produce exactly max_tokens tokens', async () => {
+  const c = await Coordinator.start(config());
+  try {
+    assert.equal(c.numRanks, 4);
+    assert.ok(c.isReady());
+    const runs = Array.from({ length: 12 }, (_, i) => generate(c, [1, 2, 3, 4, 5, 6, 7, i + 10], 5));
+    assert.deepEqual(runs.slice(0, 4).map((r) => r.rank), [0, 1, 2, 3], 'round robin over the 4 ranks');
+    const outs = await Promise.all(runs.map((r) => r.done));
+    for (const o of outs) {
+      assert.equal(o.finish.reason, 'length');
+      assert.equal(o.tokens.length, 5);
+      assert.equal(o.finish.completionTokens, 5);
+      assert.equal(o.finish.promptTokens, 8);
+      for (const t of o.tokens) assert.ok(t >= 1000 && t < 2000, `token id ${t} in [1000, 2000)`);
+    }
+    await until(() => c.counters.every((a) => a[Scalar.running] === 0), 'ranks idle');
+    const gen = c.counters.reduce((s, a) => s + (a[Scalar.generationTokens] as number), 0);
+    assert.equal(gen, 60, 'generation tokens counted in shared memory');
+  } finally {
+    await c.shutdown(1000);
+  }
+});
+
+test('cluster - a repeated prompt on the same rank reports cached prompt tokens', async () => {
+  const c = await Coordinator.start(config());
+  try {
+    const prompt = Array.from({ length: 16 }, (_, i) => i + 1);
+    const first = await generate(c, prompt, 2, 1).done;
+    assert.equal(first.finish.cachedTokens, 0);
+    const second = await generate(c, prompt, 2, 1).done;
+    assert.equal(second.finish.rank, 1);
+    assert.ok(second.finish.cachedTokens >= 12, `cached ${second.finish.cachedTokens} of 16 prompt tokens`);
+  } finally {
+    await c.shutdown(1000);
+  }
+});
+
+test('cluster - aborting in-flight requests frees their KV blocks', async () => {
+  const c = await Coordinator.start(config({ speedupRatio: 1 }));
+  try {
+    const runs = Array.from({ length: 8 }, (_, i) => generate(c, [9, 8, 7, 6, 5, 4, 3, i], 200));
+    await until(() => c.counters.some((a) => (a[Scalar.activeBlocks] as number) > 0), 'blocks in use');
+    for (const r of runs) r.abort();
+    const outs = await Promise.all(runs.map((r) => r.done));
+    for (const o of outs) assert.equal(o.finish.reason, 'abort');
+    await until(() => c.counters.every((a) => a[Scalar.activeBlocks] === 0 && a[Scalar.running] === 0), 'blocks freed');
+  } finally {
+    await c.shutdown(1000);
+  }
+});
+
+for (const kind of ['throw', 'exit'] as const) {
+  test(`cluster - a rank thread that dies (${kind}) fails its requests cleanly and restarts empty`, async () => {
+    const c = await Coordinator.start(config({ speedupRatio: 1 }));
+    try {
+      const victim = generate(c, [1, 2, 3, 4, 5, 6, 7, 8], 240, 2);
+      const bystander = generate(c, [1, 2, 3, 4, 5, 6, 7, 8], 3, 0);
+      await until(() => (c.counters[2] as Float64Array)[Scalar.running] === 1, 'victim running');
+      c.injectFault(2, kind);
+      const out = await victim.done;
+      assert.equal(out.finish.reason, 'error');
+      assert.ok(out.finish.error instanceof RankFailedError, String(out.finish.error));
+      assert.match(out.finish.error.message, /rank 2/);
+      assert.equal((await bystander.done).finish.reason, 'length', 'other ranks unaffected');
+      await until(() => c.isReady(), 'rank 2 restarted');
+      assert.equal(c.rankRestarts(2), 1);
+      assert.equal((c.counters[2] as Float64Array)[Scalar.restarts], 1);
+      const after = await generate(c, [4, 3, 2, 1], 3, 2).done;
+      assert.equal(after.finish.reason, 'length', 'restarted rank serves again');
+      assert.equal(after.finish.cachedTokens, 0, 'restarted with an empty cache');
+    } finally {
+      await c.shutdown(1000);
+    }
+  });
+}
+
+test('cluster - overload beyond --max-waiting is refused with 429', async () => {
+  const c = await Coordinator.start(config({ numWorkers: 1, dataParallelSize: 1, maxWaiting: 2, speedupRatio: 1 }));
+  try {
+    const runs = [generate(c, [1, 2], 50), generate(c, [3, 4], 50)];
+    assert.throws(() => generate(c, [5, 6], 50), (err: unknown) => err instanceof OverloadedError && err.status === 429);
+    for (const r of runs) r.abort();
+    await Promise.all(runs.map((r) => r.done));
+  } finally {
+    await c.shutdown(1000);
+  }
+});
+
+test('cluster - --cpus pins each rank thread, verified in /proc', async () => {
+  const cpus = allowedCpus();
+  const c = await Coordinator.start(config({ rankCpus: cpus }));
+  try {
+    for (const r of c.ranks()) {
+      assert.ok(r.tid !== null, 'tid reported');
+      const expected = cpus[r.rank % cpus.length] as number;
+      assert.equal(r.cpu, expected);
+      assert.deepEqual(threadCpus(process.pid, r.tid), [expected], `rank ${r.rank} Cpus_allowed_list`);
+    }
+  } finally {
+    await c.shutdown(1000);
+  }
+});

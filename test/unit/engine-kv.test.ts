@@ -1,0 +1,110 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KvEventRecorder } from '../../src/engine/events.js';
+import { BlockPool, BlockState } from '../../src/engine/kv/block-pool.js';
+import { BlockHashTable } from '../../src/engine/kv/hash-table.js';
+import { KvEventKind } from '../../src/engine/types.js';
+
+test('kv hash table - agrees with a Map under random inserts and removals (backward-shift deletion)', () => {
+  const t = new BlockHashTable(64);
+  const ref = new Map<string, number>();
+  let s = 7;
+  const rnd = (): number => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s;
+  };
+  // Few distinct lo values force long probe runs and wrap-around at the table end.
+  const keys: Array<[number, number]> = [];
+  for (let i = 0; i < 200; i++) keys.push([rnd(), (rnd() & 7) * 0x10000]);
+  for (let step = 0; step < 20000; step++) {
+    const [hi, lo] = keys[rnd() % keys.length] as [number, number];
+    const k = `${hi}:${lo}`;
+    if (ref.has(k)) {
+      assert.equal(t.remove(hi, lo), ref.get(k));
+      ref.delete(k);
+    } else if (ref.size < 64) {
+      const v = rnd() & 0xffff;
+      t.insert(hi, lo, v);
+      ref.set(k, v);
+    }
+    if (step % 97 === 0) {
+      for (const [kh, kl] of keys) {
+        const kk = `${kh}:${kl}`;
+        assert.equal(t.find(kh, kl), ref.has(kk) ? ref.get(kk) : -1);
+      }
+    }
+  }
+  assert.equal(t.size, ref.size);
+  assert.equal(t.remove(1, 2), -1, 'absent key');
+});
+
+test('kv block pool - free blocks are handed out lowest first and evictions take the oldest inactive block', () => {
+  const rec = new KvEventRecorder(4);
+  const pool = new BlockPool(4, true, rec);
+  const ids = [pool.allocate(), pool.allocate(), pool.allocate()];
+  assert.deepEqual(ids, [0, 1, 2]);
+  pool.makeFull(0, 0, 100);
+  pool.makeFull(1, 0, 101);
+  pool.makeFull(2, 0, 102);
+  pool.release(2);
+  pool.release(0);
+  pool.release(1);
+  assert.deepEqual(pool.inactiveOrder(), [2, 0, 1]);
+  assert.equal(pool.find(0, 100), 0, 'inactive blocks stay findable');
+  pool.touch(0);
+  assert.equal(pool.state[0], BlockState.active);
+  assert.deepEqual(pool.inactiveOrder(), [2, 1], 'revival unlinks from the middle');
+  assert.equal(pool.allocate(), 3, 'free before evicting');
+  assert.equal(pool.allocate(), 2, 'then the oldest inactive');
+  assert.equal(pool.find(0, 102), -1, 'evicted block left the table');
+  const log = rec.take();
+  assert.equal(log.count, 1);
+  assert.equal(log.kind[0], KvEventKind.removed);
+  assert.equal(log.seqHashLo[0], 102);
+  assert.equal(pool.allocate(), 1);
+  assert.equal(pool.allocate(), -1, 'nothing free or evictable');
+  pool.checkInvariants();
+});
+
+test('kv block pool - a partial block is destroyed on release and reused next', () => {
+  const pool = new BlockPool(3, true, new KvEventRecorder(4));
+  const a = pool.allocate();
+  const b = pool.allocate();
+  pool.release(b);
+  assert.equal(pool.state[b], BlockState.free);
+  assert.deepEqual(pool.freeOrder(), [b, 2]);
+  assert.equal(pool.allocate(), b);
+  assert.equal(pool.numActive, 2);
+  pool.release(a);
+  pool.checkInvariants();
+});
+
+test('kv block pool - shared full blocks become inactive only when the last reference goes', () => {
+  const pool = new BlockPool(2, true, new KvEventRecorder(4));
+  const a = pool.allocate();
+  pool.makeFull(a, 9, 9);
+  pool.touch(a);
+  assert.equal(pool.refCount[a], 2);
+  pool.release(a);
+  assert.equal(pool.state[a], BlockState.active);
+  pool.release(a);
+  assert.equal(pool.state[a], BlockState.inactive);
+  pool.checkInvariants();
+});
+
+test('kv block pool - without prefix caching released full blocks go straight back to free', () => {
+  const pool = new BlockPool(2, false, new KvEventRecorder(4));
+  const a = pool.allocate();
+  pool.makeFullAnonymous(a);
+  pool.release(a);
+  assert.equal(pool.numInactive, 0);
+  assert.equal(pool.numFree, 2);
+  pool.checkInvariants();
+});
+
+test('kv block pool - checkInvariants detects a corrupted reference count', () => {
+  const pool = new BlockPool(2, true, new KvEventRecorder(4));
+  const a = pool.allocate();
+  pool.refCount[a] = 0;
+  assert.throws(() => pool.checkInvariants(), /active block 0 has refCount 0/);
+});

@@ -1,0 +1,304 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Worker } from 'node:worker_threads';
+import { Doorbell, SpscRing } from '../../src/protocol/ring.js';
+
+/** Deterministic record contents: byte k of record i. */
+function fill(buf: Uint8Array, i: number, len: number): void {
+  for (let k = 0; k < len; k++) buf[k] = (i * 31 + k * 7) & 0xff;
+}
+function check(buf: Uint8Array, i: number, len: number): boolean {
+  for (let k = 0; k < len; k++) if (buf[k] !== ((i * 31 + k * 7) & 0xff)) return false;
+  return true;
+}
+/** Small seeded LCG so lengths are reproducible. */
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s;
+  };
+}
+
+test('ring - allocate rejects sizes that are not a power of two', () => {
+  assert.throws(() => SpscRing.allocate(100), RangeError);
+  assert.throws(() => SpscRing.allocate(32), RangeError);
+  assert.throws(() => new SpscRing(new SharedArrayBuffer(192 + 100)), RangeError);
+  const ring = new SpscRing(SpscRing.allocate(1024));
+  assert.equal(ring.capacity, 1024);
+  assert.equal(ring.maxRecordBytes, 1020);
+});
+
+test('ring - an empty ring reads -1 and a written record reads back whole', () => {
+  const ring = new SpscRing(SpscRing.allocate(256));
+  const dst = new Uint8Array(ring.maxRecordBytes);
+  assert.equal(ring.read(dst), -1);
+  assert.equal(ring.peekLength(), -1);
+  const src = new Uint8Array(200);
+  fill(src, 1, 13);
+  assert.equal(ring.tryWrite(src, 0, 13), true);
+  assert.equal(ring.usedBytes(), 4 + 16, 'record = 4-byte length + payload padded to 4');
+  assert.equal(ring.peekLength(), 13);
+  assert.equal(ring.read(dst), 13);
+  assert.ok(check(dst, 1, 13));
+  assert.equal(ring.read(dst), -1);
+  assert.equal(ring.usedBytes(), 0);
+});
+
+test('ring - writes from an offset of the source and reads into an offset of the destination', () => {
+  const ring = new SpscRing(SpscRing.allocate(256));
+  const src = new Uint8Array(50);
+  fill(src.subarray(10), 2, 20);
+  assert.ok(ring.tryWrite(src, 10, 20));
+  const dst = new Uint8Array(64);
+  assert.equal(ring.read(dst, 5), 20);
+  assert.ok(check(dst.subarray(5), 2, 20));
+});
+
+test('ring - a full ring refuses the write and accepts it again after a read', () => {
+  const ring = new SpscRing(SpscRing.allocate(64));
+  const src = new Uint8Array(64);
+  const dst = new Uint8Array(64);
+  // 3 records of 16 bytes payload = 3 x 20 = 60 bytes used; 4 left.
+  for (let i = 0; i < 3; i++) {
+    fill(src, i, 16);
+    assert.ok(ring.tryWrite(src, 0, 16), `record ${i} fits`);
+  }
+  assert.equal(ring.tryWrite(src, 0, 1), false, 'a 1-byte record needs 8 bytes, only 4 are free');
+  assert.equal(ring.tryWrite(src, 0, 0), true, 'an empty record needs exactly the 4 free bytes');
+  assert.equal(ring.usedBytes(), 64);
+  assert.equal(ring.highWaterBytes(), 64);
+  assert.equal(ring.read(dst), 16);
+  assert.ok(check(dst, 0, 16));
+  fill(src, 9, 16);
+  assert.ok(ring.tryWrite(src, 0, 16), 'space freed by the read is reusable');
+  assert.equal(ring.read(dst), 16);
+  assert.ok(check(dst, 1, 16));
+  assert.equal(ring.read(dst), 16);
+  assert.ok(check(dst, 2, 16));
+  assert.equal(ring.read(dst), 0);
+  assert.equal(ring.read(dst), 16);
+  assert.ok(check(dst, 9, 16));
+  assert.equal(ring.read(dst), -1);
+});
+
+test('ring - a record larger than the ring is rejected with an error, not truncated', () => {
+  const ring = new SpscRing(SpscRing.allocate(64));
+  assert.throws(() => ring.tryWrite(new Uint8Array(100), 0, 61), RangeError);
+  const dst = new Uint8Array(8);
+  ring.tryWrite(new Uint8Array(60), 0, 60);
+  assert.throws(() => ring.read(dst), RangeError, 'a too-small destination is an error');
+});
+
+test('ring - payloads that straddle the end wrap around intact, large and small', () => {
+  for (const cap of [64, 256]) {
+    const ring = new SpscRing(SpscRing.allocate(cap));
+    const src = new Uint8Array(cap);
+    const dst = new Uint8Array(cap);
+    const rnd = lcg(cap);
+    let written = 0;
+    let read = 0;
+    // Odd lengths make every alignment/straddle position occur.
+    for (let round = 0; round < 5000; round++) {
+      const len = rnd() % (ring.maxRecordBytes / 2);
+      fill(src, written, len);
+      while (!ring.tryWrite(src, 0, len)) {
+        const n = ring.read(dst);
+        assert.ok(n >= 0);
+        assert.ok(check(dst, read, n), `record ${read} intact (cap ${cap})`);
+        read++;
+      }
+      written++;
+    }
+    for (let n = ring.read(dst); n >= 0; n = ring.read(dst)) {
+      assert.ok(check(dst, read, n), `record ${read} intact`);
+      read++;
+    }
+    assert.equal(read, written);
+  }
+});
+
+test('ring - byte counters keep working across the u32 wrap of head and tail', () => {
+  const sab = SpscRing.allocate(64);
+  const header = new Int32Array(sab, 0, 48);
+  // Start both counters (HEAD at word 0, TAIL at word 16) just below 2^32.
+  header[0] = -24;
+  header[16] = -24;
+  const ring = new SpscRing(sab);
+  const src = new Uint8Array(64);
+  const dst = new Uint8Array(64);
+  for (let i = 0; i < 20; i++) {
+    fill(src, i, 9);
+    assert.ok(ring.tryWrite(src, 0, 9));
+    assert.equal(ring.usedBytes(), 16);
+    assert.equal(ring.read(dst), 9);
+    assert.ok(check(dst, i, 9));
+  }
+});
+
+test('ring - 200k records of varying size pass through in order', () => {
+  const ring = new SpscRing(SpscRing.allocate(4096));
+  const src = new Uint8Array(600);
+  const dst = new Uint8Array(ring.maxRecordBytes);
+  const rnd = lcg(7);
+  const lens: number[] = [];
+  let next = 0;
+  for (let i = 0; i < 200_000; i++) {
+    const len = rnd() % 600;
+    fill(src, i, len);
+    if (!ring.tryWrite(src, 0, len)) {
+      for (let n = ring.read(dst); n >= 0; n = ring.read(dst)) {
+        assert.equal(n, lens[next]);
+        if (!check(dst, next, n)) assert.fail(`record ${next} corrupted`);
+        next++;
+      }
+      assert.ok(ring.tryWrite(src, 0, len));
+    }
+    lens.push(len);
+  }
+  for (let n = ring.read(dst); n >= 0; n = ring.read(dst)) {
+    if (!check(dst, next, n)) assert.fail(`record ${next} corrupted`);
+    next++;
+  }
+  assert.equal(next, 200_000);
+});
+
+test('ring - readTagged strips the tag byte and releases space in batches until commitReads', () => {
+  const sab = SpscRing.allocate(1024);
+  const producer = new SpscRing(sab);
+  const consumer = new SpscRing(sab);
+  const src = new Uint8Array(64);
+  for (let i = 0; i < 10; i++) {
+    fill(src, i, 30);
+    src[0] = (i % 4) + 1;
+    assert.ok(producer.tryWrite(src, 0, 30));
+  }
+  const used = producer.usedBytes();
+  const dst = new Uint8Array(100);
+  assert.equal(consumer.readTagged(dst, 90), -2, 'no room for 29 payload bytes at offset 90: nothing consumed');
+  assert.equal(consumer.lastLength, 30);
+  for (let i = 0; i < 3; i++) {
+    const tag = consumer.readTagged(dst, 5);
+    assert.equal(tag, (i % 4) + 1);
+    assert.equal(consumer.lastLength, 30);
+    const expect = new Uint8Array(30);
+    fill(expect, i, 30);
+    assert.deepEqual([...dst.subarray(5, 34)], [...expect.subarray(1, 30)], `record ${i} payload without its tag`);
+  }
+  assert.equal(producer.usedBytes(), used, 'space is not released record by record');
+  consumer.commitReads();
+  assert.equal(producer.usedBytes(), used - 3 * 36, "a 30-byte record takes 4 + 32 bytes");
+  while (consumer.readTagged(dst, 0) >= 0);
+  assert.equal(producer.usedBytes(), 0, 'finding the ring empty releases everything read');
+});
+
+test('ring - peekLength and peekByte look at the next record without consuming it', () => {
+  const ring = new SpscRing(SpscRing.allocate(256));
+  assert.equal(ring.peekLength(), -1);
+  const src = Uint8Array.of(9, 8, 7);
+  ring.tryWrite(src, 0, 3);
+  assert.equal(ring.peekLength(), 3);
+  assert.equal(ring.peekByte(0), 9);
+  assert.equal(ring.peekByte(2), 7);
+  const dst = new Uint8Array(8);
+  assert.equal(ring.read(dst, 0, 1), 3, 'read with skip still reports the full record length');
+  assert.deepEqual([...dst.subarray(0, 2)], [8, 7]);
+});
+
+test('ring - countDrop is visible to the consumer side', () => {
+  const sab = SpscRing.allocate(64);
+  const producer = new SpscRing(sab);
+  const consumer = new SpscRing(sab);
+  producer.countDrop();
+  producer.countDrop();
+  assert.equal(consumer.droppedRecords(), 2);
+});
+
+test('ring - writeBlocking gives up after its timeout when nobody reads', () => {
+  const ring = new SpscRing(SpscRing.allocate(64));
+  const src = new Uint8Array(60);
+  assert.ok(ring.tryWrite(src, 0, 60));
+  assert.equal(ring.writeBlocking(src, 0, 8, 0), false);
+  assert.equal(ring.writeBlocking(src, 0, 8, 5), false);
+});
+
+test('doorbell - wait resolves at once when the bell rang after the last wait', async () => {
+  const sab = Doorbell.allocate();
+  const consumer = new Doorbell(sab);
+  const producer = new Doorbell(sab);
+  producer.ring();
+  // Hang guard only: a lost wake-up would make this wait the full 60 s.
+  const started = performance.now();
+  await consumer.wait(60_000);
+  assert.ok(performance.now() - started < 30_000, 'woke without waiting for the timeout');
+});
+
+test('doorbell - wait ends on its timeout when nothing rang', async () => {
+  const consumer = new Doorbell(Doorbell.allocate());
+  await consumer.wait(1);
+});
+
+/** Producer thread: writes `count` records with writeBlocking and rings the bell after each. */
+const PRODUCER_SRC = `
+const { workerData, parentPort } = require('node:worker_threads');
+import(workerData.ringUrl).then(({ SpscRing, Doorbell }) => {
+  const ring = new SpscRing(workerData.ring);
+  const bell = new Doorbell(workerData.bell);
+  const src = new Uint8Array(512);
+  let failures = 0;
+  for (let i = 0; i < workerData.count; i++) {
+    const len = (i * 37) % 300;
+    for (let k = 0; k < len; k++) src[k] = (i * 31 + k * 7) & 0xff;
+    src[0] = workerData.id;
+    if (!ring.writeBlocking(src, 0, Math.max(len, 1), 10000)) failures++;
+    bell.ring();
+  }
+  parentPort.postMessage({ failures });
+});
+`;
+
+test('ring - two producer threads and one async consumer exchange 100k records each without loss', async () => {
+  const ringUrl = new URL('../../src/protocol/ring.js', import.meta.url).href;
+  const bellSab = Doorbell.allocate();
+  const bell = new Doorbell(bellSab);
+  const count = 100_000;
+  const rings = [SpscRing.allocate(1024), SpscRing.allocate(2048)];
+  const consumers = rings.map((s) => new SpscRing(s));
+  const workers = rings.map(
+    (ring, id) => new Worker(PRODUCER_SRC, { eval: true, workerData: { ring, bell: bellSab, ringUrl, count, id } }),
+  );
+  const done = workers.map(
+    (w) =>
+      new Promise<{ failures: number }>((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      }),
+  );
+  const dst = new Uint8Array(2048);
+  const next = [0, 0];
+  // A pending Atomics.waitAsync does not keep the event loop alive once the producers exit.
+  const keepAlive = setInterval(() => {}, 1000);
+  const deadline = performance.now() + 60_000;
+  while ((next[0]! < count || next[1]! < count) && performance.now() < deadline) {
+    for (let r = 0; r < 2; r++) {
+      const ring = consumers[r]!;
+      for (let n = ring.read(dst); n >= 0; n = ring.read(dst)) {
+        const i = next[r]!;
+        const len = Math.max((i * 37) % 300, 1);
+        assert.equal(n, len, `ring ${r} record ${i} length`);
+        assert.equal(dst[0], r);
+        for (let k = 1; k < len; k++) {
+          if (dst[k] !== ((i * 31 + k * 7) & 0xff)) assert.fail(`ring ${r} record ${i} byte ${k} corrupted`);
+        }
+        next[r] = i + 1;
+      }
+    }
+    await bell.wait(1000);
+  }
+  clearInterval(keepAlive);
+  const results = await Promise.all(done);
+  assert.deepEqual(results, [{ failures: 0 }, { failures: 0 }]);
+  assert.deepEqual(next, [count, count]);
+  assert.ok(consumers[0]!.highWaterBytes() <= 1024);
+  await Promise.all(workers.map((w) => w.terminate()));
+});

@@ -1,0 +1,476 @@
+/**
+ * One simulated GPU rank: a thread that owns an engine and runs its live loop (Dynamo
+ * `scheduler/vllm/live.rs`): drain the inbox, run one pass, publish KV events + FPM (visible at
+ * pass start), sleep to the modeled deadline, then hand the pass's tokens to the coordinator.
+ *
+ * The loop is synchronous on purpose: it blocks in Atomics.wait (idle or pacing) and never needs
+ * this thread's event loop, so a pass costs no timers and no promise turns.
+ */
+import { threadId } from 'node:worker_threads';
+import { Engine, createPolynomialPerfModel, createInterpolatedPerfModel } from '../src/engine/engine.js';
+import type { EngineArgs, PerfModel, StepResult } from '../src/engine/types.js';
+import { FinishReason, KvEventKind, AddOutcome } from '../src/engine/types.js';
+import type { PerfProfileArrays as ProfileArrays } from '../src/engine/perf-model.js';
+import { SpscRing, Doorbell } from '../src/protocol/ring.js';
+import { RankEventWriter } from '../src/protocol/rank-events.js';
+import { Ctl, FaultKind, InboxKind, OUTPUT_HEADER, RankState } from '../src/protocol/rank-channel.js';
+import { Scalar, counterLayout, observe } from '../src/protocol/rank-counters.js';
+import { currentTid, pinThread } from '../src/util/affinity.js';
+
+export interface RankTask {
+  rank: number;
+  workerIndex: number;
+  dpRank: number;
+  /** Decimal string: bigint does not survive piscina's structured clone of every field. */
+  workerId: string;
+  engineArgs: EngineArgs;
+  profile: ProfileArrays | null;
+  speedupRatio: number;
+  decodeSpeedupRatio: number;
+  maxModelLen: number;
+  heartbeatMs: number;
+  ctl: SharedArrayBuffer;
+  inbox: SharedArrayBuffer;
+  output: SharedArrayBuffer;
+  events: SharedArrayBuffer;
+  counters: SharedArrayBuffer;
+  outputBell: SharedArrayBuffer;
+  publisherBell: SharedArrayBuffer;
+  cpu: number | null;
+  kvEventsFormat: 'dynamo' | 'vllm' | 'both';
+  vllmEncoding: 'array' | 'map';
+  /** Forward stored/removed hashes to the coordinator (kv router). */
+  routerFeed: boolean;
+  /** A replacement after a crash: announce an empty cache (AllBlocksCleared). */
+  restarted: boolean;
+}
+
+export interface RankTaskResult {
+  rank: number;
+  threadId: number;
+}
+
+const LOAD_DEBOUNCE_MS = 1;
+const LOAD_HEARTBEAT_MS = 5000;
+
+/** Wall clock shared by all threads of the process (performance.now has a per-thread origin). */
+function epochMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export default function runRank(task: RankTask): RankTaskResult {
+  const ctl = new Int32Array(task.ctl);
+  const counters = new Float64Array(task.counters);
+  const layout = counterLayout(task.maxModelLen);
+
+  let tid: number | null = null;
+  try {
+    tid = currentTid();
+    if (task.cpu !== null) pinThread(tid, [task.cpu]);
+  } finally {
+    counters[Scalar.tid] = tid ?? -1;
+    counters[Scalar.cpu] = task.cpu ?? -1;
+  }
+
+  const perf: PerfModel = task.profile === null ? createPolynomialPerfModel() : createInterpolatedPerfModel(task.profile);
+  const engine = new Engine(task.engineArgs, perf);
+  const inbox = new SpscRing(task.inbox);
+  const output = new SpscRing(task.output);
+  const eventRing = new SpscRing(task.events);
+  const outputBell = new Doorbell(task.outputBell);
+  const publisherBell = new Doorbell(task.publisherBell);
+  const writer = new RankEventWriter(eventRing, {
+    workerId: BigInt(task.workerId),
+    dpRank: task.dpRank,
+    kvEventsFormat: task.kvEventsFormat,
+    vllmEncoding: task.vllmEncoding,
+  });
+  const loop = new RankLoop(task, ctl, counters, layout, engine, inbox, output, outputBell, writer, eventRing, publisherBell);
+  Atomics.store(ctl, Ctl.state, RankState.running);
+  try {
+    loop.run();
+  } finally {
+    Atomics.store(ctl, Ctl.state, RankState.stopped);
+  }
+  return { rank: task.rank, threadId };
+}
+
+/** Per-request timing kept by the rank for vLLM's latency histograms. */
+class RequestTimes {
+  readonly slotById = new Map<number, number>();
+  private freeSlots: number[] = [];
+  arrivalMs = new Float64Array(256);
+  scheduledMs = new Float64Array(256);
+  firstTokenMs = new Float64Array(256);
+  lastTokenMs = new Float64Array(256);
+  numGenerated = new Int32Array(256);
+  promptLen = new Int32Array(256);
+  maxTokens = new Int32Array(256);
+  private next = 0;
+
+  add(id: number, arrivalMs: number, promptLen: number, maxTokens: number): void {
+    let slot = this.freeSlots.pop();
+    if (slot === undefined) {
+      slot = this.next++;
+      if (slot >= this.arrivalMs.length) this.grow();
+    }
+    this.slotById.set(id, slot);
+    this.arrivalMs[slot] = arrivalMs;
+    this.scheduledMs[slot] = -1;
+    this.firstTokenMs[slot] = -1;
+    this.lastTokenMs[slot] = -1;
+    this.numGenerated[slot] = 0;
+    this.promptLen[slot] = promptLen;
+    this.maxTokens[slot] = maxTokens;
+  }
+
+  release(id: number): void {
+    const slot = this.slotById.get(id);
+    if (slot === undefined) return;
+    this.slotById.delete(id);
+    this.freeSlots.push(slot);
+  }
+
+  private grow(): void {
+    const n = this.arrivalMs.length * 2;
+    const f = (a: Float64Array<ArrayBuffer>): Float64Array<ArrayBuffer> => {
+      const b = new Float64Array(n);
+      b.set(a);
+      return b;
+    };
+    const i = (a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
+      const b = new Int32Array(n);
+      b.set(a);
+      return b;
+    };
+    this.arrivalMs = f(this.arrivalMs);
+    this.scheduledMs = f(this.scheduledMs);
+    this.firstTokenMs = f(this.firstTokenMs);
+    this.lastTokenMs = f(this.lastTokenMs);
+    this.numGenerated = i(this.numGenerated);
+    this.promptLen = i(this.promptLen);
+    this.maxTokens = i(this.maxTokens);
+  }
+}
+
+class RankLoop {
+  private readonly times = new RequestTimes();
+  private inboxScratch: Uint8Array;
+  private inboxView: DataView;
+  private out: Uint8Array;
+  private outView: DataView;
+  /** Rejections seen while draining the inbox, sent with the next output record. */
+  private rejectedIds: number[] = [];
+  private lastFpmMs = epochMs();
+  private lastLoadMs = 0;
+  private lastLoadKey = -1;
+  private readonly startMs = epochMs();
+  private lastResult: StepResult | null = null;
+
+  constructor(
+    private readonly task: RankTask,
+    private readonly ctl: Int32Array,
+    private readonly c: Float64Array,
+    private readonly layout: ReturnType<typeof counterLayout>,
+    private readonly engine: Engine,
+    private readonly inbox: SpscRing,
+    private readonly output: SpscRing,
+    private readonly outputBell: Doorbell,
+    private readonly writer: RankEventWriter,
+    private readonly eventRing: SpscRing,
+    private readonly publisherBell: Doorbell,
+  ) {
+    this.inboxScratch = new Uint8Array(inbox.capacity);
+    this.inboxView = new DataView(this.inboxScratch.buffer);
+    this.out = new Uint8Array(64 * 1024);
+    this.outView = new DataView(this.out.buffer);
+  }
+
+  run(): void {
+    const { ctl, engine, task } = this;
+    if (task.restarted) {
+      engine.clearAll();
+      this.publishEvents(epochMs());
+    }
+    while (Atomics.load(ctl, Ctl.stop) === 0) {
+      this.maybeFault();
+      const seenSeq = Atomics.load(ctl, Ctl.inboxSeq);
+      this.drainInbox();
+      if (this.rejectedIds.length > 0) this.writeOutput(0, epochMs());
+      if (!engine.hasWork()) {
+        this.updateGauges();
+        const now = epochMs();
+        this.maybePublishLoad(now);
+        const untilHeartbeat = this.lastFpmMs + task.heartbeatMs - now;
+        if (untilHeartbeat <= 0) {
+          this.writer.writeHeartbeat();
+          this.c[Scalar.heartbeats] = (this.c[Scalar.heartbeats] as number) + 1;
+          this.publisherBell.ring();
+          this.lastFpmMs = now;
+          continue;
+        }
+        Atomics.wait(ctl, Ctl.inboxSeq, seenSeq, untilHeartbeat);
+        continue;
+      }
+      this.pass();
+    }
+  }
+
+  private pass(): void {
+    const { engine, task, c, layout } = this;
+    const passStart = epochMs();
+    const res = engine.step(passStart - this.startMs);
+    this.lastResult = res;
+    const speedup = task.speedupRatio;
+    const modeledMs = speedup > 0 ? res.prefillMs / speedup + res.decodeMs / (speedup * task.decodeSpeedupRatio) : 0;
+
+    // Visibility point of the vLLM flavour: KV events and FPM go out at pass start, before the sleep.
+    this.publishEvents(passStart);
+    this.writer.writeFpm(res.fpm, modeledMs / 1000);
+    this.lastFpmMs = passStart;
+    this.publisherBell.ring();
+
+    const deadline = passStart + modeledMs;
+    let now = epochMs();
+    if (deadline > now) {
+      Atomics.wait(this.ctl, Ctl.sleep, 0, deadline - now);
+      now = epochMs();
+      observe(c, 0, layout.lateness, Math.max(0, now - deadline) / 1000);
+    }
+
+    c[Scalar.passes] = (c[Scalar.passes] as number) + 1;
+    if (res.numScheduledTokens > 0) observe(c, 0, layout.iterationTokens, res.numScheduledTokens);
+    this.recordPass(res, passStart, now);
+    this.writeOutput(res.numTokens + res.numFinished + res.numAdmissions, now);
+    this.updateGauges();
+    this.maybePublishLoad(now);
+  }
+
+  /** Latency histograms and token counters, vLLM definitions (loggers.py / stats.py). */
+  private recordPass(res: StepResult, passStart: number, tokenMs: number): void {
+    const { c, layout, times } = this;
+    for (let i = 0; i < res.numAdmissions; i++) {
+      const slot = times.slotById.get(res.admissionRequestIds[i] as number);
+      if (slot === undefined) continue;
+      c[Scalar.prefixQueries] = (c[Scalar.prefixQueries] as number) + (res.admissionPromptTokens[i] as number);
+      c[Scalar.prefixHits] = (c[Scalar.prefixHits] as number) + (res.admissionCachedTokens[i] as number);
+      if ((times.scheduledMs[slot] as number) < 0) {
+        times.scheduledMs[slot] = passStart;
+        observe(c, 0, layout.queue, Math.max(0, passStart - (times.arrivalMs[slot] as number)) / 1000);
+      }
+    }
+    for (let i = 0; i < res.numTokens; i++) {
+      const slot = times.slotById.get(res.tokenRequestIds[i] as number);
+      if (slot === undefined) continue;
+      const n = times.numGenerated[slot] as number;
+      if (n === 0) {
+        times.firstTokenMs[slot] = tokenMs;
+        observe(c, 0, layout.ttft, Math.max(0, tokenMs - (times.arrivalMs[slot] as number)) / 1000);
+        c[Scalar.promptTokens] = (c[Scalar.promptTokens] as number) + (times.promptLen[slot] as number);
+      } else {
+        observe(c, 0, layout.itl, Math.max(0, tokenMs - (times.lastTokenMs[slot] as number)) / 1000);
+      }
+      times.lastTokenMs[slot] = tokenMs;
+      times.numGenerated[slot] = n + 1;
+    }
+    c[Scalar.generationTokens] = (c[Scalar.generationTokens] as number) + res.numTokens;
+    for (let i = 0; i < res.numFinished; i++) {
+      const id = res.finishedRequestIds[i] as number;
+      const slot = times.slotById.get(id);
+      if (slot === undefined) continue;
+      if (res.finishedReasons[i] === FinishReason.length) {
+        c[Scalar.successLength] = (c[Scalar.successLength] as number) + 1;
+        const arrival = times.arrivalMs[slot] as number;
+        const scheduled = times.scheduledMs[slot] as number;
+        const first = times.firstTokenMs[slot] as number;
+        const last = times.lastTokenMs[slot] as number;
+        observe(c, 0, layout.e2e, Math.max(0, tokenMs - arrival) / 1000);
+        observe(c, 0, layout.prefill, Math.max(0, first - scheduled) / 1000);
+        observe(c, 0, layout.decode, Math.max(0, last - first) / 1000);
+        observe(c, 0, layout.inference, Math.max(0, last - scheduled) / 1000);
+        observe(c, 0, layout.requestPromptTokens, times.promptLen[slot] as number);
+        observe(c, 0, layout.requestGenerationTokens, times.numGenerated[slot] as number);
+        observe(c, 0, layout.requestMaxTokens, times.maxTokens[slot] as number);
+      } else {
+        c[Scalar.successError] = (c[Scalar.successError] as number) + 1;
+      }
+      times.release(id);
+    }
+  }
+
+  private drainInbox(): void {
+    const { inbox, inboxScratch: buf, inboxView: view, engine, times, c } = this;
+    for (;;) {
+      const len = inbox.read(buf);
+      if (len < 0) break;
+      const kind = view.getUint32(0, true);
+      const id = view.getInt32(4, true);
+      if (kind === InboxKind.add) {
+        const maxTokens = view.getInt32(8, true);
+        const numTokens = view.getUint32(12, true);
+        const arrivalMs = view.getFloat64(16, true);
+        // The engine keeps the prompt: give it its own copy, the scratch is reused.
+        const prompt = new Uint32Array(numTokens);
+        prompt.set(new Uint32Array(buf.buffer, buf.byteOffset + 24, numTokens));
+        const outcome = engine.addRequest(id, prompt, maxTokens);
+        if (outcome === AddOutcome.rejectedTooLarge) {
+          this.rejectedIds.push(id);
+          c[Scalar.successError] = (c[Scalar.successError] as number) + 1;
+        } else {
+          times.add(id, arrivalMs, numTokens, maxTokens);
+        }
+      } else if (kind === InboxKind.abort) {
+        if (engine.abortRequest(id)) c[Scalar.successAbort] = (c[Scalar.successAbort] as number) + 1;
+        times.release(id);
+      }
+    }
+    const hw = inbox.highWaterBytes();
+    if (hw > (c[Scalar.inboxRingHighWater] as number)) c[Scalar.inboxRingHighWater] = hw;
+  }
+
+  private publishEvents(nowMs: number): void {
+    const log = this.engine.takeEvents();
+    if (log.count === 0) return;
+    this.writer.writeKvEvents(log, nowMs);
+    this.c[Scalar.eventDrops] = this.writer.droppedRecords;
+    const hw = this.eventRing.highWaterBytes();
+    if (hw > (this.c[Scalar.eventRingHighWater] as number)) this.c[Scalar.eventRingHighWater] = hw;
+    if (this.task.routerFeed) this.collectRouterFeed(log);
+  }
+
+  private feedStoredHi: number[] = [];
+  private feedStoredLo: number[] = [];
+  private feedRemovedHi: number[] = [];
+  private feedRemovedLo: number[] = [];
+  private feedCleared = false;
+
+  private collectRouterFeed(log: ReturnType<Engine['takeEvents']>): void {
+    for (let e = 0; e < log.count; e++) {
+      const kind = log.kind[e];
+      const start = log.hashStart[e] as number;
+      const n = log.hashCount[e] as number;
+      if (kind === KvEventKind.cleared) {
+        this.feedCleared = true;
+        this.feedStoredHi.length = 0;
+        this.feedStoredLo.length = 0;
+        this.feedRemovedHi.length = 0;
+        this.feedRemovedLo.length = 0;
+        continue;
+      }
+      const hi = kind === KvEventKind.stored ? this.feedStoredHi : this.feedRemovedHi;
+      const lo = kind === KvEventKind.stored ? this.feedStoredLo : this.feedRemovedLo;
+      for (let j = start; j < start + n; j++) {
+        hi.push(log.seqHashHi[j] as number);
+        lo.push(log.seqHashLo[j] as number);
+      }
+    }
+  }
+
+  private ensureOut(bytes: number): void {
+    if (bytes <= this.out.length) return;
+    let n = this.out.length;
+    while (n < bytes) n *= 2;
+    this.out = new Uint8Array(n);
+    this.outView = new DataView(this.out.buffer);
+  }
+
+  /** One output record: the pass's tokens, finishes, admissions, router feed, inbox rejections. */
+  private writeOutput(items: number, tokenMs: number): void {
+    const res = items === 0 ? null : this.lastResult;
+    const rejected = this.rejectedIds;
+    const numTokens = res === null ? 0 : res.numTokens;
+    const engineFinished = res === null ? 0 : res.numFinished;
+    const numFinished = engineFinished + rejected.length;
+    const numAdmissions = res === null ? 0 : res.numAdmissions;
+    const nStored = this.feedStoredHi.length;
+    const nRemoved = this.feedRemovedHi.length;
+    const cleared = this.feedCleared;
+    if (numTokens + numFinished + numAdmissions + nStored + nRemoved === 0 && !cleared) return;
+    const bytes = OUTPUT_HEADER + 8 * (numTokens + numFinished + numAdmissions + nStored + nRemoved);
+    this.ensureOut(bytes);
+    const v = this.outView;
+    v.setUint32(0, numTokens, true);
+    v.setUint32(4, numFinished, true);
+    v.setUint32(8, numAdmissions, true);
+    v.setUint32(12, nStored, true);
+    v.setUint32(16, nRemoved, true);
+    v.setUint32(20, cleared ? 1 : 0, true);
+        v.setFloat64(24, tokenMs, true);
+    let o = OUTPUT_HEADER;
+    if (res !== null) {
+      for (let i = 0; i < numTokens; i++, o += 8) {
+        v.setInt32(o, res.tokenRequestIds[i] as number, true);
+        v.setUint32(o + 4, res.tokenIds[i] as number, true);
+      }
+      for (let i = 0; i < engineFinished; i++, o += 8) {
+        v.setInt32(o, res.finishedRequestIds[i] as number, true);
+        v.setUint32(o + 4, res.finishedReasons[i] as number, true);
+      }
+    }
+    for (let i = 0; i < rejected.length; i++, o += 8) {
+      v.setInt32(o, rejected[i] as number, true);
+      v.setUint32(o + 4, FinishReason.rejected, true);
+    }
+    for (let i = 0; i < numAdmissions && res !== null; i++, o += 8) {
+      v.setInt32(o, res.admissionRequestIds[i] as number, true);
+      v.setInt32(o + 4, res.admissionCachedTokens[i] as number, true);
+    }
+    for (let i = 0; i < nStored; i++, o += 8) {
+      v.setUint32(o, this.feedStoredHi[i] as number, true);
+      v.setUint32(o + 4, this.feedStoredLo[i] as number, true);
+    }
+    for (let i = 0; i < nRemoved; i++, o += 8) {
+      v.setUint32(o, this.feedRemovedHi[i] as number, true);
+      v.setUint32(o + 4, this.feedRemovedLo[i] as number, true);
+    }
+    rejected.length = 0;
+    this.feedStoredHi.length = 0;
+    this.feedStoredLo.length = 0;
+    this.feedRemovedHi.length = 0;
+    this.feedRemovedLo.length = 0;
+    this.feedCleared = false;
+    // Tokens are never dropped: wait for the coordinator to make room (it drains every turn).
+    while (!this.output.writeBlocking(this.out, 0, o, 50)) {
+      if (Atomics.load(this.ctl, Ctl.stop) !== 0) return;
+      this.outputBell.ring();
+    }
+    this.outputBell.ring();
+    const hw = this.output.highWaterBytes();
+    if (hw > (this.c[Scalar.outputRingHighWater] as number)) this.c[Scalar.outputRingHighWater] = hw;
+  }
+
+  private updateGauges(): void {
+    const { c, engine } = this;
+    c[Scalar.running] = engine.numRunning;
+    c[Scalar.waiting] = engine.numWaiting;
+    c[Scalar.kvUsage] = engine.kvUsage;
+    c[Scalar.activeBlocks] = engine.numActiveBlocks;
+    c[Scalar.inactiveBlocks] = engine.numInactiveBlocks;
+    c[Scalar.preemptions] = engine.numPreemptionsTotal;
+    c[Scalar.lastPassEpochMs] = epochMs();
+  }
+
+  /** ActiveLoad on kv_metrics: changes after a 1 ms debounce, everything every 5 s. */
+  private maybePublishLoad(now: number): void {
+    const e = this.engine;
+    const key = e.numActiveBlocks * 65536 + e.numWaiting;
+    const due = now - this.lastLoadMs >= LOAD_HEARTBEAT_MS;
+    if (!due && (key === this.lastLoadKey || now - this.lastLoadMs < LOAD_DEBOUNCE_MS)) return;
+    this.lastLoadKey = key;
+    this.lastLoadMs = now;
+    const queuedPrefill = e.hasWork() && this.lastResult !== null ? this.lastResult.fpm.sumQueuedPrefillTokens : 0;
+    this.writer.writeLoad(e.numActiveBlocks, queuedPrefill, e.numActiveBlocks);
+    this.publisherBell.ring();
+  }
+
+  private maybeFault(): void {
+    const fault = Atomics.exchange(this.ctl, Ctl.fault, FaultKind.none);
+    if (fault === FaultKind.none) return;
+    if (fault === FaultKind.throw) throw new Error(`injected fault: rank ${this.task.rank} threw`);
+    if (fault === FaultKind.exit) process.exit(7);
+    if (fault === FaultKind.oom) {
+      const hog: unknown[] = [];
+      for (;;) hog.push(new Array(1 << 20).fill(hog.length));
+    }
+  }
+}
