@@ -69,17 +69,22 @@ function micro(numRanks: number): { ranks: number; sampleUs: number; tickUs: num
     t += 1000;
     model.sample();
   }
-  const n = 2000;
-  let s0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    t += 1000;
-    model.sample();
-  }
-  const sampleUs = ((performance.now() - s0) * 1000) / n;
+  // Best of 5 rounds: the figure of interest is the work itself, not scheduler noise on a shared host.
+  const n = 500;
+  let sampleUs = Infinity;
+  let tickUs = Infinity;
   let tick = '';
-  s0 = performance.now();
-  for (let i = 0; i < n; i++) tick = model.tick(2);
-  const tickUs = ((performance.now() - s0) * 1000) / n;
+  for (let round = 0; round < 5; round++) {
+    let s0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      t += 1000;
+      model.sample();
+    }
+    sampleUs = Math.min(sampleUs, ((performance.now() - s0) * 1000) / n);
+    s0 = performance.now();
+    for (let i = 0; i < n; i++) tick = model.tick(2);
+    tickUs = Math.min(tickUs, ((performance.now() - s0) * 1000) / n);
+  }
   return { ranks: numRanks, sampleUs: round(sampleUs), tickUs: round(tickUs), tickBytes: tick.length, initBytes: model.init(tick, 500).length };
 }
 

@@ -5,20 +5,20 @@
  * SSE server (bench/trivial-sse-server.ts, separate process) streaming the same number of chunks.
  * The ratio shows how close serve gets to the node:http ceiling on this host.
  *
- *   node dist/bench/http.js [--url URL] [--duration 10] [--warmup 2] [--concurrency 256] [--isl 1024] [--osl 1024]
+ *   node dist/bench/http.js [--url URL] [--workers 1] [--duration 10] [--warmup 2] [--concurrency 256] [--isl 1024] [--osl 1024]
  *
  * Prints one JSON line: {"bench":"http","req_per_s",..,"output_tokens_per_s",..,"serve_cpu_ms_per_req",..,
  * "trivial_req_per_s",..,"ratio_to_trivial",..,"errors",..} plus the load generator's own CPU ms per
  * request (client_cpu_ms_per_req, trivial side) and the trivial server's. serve_cpu_ms_per_req is
  * null for an external --url (its process is not ours to measure).
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runBench, DEFAULT_BENCH_OPTIONS } from '../src/loadgen/bench.js';
+import { cpuMs, spawnReady, stop } from './lib/process.js';
 import type { BenchResult } from '../src/loadgen/bench.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -37,58 +37,6 @@ function stringFlag(name: string): string | undefined {
   return i < 0 ? undefined : process.argv[i + 1];
 }
 
-/** Spawn a process that prints `<prefix> {json}` on stdout when ready; resolve with the parsed json. */
-function spawnReady(args: string[], prefix: string, timeoutMs: number): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')}: no "${prefix}" line within ${timeoutMs} ms; stderr: ${err.slice(-2000)}`));
-    }, timeoutMs);
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (s: string) => {
-      if (err.length < 100_000) err += s;
-    });
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (s: string) => {
-      out += s;
-      const at = out.indexOf(`${prefix} `);
-      const nl = at < 0 ? -1 : out.indexOf('\n', at);
-      if (nl > 0) {
-        clearTimeout(timer);
-        resolve({ child, info: JSON.parse(out.slice(at + prefix.length + 1, nl)) as Record<string, unknown> });
-      }
-    });
-    child.once('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`${args.join(' ')} exited (${code ?? sig}) before ready; stderr: ${err.slice(-2000)}`));
-    });
-  });
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const hard = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(hard);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
-/** utime + stime of a process, ms (Linux /proc/<pid>/stat, clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // After "pid (comm) ", field 3 (state) is index 0, so utime (14) is 11 and stime (15) is 12.
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return ticks * 10;
-}
-
 async function load(url: string, concurrency: number, isl: number, osl: number, durationS: number, warmupS: number): Promise<BenchResult> {
   return runBench({ ...DEFAULT_BENCH_OPTIONS, url, concurrency, isl, osl, durationS, warmupS, ignoreEos: true, promptFormat: 'token-ids', seed: 1 });
 }
@@ -104,12 +52,13 @@ async function main(): Promise<void> {
   const isl = flag('--isl', 1024);
   const osl = flag('--osl', 1024);
   const external = stringFlag('--url') ?? process.env['MOCKFLEET_URL'];
+  const workers = flag('--workers', 1);
 
   let serve: ChildProcess | null = null;
   let serveUrl: string;
   if (external !== undefined && external !== '') serveUrl = external;
   else {
-    const s = await spawnReady([join(root, 'dist/src/cli/main.js'), 'serve', '--speedup-ratio', '0', '--block-size', '64', '--port', '0'], 'mockfleet ready', 60_000);
+    const s = await spawnReady([join(root, 'dist/src/cli/main.js'), 'serve', '--speedup-ratio', '0', '--block-size', '64', '--port', '0', '--num-workers', String(workers)], 'mockfleet ready', 60_000);
     serve = s.child;
     serveUrl = String(s.info['url']);
   }
@@ -155,7 +104,7 @@ async function main(): Promise<void> {
   const round = (v: number | null, d: number): number | null => (v === null || !Number.isFinite(v) ? null : Number(v.toFixed(d)));
   process.stdout.write(JSON.stringify({
     bench: 'http',
-    target: external !== undefined && external !== '' ? serveUrl : 'spawned serve --speedup-ratio 0 --block-size 64',
+    target: external !== undefined && external !== '' ? serveUrl : `spawned serve --speedup-ratio 0 --block-size 64 --num-workers ${workers}`,
     concurrency, isl, osl, duration_s: durationS, warmup_s: warmupS,
     req_per_s: round(rps, 1),
     output_tokens_per_s: round(serveResult.metrics.outputTokenThroughput, 0),

@@ -79,6 +79,11 @@ class StepResultBuffer implements StepResult {
   }
 }
 
+/**
+ * Population variance (÷ n, 0 when empty) from exact integer sums. Lengths are integers, so the
+ * sums stay exact below 2^53 and, unlike Welford's update, a request can be taken out again
+ * (preemption within a pass, a waiting request leaving the queue).
+ */
 function populationVariance(n: number, sum: number, sumSq: number): number {
   if (n === 0) return 0;
   const mean = sum / n;
@@ -166,6 +171,8 @@ export class Engine {
   private budget = 0;
   private runIdx = 0;
   private inSchedulePhase = false;
+  /** Tokens the last admitted waiting request scheduled. */
+  private lastDesired = 0;
   // Aggregates of the requests scheduled this pass (see contribute()).
   private aTokens = 0;
   private aPrompt = 0;
@@ -442,7 +449,9 @@ export class Engine {
       while (this.numRunningQ < maxSeqs && this.numWaitingQ > 0) {
         const outcome = this.scheduleWaiting();
         if (outcome === Outcome.blocked || outcome === Outcome.currentPreempted) break;
-        if (outcome === Outcome.scheduled && this.budget === 0) break;
+        // Dynamo stops after a request that used no tokens once the budget is gone; any other
+        // request would be Blocked by the empty budget anyway.
+        if (outcome === Outcome.scheduled && this.budget === 0 && this.lastDesired === 0) break;
       }
     }
     this.inSchedulePhase = false;
@@ -520,6 +529,7 @@ export class Engine {
     this.slotStatus[slot] = SlotStatus.running;
     this.running[this.numRunningQ++] = slot;
     this.account(slot, prefix, desired, seqLen);
+    this.lastDesired = desired;
     const r = this.result;
     const a = r.numAdmissions++;
     r.admissionRequestIds[a] = this.slotRequestId[slot] as number;
@@ -764,6 +774,8 @@ export class Engine {
         i++;
         continue;
       }
+      let tokens = tokensBySlot[slot] as Uint32Array;
+      if (seqLen === tokens.length) tokens = this.growSlotBuffers(slot, seqLen + 1);
       let nb = numBlocks[slot] as number;
       if (seqLen === nb * bs) {
         let id = pool.allocate();
@@ -783,8 +795,6 @@ export class Engine {
         (this.slotBlocks[slot] as Int32Array)[nb] = id;
         numBlocks[slot] = ++nb;
       }
-      let tokens = tokensBySlot[slot] as Uint32Array;
-      if (seqLen === tokens.length) tokens = this.growSlotBuffers(slot, seqLen + 1);
       const tok = rng.nextSmall(TOKEN_ID_MIN, TOKEN_ID_SPAN);
       tokens[seqLen] = tok;
       seqLens[slot] = seqLen + 1;

@@ -122,10 +122,11 @@ export class SseStreamParser {
       if (nl < 0 || nl >= this.tailLen) return;
       delim = this.tail[nl - 1] === CR && nl > 0 ? DELIM_CRLF : DELIM_LF;
       this.delim = delim;
-      // Re-run the accumulated bytes as one chunk (rare path: once per stream).
-      const held = Buffer.from(this.tail.subarray(0, this.tailLen));
+      // Re-run the accumulated bytes in place (once per stream): the unterminated rest is moved
+      // to the front of the same buffer, which Buffer.copy allows for overlapping regions.
+      const held = this.tail.subarray(0, this.tailLen);
       this.tailLen = 0;
-      this.scan(held, nowMs, delim);
+      this.scanFrom(held, 0, nowMs, delim);
       return;
     }
     let pos = 0;
@@ -153,10 +154,6 @@ export class SseStreamParser {
           this.onEvent(this.tail, 0, len, nowMs);
         }
     this.scanFrom(chunk, pos, nowMs, delim);
-  }
-
-  private scan(chunk: Buffer, nowMs: number, delim: Buffer): void {
-    this.scanFrom(chunk, 0, nowMs, delim);
   }
 
   private scanFrom(chunk: Buffer, start: number, nowMs: number, delim: Buffer): void {

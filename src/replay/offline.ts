@@ -14,7 +14,7 @@
  * previous turn's last token (or its rejection).
  */
 import { AddOutcome, FinishReason, KvEventKind } from '../engine/types.js';
-import type { EngineArgs, PerfModel } from '../engine/types.js';
+import type { EngineArgs, KvEventLog, PerfModel } from '../engine/types.js';
 import { Engine, createPolynomialPerfModel, normalizeEngineArgs } from '../engine/engine.js';
 import { createRouter } from '../router/index.js';
 import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
@@ -182,226 +182,278 @@ export function checkOfflineReplayOptions(opts: OfflineReplayOptions): Readonly<
 /** Replay `reqs` (in trace order) offline. Deterministic for given inputs and options. */
 export function runOfflineReplay(reqs: readonly TraceRequest[], opts: OfflineReplayOptions): OfflineReplayResult {
   const wallStart = performance.now();
-  const args = checkOfflineReplayOptions(opts);
-  const perf = opts.perfModel ?? createPolynomialPerfModel();
-  const numRanks = opts.numWorkers * opts.dataParallelSize;
-  const engines: Engine[] = [];
-  for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf));
-  const load: RankLoadView = {
-    numRanks,
-    running: (r) => (engines[r] as Engine).numRunning,
-    waiting: (r) => (engines[r] as Engine).numWaiting,
-    activeBlocks: (r) => (engines[r] as Engine).numActiveBlocks,
-    totalBlocks: () => args.numGpuBlocks,
-  };
-  const router: Router = createRouter(opts.router, load, {
-    seed: opts.seed,
-    blockSize: args.blockSize,
-    ...(opts.kvOverlapScoreWeight === undefined ? {} : { kvOverlapScoreWeight: opts.kvOverlapScoreWeight }),
-  });
-  const useKv = router.policy === 'kv';
+  const sim = new OfflineSim(reqs, opts);
+  sim.run();
+  return sim.result(performance.now() - wallStart);
+}
 
-  const n = reqs.length;
-  const tbs = opts.traceBlockSize;
-  const arrivalMs = new Float64Array(n).fill(Number.NaN);
-  const firstTokenMs = new Float64Array(n).fill(Number.NaN);
-  const secondTokenMs = new Float64Array(n).fill(Number.NaN);
-  const lastTokenMs = new Float64Array(n).fill(Number.NaN);
-  const outputTokens = new Int32Array(n);
-  const promptTokens = new Int32Array(n);
-  const reusedTokens = new Int32Array(n);
-  const admitted = new Uint8Array(n);
-  const status = new Uint8Array(n);
-  const rankOf = new Int32Array(n).fill(-1);
-  const itl = new F64List();
-  const binOut = new F64List();
-  const binInFlight = new F64List();
-  let inFlight = 0;
+/** The event loop's state; arrive() and pass() are the two event handlers. */
+class OfflineSim {
+  private readonly reqs: readonly TraceRequest[];
+  private readonly args: Readonly<EngineArgs>;
+  private readonly numRanks: number;
+  private readonly engines: Engine[];
+  private readonly router: Router;
+  private readonly useKv: boolean;
+  private readonly tbs: number;
+  private readonly arrivalRatio: number;
+  private readonly speed: number;
+  private readonly decodeSpeed: number;
 
-  const markBin = (t: number): number => {
-    const b = Math.floor(t / 1000);
-    while (binOut.length <= b) {
-      binOut.push(0);
-      binInFlight.push(binInFlight.length === 0 ? 0 : (binInFlight.data[binInFlight.length - 1] as number));
-    }
-    return b;
-  };
+  private readonly arrivalMs: Float64Array;
+  private readonly firstTokenMs: Float64Array;
+  private readonly secondTokenMs: Float64Array;
+  private readonly lastTokenMs: Float64Array;
+  private readonly outputTokens: Int32Array;
+  private readonly promptTokens: Int32Array;
+  private readonly reusedTokens: Int32Array;
+  private readonly admitted: Uint8Array;
+  private readonly status: Uint8Array;
+  private readonly rankOf: Int32Array;
+  private readonly itl = new F64List();
+  private readonly binOut = new F64List();
+  private readonly binInFlight = new F64List();
+  private inFlight = 0;
+  private numPasses = 0;
+  private numPreemptions = 0;
 
-  // Sessions: index of each request's next turn (-1 = none); first turns are scheduled up front.
-  const nextTurn = new Int32Array(n).fill(-1);
-  const arrivals = new EventHeap();
-  {
+  /** Index of each request's next session turn (-1 = none). */
+  private readonly nextTurn: Int32Array;
+  private readonly arrivals = new EventHeap();
+  /** Ranks with a scheduled pass, keyed by its start time. */
+  private readonly passes = new EventHeap();
+  /** Next pass start per rank; Infinity = idle (or stalled until its next arrival). */
+  private readonly nextPassAt: Float64Array;
+
+  private readonly memo: TraceHashMemo;
+  private promptBuf = new Uint32Array(1 << 16);
+  private readonly route: { -readonly [K in keyof RouteRequest]: RouteRequest[K] };
+
+  constructor(reqs: readonly TraceRequest[], opts: OfflineReplayOptions) {
+    const args = checkOfflineReplayOptions(opts);
+    this.reqs = reqs;
+    this.args = args;
+    const perf = opts.perfModel ?? createPolynomialPerfModel();
+    const numRanks = opts.numWorkers * opts.dataParallelSize;
+    this.numRanks = numRanks;
+    const engines: Engine[] = [];
+    for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf));
+    this.engines = engines;
+    const load: RankLoadView = {
+      numRanks,
+      running: (r) => (engines[r] as Engine).numRunning,
+      waiting: (r) => (engines[r] as Engine).numWaiting,
+      activeBlocks: (r) => (engines[r] as Engine).numActiveBlocks,
+      totalBlocks: () => args.numGpuBlocks,
+    };
+    this.router = createRouter(opts.router, load, {
+      seed: opts.seed,
+      blockSize: args.blockSize,
+      ...(opts.kvOverlapScoreWeight === undefined ? {} : { kvOverlapScoreWeight: opts.kvOverlapScoreWeight }),
+    });
+    this.useKv = this.router.policy === 'kv';
+    this.tbs = opts.traceBlockSize;
+    this.arrivalRatio = opts.arrivalSpeedupRatio;
+    this.speed = opts.speedupRatio;
+    this.decodeSpeed = opts.speedupRatio * opts.decodeSpeedupRatio;
+
+    const n = reqs.length;
+    this.arrivalMs = new Float64Array(n).fill(Number.NaN);
+    this.firstTokenMs = new Float64Array(n).fill(Number.NaN);
+    this.secondTokenMs = new Float64Array(n).fill(Number.NaN);
+    this.lastTokenMs = new Float64Array(n).fill(Number.NaN);
+    this.outputTokens = new Int32Array(n);
+    this.promptTokens = new Int32Array(n);
+    this.reusedTokens = new Int32Array(n);
+    this.admitted = new Uint8Array(n);
+    this.status = new Uint8Array(n);
+    this.rankOf = new Int32Array(n).fill(-1);
+    this.nextTurn = new Int32Array(n).fill(-1);
+    this.nextPassAt = new Float64Array(numRanks).fill(Number.POSITIVE_INFINITY);
+    this.memo = new TraceHashMemo(this.tbs, args.blockSize);
+    this.route = {
+      numBlocks: 0, seqHashHi: new Uint32Array(4096), seqHashLo: new Uint32Array(4096), promptTokens: 0, firstRank: 0, numCandidateRanks: numRanks,
+    };
+
+    // First turns arrive at their normalized timestamps; later turns are released by completions.
     const lastOfSession = new Map<string, number>();
-    let t0 = Number.POSITIVE_INFINITY;
     const isFirst = new Uint8Array(n);
+    let t0 = Number.POSITIVE_INFINITY;
     for (let i = 0; i < n; i++) {
       const r = reqs[i] as TraceRequest;
-      promptTokens[i] = effectiveInputLength(r, tbs);
+      this.promptTokens[i] = effectiveInputLength(r, this.tbs);
       if (r.sessionId === null) {
         isFirst[i] = 1;
       } else {
         const prev = lastOfSession.get(r.sessionId);
         if (prev === undefined) isFirst[i] = 1;
-        else nextTurn[prev] = i;
+        else this.nextTurn[prev] = i;
         lastOfSession.set(r.sessionId, i);
       }
       if (isFirst[i] === 1 && r.timestampMs < t0) t0 = r.timestampMs;
     }
     for (let i = 0; i < n; i++) {
-      if (isFirst[i] === 1) arrivals.push(((reqs[i] as TraceRequest).timestampMs - t0) / opts.arrivalSpeedupRatio, i);
+      if (isFirst[i] === 1) this.arrivals.push(((reqs[i] as TraceRequest).timestampMs - t0) / this.arrivalRatio, i);
     }
   }
 
-  // Engines' next pass start (Infinity = idle or stalled) and a heap of the scheduled ones.
-  const passes = new EventHeap();
-  const nextPassAt = new Float64Array(numRanks).fill(Number.POSITIVE_INFINITY);
-
-  const memo = new TraceHashMemo(tbs, args.blockSize);
-  let promptBuf = new Uint32Array(1 << 16);
-  const hashHi = new Uint32Array(4096);
-  const hashLo = new Uint32Array(4096);
-  const route: { -readonly [K in keyof RouteRequest]: RouteRequest[K] } = {
-    numBlocks: 0, seqHashHi: hashHi, seqHashLo: hashLo, promptTokens: 0, firstRank: 0, numCandidateRanks: numRanks,
-  };
-
-  const releaseNextTurn = (i: number, t: number): void => {
-    const nx = nextTurn[i] as number;
-    if (nx < 0) return;
-    const delay = (reqs[nx] as TraceRequest).delayMs ?? 0;
-    arrivals.push(t + delay / opts.arrivalSpeedupRatio, nx);
-  };
-
-  const speed = opts.speedupRatio;
-  const decodeSpeed = opts.speedupRatio * opts.decodeSpeedupRatio;
-  let numPasses = 0;
-  let numPreemptions = 0;
-
-  for (;;) {
-    const tA = arrivals.peekTime();
-    const tE = passes.peekTime();
-    if (tA === Number.POSITIVE_INFINITY && tE === Number.POSITIVE_INFINITY) break;
-
-    if (tA <= tE) {
-      // ---- arrival
-      const i = arrivals.pop();
-      const req = reqs[i] as TraceRequest;
-      arrivalMs[i] = tA;
-      const promptLen = promptTokens[i] as number;
-      if (promptBuf.length < promptLen) promptBuf = new Uint32Array(Math.max(promptLen, promptBuf.length * 2));
-      synthesizePromptTokensInto(req, tbs, promptBuf);
-      // The engine copies the prompt and takes its length from the array: pass an exact view.
-      const prompt = promptBuf.subarray(0, promptLen);
-      route.promptTokens = prompt.length;
-      if (useKv) {
-        const nb = Math.floor(prompt.length / args.blockSize);
-        if (nb > route.seqHashHi.length) {
-          route.seqHashHi = new Uint32Array(nb);
-          route.seqHashLo = new Uint32Array(nb);
-        }
-        route.numBlocks = memo.hashes(req, prompt, route.seqHashHi, route.seqHashLo);
-      } else {
-        route.numBlocks = 0;
-      }
-      const rank = router.pick(route);
-      rankOf[i] = rank;
-      const engine = engines[rank] as Engine;
-      const b = markBin(tA);
-      if (engine.addRequest(i, prompt, req.outputLength) === AddOutcome.rejectedTooLarge) {
-        status[i] = RequestStatus.rejected;
-        releaseNextTurn(i, tA);
-        continue;
-      }
-      inFlight++;
-      binInFlight.data[b] = inFlight;
-      if (nextPassAt[rank] === Number.POSITIVE_INFINITY) {
-        nextPassAt[rank] = tA;
-        passes.push(tA, rank);
-      }
-      continue;
+  run(): void {
+    const arrivals = this.arrivals, passes = this.passes;
+    for (;;) {
+      const tA = arrivals.peekTime();
+      const tE = passes.peekTime();
+      if (tA === Number.POSITIVE_INFINITY && tE === Number.POSITIVE_INFINITY) return;
+      if (tA <= tE) this.arrive(arrivals.pop(), tA);
+      else this.pass(passes.pop());
     }
+  }
 
-    // ---- engine pass
-    const rank = passes.pop();
-    const t = tE;
-    nextPassAt[rank] = Number.POSITIVE_INFINITY;
-    const engine = engines[rank] as Engine;
+  private markBin(t: number): number {
+    const b = Math.floor(t / 1000);
+    const binOut = this.binOut, binInFlight = this.binInFlight;
+    while (binOut.length <= b) {
+      binOut.push(0);
+      binInFlight.push(binInFlight.length === 0 ? 0 : (binInFlight.data[binInFlight.length - 1] as number));
+    }
+    return b;
+  }
+
+  private releaseNextTurn(i: number, t: number): void {
+    const nx = this.nextTurn[i] as number;
+    if (nx < 0) return;
+    const delay = (this.reqs[nx] as TraceRequest).delayMs ?? 0;
+    this.arrivals.push(t + delay / this.arrivalRatio, nx);
+  }
+
+  private arrive(i: number, t: number): void {
+    const req = this.reqs[i] as TraceRequest;
+    this.arrivalMs[i] = t;
+    const promptLen = this.promptTokens[i] as number;
+    if (this.promptBuf.length < promptLen) this.promptBuf = new Uint32Array(Math.max(promptLen, this.promptBuf.length * 2));
+    synthesizePromptTokensInto(req, this.tbs, this.promptBuf);
+    // The engine copies the prompt and takes its length from the array: pass an exact view.
+    const prompt = this.promptBuf.subarray(0, promptLen);
+    const route = this.route;
+    route.promptTokens = promptLen;
+    if (this.useKv) {
+      const nb = Math.floor(promptLen / this.args.blockSize);
+      if (nb > route.seqHashHi.length) {
+        route.seqHashHi = new Uint32Array(nb);
+        route.seqHashLo = new Uint32Array(nb);
+      }
+      route.numBlocks = this.memo.hashes(req, prompt, route.seqHashHi, route.seqHashLo);
+    } else {
+      route.numBlocks = 0;
+    }
+    const rank = this.router.pick(route);
+    this.rankOf[i] = rank;
+    const b = this.markBin(t);
+    if ((this.engines[rank] as Engine).addRequest(i, prompt, req.outputLength) === AddOutcome.rejectedTooLarge) {
+      this.status[i] = RequestStatus.rejected;
+      this.releaseNextTurn(i, t);
+      return;
+    }
+    this.inFlight++;
+    this.binInFlight.data[b] = this.inFlight;
+    if (this.nextPassAt[rank] === Number.POSITIVE_INFINITY) {
+      this.nextPassAt[rank] = t;
+      this.passes.push(t, rank);
+    }
+  }
+
+  /** Run the rank's scheduled pass (its start time is nextPassAt[rank]; read here rather than
+   * passed, so no double is boxed per pass). */
+  private pass(rank: number): void {
+    const t = this.nextPassAt[rank] as number;
+    this.nextPassAt[rank] = Number.POSITIVE_INFINITY;
+    const engine = this.engines[rank] as Engine;
     const res = engine.step(t);
-    numPasses++;
-    numPreemptions += res.numPreemptions;
-    const end = t + res.prefillMs / speed + res.decodeMs / decodeSpeed;
+    this.numPasses++;
+    this.numPreemptions += res.numPreemptions;
+    const end = t + res.prefillMs / this.speed + res.decodeMs / this.decodeSpeed;
 
     const log = engine.takeEvents();
-    if (useKv) {
-      for (let e = 0; e < log.count; e++) {
-        const kind = log.kind[e];
-        if (kind === KvEventKind.stored) router.onStored(rank, log.hashCount[e] as number, log.seqHashHi, log.seqHashLo, log.hashStart[e] as number);
-        else if (kind === KvEventKind.removed) router.onRemoved(rank, log.hashCount[e] as number, log.seqHashHi, log.seqHashLo, log.hashStart[e] as number);
-        else router.onCleared(rank);
-      }
-    }
+    if (this.useKv && log.count > 0) this.feedEvents(rank, log);
 
-    for (let a = 0; a < res.numAdmissions; a++) {
-      const id = res.admissionRequestIds[a] as number;
-      if (admitted[id] === 0) {
-        admitted[id] = 1;
-        reusedTokens[id] = res.admissionCachedTokens[a] as number;
-      }
-    }
-
-    if (res.numTokens > 0) {
-      const b = markBin(end);
-      binOut.data[b] = (binOut.data[b] as number) + res.numTokens;
-      const ids = res.tokenRequestIds;
-      for (let k = 0; k < res.numTokens; k++) {
-        const id = ids[k] as number;
-        const cnt = outputTokens[id] as number;
-        if (cnt === 0) firstTokenMs[id] = end;
-        else {
-          if (cnt === 1) secondTokenMs[id] = end;
-          itl.push(end - (lastTokenMs[id] as number));
+    if (res.numAdmissions > 0) {
+      const admitted = this.admitted;
+      for (let a = 0; a < res.numAdmissions; a++) {
+        const id = res.admissionRequestIds[a] as number;
+        if (admitted[id] === 0) {
+          admitted[id] = 1;
+          this.reusedTokens[id] = res.admissionCachedTokens[a] as number;
         }
-        lastTokenMs[id] = end;
-        outputTokens[id] = cnt + 1;
+      }
+    }
+
+    const numTokens = res.numTokens;
+    if (numTokens > 0) {
+      const b = this.markBin(end);
+      this.binOut.data[b] = (this.binOut.data[b] as number) + numTokens;
+      const ids = res.tokenRequestIds;
+      const counts = this.outputTokens, last = this.lastTokenMs, itl = this.itl;
+      for (let k = 0; k < numTokens; k++) {
+        const id = ids[k] as number;
+        const cnt = counts[id] as number;
+        if (cnt === 0) this.firstTokenMs[id] = end;
+        else {
+          if (cnt === 1) this.secondTokenMs[id] = end;
+          itl.push(end - (last[id] as number));
+        }
+        last[id] = end;
+        counts[id] = cnt + 1;
       }
     }
 
     if (res.numFinished > 0) {
-      const b = markBin(end);
+      const b = this.markBin(end);
       for (let k = 0; k < res.numFinished; k++) {
         const id = res.finishedRequestIds[k] as number;
-        status[id] = res.finishedReasons[k] === FinishReason.length ? RequestStatus.completed : RequestStatus.rejected;
-        inFlight--;
-        releaseNextTurn(id, end);
+        this.status[id] = res.finishedReasons[k] === FinishReason.length ? RequestStatus.completed : RequestStatus.rejected;
+        this.inFlight--;
+        this.releaseNextTurn(id, end);
       }
-      binInFlight.data[b] = inFlight;
+      this.binInFlight.data[b] = this.inFlight;
     }
 
     // A pass that changed nothing would repeat forever: such a rank sleeps until its next arrival.
-    const progressed = res.numScheduledTokens > 0 || res.numFinished > 0 || res.numTokens > 0 || end > t;
-    if (engine.hasWork() && progressed) {
-      nextPassAt[rank] = end;
-      passes.push(end, rank);
+    const progressed = res.numScheduledTokens > 0 || res.numFinished > 0 || numTokens > 0 || end > t;
+    if (progressed && engine.hasWork()) {
+      this.nextPassAt[rank] = end;
+      this.passes.push(end, rank);
     }
   }
 
-  return {
-    numRanks,
-    engineArgs: args,
-    numRequests: n,
-    arrivalMs,
-    firstTokenMs,
-    secondTokenMs,
-    lastTokenMs,
-    outputTokens,
-    promptTokens,
-    reusedTokens,
-    status,
-    rank: rankOf,
-    itlMs: itl.view(),
-    numPasses,
-    numPreemptions,
-    wallTimeMs: performance.now() - wallStart,
-    binOutputTokens: binOut.view(),
-    binInFlight: binInFlight.view(),
-  };
+  private feedEvents(rank: number, log: KvEventLog): void {
+    const router = this.router;
+    for (let e = 0; e < log.count; e++) {
+      const kind = log.kind[e];
+      if (kind === KvEventKind.stored) router.onStored(rank, log.hashCount[e] as number, log.seqHashHi, log.seqHashLo, log.hashStart[e] as number);
+      else if (kind === KvEventKind.removed) router.onRemoved(rank, log.hashCount[e] as number, log.seqHashHi, log.seqHashLo, log.hashStart[e] as number);
+      else router.onCleared(rank);
+    }
+  }
+
+  result(wallTimeMs: number): OfflineReplayResult {
+    return {
+      numRanks: this.numRanks,
+      engineArgs: this.args,
+      numRequests: this.reqs.length,
+      arrivalMs: this.arrivalMs,
+      firstTokenMs: this.firstTokenMs,
+      secondTokenMs: this.secondTokenMs,
+      lastTokenMs: this.lastTokenMs,
+      outputTokens: this.outputTokens,
+      promptTokens: this.promptTokens,
+      reusedTokens: this.reusedTokens,
+      status: this.status,
+      rank: this.rankOf,
+      itlMs: this.itl.view(),
+      numPasses: this.numPasses,
+      numPreemptions: this.numPreemptions,
+      wallTimeMs,
+      binOutputTokens: this.binOut.view(),
+      binInFlight: this.binInFlight.view(),
+    };
+  }
 }

@@ -59,13 +59,28 @@ export class PrefixIndex {
   /** Record that `rank` holds the block; idempotent. */
   add(rank: number, hi: number, lo: number): void {
     this.checkRank(rank);
-    const h = hi | 0, l = lo | 0;
+    this.addUnchecked(rank, hi | 0, lo | 0);
+  }
+
+  /** add() for blocks hi/lo[start .. start + n) of one rank (a Stored event). */
+  addMany(rank: number, n: number, hi: Uint32Array, lo: Uint32Array, start: number): void {
+    this.checkRank(rank);
+    for (let i = start, end = start + n; i < end; i++) this.addUnchecked(rank, (hi[i] as number) | 0, (lo[i] as number) | 0);
+  }
+
+  /** remove() for blocks hi/lo[start .. start + n) of one rank (a Removed event). */
+  removeMany(rank: number, n: number, hi: Uint32Array, lo: Uint32Array, start: number): void {
+    this.checkRank(rank);
+    for (let i = start, end = start + n; i < end; i++) this.removeUnchecked(rank, (hi[i] as number) | 0, (lo[i] as number) | 0);
+  }
+
+  private addUnchecked(rank: number, h: number, l: number): void {
     let slot = this.find(h, l);
     const T = this.table;
     if (slot < 0) {
       if ((this.count + 1) * 2 > this.capacity) {
         this.rehash(this.capacity * 2);
-        this.add(rank, h, l);
+        this.addUnchecked(rank, h, l);
         return;
       }
       slot = this.home(h, l);
@@ -88,7 +103,11 @@ export class PrefixIndex {
   /** Record that `rank` no longer holds the block; unknown blocks are ignored. */
   remove(rank: number, hi: number, lo: number): void {
     this.checkRank(rank);
-    const slot = this.find(hi | 0, lo | 0);
+    this.removeUnchecked(rank, hi | 0, lo | 0);
+  }
+
+  private removeUnchecked(rank: number, h: number, l: number): void {
+    const slot = this.find(h, l);
     if (slot < 0) return;
     const T = this.table;
     const base = slot * this.stride;

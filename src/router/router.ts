@@ -154,13 +154,11 @@ export class KvRouter implements Router {
   }
 
   onStored(rank: number, numBlocks: number, seqHashHi: Uint32Array, seqHashLo: Uint32Array, start: number): void {
-    const index = this.index;
-    for (let i = start, end = start + numBlocks; i < end; i++) index.add(rank, seqHashHi[i] as number, seqHashLo[i] as number);
+    this.index.addMany(rank, numBlocks, seqHashHi, seqHashLo, start);
   }
 
   onRemoved(rank: number, numBlocks: number, seqHashHi: Uint32Array, seqHashLo: Uint32Array, start: number): void {
-    const index = this.index;
-    for (let i = start, end = start + numBlocks; i < end; i++) index.remove(rank, seqHashHi[i] as number, seqHashLo[i] as number);
+    this.index.removeMany(rank, numBlocks, seqHashHi, seqHashLo, start);
   }
 
   onCleared(rank: number): void {

@@ -115,15 +115,17 @@ test('dashboard - the page shows every rank live, moves under load and returns t
     });
     assert.ok(drawn > 0, 'history charts have drawn lines');
 
-    // Idle again: nothing running or waiting, and requests/s falls as the window slides past the load.
+    // Idle again: nothing running or waiting, and requests/s falls to 0 once the 10 s window has
+    // slid past the load.
     await page.waitForFunction(
-      (peakReq) => {
+      () => {
         const t = window.mfDashboard.lastTick;
-        return t !== null && t.now.running === 0 && t.now.waiting === 0 && t.now.reqRate !== null && t.now.reqRate < peakReq;
+        return t !== null && t.now.running === 0 && t.now.waiting === 0 && t.now.reqRate === 0 && t.now.tokRate === 0;
       },
-      busyReq,
+      undefined,
       { timeout: 30_000 },
     );
+    assert.equal(await cardValue(page, 'reqRate'), 0, 'the requests/s card shows the fall');
     const tiles = await page.evaluate(() => {
       const out: string[] = [];
       const qs = document.querySelectorAll('.db-tile .q');
@@ -132,6 +134,16 @@ test('dashboard - the page shows every rank live, moves under load and returns t
     });
     assert.deepEqual(tiles, Array.from({ length: 8 }, () => '0 · 0'), 'every tile shows 0 running, 0 waiting');
     assert.deepEqual(problems, [], 'no console errors, page errors or failed requests');
+
+    // Closing the page ends its stream; with no subscriber left the server stops ticking.
+    await page.close();
+    const deadlineClose = Date.now() + 10_000;
+    for (;;) {
+      const stats = (await (await fetch(`${url}/dashboard/stats`)).json()) as { subscribers: number };
+      if (stats.subscribers === 0) break;
+      assert.ok(Date.now() < deadlineClose, 'the server still counts a subscriber 10 s after the page closed');
+      await new Promise((r) => setTimeout(r, 50));
+    }
   } finally {
     if (browser !== null) await browser.close();
     if (serve !== null) {

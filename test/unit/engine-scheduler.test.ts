@@ -103,6 +103,20 @@ test('scheduler - a cached prefix is reused and revived blocks leave the evictio
   assert.equal(e.prefixHitTokensTotal, 8);
 });
 
+test('scheduler - a fully cached prompt computes nothing and emits its first token at once', () => {
+  const e = makeEngine({});
+  e.addRequest(1, range(1, 8), 1);
+  step(e, 0);
+  step(e, 1);
+  e.addRequest(2, range(1, 8), 2);
+  const p = step(e, 2);
+  assert.deepEqual(p.admitted, [[2, 8]]);
+  assert.equal(p.scheduled, 0);
+  assert.equal(p.prefillMs, 0, 'no new prompt tokens: no prefill time');
+  assert.deepEqual(p.tokens, [2]);
+  assert.ok(p.decodeMs >= 1);
+});
+
 test('scheduler - two requests sharing a prefix share its blocks with reference counts', () => {
   const e = makeEngine({ maxNumBatchedTokens: 64 });
   e.addRequest(1, range(1, 9), 5);
@@ -329,4 +343,26 @@ test('scheduler - clearAll drops every request and block', () => {
   assert.equal(e.numFreeBlocks, 10);
   assert.equal(e.numActiveBlocks + e.numInactiveBlocks, 0);
   assert.equal(e.addRequest(1, range(1, 8), 5), AddOutcome.queued, 'ids can be reused');
+});
+
+test('scheduler - outputs longer than the up-front token reserve grow the request buffers', () => {
+  const e = makeEngine({ numGpuBlocks: 20000, maxNumBatchedTokens: 64 });
+  const maxTokens = 70000;
+  // Prompt 4: the reserve (4 + 65536 tokens) ends exactly on a block boundary.
+  e.addRequest(1, range(1, 4), maxTokens);
+  let emitted = 0;
+  let finished: number[] = [];
+  for (let t = 0; t < maxTokens + 10 && e.hasWork(); t++) {
+    const r = e.step(t);
+    emitted += r.numTokens;
+    if (r.numFinished > 0) finished = Array.from(r.finishedRequestIds.subarray(0, r.numFinished));
+    if (t === 65540 || t === 69990) {
+      e.checkInvariants();
+      assert.equal(e.requestBlockIds(1).length, Math.ceil((4 + emitted) / 4), 'one block per 4 known tokens');
+    }
+  }
+  assert.equal(emitted, maxTokens);
+  assert.deepEqual(finished, [1]);
+  e.checkInvariants();
+  assert.equal(e.numActiveBlocks, 0);
 });

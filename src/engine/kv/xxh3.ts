@@ -522,6 +522,12 @@ export function xxh3Tokens(tokens: Uint32Array, start: number, count: number, ou
  * Writes out[0] = high 32 bits, out[1] = low 32 bits.
  */
 export function xxh3Chain(parentHi: number, parentLo: number, hi: number, lo: number, out: Uint32Array): void {
+  // Small enough to be inlined into the caller, where `| 0` turns u32 halves above 2^31 into
+  // int32 (Smi) arguments, so the call into the large body boxes no doubles.
+  chainCore(parentHi | 0, parentLo | 0, hi | 0, lo | 0, out);
+}
+
+function chainCore(parentHi: number, parentLo: number, hi: number, lo: number, out: Uint32Array): void {
   // The 9..16-byte path for exactly 16 bytes, seed folded into constant bit flips and every
   // helper written out (this runs once per KV block, and the generic helpers would not all be
   // inlined here): acc = 16 + bswap64(a) + b + fold(a × b), a = parent ^ flip1, b = hash ^ flip2.
