@@ -7,7 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -16,7 +16,7 @@ const opt = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
   return i === -1 ? dflt : process.argv[i + 1];
 };
-const out = join(root, opt('out', 'docs/dashboard.png'));
+const out = resolve(root, opt('out', 'docs/dashboard.png'));
 const loadS = Number(opt('load-s', '45'));
 const CHROMIUM = '/usr/bin/chromium';
 const cli = join(root, 'dist/src/cli/main.js');

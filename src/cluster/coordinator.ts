@@ -220,6 +220,10 @@ export class Coordinator implements Backend {
       eventsFile: cfg.eventsFile,
       cpus: cfg.publisherCpus === null ? null : [...cfg.publisherCpus],
     });
+    // The publisher's failures never stop serving: ranks count what they cannot hand over.
+    this.publisher.on('error', (err) => process.stderr.write(`mockfleet: publisher error: ${err.message}\n`));
+    this.publisher.on('warning', (message) => process.stderr.write(`mockfleet: publisher: ${message}\n`));
+    this.publisher.on('nats', (status, detail) => process.stderr.write(`mockfleet: NATS ${status}${detail === '' ? '' : ` (${detail})`}\n`));
     this.pool = new Piscina({
       filename: new URL('../../workers/rank-entry.cjs', import.meta.url).href,
       minThreads: this.numRanks,

@@ -764,6 +764,8 @@ export class Engine {
     const tokenIds = r.tokenIds;
     let numTokens = 0;
     let retired = 0;
+    // The token RNG's state lives in a local for the loop (nothing below draws from it).
+    let rngState = rng.state;
     let i = 0;
     while (i < this.numRunningQ) {
       const slot = running[i] as number;
@@ -795,7 +797,9 @@ export class Engine {
         (this.slotBlocks[slot] as Int32Array)[nb] = id;
         numBlocks[slot] = ++nb;
       }
-      const tok = rng.nextSmall(TOKEN_ID_MIN, TOKEN_ID_SPAN);
+      // Rng.nextSmall(TOKEN_ID_MIN, TOKEN_ID_SPAN), inlined.
+      rngState = (rngState + 0x6d2b79f5) | 0;
+      const tok = TOKEN_ID_MIN + (((Rng.mix(rngState) >>> 12) * TOKEN_ID_SPAN) >>> 20);
       tokens[seqLen] = tok;
       seqLens[slot] = seqLen + 1;
       const requestId = requestIds[slot] as number;
@@ -824,6 +828,7 @@ export class Engine {
       }
       i++;
     }
+    rng.state = rngState;
     r.numTokens = numTokens;
     if (retired > 0) {
       let w = 0;

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { TraceFormatError } from '../util/errors.js';
 import { summarize } from '../report/stats.js';
+import { ChildTable } from './child-table.js';
 import type { Summary } from '../report/stats.js';
 
 /** Dynamo's --trace-block-size default: each hash id stands for 512 prompt tokens. */
@@ -241,10 +242,10 @@ export function computeTraceStats(reqs: readonly TraceRequest[], traceBlockSize:
     else sessions.add(r.sessionId);
   }
 
-  // Prefix trie over block ids: node key = `${parentNode}:${id}`; node 0 is the root.
+  // Prefix trie over block ids; node 0 is the root.
   const order = Array.from({ length: n }, (_, i) => i);
   order.sort((a, b) => (reqs[a] as TraceRequest).timestampMs - (reqs[b] as TraceRequest).timestampMs || a - b);
-  const child = new Map<string, number>();
+  const child = new ChildTable();
   const maxTokens: number[] = [0];
   let reused = 0;
   for (const i of order) {
@@ -255,12 +256,12 @@ export function computeTraceStats(reqs: readonly TraceRequest[], traceBlockSize:
     let matching = true;
     for (let b = 0; b < nb; b++) {
       const tokens = Math.min(traceBlockSize, len - b * traceBlockSize);
-      const key = `${node}:${r.hashIds[b] as number}`;
-      let next = child.get(key);
-      if (next === undefined) {
+      const id = (r.hashIds[b] as number) | 0;
+      let next = child.get(node, id);
+      if (next === 0) {
         next = maxTokens.length;
         maxTokens.push(0);
-        child.set(key, next);
+        child.set(node, id, next);
         matching = false;
       } else if (matching) {
         const cached = maxTokens[next] as number;

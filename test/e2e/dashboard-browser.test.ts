@@ -152,3 +152,49 @@ test('dashboard - the page shows every rank live, moves under load and returns t
     }
   }
 });
+
+for (const [workers, dp] of [
+  [1, 1],
+  [64, 4],
+] as const) {
+  const ranks = workers * dp;
+  test(`dashboard - ${ranks === 1 ? 'one rank' : `${ranks} ranks`} render and update in place without errors`, { timeout: 120_000 }, async () => {
+    let serve: ServeProcess | null = null;
+    let browser: Browser | null = null;
+    try {
+      serve = await startServe(['--num-workers', String(workers), '--data-parallel-size', String(dp), '--speedup-ratio', '10'], 90_000);
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+      });
+      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+      await page.goto(`${serve.ready.url}/dashboard`);
+      await page.waitForFunction(() => window.mfDashboard.ticks >= 2, undefined, { timeout: 20_000 });
+      assert.equal(await page.locator('.db-tile').count(), ranks);
+      // Mark every tile node, let ticks pass (with some load), and check the same nodes are still there.
+      await page.evaluate(() => {
+        const tiles = document.querySelectorAll('.db-tile');
+        for (let i = 0; i < tiles.length; i++) (tiles[i] as unknown as { mfMark: number }).mfMark = i;
+      });
+      const ticks0 = await page.evaluate(() => window.mfDashboard.ticks);
+      await completions(serve.ready.url, serve.ready.model, Math.min(ranks, 40));
+      await page.waitForFunction((t0) => window.mfDashboard.ticks >= t0 + 3, ticks0, { timeout: 20_000 });
+      const kept = await page.evaluate(() => {
+        const tiles = document.querySelectorAll('.db-tile');
+        let n = 0;
+        for (let i = 0; i < tiles.length; i++) if ((tiles[i] as unknown as { mfMark?: number }).mfMark === i) n++;
+        return n;
+      });
+      assert.equal(kept, ranks, 'ticks update the existing tile nodes instead of re-creating them');
+      assert.deepEqual(problems, []);
+    } finally {
+      if (browser !== null) await browser.close();
+      if (serve !== null) {
+        const code = await serve.stop('SIGTERM');
+        assert.equal(code, 0, `serve exits 0 on SIGTERM; stderr:\n${serve.stderr()}`);
+      }
+    }
+  });
+}

@@ -103,3 +103,25 @@ test('engine-xxh3 - a long input after a short one (and vice versa) is unaffecte
   assert.equal(u64(out), longHash);
   assert.equal(longHash, xxh3.xxh64(Buffer.from(long.buffer), 1337n));
 });
+
+test('engine-xxh3 - repeated and in-place-modified token blocks hash like fresh inputs', () => {
+  const buf = new Uint32Array(128).fill(77);
+  const out = new Uint32Array(2);
+  const fresh = (tokens: Uint32Array): bigint => {
+    const b = Buffer.alloc(tokens.length * 4);
+    tokens.forEach((t, i) => b.writeUInt32LE(t, i * 4));
+    return xxh3.xxh64(b, 1337n);
+  };
+  xxh3Tokens(buf, 0, 64, out);
+  assert.equal(u64(out), fresh(buf.subarray(0, 64)));
+  xxh3Tokens(buf, 64, 64, out); // identical content at another offset
+  assert.equal(u64(out), fresh(buf.subarray(0, 64)));
+  buf[70] = 78; // same array and offset, one token changed
+  xxh3Tokens(buf, 64, 64, out);
+  assert.equal(u64(out), fresh(buf.subarray(64, 128)));
+  buf[127] = 5; // a change in the last token only
+  xxh3Tokens(buf, 64, 64, out);
+  assert.equal(u64(out), fresh(buf.subarray(64, 128)));
+  xxh3Tokens(buf, 64, 32, out); // same start, different length
+  assert.equal(u64(out), fresh(buf.subarray(64, 96)));
+});

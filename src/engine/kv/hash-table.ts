@@ -1,19 +1,18 @@
 /**
  * Open-addressing hash table from a u64 sequence hash, carried as (hi, lo) u32 halves, to a
- * non-negative int32 value (a block id). Linear probing over typed arrays allocated once, with
- * backward-shift deletion so there are no tombstones and lookups never degrade.
+ * non-negative int32 value (a block id). Linear probing over one typed array allocated once, with
+ * backward-shift deletion so there are no tombstones and lookups never degrade. Key halves and
+ * value share a 16-byte entry so a probe touches one cache line.
  *
- *   slot:   0     1     2     3   ...  capacity-1      capacity = power of two ≥ 2 × maxEntries
- *   keyHi [ h  ][    ][ h  ][ h  ]      load factor ≤ 0.5
- *   keyLo [ l  ][    ][ l  ][ l  ]
- *   value [ 7  ][ -1 ][ 3  ][ 12 ]      -1 = empty
+ *   entry:  0              1              2             capacity = power of two ≥ 2 × maxEntries
+ *   cells [ v  hi  lo  - | -1  .  .  - | v  hi  lo  - ]  load factor ≤ 0.5, v = -1: empty
+ *
+ * Keys are stored as int32 bit patterns (hi | 0, lo | 0).
  */
 export class BlockHashTable {
   readonly capacity: number;
   private readonly mask: number;
-  private readonly keyHi: Uint32Array;
-  private readonly keyLo: Uint32Array;
-  private readonly value: Int32Array;
+  private readonly cells: Int32Array;
   private count: number;
 
   constructor(maxEntries: number) {
@@ -21,10 +20,9 @@ export class BlockHashTable {
     while (cap < maxEntries * 2) cap *= 2;
     this.capacity = cap;
     this.mask = cap - 1;
-    this.keyHi = new Uint32Array(cap);
-    this.keyLo = new Uint32Array(cap);
-    this.value = new Int32Array(cap).fill(-1);
+    this.cells = new Int32Array(cap * 4);
     this.count = 0;
+    this.clear();
   }
 
   get size(): number {
@@ -39,12 +37,15 @@ export class BlockHashTable {
   /** Value stored for the key, or -1. */
   find(hi: number, lo: number): number {
     const mask = this.mask;
-    const value = this.value;
+    const cells = this.cells;
+    const h = hi | 0;
+    const l = lo | 0;
     let i = this.home(hi, lo);
     for (;;) {
-      const v = value[i] as number;
+      const c = i << 2;
+      const v = cells[c] as number;
       if (v < 0) return -1;
-      if (this.keyLo[i] === lo && this.keyHi[i] === hi) return v;
+      if (cells[c + 2] === l && cells[c + 1] === h) return v;
       i = (i + 1) & mask;
     }
   }
@@ -52,61 +53,60 @@ export class BlockHashTable {
   /** Insert a key that is not present. The caller guarantees capacity (≤ maxEntries entries). */
   insert(hi: number, lo: number, v: number): void {
     const mask = this.mask;
-    const value = this.value;
+    const cells = this.cells;
     let i = this.home(hi, lo);
-    while ((value[i] as number) >= 0) i = (i + 1) & mask;
-    this.keyHi[i] = hi;
-    this.keyLo[i] = lo;
-    value[i] = v;
+    while ((cells[i << 2] as number) >= 0) i = (i + 1) & mask;
+    const c = i << 2;
+    cells[c] = v;
+    cells[c + 1] = hi | 0;
+    cells[c + 2] = lo | 0;
     this.count++;
   }
 
   /** Remove the key; returns its value or -1 if absent. */
   remove(hi: number, lo: number): number {
     const mask = this.mask;
-    const value = this.value;
-    const keyHi = this.keyHi;
-    const keyLo = this.keyLo;
+    const cells = this.cells;
+    const h = hi | 0;
+    const l = lo | 0;
     let i = this.home(hi, lo);
     for (;;) {
-      const v = value[i] as number;
+      const c = i << 2;
+      const v = cells[c] as number;
       if (v < 0) return -1;
-      if (keyLo[i] === lo && keyHi[i] === hi) break;
+      if (cells[c + 2] === l && cells[c + 1] === h) break;
       i = (i + 1) & mask;
     }
-    const removed = value[i] as number;
+    const removed = cells[i << 2] as number;
     // Backward shift: pull later entries of the probe run into the hole when their home slot
     // does not lie cyclically in (hole, j].
     let hole = i;
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
-      const v = value[j] as number;
+      const cj = j << 2;
+      const v = cells[cj] as number;
       if (v < 0) break;
-      const h = this.home(keyHi[j] as number, keyLo[j] as number);
-      const inRange = hole <= j ? h > hole && h <= j : h > hole || h <= j;
+      const kh = cells[cj + 1] as number;
+      const kl = cells[cj + 2] as number;
+      const home = this.home(kh, kl);
+      const inRange = hole <= j ? home > hole && home <= j : home > hole || home <= j;
       if (!inRange) {
-        keyHi[hole] = keyHi[j] as number;
-        keyLo[hole] = keyLo[j] as number;
-        value[hole] = v;
+        const ch = hole << 2;
+        cells[ch] = v;
+        cells[ch + 1] = kh;
+        cells[ch + 2] = kl;
         hole = j;
       }
     }
-    value[hole] = -1;
+    cells[hole << 2] = -1;
     this.count--;
     return removed;
   }
 
   clear(): void {
-    this.value.fill(-1);
+    const cells = this.cells;
+    for (let c = 0; c < cells.length; c += 4) cells[c] = -1;
     this.count = 0;
-  }
-
-  /** Calls fn(hi, lo, value) for every entry. Diagnostics only (allocates a closure at the caller). */
-  forEachEntry(fn: (hi: number, lo: number, v: number) => void): void {
-    for (let i = 0; i < this.capacity; i++) {
-      const v = this.value[i] as number;
-      if (v >= 0) fn(this.keyHi[i] as number, this.keyLo[i] as number, v);
-    }
   }
 }

@@ -12,7 +12,13 @@
  *   little-endian hosts, else through a DataView), so token arrays and byte arrays share one
  *   implementation;
  * - secrets are stored as "32-bit word at every byte offset" tables, so the algorithm's
- *   unaligned secret reads (offsets +3, +7, +11) are single lookups.
+ *   unaligned secret reads (offsets +3, +7, +11) are single lookups;
+ * - the hot entry points have specialised bodies: xxh3Tokens over more than 240 bytes
+ *   (hashLongWords: unrolled lanes, accumulators in locals, reads straight from the token array)
+ *   and xxh3Chain (16 bytes, seed folded into constants), plus a one-entry memo of xxh3Tokens.
+ *
+ * Verified bit for bit against @node-rs/xxhash for every length 0..5000 and several seeds
+ * (test/unit/engine-xxh3.test.ts).
  */
 
 const K_SECRET = [
