@@ -60,6 +60,8 @@ export interface ClusterConfig {
   /** One CPU per rank (round-robin over --cpus), or null = not pinned. */
   readonly rankCpus: readonly number[] | null;
   readonly publisherCpus: readonly number[] | null;
+  /** Where the main thread is pinned (reported in placement), or null. */
+  readonly frontendCpus: readonly number[] | null;
   readonly heartbeatMs: number;
   /** Max old-generation heap per rank thread, MiB. */
   readonly rankHeapMb: number;

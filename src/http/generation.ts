@@ -3,6 +3,7 @@
  * StreamingGeneration (SSE). Both are the GenerateCallbacks handed to Backend.submit, and both
  * abort the backend request when the client disconnects before the response ended.
  */
+import { jsonAscii } from './json-ascii.js';
 import type { ServerResponse } from 'node:http';
 import type { GenerateCallbacks, GenerateFinish, GenerateHandle } from '../cluster/backend.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -141,7 +142,7 @@ export class StreamingGeneration extends Generation {
     this.texts = texts;
     this.stream = new SseStream(res, scheduler);
     const object = meta.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
-    this.head = `data: {"id":${JSON.stringify(meta.id)},"object":"${object}","created":${meta.created},"model":${JSON.stringify(meta.model)},`;
+    this.head = `data: {"id":${jsonAscii(meta.id)},"object":"${object}","created":${meta.created},"model":${jsonAscii(meta.model)},`;
     if (meta.kind === 'chat') {
       this.tokenPrefix = this.head + '"choices":[{"index":0,"delta":{"content":';
       this.tokenSuffix = '},"logprobs":null,"finish_reason":null}]}\n\n';
@@ -173,13 +174,13 @@ export class StreamingGeneration extends Generation {
     if (this.done) return;
     this.done = true;
     if (finish.reason !== 'length') {
-      this.stream.end(`data: ${errorReply(finishError(finish)).body}\n\n${SSE_DONE}`);
+      this.stream.end(`data: ${jsonAscii(JSON.parse(errorReply(finishError(finish)).body))}\n\n${SSE_DONE}`);
       return;
     }
     let tail = this.meta.kind === 'chat'
       ? this.head + '"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"length","stop_reason":null}]}\n\n'
       : this.head + '"choices":[{"index":0,"text":"","logprobs":null,"finish_reason":"length","stop_reason":null}]}\n\n';
-    if (this.meta.includeUsage) tail += this.head + `"choices":[],"usage":${JSON.stringify(usageObject(finish))}}\n\n`;
+    if (this.meta.includeUsage) tail += this.head + `"choices":[],"usage":${jsonAscii(usageObject(finish))}}\n\n`;
     this.stream.end(tail + SSE_DONE);
   }
 

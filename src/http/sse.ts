@@ -4,6 +4,9 @@
  * setImmediate per turn flushes every stream that has something pending (node-notes §11: one
  * event per write costs ~6.7x throughput). When res.write reports backpressure the stream keeps
  * appending and writes again on 'drain'; nothing is dropped.
+ *
+ * Producers push ASCII only (see json-ascii.ts), so writes use latin1: Node then takes the byte
+ * length from the string length instead of a UTF-8 scan of every coalesced write.
  */
 import type { ServerResponse } from 'node:http';
 
@@ -57,7 +60,7 @@ export class SseStream {
     this.onDrainBound = () => this.onDrain();
   }
 
-  /** Appends SSE text (one or more complete `data: ...\n\n` events). */
+  /** Appends SSE text (one or more complete `data: ...\n\n` events), ASCII only. */
   push(text: string): void {
     if (this.closed || this.ending) return;
     this.pending += text;
@@ -85,11 +88,11 @@ export class SseStream {
     this.pending = '';
     if (this.ending) {
       this.closed = true;
-      this.res.end(out);
+      this.res.end(out, 'latin1');
       return;
     }
     if (out.length === 0) return;
-    if (!this.res.write(out)) {
+    if (!this.res.write(out, 'latin1')) {
       this.blocked = true;
       this.res.once('drain', this.onDrainBound);
     }

@@ -165,6 +165,10 @@ export class FleetMetrics {
           });
         }
         const pub = c.publisherHandle();
+        if (workerIndex === undefined) {
+          const fcpus = c.config.frontendCpus;
+          out.push({ value: 1, labels: { model_name: c.modelName, thread: 'frontend', tid: String(process.pid), cpu: fcpus === null ? 'none' : fcpus.join(',') } });
+        }
         if (workerIndex === undefined && pub !== null) {
           const cpus = c.config.publisherCpus;
           out.push({ value: 1, labels: { model_name: c.modelName, thread: 'publisher', tid: String(pub.tid ?? 'unknown'), cpu: cpus === null ? 'none' : cpus.join(',') } });

@@ -158,7 +158,7 @@ for (const [workers, dp] of [
   [64, 4],
 ] as const) {
   const ranks = workers * dp;
-  test(`dashboard - ${ranks === 1 ? 'one rank' : `${ranks} ranks`} render and update in place without errors`, { timeout: 120_000 }, async () => {
+  test(`dashboard - with ${ranks === 1 ? 'one rank' : `${ranks} ranks`} the page renders every tile and updates it in place without errors`, { timeout: 120_000 }, async () => {
     let serve: ServeProcess | null = null;
     let browser: Browser | null = null;
     try {

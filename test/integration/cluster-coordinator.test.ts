@@ -31,6 +31,7 @@ function config(over: Partial<ClusterConfig> = {}): ClusterConfig {
     rankCpus: null,
     publisherCpus: null,
     heartbeatMs: 1000,
+    frontendCpus: null,
     rankHeapMb: 128,
     ...over,
   };
@@ -118,9 +119,9 @@ test('cluster - aborting in-flight requests frees their KV blocks', async () => 
   }
 });
 
-for (const kind of ['throw', 'exit'] as const) {
+for (const kind of ['throw', 'exit', 'oom'] as const) {
   test(`cluster - a rank thread that dies (${kind}) fails its requests cleanly and restarts empty`, async () => {
-    const c = await Coordinator.start(config({ speedupRatio: 1 }));
+    const c = await Coordinator.start(config({ speedupRatio: 1, rankHeapMb: 32 }));
     try {
       const victim = generate(c, [1, 2, 3, 4, 5, 6, 7, 8], 240, 2);
       const bystander = generate(c, [1, 2, 3, 4, 5, 6, 7, 8], 3, 0);

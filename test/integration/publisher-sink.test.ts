@@ -29,6 +29,7 @@ test('publisher - embedded sink counts every message and the events file holds d
     component: 'mocker',
     eventsFile,
   });
+  t.after(() => pub.flushAndClose(100));
   assert.ok(typeof pub.threadId === 'number');
   assert.ok(pub.tid === null || pub.tid > 0);
   const writers = rings.map(
@@ -101,7 +102,7 @@ test('publisher - invalid subject tokens are rejected before the thread starts',
   );
 });
 
-test('publisher - pinning reports the thread id and the CPU list', async () => {
+test('publisher - pinning reports the thread id and the CPU list', async (t) => {
   const pub = await startPublisher({
     rings: [SpscRing.allocate(1024)],
     doorbell: Doorbell.allocate(),
@@ -113,8 +114,7 @@ test('publisher - pinning reports the thread id and the CPU list', async () => {
     eventsFile: null,
     cpus: [0],
   });
-  const warnings: string[] = [];
-  pub.on('warning', (m) => warnings.push(m));
+  t.after(() => pub.flushAndClose(100));
   assert.ok(pub.tid !== null && pub.tid > 0, 'tid read from /proc/thread-self');
   const status = readFileSync(`/proc/${process.pid}/task/${pub.tid}/status`, 'utf8');
   const allowed = /Cpus_allowed_list:\s*(\S+)/.exec(status)?.[1];

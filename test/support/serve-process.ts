@@ -53,9 +53,9 @@ export function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: numb
   });
 }
 
-export function startServe(args: string[], timeoutMs = 30_000): Promise<ServeProcess> {
+export function startServe(args: string[], timeoutMs = 30_000, env: Record<string, string> = {}): Promise<ServeProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     live.add(child);
     let stdout = '';
     let stderr = '';

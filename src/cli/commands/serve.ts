@@ -85,7 +85,6 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
   const cfg = normalizeServeConfig(argv);
   const httpBase = await httpOptionsFromArgv(argv);
   const modelName = httpBase.servedModelNames?.[0] ?? DEFAULT_MODEL_NAME;
-  if (cfg.frontendCpus !== null) pinCurrentThread(cfg.frontendCpus);
   const profile = cfg.plannerProfileData === null ? null : loadPerfProfile(cfg.plannerProfileData);
 
   const coordinator = await Coordinator.start({
@@ -109,9 +108,20 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     eventsFile: cfg.eventsFile,
     rankCpus: cfg.rankCpus,
     publisherCpus: cfg.publisherCpus,
+    frontendCpus: cfg.frontendCpus,
     heartbeatMs: 1000,
     rankHeapMb: cfg.rankHeapMb,
   });
+  // Threads inherit their creator's affinity: pin the main thread only after the rank and
+  // publisher threads exist, so --frontend-cpus does not leak into them.
+  if (cfg.frontendCpus !== null) {
+    try {
+      pinCurrentThread(cfg.frontendCpus);
+    } catch (err) {
+      await coordinator.shutdown(0);
+      throw err;
+    }
+  }
   const dashboard = new DashboardService(coordinator);
   const admin = adminRoute(coordinator, cfg);
   const extraRoutes = (req: IncomingMessage, res: ServerResponse): boolean => admin(req, res) || dashboard.route(req, res);

@@ -15,7 +15,10 @@
  *   unaligned secret reads (offsets +3, +7, +11) are single lookups;
  * - the hot entry points have specialised bodies: xxh3Tokens over more than 240 bytes
  *   (hashLongWords: unrolled lanes, accumulators in locals, reads straight from the token array)
- *   and xxh3Chain (16 bytes, seed folded into constants), plus a one-entry memo of xxh3Tokens.
+ *   and xxh3Chain (16 bytes, seed folded into constants), plus a memo of the last block of one
+ *   repeated token;
+ * - xxh3Tokens over 241..1024 bytes (hashMidWords: the 64-token block) accumulates in exact
+ *   doubles without per-lane carries.
  *
  * Verified bit for bit against @node-rs/xxhash for every length 0..5000 and several seeds
  * (test/unit/engine-xxh3.test.ts).
@@ -126,12 +129,12 @@ const ACC_L = new Int32Array(8);
 // u64 helpers: operands are int32 bit patterns of the halves, results in R.
 
 /**
- * High 32 bits of the 64-bit product of two u32. Splitting a into 16-bit halves keeps both
- * partial products below 2^48, so the double arithmetic is exact.
+ * High 32 bits of the 64-bit product of two u32. The double product is off by at most 2^10 and
+ * the subtraction of the exact low word adds at most 2^10 more, so (product − low) / 2^32 lies
+ * within 2^-21 of the integer high word: adding 0.5 and truncating recovers it exactly.
  */
 function mulhi32(a: number, b: number): number {
-  const ub = b >>> 0;
-  return Math.floor(((a >>> 16) * ub + Math.floor(((a & 0xffff) * ub) / 65536)) / 65536) | 0;
+  return (((a >>> 0) * (b >>> 0) - (Math.imul(a, b) >>> 0)) * 2.3283064365386963e-10 + 0.5) | 0;
 }
 
 function add64(aH: number, aL: number, bH: number, bL: number): void {
@@ -454,6 +457,69 @@ function hashLongWords(T: Uint32Array, start: number, count: number, S: Int32Arr
   mergeAccs(len, S);
 }
 
+/**
+ * Long path for u32 token input of 241..1024 bytes (block sizes 61..256 tokens, 64 being the
+ * default): at most 16 stripes and no scramble, so the accumulators need no carry handling per
+ * lane. Each u64 accumulator is kept as two exact doubles, acc = init + lo + mid × 2^16 (mod 2^64):
+ * lo collects added data low words and (k_lo & 0xffff) × k_hi, mid collects data high words × 2^16
+ * and (k_lo >>> 16) × k_hi. Every term is below 2^48, so 16 stripes stay below 2^53 (exact), and
+ * the 32 × 32 → 64 products need no high-word extraction. The sums are folded into u64 halves once.
+ */
+function hashMidWords(T: Uint32Array, start: number, count: number, S: Int32Array): void {
+  let lo0 = 0, lo1 = 0, lo2 = 0, lo3 = 0, lo4 = 0, lo5 = 0, lo6 = 0, lo7 = 0;
+  let mid0 = 0, mid1 = 0, mid2 = 0, mid3 = 0, mid4 = 0, mid5 = 0, mid6 = 0, mid7 = 0;
+  let d0 = 0, d1 = 0, k0 = 0, k1 = 0, m = 0, t = 0;
+  const len = count * 4;
+  const stripes = (len - 1) >>> 6;
+  for (let st = 0; st <= stripes; st++) {
+    // Stripe `stripes` is the last 64 bytes of the input, with secret offset SECRET_SIZE - 64 - 7.
+    const w = st < stripes ? start + st * 16 : start + count - 16;
+    const s = st < stripes ? st * 8 : SECRET_SIZE - 71;
+    d0 = T[w + 0]!; d1 = T[w + 1]!;
+    k0 = d0 ^ S[s + 0]!; k1 = (d1 ^ S[s + 4]!) >>> 0;
+    lo1 += d0; mid1 += d1 * 65536; lo0 += (k0 & 0xffff) * k1; mid0 += (k0 >>> 16) * k1;
+    d0 = T[w + 2]!; d1 = T[w + 3]!;
+    k0 = d0 ^ S[s + 8]!; k1 = (d1 ^ S[s + 12]!) >>> 0;
+    lo0 += d0; mid0 += d1 * 65536; lo1 += (k0 & 0xffff) * k1; mid1 += (k0 >>> 16) * k1;
+    d0 = T[w + 4]!; d1 = T[w + 5]!;
+    k0 = d0 ^ S[s + 16]!; k1 = (d1 ^ S[s + 20]!) >>> 0;
+    lo3 += d0; mid3 += d1 * 65536; lo2 += (k0 & 0xffff) * k1; mid2 += (k0 >>> 16) * k1;
+    d0 = T[w + 6]!; d1 = T[w + 7]!;
+    k0 = d0 ^ S[s + 24]!; k1 = (d1 ^ S[s + 28]!) >>> 0;
+    lo2 += d0; mid2 += d1 * 65536; lo3 += (k0 & 0xffff) * k1; mid3 += (k0 >>> 16) * k1;
+    d0 = T[w + 8]!; d1 = T[w + 9]!;
+    k0 = d0 ^ S[s + 32]!; k1 = (d1 ^ S[s + 36]!) >>> 0;
+    lo5 += d0; mid5 += d1 * 65536; lo4 += (k0 & 0xffff) * k1; mid4 += (k0 >>> 16) * k1;
+    d0 = T[w + 10]!; d1 = T[w + 11]!;
+    k0 = d0 ^ S[s + 40]!; k1 = (d1 ^ S[s + 44]!) >>> 0;
+    lo4 += d0; mid4 += d1 * 65536; lo5 += (k0 & 0xffff) * k1; mid5 += (k0 >>> 16) * k1;
+    d0 = T[w + 12]!; d1 = T[w + 13]!;
+    k0 = d0 ^ S[s + 48]!; k1 = (d1 ^ S[s + 52]!) >>> 0;
+    lo7 += d0; mid7 += d1 * 65536; lo6 += (k0 & 0xffff) * k1; mid6 += (k0 >>> 16) * k1;
+    d0 = T[w + 14]!; d1 = T[w + 15]!;
+    k0 = d0 ^ S[s + 56]!; k1 = (d1 ^ S[s + 60]!) >>> 0;
+    lo6 += d0; mid6 += d1 * 65536; lo7 += (k0 & 0xffff) * k1; mid7 += (k0 >>> 16) * k1;
+  }
+  // Int32Array stores reduce the exact sums mod 2^32.
+  m = Math.floor(mid0 / 65536); t = (P32_3 >>> 0) + lo0 + (mid0 - m * 65536) * 65536;
+  ACC_L[0] = t; ACC_H[0] = 0 + m + Math.floor(t / 4294967296);
+  m = Math.floor(mid1 / 65536); t = (P64_1L >>> 0) + lo1 + (mid1 - m * 65536) * 65536;
+  ACC_L[1] = t; ACC_H[1] = P64_1H + m + Math.floor(t / 4294967296);
+  m = Math.floor(mid2 / 65536); t = (P64_2L >>> 0) + lo2 + (mid2 - m * 65536) * 65536;
+  ACC_L[2] = t; ACC_H[2] = P64_2H + m + Math.floor(t / 4294967296);
+  m = Math.floor(mid3 / 65536); t = (P64_3L >>> 0) + lo3 + (mid3 - m * 65536) * 65536;
+  ACC_L[3] = t; ACC_H[3] = P64_3H + m + Math.floor(t / 4294967296);
+  m = Math.floor(mid4 / 65536); t = (P64_4L >>> 0) + lo4 + (mid4 - m * 65536) * 65536;
+  ACC_L[4] = t; ACC_H[4] = P64_4H + m + Math.floor(t / 4294967296);
+  m = Math.floor(mid5 / 65536); t = (P32_2 >>> 0) + lo5 + (mid5 - m * 65536) * 65536;
+  ACC_L[5] = t; ACC_H[5] = 0 + m + Math.floor(t / 4294967296);
+  m = Math.floor(mid6 / 65536); t = (P64_5L >>> 0) + lo6 + (mid6 - m * 65536) * 65536;
+  ACC_L[6] = t; ACC_H[6] = P64_5H + m + Math.floor(t / 4294967296);
+  m = Math.floor(mid7 / 65536); t = (P32_1 >>> 0) + lo7 + (mid7 - m * 65536) * 65536;
+  ACC_L[7] = t; ACC_H[7] = 0 + m + Math.floor(t / 4294967296);
+  mergeAccs(len, S);
+}
+
 /** Hash the first len bytes of the scratch buffer into R. */
 function hashScratch(len: number, sH: number, sL: number, longTable: Int32Array): void {
   if (len <= 16) len0to16(len, sH, sL);
@@ -476,32 +542,41 @@ CHAIN_FLIP[3] = R[1]!;
 // unsigned halves.
 
 /**
- * One-entry memo of xxh3Tokens: the last input (up to 1024 tokens) and its hash. Prompts
- * synthesized from traces repeat one token over a whole trace block (512 tokens), so consecutive
- * KV blocks are often identical; a different input usually fails the comparison at its first token.
+ * Memo of the last block made of one repeated token: prompts synthesized from traces repeat one
+ * token over a whole trace block (512 tokens), so consecutive KV blocks are often identical. Other
+ * inputs pay one comparison (their first two tokens differ).
  */
-const LAST_TOKENS = new Uint32Array(1024);
-const LAST_HASH = new Int32Array(2);
-let lastCount = -1;
+let repToken = -1;
+let repCount = -1;
+let repHi = 0;
+let repLo = 0;
 
 /**
  * XXH3-64, seed 1337, over `count` tokens of `tokens` from index `start`, each as 4 little-endian
  * bytes. Writes out[0] = high 32 bits, out[1] = low 32 bits.
  */
 export function xxh3Tokens(tokens: Uint32Array, start: number, count: number, out: Uint32Array): void {
-  const memo = LAST_TOKENS;
-  if (count === lastCount) {
-    let i = 0;
-    while (i < count && tokens[start + i] === memo[i]) i++;
-    if (i === count) {
-      out[0] = LAST_HASH[0]!;
-      out[1] = LAST_HASH[1]!;
-      return;
+  let repeated = false;
+  if (count >= 2) {
+    const t0 = tokens[start]!;
+    if (tokens[start + 1] === t0) {
+      let i = 2;
+      while (i < count && tokens[start + i] === t0) i++;
+      if (i === count) {
+        if (t0 === repToken && count === repCount) {
+          out[0] = repHi;
+          out[1] = repLo;
+          return;
+        }
+        repeated = true;
+      }
     }
   }
   const len = count * 4;
-  if (len > 240) {
+  if (len > 1024) {
     hashLongWords(tokens, start, count, SEED_TABLE);
+  } else if (len > 240) {
+    hashMidWords(tokens, start, count, SEED_TABLE);
   } else {
     ensureInput(len);
     if (LITTLE_ENDIAN) {
@@ -513,14 +588,14 @@ export function xxh3Tokens(tokens: Uint32Array, start: number, count: number, ou
     }
     hashScratch(len, 0, XXH3_SEED, SEED_TABLE);
   }
-  if (count <= memo.length) {
-    for (let i = 0; i < count; i++) memo[i] = tokens[start + i]!;
-    lastCount = count;
-    LAST_HASH[0] = R[0]!;
-    LAST_HASH[1] = R[1]!;
-  }
   out[0] = R[0]!;
   out[1] = R[1]!;
+  if (repeated) {
+    repToken = tokens[start]!;
+    repCount = count;
+    repHi = out[0]!;
+    repLo = out[1]!;
+  }
 }
 
 /**
