@@ -6,7 +6,10 @@
  *   raw:    main thread publishes the same pre-encoded envelopes in batches of 1000
  *
  * Traffic: per simulated pass 12 KV events (8 stored of 1-2 blocks, 4 removed) + 1 FPM.
- * Prints one JSON line: {"bench":"publisher","shared_msgs_per_s","raw_msgs_per_s","ratio",...}.
+ * Prints one JSON line: {"bench":"publisher","shared_msgs_per_s","raw_msgs_per_s","ratio",
+ * "shared_publisher_cpu_us_per_msg","raw_cpu_us_per_msg","cpu_ratio",...}: throughput (best of
+ * --reps, interleaved) and the CPU time of the one thread that calls nats.js (from /proc), which
+ * is less sensitive to other load on the host than wall-clock throughput.
  * Usage: node dist/bench/publisher.js [--messages N] [--ranks R] [--reps K]
  */
 import { readFileSync } from 'node:fs';
