@@ -6,10 +6,10 @@ import { hashBlocks } from './kv/block-hash.js';
 import { BlockPool, BlockState } from './kv/block-pool.js';
 import { Rng } from './rng.js';
 import { AddOutcome, FinishReason } from './types.js';
-import type { AddOutcomeCode, EngineArgs, FpmSnapshot, KvEventLog, PerfModel, StepResult } from './types.js';
+import type { AddOutcomeCode, EngineArgs, EngineOptions, FpmSnapshot, KvEventLog, PerfModel, PromptBlockHashes, StepResult } from './types.js';
 
 export { DEFAULT_ENGINE_ARGS, normalizeEngineArgs } from './args.js';
-export { computeSequenceHashes } from './kv/block-hash.js';
+export { computeBlockHashes, computeSequenceHashes } from './kv/block-hash.js';
 export { createInterpolatedPerfModel, createPolynomialPerfModel } from './perf-model.js';
 export type { PerfProfileArrays } from './perf-model.js';
 
@@ -193,14 +193,14 @@ export class Engine {
   prefixQueryTokensTotal = 0;
   prefixHitTokensTotal = 0;
 
-  constructor(args: Readonly<EngineArgs>, perfModel: PerfModel) {
+  constructor(args: Readonly<EngineArgs>, perfModel: PerfModel, options: EngineOptions = {}) {
     this.args = normalizeEngineArgs(args);
     this.perf = perfModel;
     this.bs = this.args.blockSize;
     this.cacheTokens = this.args.numGpuBlocks * this.bs;
     this.prefixCaching = this.args.enablePrefixCaching;
     this.lifo = this.args.preemptionMode === 'lifo';
-    this.recorder = new KvEventRecorder(this.bs);
+    this.recorder = new KvEventRecorder(this.bs, options.recordEventTokens !== false);
     this.pool = new BlockPool(this.args.numGpuBlocks, this.prefixCaching, this.recorder);
     this.rng = new Rng(this.args.seed);
     this.result = new StepResultBuffer(this.args.maxNumSeqs);
@@ -290,6 +290,28 @@ export class Engine {
    * blocked forever; vLLM refuses the configuration).
    */
   addRequest(requestId: number, promptTokens: Uint32Array, maxTokens: number): AddOutcomeCode {
+    return this.enqueue(requestId, promptTokens, maxTokens, null);
+  }
+
+  /**
+   * addRequest() with the prompt's block hashes computed by the caller (e.g. memoized per shared
+   * prefix), so the engine does not hash the prompt. The hashes must be those of the prompt
+   * (computeBlockHashes); they are copied, not verified (checkInvariants() rehashes). Throws
+   * InvalidRequestError when hashes.numBlocks is not floor(prompt length / block size) or the
+   * arrays are shorter. Ignored with prefix caching off.
+   */
+  addRequestWithHashes(requestId: number, promptTokens: Uint32Array, maxTokens: number, hashes: PromptBlockHashes): AddOutcomeCode {
+    const n = hashes.numBlocks;
+    if (n !== Math.floor(promptTokens.length / this.bs)) {
+      throw new InvalidRequestError(`prompt hashes cover ${n} blocks, the prompt has ${Math.floor(promptTokens.length / this.bs)} full blocks`, 'prompt');
+    }
+    if (hashes.seqHashHi.length < n || hashes.seqHashLo.length < n || hashes.tokHashHi.length < n || hashes.tokHashLo.length < n) {
+      throw new InvalidRequestError(`prompt hash arrays hold fewer than ${n} hashes`, 'prompt');
+    }
+    return this.enqueue(requestId, promptTokens, maxTokens, hashes);
+  }
+
+  private enqueue(requestId: number, promptTokens: Uint32Array, maxTokens: number, hashes: PromptBlockHashes | null): AddOutcomeCode {
     if (!Number.isInteger(requestId) || requestId < 0 || requestId > 0x7fffffff) {
       throw new InvalidRequestError(`request id must be a non-negative int32, got ${requestId}`, 'request_id');
     }
@@ -320,16 +342,22 @@ export class Engine {
     this.slotNumPreemptions[slot] = 0;
     this.slotPassStamp[slot] = 0;
     if (this.prefixCaching) {
-      hashBlocks(
-        tokens,
-        this.bs,
-        0,
-        Math.floor(promptLen / this.bs),
-        this.slotSeqHi[slot] as Uint32Array,
-        this.slotSeqLo[slot] as Uint32Array,
-        this.slotTokHi[slot] as Uint32Array,
-        this.slotTokLo[slot] as Uint32Array,
-      );
+      const numFull = Math.floor(promptLen / this.bs);
+      const seqHi = this.slotSeqHi[slot] as Uint32Array;
+      const seqLo = this.slotSeqLo[slot] as Uint32Array;
+      const tokHi = this.slotTokHi[slot] as Uint32Array;
+      const tokLo = this.slotTokLo[slot] as Uint32Array;
+      if (hashes === null) {
+        hashBlocks(tokens, this.bs, 0, numFull, seqHi, seqLo, tokHi, tokLo);
+      } else {
+        const sh = hashes.seqHashHi, sl = hashes.seqHashLo, th = hashes.tokHashHi, tl = hashes.tokHashLo;
+        for (let b = 0; b < numFull; b++) {
+          seqHi[b] = sh[b] as number;
+          seqLo[b] = sl[b] as number;
+          tokHi[b] = th[b] as number;
+          tokLo[b] = tl[b] as number;
+        }
+      }
     }
     this.slotByRequestId.set(requestId, slot);
     this.pushWaitingBack(slot);

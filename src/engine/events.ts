@@ -26,8 +26,12 @@ export class KvEventBuffer implements KvEventLog {
   numHashes = 0;
   numTokens = 0;
 
-  constructor(blockSize: number) {
+  /** Whether addStored copies token ids (EngineOptions.recordEventTokens). */
+  private readonly withTokens: boolean;
+
+  constructor(blockSize: number, withTokens = true) {
     this.blockSize = blockSize;
+    this.withTokens = withTokens;
     const ev = 64;
     const hs = 256;
     this.kind = new Uint8Array(ev);
@@ -41,7 +45,7 @@ export class KvEventBuffer implements KvEventLog {
     this.seqHashLo = new Uint32Array(hs);
     this.tokHashHi = new Uint32Array(hs);
     this.tokHashLo = new Uint32Array(hs);
-    this.tokens = new Uint32Array(hs * blockSize);
+    this.tokens = new Uint32Array(withTokens ? hs * blockSize : 0);
   }
 
   reset(firstEventId: number): void {
@@ -113,8 +117,6 @@ export class KvEventBuffer implements KvEventLog {
       this.parentLo[e] = seqLo[from - 1] as number;
     }
     this.ensureHashes(n);
-    const bs = this.blockSize;
-    this.ensureTokens(n * bs);
     const h = this.numHashes;
     for (let j = 0; j < n; j++) {
       this.seqHashHi[h + j] = seqHi[from + j] as number;
@@ -122,14 +124,17 @@ export class KvEventBuffer implements KvEventLog {
       this.tokHashHi[h + j] = tokHi[from + j] as number;
       this.tokHashLo[h + j] = tokLo[from + j] as number;
     }
+    this.numHashes = h + n;
+    this.hashCount[e] = n;
+    if (!this.withTokens) return;
+    const bs = this.blockSize;
+    const len = n * bs;
+    this.ensureTokens(len);
     const out = this.tokens;
     const src = from * bs;
     const dst = this.numTokens;
-    const len = n * bs;
     for (let t = 0; t < len; t++) out[dst + t] = tokens[src + t] as number;
-    this.numHashes = h + n;
-    this.numTokens += n * bs;
-    this.hashCount[e] = n;
+    this.numTokens = dst + len;
   }
 
   /** Removed event for one block. */
@@ -174,9 +179,9 @@ export class KvEventRecorder {
   active: KvEventBuffer;
   private spare: KvEventBuffer;
 
-  constructor(blockSize: number) {
-    this.active = new KvEventBuffer(blockSize);
-    this.spare = new KvEventBuffer(blockSize);
+  constructor(blockSize: number, withTokens = true) {
+    this.active = new KvEventBuffer(blockSize, withTokens);
+    this.spare = new KvEventBuffer(blockSize, withTokens);
   }
 
   take(): KvEventLog {

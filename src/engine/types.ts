@@ -144,3 +144,27 @@ export interface PerfModel {
   /** activeKvTokens = active blocks × block size; meanContextLength of the ready (decoding) requests. */
   decodeMs(activeKvTokens: number, totalKvTokens: number, meanContextLength: number): number;
 }
+
+/**
+ * Block hashes of a prompt computed by the caller (Engine.addRequestWithHashes): for each of the
+ * numBlocks = floor(promptLength / blockSize) full prompt blocks, its sequence hash
+ * (seqHashHi/seqHashLo) and tokens hash (tokHashHi/tokHashLo), exactly as computeBlockHashes gives
+ * them. Read during the call only.
+ */
+export interface PromptBlockHashes {
+  readonly numBlocks: number;
+  readonly seqHashHi: Uint32Array;
+  readonly seqHashLo: Uint32Array;
+  readonly tokHashHi: Uint32Array;
+  readonly tokHashLo: Uint32Array;
+}
+
+/** Options of one Engine that are not vLLM engine arguments. */
+export interface EngineOptions {
+  /**
+   * Copy each stored block's token ids into KvEventLog.tokens (default true). A consumer that only
+   * reads hashes (the offline replayer's router) turns it off: tokens stays empty and tokenStart is
+   * 0 for every event.
+   */
+  readonly recordEventTokens?: boolean;
+}

@@ -1,5 +1,5 @@
 /**
- * JSON.stringify whose output is pure ASCII (non-ASCII escaped as \uXXXX, still valid JSON).
+ * JSON.stringify whose output is pure ASCII (non-ASCII escaped as \u00e9-style escapes, still valid JSON).
  * Everything an SSE stream writes is built from these, so streams can be written as latin1: the
  * byte length is the string length, and Node skips a UTF-8 pass over each (large, coalesced)
  * write — that pass was a fifth of the main thread's time at 256 concurrent streams.

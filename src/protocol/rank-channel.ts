@@ -41,8 +41,9 @@ export const OUTPUT_HEADER = 32;
 
 /** Ring sizes per rank. The inbox must hold one request of max-model-len tokens. */
 export function inboxRingBytes(maxModelLen: number): number {
-  const need = INBOX_ADD_HEADER + 4 * maxModelLen + 64;
-  return Math.max(1 << 20, 1 << Math.ceil(Math.log2(need * 2)));
+  // One max-length request must fit (record = 4-byte length + payload, padded to 4).
+  const need = 4 + INBOX_ADD_HEADER + 4 * maxModelLen + 4;
+  return Math.max(1 << 20, 2 ** Math.ceil(Math.log2(need)));
 }
 export const OUTPUT_RING_BYTES = 1 << 20;
 export const EVENT_RING_BYTES = 1 << 20;

@@ -14,7 +14,7 @@
  * previous turn's last token (or its rejection).
  */
 import { AddOutcome, FinishReason, KvEventKind } from '../engine/types.js';
-import type { EngineArgs, KvEventLog, PerfModel } from '../engine/types.js';
+import type { EngineArgs, KvEventLog, PerfModel, PromptBlockHashes } from '../engine/types.js';
 import { Engine, createPolynomialPerfModel, normalizeEngineArgs } from '../engine/engine.js';
 import { createRouter } from '../router/index.js';
 import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
@@ -228,6 +228,10 @@ class OfflineSim {
   private readonly memo: TraceHashMemo;
   private promptBuf = new Uint32Array(1 << 16);
   private readonly route: { -readonly [K in keyof RouteRequest]: RouteRequest[K] };
+  /** The prompt's block hashes (route.seqHash* are the sequence hashes), for addRequestWithHashes. */
+  private readonly promptHashes: { -readonly [K in keyof PromptBlockHashes]: PromptBlockHashes[K] };
+  /** Prompt hashes are needed by the kv router and by engines with prefix caching. */
+  private readonly needHashes: boolean;
 
   constructor(reqs: readonly TraceRequest[], opts: OfflineReplayOptions) {
     const args = checkOfflineReplayOptions(opts);
@@ -237,7 +241,8 @@ class OfflineSim {
     const numRanks = opts.numWorkers * opts.dataParallelSize;
     this.numRanks = numRanks;
     const engines: Engine[] = [];
-    for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf));
+    // The router reads only block hashes from KV events, so the engines skip copying token ids.
+    for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, { recordEventTokens: false }));
     this.engines = engines;
     const load: RankLoadView = {
       numRanks,
@@ -274,6 +279,10 @@ class OfflineSim {
     this.route = {
       numBlocks: 0, seqHashHi: new Uint32Array(4096), seqHashLo: new Uint32Array(4096), promptTokens: 0, firstRank: 0, numCandidateRanks: numRanks,
     };
+    this.promptHashes = {
+      numBlocks: 0, seqHashHi: this.route.seqHashHi, seqHashLo: this.route.seqHashLo, tokHashHi: new Uint32Array(4096), tokHashLo: new Uint32Array(4096),
+    };
+    this.needHashes = this.useKv || args.enablePrefixCaching;
 
     // First turns arrive at their normalized timestamps; later turns are released by completions.
     const lastOfSession = new Map<string, number>();
@@ -335,20 +344,26 @@ class OfflineSim {
     const prompt = this.promptBuf.subarray(0, promptLen);
     const route = this.route;
     route.promptTokens = promptLen;
-    if (this.useKv) {
+    const hashes = this.promptHashes;
+    if (this.needHashes) {
       const nb = Math.floor(promptLen / this.args.blockSize);
       if (nb > route.seqHashHi.length) {
-        route.seqHashHi = new Uint32Array(nb);
-        route.seqHashLo = new Uint32Array(nb);
+        route.seqHashHi = hashes.seqHashHi = new Uint32Array(nb);
+        route.seqHashLo = hashes.seqHashLo = new Uint32Array(nb);
+        hashes.tokHashHi = new Uint32Array(nb);
+        hashes.tokHashLo = new Uint32Array(nb);
       }
-      route.numBlocks = this.memo.hashes(req, prompt, route.seqHashHi, route.seqHashLo);
-    } else {
-      route.numBlocks = 0;
+      hashes.numBlocks = this.memo.blockHashes(req, prompt, hashes.seqHashHi, hashes.seqHashLo, hashes.tokHashHi, hashes.tokHashLo);
     }
+    route.numBlocks = this.useKv ? hashes.numBlocks : 0;
     const rank = this.router.pick(route);
     this.rankOf[i] = rank;
     const b = this.markBin(t);
-    if ((this.engines[rank] as Engine).addRequest(i, prompt, req.outputLength) === AddOutcome.rejectedTooLarge) {
+    const engine = this.engines[rank] as Engine;
+    const outcome = this.needHashes
+      ? engine.addRequestWithHashes(i, prompt, req.outputLength, hashes)
+      : engine.addRequest(i, prompt, req.outputLength);
+    if (outcome === AddOutcome.rejectedTooLarge) {
       this.status[i] = RequestStatus.rejected;
       this.releaseNextTurn(i, t);
       return;

@@ -8,7 +8,7 @@
  * engine block — and later requests sharing the prefix copy the stored hashes. The values are
  * exactly what computeSequenceHashes gives for the synthesized prompt.
  */
-import { computeSequenceHashes } from '../engine/engine.js';
+import { computeBlockHashes, computeSequenceHashes } from '../engine/engine.js';
 import { xxh3Chain, xxh3Tokens } from '../engine/kv/xxh3.js';
 import type { TraceRequest } from '../trace/mooncake.js';
 import { synthesizePromptTokens } from '../trace/mooncake.js';
@@ -26,6 +26,9 @@ export class TraceHashMemo {
   private numNodes = 1; // node 0 = root
   private hi = new Uint32Array(0);
   private lo = new Uint32Array(0);
+  /** Tokens hash (the repeated id's block hash) per node: the same for all its engine blocks. */
+  private tokHi = new Uint32Array(0);
+  private tokLo = new Uint32Array(0);
   private readonly idTokens: Uint32Array;
   private readonly out = new Uint32Array(2);
 
@@ -43,10 +46,26 @@ export class TraceHashMemo {
    * (used when the block sizes do not align).
    */
   hashes(req: TraceRequest, prompt: Uint32Array, outHi: Uint32Array, outLo: Uint32Array): number {
+    return this.fill(req, prompt, outHi, outLo, null, null);
+  }
+
+  /**
+   * hashes() plus the tokens hash of every block into tokHi/tokLo: the PromptBlockHashes that
+   * Engine.addRequestWithHashes takes.
+   */
+  blockHashes(req: TraceRequest, prompt: Uint32Array, seqHi: Uint32Array, seqLo: Uint32Array, tokHi: Uint32Array, tokLo: Uint32Array): number {
+    return this.fill(req, prompt, seqHi, seqLo, tokHi, tokLo);
+  }
+
+  private fill(req: TraceRequest, prompt: Uint32Array, outHi: Uint32Array, outLo: Uint32Array, tokHi: Uint32Array | null, tokLo: Uint32Array | null): number {
     const promptLen = prompt.length;
     const nb = Math.floor(promptLen / this.bs);
     if (this.per === 0 || this.numNodes + Math.ceil(promptLen / this.tbs) >= MAX_NODES) {
+      if (tokHi !== null && tokLo !== null) return computeBlockHashes(prompt, promptLen, this.bs, outHi, outLo, tokHi, tokLo);
       return computeSequenceHashes(prompt, promptLen, this.bs, outHi, outLo);
+    }
+    if (outHi.length < nb || outLo.length < nb || (tokHi !== null && tokHi.length < nb) || (tokLo !== null && tokLo.length < nb)) {
+      throw new RangeError(`output arrays hold fewer than ${nb} hashes`);
     }
     const per = this.per;
     let node = 0;
@@ -64,6 +83,10 @@ export class TraceHashMemo {
         outHi[filled + j] = this.hi[base + j] as number;
         outLo[filled + j] = this.lo[base + j] as number;
       }
+      if (tokHi !== null && tokLo !== null) {
+        tokHi.fill(this.tokHi[next] as number, filled, filled + take);
+        tokLo.fill(this.tokLo[next] as number, filled, filled + take);
+      }
       filled += take;
       node = next;
     }
@@ -79,6 +102,8 @@ export class TraceHashMemo {
     this.idTokens.fill(id);
     xxh3Tokens(this.idTokens, 0, this.bs, out);
     const tokHi = out[0] as number, tokLo = out[1] as number;
+    this.tokHi[node] = tokHi;
+    this.tokLo[node] = tokLo;
     let prevHi = 0, prevLo = 0;
     let hasPrev = parent !== 0;
     if (hasPrev) {
@@ -108,6 +133,14 @@ export class TraceHashMemo {
     lo.set(this.lo);
     this.hi = hi;
     this.lo = lo;
+    // One tokens hash per node: hi holds `per` entries per node.
+    const nodes = this.per > 0 ? Math.floor(hi.length / this.per) : 0;
+    const tHi = new Uint32Array(nodes);
+    const tLo = new Uint32Array(nodes);
+    tHi.set(this.tokHi);
+    tLo.set(this.tokLo);
+    this.tokHi = tHi;
+    this.tokLo = tLo;
   }
 }
 

@@ -72,3 +72,27 @@ export function computeSequenceHashes(
   }
   return n;
 }
+
+/**
+ * Sequence hashes and tokens hashes of the full blocks among the first numTokens tokens (what
+ * Engine.addRequestWithHashes takes). Writes seqHi/seqLo/tokHi/tokLo[0..n) and returns
+ * n = floor(numTokens / blockSize). Throws RangeError if the outputs are too short.
+ */
+export function computeBlockHashes(
+  tokens: Uint32Array,
+  numTokens: number,
+  blockSize: number,
+  seqHi: Uint32Array,
+  seqLo: Uint32Array,
+  tokHi: Uint32Array,
+  tokLo: Uint32Array,
+): number {
+  if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`blockSize must be a positive integer, got ${blockSize}`);
+  if (numTokens > tokens.length) throw new RangeError(`numTokens ${numTokens} exceeds tokens.length ${tokens.length}`);
+  const n = Math.floor(numTokens / blockSize);
+  if (seqHi.length < n || seqLo.length < n || tokHi.length < n || tokLo.length < n) {
+    throw new RangeError(`output arrays hold fewer than ${n} hashes`);
+  }
+  hashBlocks(tokens, blockSize, 0, n, seqHi, seqLo, tokHi, tokLo);
+  return n;
+}
