@@ -249,15 +249,18 @@ function drive(opts: BenchOptions, hooks: BenchHooks, target: ReturnType<typeof 
       maybeFinish();
     };
 
-    const send = (now: number): void => {
-      const measured = now >= warmEnd;
+    const send = (_scheduledMs: number): void => {
+      // Classify by the actual send time, and record that same time: a request is measured
+      // exactly when it was sent after the warm-up ended.
+      const sentAt = performance.now();
+      const measured = sentAt >= warmEnd;
       if (measured) measuredSent++;
       const slot = pool.pop() ?? new InflightSlot(opts.api);
       const built = factory.next();
       slot.tag = measured ? 1 : 0;
       slot.intendedInputTokens = built.isl;
       busy.add(slot);
-      slot.start(target, path, built.body, timeoutMs, onDone);
+      slot.start(target, path, built.body, timeoutMs, onDone, sentAt);
     };
 
     const arrivalTick = (): void => {

@@ -123,7 +123,8 @@ export class InflightSlot {
     this.gen = 0;
   }
 
-  start(target: Target, path: string, body: string, timeoutMs: number, onDone: (slot: InflightSlot) => void): void {
+  /** `sendMs` is the send time the caller classified the request by (warm-up or measured). */
+  start(target: Target, path: string, body: string, timeoutMs: number, onDone: (slot: InflightSlot) => void, sendMs: number = performance.now()): void {
     const gen = ++this.gen;
     const finish = (type: string | null, message: string | null): void => {
       if (gen === this.gen) this.finish(type, message);
@@ -139,7 +140,7 @@ export class InflightSlot {
     const payload = Buffer.from(body);
     const headers = { ...target.headers, 'content-length': String(payload.length) };
     let responseStarted = false;
-    o.sendMs = performance.now();
+    o.sendMs = sendMs;
     const req = target.module.request({ agent: target.agent, hostname: target.hostname, port: target.port, path: target.basePath + path, method: 'POST', headers });
     this.req = req;
     if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { computeBlockHashes } from '../../src/engine/engine.js';
 import { runOfflineReplay, RequestStatus } from '../../src/replay/offline.js';
 import type { OfflineReplayOptions } from '../../src/replay/offline.js';
 import { buildReplayReport, collectSamples, renderReplayReport } from '../../src/replay/report.js';
@@ -137,6 +138,26 @@ test('replay-offline - memoized router hashes equal hashing the synthesized prom
   const n = odd.hashes(req, prompt, outB.hi, outB.lo);
   assert.equal(n, traceRequestHashes(req, 10, 4, outA.hi, outA.lo));
   assert.deepEqual(outB.hi.subarray(0, n), outA.hi.subarray(0, n));
+});
+
+test('replay-offline - memoized engine block hashes (sequence and tokens) equal computeBlockHashes of the synthesized prompt', () => {
+  const memo = new TraceHashMemo(512, 64);
+  const a = { sh: new Uint32Array(64), sl: new Uint32Array(64), th: new Uint32Array(64), tl: new Uint32Array(64) };
+  const b = { sh: new Uint32Array(64), sl: new Uint32Array(64), th: new Uint32Array(64), tl: new Uint32Array(64) };
+  const reqs = [tr(0, [0, 1, 2], 1500, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [9], 100, 1), tr(0, [9, 9], 1024, 1)];
+  for (const req of reqs) {
+    const prompt = new Uint32Array(Math.min(req.inputLength, req.hashIds.length * 512));
+    for (let i = 0; i < prompt.length; i++) prompt[i] = req.hashIds[Math.floor(i / 512)]!;
+    const n = computeBlockHashes(prompt, prompt.length, 64, a.sh, a.sl, a.th, a.tl);
+    assert.equal(memo.blockHashes(req, prompt, b.sh, b.sl, b.th, b.tl), n);
+    for (const k of ['sh', 'sl', 'th', 'tl'] as const) assert.deepEqual(b[k].subarray(0, n), a[k].subarray(0, n), `${k} of ${req.hashIds.join(',')}`);
+  }
+  const odd = new TraceHashMemo(10, 4);
+  const req = tr(0, [3, 4, 5], 27, 1);
+  const prompt = Uint32Array.from({ length: 27 }, (_, i) => req.hashIds[Math.floor(i / 10)]!);
+  const n = odd.blockHashes(req, prompt, b.sh, b.sl, b.th, b.tl);
+  assert.equal(n, computeBlockHashes(prompt, 27, 4, a.sh, a.sl, a.th, a.tl));
+  for (const k of ['sh', 'sl', 'th', 'tl'] as const) assert.deepEqual(b[k].subarray(0, n), a[k].subarray(0, n));
 });
 
 test('replay-offline - a prompt larger than a rank is reported as rejected, not completed', () => {
