@@ -4,7 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { setImmediate as yieldToLoop, setTimeout as gather } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Doorbell } from '../src/protocol/ring.js';
 import { EventsFileWriter } from '../src/transport/events-file.js';
@@ -15,6 +15,8 @@ import { Stat } from '../src/transport/stats.js';
 import { MockfleetError } from '../src/util/errors.js';
 
 /** Idle wait between drain passes when no rank rang the doorbell. */
+/** Events may reach NATS up to this much later than their pass start; it bounds wake-ups to ~1/ms. */
+const GATHER_MS = 1;
 const IDLE_WAIT_MS = 50;
 /** Round-trip to NATS after this many published bytes, bounding what sits in socket buffers. */
 const FLUSH_EVERY_BYTES = 4 << 20;
@@ -128,6 +130,10 @@ async function main(): Promise<void> {
     if (closeTimeoutMs >= 0) break;
     await bell.wait(IDLE_WAIT_MS);
     core.recycleArena();
+    // Gather for a moment before draining: with hundreds of ranks each pass would otherwise wake
+    // this thread on its own (a futex wake and a context switch per pass). Meanwhile the
+    // doorbell's waiting flag is clear, so ranks skip the notify altogether.
+    if (closeTimeoutMs < 0) await gather(GATHER_MS);
   }
   if (inFlight !== null && !(await inFlight)) core.bumpStat(Stat.flushFailures);
 

@@ -234,7 +234,7 @@ export class Coordinator implements Backend {
       idleTimeout: Infinity,
       recordTiming: false,
       atomics: 'disabled',
-      resourceLimits: { maxOldGenerationSizeMb: cfg.rankHeapMb, maxYoungGenerationSizeMb: 8 },
+      resourceLimits: { maxOldGenerationSizeMb: cfg.rankHeapMb, maxYoungGenerationSizeMb: 2 },
     });
     // A pool-level error happens outside any task (a rank's own failure rejects its task instead).
     this.pool.on('error', (err: unknown) => {

@@ -20,6 +20,8 @@ type OutcomeCode = (typeof Outcome)[keyof typeof Outcome];
 /** Emitted token ids are uniform in [TOKEN_ID_MIN, TOKEN_ID_MIN + TOKEN_ID_SPAN) (Dynamo mocker). */
 export const TOKEN_ID_MIN = 1000;
 export const TOKEN_ID_SPAN = 1000;
+/** Prefix lookups of a waiting request whose hash-table entries are prefetched together. */
+const WARM_STEP = 16;
 /** Generated tokens reserved up front per request; longer outputs grow the slot buffers by doubling. */
 const GENERATED_RESERVE = 1 << 16;
 
@@ -173,6 +175,16 @@ export class Engine {
   private inSchedulePhase = false;
   /** Tokens the last admitted waiting request scheduled. */
   private lastDesired = 0;
+  /**
+   * Block ids of the resident prefix that scheduleWaiting() just looked up (hitIds[0..numKnownHits)),
+   * and whether the block after them is known to be absent, for the ensureBlocks() call that admits
+   * the request: nothing changes the pool in between, so the lookups need not be repeated.
+   */
+  private hitIds: Int32Array;
+  private numKnownHits = 0;
+  private knownMiss = false;
+  /** Keeps the hash-table warm-up reads observable (see BlockHashTable.warm). */
+  private warmSink = 0;
   // Aggregates of the requests scheduled this pass (see contribute()).
   private aTokens = 0;
   private aPrompt = 0;
@@ -205,6 +217,7 @@ export class Engine {
     this.rng = new Rng(this.args.seed);
     this.result = new StepResultBuffer(this.args.maxNumSeqs);
     this.running = new Int32Array(this.args.maxNumSeqs);
+    this.hitIds = new Int32Array(this.prefixCaching ? this.args.numGpuBlocks + 1 : 0);
     this.growSlots(Math.min(this.args.maxNumSeqs, 1024) * 2);
   }
 
@@ -530,16 +543,25 @@ export class Engine {
     }
     let hits = 0;
     let activeHits = 0;
+    let missAfterHits = false;
     if (this.prefixCaching) {
       const seqHi = this.slotSeqHi[slot] as Uint32Array;
       const seqLo = this.slotSeqLo[slot] as Uint32Array;
       const numFull = Math.floor(seqLen / bs);
+      const hitIds = this.hitIds;
+      let warmed = 0;
       while (hits < numFull) {
+        if (hits === warmed) {
+          // Prefetch the next few lookups together; a short step wastes little when the prefix ends.
+          warmed = numFull - hits > WARM_STEP ? hits + WARM_STEP : numFull;
+          this.warmSink ^= pool.table.warm(seqHi, seqLo, hits, warmed);
+        }
         const id = pool.find(seqHi[hits] as number, seqLo[hits] as number);
         if (id < 0) break;
         if (pool.state[id] === BlockState.active) activeHits++;
-        hits++;
+        hitIds[hits++] = id;
       }
+      missAfterHits = hits < numFull;
     }
     const prefix = hits * bs < promptLen ? hits * bs : promptLen;
     const remaining = seqLen - prefix;
@@ -550,9 +572,12 @@ export class Engine {
     // Admit only if the whole known sequence fits in what is free or evictable; cached blocks
     // that are already active cost nothing. Never preempt for a waiting request.
     if (needBlocks - activeHits > pool.numFree + pool.numInactive) return Outcome.blocked;
-    if (!this.ensureBlocks(slot, prefix + desired)) {
-      throw new EngineInvariantError('admission gate passed but block allocation failed');
-    }
+    this.numKnownHits = hits;
+    this.knownMiss = missAfterHits;
+    const ok = this.ensureBlocks(slot, prefix + desired);
+    this.numKnownHits = 0;
+    this.knownMiss = false;
+    if (!ok) throw new EngineInvariantError('admission gate passed but block allocation failed');
     this.popWaitingFront();
     this.slotStatus[slot] = SlotStatus.running;
     this.running[this.numRunningQ++] = slot;
@@ -623,6 +648,11 @@ export class Engine {
     const need = Math.ceil(target / bs);
     const seqHi = this.slotSeqHi[slot] as Uint32Array;
     const seqLo = this.slotSeqLo[slot] as Uint32Array;
+    if (this.prefixCaching) {
+      const fullEnd = Math.floor(target / bs);
+      const from = nb > this.numKnownHits ? nb : this.numKnownHits;
+      if (fullEnd - from > 1) this.warmSink ^= pool.table.warm(seqHi, seqLo, from, fullEnd);
+    }
     // [runFrom, runEnd): consecutive newly stored full blocks, published as one Stored event once
     // the run ends (after any Removed events of the evictions that made room for it).
     let runFrom = -1;
@@ -633,7 +663,10 @@ export class Engine {
         if (this.prefixCaching) {
           const hi = seqHi[b] as number;
           const lo = seqLo[b] as number;
-          id = pool.find(hi, lo);
+          // A waiting request starts at block 0: its known hits come first and are touched before
+          // anything is allocated (so none of them can be evicted meanwhile).
+          const known = this.numKnownHits;
+          id = b < known ? (this.hitIds[b] as number) : b === known && this.knownMiss ? -1 : pool.find(hi, lo);
           if (id >= 0) {
             pool.touch(id);
             if (runFrom >= 0) {
@@ -1002,9 +1035,14 @@ export class Engine {
     this.slotCapacity = capacity;
   }
 
-  /** Make the slot's per-request buffers hold at least `tokens` tokens (kept across reuse). */
+  /**
+   * Make the slot's per-request buffers hold at least `tokens` tokens (kept across reuse). They grow
+   * at least 2× (capped at the cache size), so a slot reused by ever longer prompts reallocates
+   * only a few times.
+   */
   private ensureSlotBuffers(slot: number, tokens: number): void {
-    if ((this.slotTokens[slot] as Uint32Array).length < tokens) this.resizeSlotBuffers(slot, tokens);
+    const cur = (this.slotTokens[slot] as Uint32Array).length;
+    if (cur < tokens) this.resizeSlotBuffers(slot, Math.max(tokens, Math.min(cur * 2, this.cacheTokens)));
   }
 
   private growSlotBuffers(slot: number, minTokens: number): Uint32Array {

@@ -16,7 +16,8 @@
 import { AddOutcome, FinishReason, KvEventKind } from '../engine/types.js';
 import type { EngineArgs, KvEventLog, PerfModel, PromptBlockHashes } from '../engine/types.js';
 import { Engine, createPolynomialPerfModel, normalizeEngineArgs } from '../engine/engine.js';
-import { createRouter } from '../router/index.js';
+import { KvRouter, createRouter } from '../router/index.js';
+import type { PrefixIndex } from '../router/index.js';
 import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
 import { effectiveInputLength, synthesizePromptTokensInto } from '../trace/mooncake.js';
 import type { TraceRequest } from '../trace/mooncake.js';
@@ -226,6 +227,10 @@ class OfflineSim {
   private readonly nextPassAt: Float64Array;
 
   private readonly memo: TraceHashMemo;
+  /** The kv router's index (prefetched before a batch of KV events), or null for other policies. */
+  private readonly kvIndex: PrefixIndex | null;
+  /** Keeps the prefetch reads observable (see PrefixIndex.warm). */
+  private warmSink = 0;
   private promptBuf = new Uint32Array(1 << 16);
   private readonly route: { -readonly [K in keyof RouteRequest]: RouteRequest[K] };
   /** The prompt's block hashes (route.seqHash* are the sequence hashes), for addRequestWithHashes. */
@@ -257,6 +262,7 @@ class OfflineSim {
       ...(opts.kvOverlapScoreWeight === undefined ? {} : { kvOverlapScoreWeight: opts.kvOverlapScoreWeight }),
     });
     this.useKv = this.router.policy === 'kv';
+    this.kvIndex = this.router instanceof KvRouter ? this.router.index : null;
     this.tbs = opts.traceBlockSize;
     this.arrivalRatio = opts.arrivalSpeedupRatio;
     this.speed = opts.speedupRatio;
@@ -441,6 +447,11 @@ class OfflineSim {
 
   private feedEvents(rank: number, log: KvEventLog): void {
     const router = this.router;
+    const kvIndex = this.kvIndex;
+    if (kvIndex !== null && log.count > 1) {
+      const last = log.count - 1;
+      this.warmSink ^= kvIndex.warm(log.seqHashHi, log.seqHashLo, 0, (log.hashStart[last] as number) + (log.hashCount[last] as number));
+    }
     for (let e = 0; e < log.count; e++) {
       const kind = log.kind[e];
       if (kind === KvEventKind.stored) router.onStored(rank, log.hashCount[e] as number, log.seqHashHi, log.seqHashLo, log.hashStart[e] as number);

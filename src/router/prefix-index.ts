@@ -68,6 +68,18 @@ export class PrefixIndex {
     for (let i = start, end = start + n; i < end; i++) this.addUnchecked(rank, (hi[i] as number) | 0, (lo[i] as number) | 0);
   }
 
+  /**
+   * Read the home slots of blocks hi/lo[start .. end) and return a value derived from them. The
+   * loads are independent, so the CPU overlaps their cache misses; updates of the same blocks right
+   * after (a batch of KV events) then mostly hit the cache. Pure read.
+   */
+  warm(hi: Uint32Array, lo: Uint32Array, start: number, end: number): number {
+    const T = this.table, stride = this.stride;
+    let acc = 0;
+    for (let i = start; i < end; i++) acc ^= T[this.home((hi[i] as number) | 0, (lo[i] as number) | 0) * stride + 2] as number;
+    return acc;
+  }
+
   /** remove() for blocks hi/lo[start .. start + n) of one rank (a Removed event). */
   removeMany(rank: number, n: number, hi: Uint32Array, lo: Uint32Array, start: number): void {
     this.checkRank(rank);

@@ -55,6 +55,9 @@ const MX1H = 0x16566791, MX1L = 0x9e3779f9 | 0;
 const MX1LU = MX1L >>> 0;
 const MX2H = 0x9fb21c65 | 0, MX2L = 0x1e98df25;
 
+/** 2^-32: scales a double holding a multiple of 2^32 to its high word. */
+const INV_2_32 = 2.3283064365386963e-10;
+
 /** The seed every Dynamo block / sequence hash uses. */
 export const XXH3_SEED = 1337;
 
@@ -134,7 +137,7 @@ const ACC_L = new Int32Array(8);
  * within 2^-21 of the integer high word: adding 0.5 and truncating recovers it exactly.
  */
 function mulhi32(a: number, b: number): number {
-  return (((a >>> 0) * (b >>> 0) - (Math.imul(a, b) >>> 0)) * 2.3283064365386963e-10 + 0.5) | 0;
+  return (((a >>> 0) * (b >>> 0) - (Math.imul(a, b) >>> 0)) * INV_2_32 + 0.5) | 0;
 }
 
 function add64(aH: number, aL: number, bH: number, bL: number): void {
@@ -616,10 +619,11 @@ function chainCore(parentHi: number, parentLo: number, hi: number, lo: number, o
   const bH = hi ^ CHAIN_FLIP[2]!, bL = lo ^ CHAIN_FLIP[3]!;
   // fold(a × b) from four 32 × 32 → 64 partial products; mulhi = high word of u32 × u32.
   const uaL = aL >>> 0, uaH = aH >>> 0, ubL = bL >>> 0, ubH = bH >>> 0;
-  const p0h = Math.floor(((uaL >>> 16) * ubL + Math.floor(((uaL & 0xffff) * ubL) / 65536)) / 65536);
-  const p1h = Math.floor(((uaL >>> 16) * ubH + Math.floor(((uaL & 0xffff) * ubH) / 65536)) / 65536);
-  const p2h = Math.floor(((uaH >>> 16) * ubL + Math.floor(((uaH & 0xffff) * ubL) / 65536)) / 65536);
-  const p3h = Math.floor(((uaH >>> 16) * ubH + Math.floor(((uaH & 0xffff) * ubH) / 65536)) / 65536);
+  // High words as in mulhi32 (rounded double product minus the exact low word), kept unsigned.
+  const p0h = ((uaL * ubL - (Math.imul(aL, bL) >>> 0)) * INV_2_32 + 0.5) >>> 0;
+  const p1h = ((uaL * ubH - (Math.imul(aL, bH) >>> 0)) * INV_2_32 + 0.5) >>> 0;
+  const p2h = ((uaH * ubL - (Math.imul(aH, bL) >>> 0)) * INV_2_32 + 0.5) >>> 0;
+  const p3h = ((uaH * ubH - (Math.imul(aH, bH) >>> 0)) * INV_2_32 + 0.5) >>> 0;
   const s1 = p0h + (Math.imul(aL, bH) >>> 0) + (Math.imul(aH, bL) >>> 0);
   const w1 = s1 >>> 0;
   const s2 = p1h + p2h + (Math.imul(aH, bH) >>> 0) + (s1 - w1) / 4294967296;
@@ -633,7 +637,7 @@ function chainCore(parentHi: number, parentLo: number, hi: number, lo: number, o
   // XXH3 avalanche: h ^= h >> 37; h *= PRIME_MX1; h ^= h >> 32.
   const xL = (accL ^ (accH >>> 5)) >>> 0;
   const mL = Math.imul(xL, MX1L) >>> 0;
-  const mH = (Math.floor(((xL >>> 16) * MX1LU + Math.floor(((xL & 0xffff) * MX1LU) / 65536)) / 65536) + Math.imul(xL, MX1H) + Math.imul(accH, MX1L)) >>> 0;
+  const mH = ((((xL * MX1LU - mL) * INV_2_32 + 0.5) >>> 0) + Math.imul(xL, MX1H) + Math.imul(accH, MX1L)) >>> 0;
   out[0] = mH;
   out[1] = (mL ^ mH) >>> 0;
 }
