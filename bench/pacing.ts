@@ -2,7 +2,11 @@
  * bench:pacing — many ranks at speedup 1 under light load: how fast the fleet starts, how much
  * memory it takes, and how precisely ranks wake at their modeled pass deadlines.
  *
- *   node dist/bench/pacing.js [--ranks 256] [--seconds 10] [--warmup 2]
+ *   node dist/bench/pacing.js [--ranks 256] [--ranks-per-thread 1] [--busy-ranks N] [--seconds 10] [--warmup 2]
+ *
+ * Light load: one long request (max_tokens 100000, 128-token prompt) on each of the first
+ * --busy-ranks ranks (default: every rank), so each busy rank runs ~6 ms decode passes and waits
+ * in between.
  *
  * Prints one JSON line. Lateness percentiles come from mockfleet_pass_lateness_seconds
  * (bucket deltas over the measured interval, interpolated like histogram_quantile).
@@ -20,16 +24,20 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
     'max-tokens': { type: 'string', default: '100000' },
+    'ranks-per-thread': { type: 'string', default: '1' },
+    'busy-ranks': { type: 'string' },
   },
 });
 const ranks = Number(values.ranks);
 const seconds = Number(values.seconds);
 const warmup = Number(values.warmup);
 const maxTokens = Number(values['max-tokens']);
+const ranksPerThread = Number(values['ranks-per-thread']);
+const busyRanks = values['busy-ranks'] === undefined ? ranks : Number(values['busy-ranks']);
 
 const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const t0 = performance.now();
-const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--num-workers', String(ranks), '--speedup-ratio', '1', '--max-waiting', '100000'], {
+const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--num-workers', String(ranks), '--speedup-ratio', '1', '--max-waiting', '100000', '--ranks-per-thread', String(ranksPerThread)], {
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const ready = await new Promise<{ url: string; model: string; pid: number }>((resolve, reject) => {
@@ -69,7 +77,7 @@ function get(path: string): Promise<string> {
 /** Light load: one long request per rank, so every rank runs ~6 ms decode passes and sleeps between. */
 const inflight: Array<Promise<number>> = [];
 const prompt = Array.from({ length: 128 }, (_, i) => i + 1);
-for (let r = 0; r < ranks; r++) {
+for (let r = 0; r < busyRanks; r++) {
   inflight.push(post('/v1/completions', { model: ready.model, prompt, max_tokens: maxTokens }, { 'x-mockfleet-rank': String(r) }).catch(() => -1));
 }
 
@@ -91,8 +99,10 @@ function passes(text: string): number {
 
 await new Promise((r) => setTimeout(r, warmup * 1000));
 const before = await get('/metrics');
+const beforeAt = performance.now();
 await new Promise((r) => setTimeout(r, seconds * 1000));
 const after = await get('/metrics');
+const measuredS = (performance.now() - beforeAt) / 1000;
 const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${ready.pid}/status`, 'utf8'))?.[1] ?? 'NaN');
 const a = lateness(before);
 const b = lateness(after);
@@ -108,13 +118,15 @@ console.log(
   JSON.stringify({
     bench: 'pacing',
     ranks,
+    ranks_per_thread: ranksPerThread,
+    busy_ranks: busyRanks,
     startup_s: Number(startupS.toFixed(3)),
     rss_mib: Math.round(rssKb / 1024),
-    passes_per_s: Math.round(passCount / seconds),
+    passes_per_s: Math.round(passCount / measuredS),
     lateness_p50_ms: Number((histogramQuantile(b.buckets, delta, 0.5) * 1000).toFixed(3)),
     lateness_p90_ms: Number((histogramQuantile(b.buckets, delta, 0.9) * 1000).toFixed(3)),
     lateness_p99_ms: Number((histogramQuantile(b.buckets, delta, 0.99) * 1000).toFixed(3)),
-    measured_s: seconds,
+    measured_s: Number(measuredS.toFixed(2)),
     node: process.version,
   }),
 );

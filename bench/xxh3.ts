@@ -1,6 +1,7 @@
 /**
- * Micro-benchmark: ns per XXH3-64 hash of one 64-token (256-byte) block, pure-JS xxh3Tokens vs
- * @node-rs/xxhash (native, BigInt result), plus the 16-byte chain step. Prints one JSON line.
+ * Micro-benchmark: ns per XXH3-64 hash of one 64-token (256-byte) block, xxh3Tokens (its
+ * WebAssembly path when available, else pure JS) vs @node-rs/xxhash (native, BigInt result), plus
+ * the 16-byte chain step. Prints one JSON line.
  */
 import { xxh3 } from '@node-rs/xxhash';
 import { xxh3Chain, xxh3Tokens } from '../src/engine/kv/xxh3.js';
@@ -62,4 +63,5 @@ console.log(JSON.stringify({
   node_rs_ns_per_hash: Math.round(native),
   js_chain_ns_per_hash: Math.round(chain),
   js_vs_node_rs: Number((native / js).toFixed(2)),
+  webassembly: typeof (globalThis as { WebAssembly?: unknown }).WebAssembly === 'object',
 }));

@@ -8,7 +8,7 @@
  *   callbacks <--------- output ring -------+   (one record per pass; doorbell wakes main)
  */
 import { Piscina } from 'piscina';
-import type { RankTask, RankTaskResult } from '../../workers/rank-worker.js';
+import type { RankTask, RankTaskResult, ThreadTask } from '../../workers/rank-worker.js';
 import type { Backend, GenerateCallbacks, GenerateHandle, GenerateRequest, RankInfo } from './backend.js';
 import type { EngineArgs } from '../engine/types.js';
 import { FinishReason } from '../engine/types.js';
@@ -57,8 +57,10 @@ export interface ClusterConfig {
   readonly kvEventsFormat: 'dynamo' | 'vllm' | 'both';
   readonly vllmEventEncoding: 'array' | 'map';
   readonly eventsFile: string | null;
-  /** One CPU per rank (round-robin over --cpus), or null = not pinned. */
+  /** Rank threads are pinned round-robin over these CPUs (one CPU per thread), or null = not pinned. */
   readonly rankCpus: readonly number[] | null;
+  /** Ranks multiplexed on one thread (1 = a thread per rank). */
+  readonly ranksPerThread: number;
   readonly publisherCpus: readonly number[] | null;
   /** Where the main thread is pinned (reported in placement), or null. */
   readonly frontendCpus: readonly number[] | null;
@@ -75,6 +77,16 @@ interface Pending {
   cachedTokens: number;
 }
 
+interface RankThread {
+  readonly index: number;
+  readonly ranks: readonly number[];
+  readonly wakeSab: SharedArrayBuffer;
+  readonly wake: Int32Array;
+  alive: boolean;
+  /** Its ranks reached RankState.running at least once. */
+  everRan: boolean;
+}
+
 interface RankSlot {
   readonly rank: number;
   readonly workerIndex: number;
@@ -89,9 +101,8 @@ interface RankSlot {
   output: SpscRing;
   inflight: number;
   restarts: number;
-  alive: boolean;
-  /** Reached RankState.running at least once. */
-  everRan: boolean;
+  /** Index of the thread that runs this rank. */
+  readonly thread: number;
   /** Abort records that did not fit the inbox yet. */
   pendingAborts: number[];
 }
@@ -134,7 +145,8 @@ export class Coordinator implements Backend {
   private closing = false;
   private closed = false;
   private drainDone: Promise<void> = Promise.resolve();
-  private readonly rankDone: Array<Promise<void>> = [];
+  private readonly threads: RankThread[] = [];
+  private readonly threadDone: Array<Promise<void>> = [];
   private outScratch = new Uint8Array(OUTPUT_RING_BYTES);
   private outView = new DataView(this.outScratch.buffer);
   private outU32 = new Uint32Array(this.outScratch.buffer);
@@ -182,10 +194,15 @@ export class Coordinator implements Backend {
         output: new SpscRing(outputSab),
         inflight: 0,
         restarts: 0,
-        alive: false,
-        everRan: false,
+        thread: Math.floor(r / config.ranksPerThread),
         pendingAborts: [],
       });
+    }
+    for (let t = 0; t * config.ranksPerThread < this.numRanks; t++) {
+      const wakeSab = new SharedArrayBuffer(8);
+      const ranks: number[] = [];
+      for (let r = t * config.ranksPerThread; r < Math.min(this.numRanks, (t + 1) * config.ranksPerThread); r++) ranks.push(r);
+      this.threads.push({ index: t, ranks, wakeSab, wake: new Int32Array(wakeSab), alive: false, everRan: false });
     }
     const load: RankLoadView = {
       numRanks: this.numRanks,
@@ -228,8 +245,8 @@ export class Coordinator implements Backend {
     this.publisher.on('nats', (status, detail) => process.stderr.write(`mockfleet: NATS ${status}${detail === '' ? '' : ` (${detail})`}\n`));
     this.pool = new Piscina({
       filename: new URL('../../workers/rank-entry.cjs', import.meta.url).href,
-      minThreads: this.numRanks,
-      maxThreads: this.numRanks,
+      minThreads: this.threads.length,
+      maxThreads: this.threads.length,
       concurrentTasksPerWorker: 1,
       idleTimeout: Infinity,
       recordTiming: false,
@@ -240,7 +257,7 @@ export class Coordinator implements Backend {
     this.pool.on('error', (err: unknown) => {
       process.stderr.write(`mockfleet: rank pool error: ${String(err)}\n`);
     });
-    for (const slot of this.slots) this.launchRank(slot, false);
+    for (const t of this.threads) this.launchThread(t, false);
     this.drainDone = this.drainLoop();
     try {
       await this.waitForRanks();
@@ -248,7 +265,7 @@ export class Coordinator implements Backend {
       await this.shutdown(0);
       throw err;
     }
-    for (const slot of this.slots) slot.everRan = true;
+    for (const t of this.threads) t.everRan = true;
     this.ready = true;
   }
 
@@ -263,13 +280,12 @@ export class Coordinator implements Backend {
     }
   }
 
-  private launchRank(slot: RankSlot, restarted: boolean): void {
+  private rankTask(slot: RankSlot, restarted: boolean): RankTask {
     const cfg = this.config;
-    const pool = this.pool as Piscina;
     Atomics.store(slot.ctl, Ctl.stop, 0);
     Atomics.store(slot.ctl, Ctl.fault, FaultKind.none);
     Atomics.store(slot.ctl, Ctl.state, RankState.starting);
-    const task: RankTask = {
+    return {
       rank: slot.rank,
       workerIndex: slot.workerIndex,
       dpRank: slot.dpRank,
@@ -287,59 +303,81 @@ export class Coordinator implements Backend {
       counters: this.countersSab[slot.rank] as SharedArrayBuffer,
       outputBell: this.outputBellSab,
       publisherBell: this.publisherBellSab,
-      cpu: cfg.rankCpus === null ? null : (cfg.rankCpus[slot.rank % cfg.rankCpus.length] as number),
       kvEventsFormat: cfg.kvEventsFormat,
       vllmEncoding: cfg.vllmEventEncoding,
       routerFeed: cfg.router === 'kv',
       restarted,
     };
-    slot.alive = true;
+  }
+
+  private launchThread(thread: RankThread, restarted: boolean): void {
+    const cfg = this.config;
+    const pool = this.pool as Piscina;
+    const ranks = thread.ranks.map((r) => this.rankTask(this.slots[r] as RankSlot, restarted));
+    const task: ThreadTask = {
+      ranks,
+      wake: thread.wakeSab,
+      cpu: cfg.rankCpus === null ? null : (cfg.rankCpus[thread.index % cfg.rankCpus.length] as number),
+    };
+    thread.alive = true;
     const run = pool.run(task) as Promise<RankTaskResult>;
-    this.rankDone[slot.rank] = run.then(
+    this.threadDone[thread.index] = run.then(
       () => {
-        slot.alive = false;
+        thread.alive = false;
       },
       (err: unknown) => {
-        slot.alive = false;
-        this.onRankDied(slot, err);
+        thread.alive = false;
+        this.onThreadDied(thread, err);
       },
     );
   }
 
   /**
-   * A rank thread died (throw, exit, OOM): deliver what it finished, fail the rest of its
-   * requests, and start it again with an empty cache.
+   * A rank thread died (throw, exit, OOM): deliver what its ranks finished, fail the rest of
+   * their requests, and start them again with empty caches.
    */
-  private onRankDied(slot: RankSlot, err: unknown): void {
-    if (!this.ready && !slot.everRan) {
+  private onThreadDied(thread: RankThread, err: unknown): void {
+    const reason = err instanceof Error ? err.message : String(err);
+    if (!this.ready && !thread.everRan) {
       // Failing before it ever ran (bad pinning, engine args): a startup error, not a crash to retry.
-      this.startupError ??= err instanceof MockfleetError ? err : new RankFailedError(slot.rank, `failed to start: ${err instanceof Error ? err.message : String(err)}`, err);
+      this.startupError ??= err instanceof MockfleetError ? err : new RankFailedError(thread.ranks[0] as number, `failed to start: ${reason}`, err);
       return;
     }
-    this.drainRank(slot);
-    const reason = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`mockfleet: rank ${slot.rank} died: ${reason}\n`);
-    for (const [id, p] of this.pending) {
-      if (p.rank !== slot.rank) continue;
-      this.pending.delete(id);
-      this.finish(p, 'error', new RankFailedError(slot.rank, `rank thread died (${reason}); request aborted`, err));
+    process.stderr.write(`mockfleet: rank thread ${thread.index} (ranks ${thread.ranks.join(',')}) died: ${reason}\n`);
+    for (const r of thread.ranks) {
+      const slot = this.slots[r] as RankSlot;
+      this.drainRank(slot);
+      for (const [id, p] of this.pending) {
+        if (p.rank !== slot.rank) continue;
+        this.pending.delete(id);
+        this.finish(p, 'error', new RankFailedError(slot.rank, `rank thread died (${reason}); request aborted`, err));
+      }
+      slot.inflight = 0;
+      slot.pendingAborts.length = 0;
+      this.router.onCleared(slot.rank);
+      if (this.closing || this.closed) continue;
+      slot.restarts++;
+      const c = this.counters[slot.rank] as Float64Array;
+      c[Scalar.restarts] = slot.restarts;
+      c[Scalar.running] = 0;
+      c[Scalar.waiting] = 0;
+      c[Scalar.activeBlocks] = 0;
+      c[Scalar.inactiveBlocks] = 0;
+      c[Scalar.kvUsage] = 0;
+      slot.inboxSab = SpscRing.allocate(slot.inbox.capacity);
+      slot.inbox = new SpscRing(slot.inboxSab);
+      slot.outputSab = SpscRing.allocate(OUTPUT_RING_BYTES);
+      slot.output = new SpscRing(slot.outputSab);
     }
-    slot.inflight = 0;
-    slot.pendingAborts.length = 0;
-    this.router.onCleared(slot.rank);
     if (this.closing || this.closed) return;
-    slot.restarts++;
-    const c = this.counters[slot.rank] as Float64Array;
-    c[Scalar.restarts] = slot.restarts;
-    c[Scalar.running] = 0;
-    c[Scalar.waiting] = 0;
-    c[Scalar.activeBlocks] = 0;
-    c[Scalar.kvUsage] = 0;
-    slot.inboxSab = SpscRing.allocate(slot.inbox.capacity);
-    slot.inbox = new SpscRing(slot.inboxSab);
-    slot.outputSab = SpscRing.allocate(OUTPUT_RING_BYTES);
-    slot.output = new SpscRing(slot.outputSab);
-    this.launchRank(slot, true);
+    this.launchThread(thread, true);
+  }
+
+  /** Wake the thread that runs this rank (new inbox record, fault, stop). */
+  private wake(slot: RankSlot): void {
+    const w = (this.threads[slot.thread] as RankThread).wake;
+    Atomics.add(w, 0, 1);
+    Atomics.notify(w, 0);
   }
 
   isReady(): boolean {
@@ -390,7 +428,7 @@ export class Coordinator implements Backend {
     }
     const rank = this.pickRank(req);
     const slot = this.slots[rank] as RankSlot;
-    if (!slot.alive || Atomics.load(slot.ctl, Ctl.state) !== RankState.running) {
+    if (!(this.threads[slot.thread] as RankThread).alive || Atomics.load(slot.ctl, Ctl.state) !== RankState.running) {
       throw new MockfleetError('MOCKFLEET_ERR_RANK_RESTARTING', `rank ${rank} is restarting`, { status: 503, type: 'server_error' });
     }
     const running = (this.counters[rank] as Float64Array)[Scalar.running] as number;
@@ -409,8 +447,7 @@ export class Coordinator implements Backend {
     if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_ADD_HEADER + 4 * n)) {
       throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
     }
-    Atomics.add(slot.ctl, Ctl.inboxSeq, 1);
-    Atomics.notify(slot.ctl, Ctl.inboxSeq);
+    this.wake(slot);
     slot.inflight++;
     (this.counters[rank] as Float64Array)[Scalar.inflight] = slot.inflight;
     this.pending.set(id, { cb, rank, promptTokens: n, completionTokens: 0, cachedTokens: 0 });
@@ -462,8 +499,7 @@ export class Coordinator implements Backend {
     this.abortView.setUint32(0, InboxKind.abort, true);
     this.abortView.setInt32(4, id, true);
     if (!slot.inbox.tryWrite(this.abortBytes, 0, INBOX_ABORT_BYTES)) return false;
-    Atomics.add(slot.ctl, Ctl.inboxSeq, 1);
-    Atomics.notify(slot.ctl, Ctl.inboxSeq);
+    this.wake(slot);
     return true;
   }
 
@@ -572,8 +608,7 @@ export class Coordinator implements Backend {
     if (slot === undefined) throw new InvalidRequestError(`rank ${rank} does not exist (0..${this.numRanks - 1})`, 'rank');
     const code = kind === 'throw' ? FaultKind.throw : kind === 'exit' ? FaultKind.exit : FaultKind.oom;
     Atomics.store(slot.ctl, Ctl.fault, code);
-    Atomics.add(slot.ctl, Ctl.inboxSeq, 1);
-    Atomics.notify(slot.ctl, Ctl.inboxSeq);
+    this.wake(slot);
   }
 
   metrics(workerIndex?: number): Promise<string> {
@@ -599,11 +634,9 @@ export class Coordinator implements Backend {
     await new Promise((r) => setTimeout(r, 20));
     for (const slot of this.slots) {
       Atomics.store(slot.ctl, Ctl.stop, 1);
-      Atomics.add(slot.ctl, Ctl.inboxSeq, 1);
-      Atomics.notify(slot.ctl, Ctl.inboxSeq);
-      Atomics.notify(slot.ctl, Ctl.sleep);
+      this.wake(slot);
     }
-    await Promise.all(this.rankDone);
+    await Promise.all(this.threadDone);
     this.closed = true;
     this.outputBell.ring();
     await this.drainDone;

@@ -23,6 +23,7 @@ export const SERVE_FLAG_OPTIONS = {
   'kv-overlap-score-weight': { type: 'number', default: 1, describe: 'kv router: weight of prefill blocks saved by a cache hit against active blocks', group: 'Fleet:' },
   'max-waiting': { type: 'number', default: 1000, describe: 'Waiting requests per rank before new ones get 429', group: 'Fleet:' },
   'worker-base-port': { type: 'number', describe: "Also serve worker i's own OpenAI API and /metrics on port P+i", group: 'Fleet:' },
+  'ranks-per-thread': { type: 'number', default: 1, describe: 'Ranks multiplexed on one thread (1 = one thread per rank); fewer threads start faster and share wake-ups', group: 'Placement:' },
   cpus: { type: 'string', describe: 'Pin rank threads round-robin over this CPU list (e.g. 0-1, 2,4-7)', group: 'Placement:' },
   'publisher-cpus': { type: 'string', describe: 'Pin the shared publisher thread to these CPUs', group: 'Placement:' },
   'frontend-cpus': { type: 'string', describe: 'Pin the main (HTTP) thread to these CPUs', group: 'Placement:' },
@@ -45,6 +46,7 @@ export interface ServeFlagValues extends EngineFlagValues {
   maxWaiting?: number | undefined;
   maxModelLen?: number | undefined;
   workerBasePort?: number | undefined;
+  ranksPerThread?: number | undefined;
   cpus?: string | undefined;
   publisherCpus?: string | undefined;
   frontendCpus?: string | undefined;
@@ -71,6 +73,7 @@ export interface ServeConfig {
   readonly maxWaiting: number;
   readonly maxModelLen: number;
   readonly workerBasePort: number | null;
+  readonly ranksPerThread: number;
   readonly rankCpus: readonly number[] | null;
   readonly publisherCpus: readonly number[] | null;
   readonly frontendCpus: readonly number[] | null;
@@ -163,6 +166,7 @@ export function normalizeServeConfig(f: ServeFlagValues): Readonly<ServeConfig> 
     maxWaiting: intIn('max-waiting', f.maxWaiting, 0, 1 << 24, 1000),
     maxModelLen,
     workerBasePort,
+    ranksPerThread: intIn('ranks-per-thread', f.ranksPerThread, 1, 4096, 1),
     rankCpus: cpuFlag('cpus', f.cpus),
     publisherCpus: cpuFlag('publisher-cpus', f.publisherCpus),
     frontendCpus: cpuFlag('frontend-cpus', f.frontendCpus),

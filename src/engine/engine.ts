@@ -22,6 +22,16 @@ export const TOKEN_ID_MIN = 1000;
 export const TOKEN_ID_SPAN = 1000;
 /** Prefix lookups of a waiting request whose hash-table entries are prefetched together. */
 const WARM_STEP = 16;
+/** Upper bound on the evictions of one allocation run whose reads are prefetched. */
+const WARM_EVICTIONS = 128;
+/** mulberry32's state increment (Rng.nextI32). */
+const RNG_STEP = 0x6d2b79f5;
+
+/** Rng.nextSmall(TOKEN_ID_MIN, TOKEN_ID_SPAN) for an already advanced state word, inlined. */
+function tokenId(state: number): number {
+  return TOKEN_ID_MIN + (((Rng.mix(state) >>> 12) * TOKEN_ID_SPAN) >>> 20);
+}
+
 /** Generated tokens reserved up front per request; longer outputs grow the slot buffers by doubling. */
 const GENERATED_RESERVE = 1 << 16;
 
@@ -498,7 +508,7 @@ export class Engine {
     this.inSchedulePhase = false;
 
     this.measurePass(fastN, fastKv, fastSq);
-    this.emitTokens();
+    this.emitTokens(this.aReadyN + fastN);
     this.fillQueuedFpm();
     return r;
   }
@@ -652,6 +662,9 @@ export class Engine {
       const fullEnd = Math.floor(target / bs);
       const from = nb > this.numKnownHits ? nb : this.numKnownHits;
       if (fullEnd - from > 1) this.warmSink ^= pool.table.warm(seqHi, seqLo, from, fullEnd);
+      // Allocations beyond the free blocks evict the oldest inactive ones.
+      const evictions = (need - from < WARM_EVICTIONS ? need - from : WARM_EVICTIONS) - pool.numFree;
+      if (evictions > 1) this.warmSink ^= pool.warmEvictions(evictions);
     }
     // [runFrom, runEnd): consecutive newly stored full blocks, published as one Stored event once
     // the run ends (after any Removed events of the evictions that made room for it).
@@ -806,8 +819,12 @@ export class Engine {
    * emit_ready_tokens: one token for every running request whose known tokens are all computed.
    * A token that starts a new block needs a fresh partial block; if the pool is exhausted the
    * token is not emitted, a victim is preempted and allocation retried (Dynamo §4.4).
+   *
+   * Token k of the pass is drawn from RNG state s0 + (k + 1) × step whichever request gets it, so
+   * the ids of the `expected` ready requests are drawn first in a tight loop (independent
+   * iterations pipeline well) straight into tokenIds; the emission loop only consumes them.
    */
-  private emitTokens(): void {
+  private emitTokens(expected: number): void {
     const r = this.result;
     const bs = this.bs;
     const pool = this.pool;
@@ -825,8 +842,10 @@ export class Engine {
     const tokenIds = r.tokenIds;
     let numTokens = 0;
     let retired = 0;
-    // The token RNG's state lives in a local for the loop (nothing below draws from it).
-    let rngState = rng.state;
+    // Nothing below draws from the RNG except through these precomputed ids.
+    const s0 = rng.state;
+    let drawn = expected < tokenIds.length ? expected : tokenIds.length;
+    for (let k = 0; k < drawn; k++) tokenIds[k] = tokenId((s0 + Math.imul(k + 1, RNG_STEP)) | 0);
     let i = 0;
     while (i < this.numRunningQ) {
       const slot = running[i] as number;
@@ -859,13 +878,16 @@ export class Engine {
         numBlocks[slot] = ++nb;
       }
       // Rng.nextSmall(TOKEN_ID_MIN, TOKEN_ID_SPAN), inlined.
-      rngState = (rngState + 0x6d2b79f5) | 0;
-      const tok = TOKEN_ID_MIN + (((Rng.mix(rngState) >>> 12) * TOKEN_ID_SPAN) >>> 20);
+      if (numTokens === drawn) {
+        // More ready requests than counted by the scheduler (not expected): draw on demand.
+        tokenIds[numTokens] = tokenId((s0 + Math.imul(numTokens + 1, RNG_STEP)) | 0);
+        drawn++;
+      }
+      const tok = tokenIds[numTokens] as number;
       tokens[seqLen] = tok;
       seqLens[slot] = seqLen + 1;
       const requestId = requestIds[slot] as number;
       tokenRequestIds[numTokens] = requestId;
-      tokenIds[numTokens] = tok;
       numTokens++;
       if (seqLen + 1 >= (endLens[slot] as number)) {
         this.releaseBlocks(slot);
@@ -889,7 +911,7 @@ export class Engine {
       }
       i++;
     }
-    rng.state = rngState;
+    rng.state = (s0 + Math.imul(numTokens, RNG_STEP)) | 0;
     r.numTokens = numTokens;
     if (retired > 0) {
       let w = 0;

@@ -4,15 +4,15 @@
  *   main --inbox ring-->  rank      add / abort records (per request)
  *   main <--output ring-- rank      one record per pass: tokens, finishes, admissions, KV hashes
  *
- * Control (Int32Array over its own SharedArrayBuffer):
- *   STOP       main sets 1 to ask the rank loop to return
- *   INBOX_SEQ  main increments + notifies after writing to the inbox; an idle rank waits on it
- *   SLEEP      never written: the rank sleeps on it with a fractional timeout to pace passes
+ * Control (Int32Array over its own SharedArrayBuffer, one per rank):
+ *   STOP       main sets 1 to ask the rank to stop (its thread returns once all its ranks stopped)
  *   STATE      rank: 0 starting, 1 running, 2 stopped
  *   FAULT      main sets a FaultKind to make the rank fail on purpose (--enable-fault-injection)
+ * After changing any of these or writing an inbox, main bumps and notifies the wake word of the
+ * thread that runs the rank (ThreadTask.wake); that thread's only wait is on that word.
  */
 
-export const Ctl = { stop: 0, inboxSeq: 1, sleep: 2, state: 3, fault: 4 } as const;
+export const Ctl = { stop: 0, state: 3, fault: 4 } as const;
 export const CTL_WORDS = 8;
 
 export const RankState = { starting: 0, running: 1, stopped: 2 } as const;

@@ -32,6 +32,7 @@ function config(over: Partial<ClusterConfig> = {}): ClusterConfig {
     publisherCpus: null,
     heartbeatMs: 1000,
     frontendCpus: null,
+    ranksPerThread: 1,
     rankHeapMb: 128,
     ...over,
   };
@@ -166,6 +167,34 @@ test('cluster - --cpus pins each rank thread, verified in /proc', async () => {
       assert.equal(r.cpu, expected);
       assert.deepEqual(threadCpus(process.pid, r.tid), [expected], `rank ${r.rank} Cpus_allowed_list`);
     }
+  } finally {
+    await c.shutdown(1000);
+  }
+});
+
+test('cluster - several ranks per thread share one wait; a thread that dies restarts all of its ranks', async () => {
+  const c = await Coordinator.start(config({ ranksPerThread: 2, speedupRatio: 1 }));
+  try {
+    const tids = c.ranks().map((r) => r.tid);
+    assert.equal(tids[0], tids[1], 'ranks 0 and 1 share a thread');
+    assert.equal(tids[2], tids[3], 'ranks 2 and 3 share a thread');
+    assert.notEqual(tids[0], tids[2]);
+    const outs = await Promise.all([0, 1, 2, 3].map((r) => generate(c, [1, 2, 3, 4, 5], 20, r).done));
+    for (const o of outs) assert.equal(o.finish.reason, 'length');
+    const a = generate(c, [1, 2, 3, 4, 5, 6, 7, 8], 240, 2);
+    const b = generate(c, [1, 2, 3, 4, 5, 6, 7, 8], 240, 3);
+    const other = generate(c, [1, 2, 3, 4, 5, 6, 7, 8], 20, 0);
+    await until(() => (c.counters[2] as Float64Array)[Scalar.running] === 1 && (c.counters[3] as Float64Array)[Scalar.running] === 1, 'both running');
+    c.injectFault(3, 'throw');
+    for (const r of [await a.done, await b.done]) {
+      assert.equal(r.finish.reason, 'error');
+      assert.ok(r.finish.error instanceof RankFailedError);
+    }
+    assert.equal((await other.done).finish.reason, 'length', 'the other thread is unaffected');
+    await until(() => c.isReady(), 'thread restarted');
+    assert.equal(c.rankRestarts(2), 1);
+    assert.equal(c.rankRestarts(3), 1);
+    assert.equal(c.rankRestarts(0), 0);
   } finally {
     await c.shutdown(1000);
   }

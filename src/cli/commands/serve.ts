@@ -107,6 +107,7 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     vllmEventEncoding: cfg.vllmEventEncoding,
     eventsFile: cfg.eventsFile,
     rankCpus: cfg.rankCpus,
+    ranksPerThread: cfg.ranksPerThread,
     publisherCpus: cfg.publisherCpus,
     frontendCpus: cfg.frontendCpus,
     heartbeatMs: 1000,

@@ -62,6 +62,11 @@ export class BlockHashTable {
     return acc;
   }
 
+  /** The value in the key's home entry (whatever key it holds): a single read, for warming. */
+  peek(hi: number, lo: number): number {
+    return this.cells[this.home(hi, lo) << 2] as number;
+  }
+
   /** Insert a key that is not present. The caller guarantees capacity (≤ maxEntries entries). */
   insert(hi: number, lo: number, v: number): void {
     const mask = this.mask;

@@ -160,6 +160,12 @@ function buildModule(): Uint8Array {
   ]);
 }
 
+/** The part of the WebAssembly JS API used here (a global in Node, but not in the es2023 lib). */
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
+}
+
 /** The 256-byte hasher: write 64 tokens to `words[0..64)`, call `run()`, read the hash from words[112] (lo) and words[113] (hi). */
 export interface Xxh3Block256 {
   readonly words: Uint32Array;
@@ -171,9 +177,10 @@ export interface Xxh3Block256 {
  * offset, the layout of xxh3.ts's tables). Null when WebAssembly is unavailable.
  */
 export function createXxh3Block256(secretTable: Int32Array): Xxh3Block256 | null {
-  if (typeof WebAssembly !== 'object') return null;
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(buildModule()), {});
-  const memory = instance.exports['m'] as WebAssembly.Memory;
+  const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+  if (wasm === undefined) return null;
+  const instance = new wasm.Instance(new wasm.Module(buildModule()), {});
+  const memory = instance.exports['m'] as { readonly buffer: ArrayBuffer };
   const run = instance.exports['h'] as () => void;
   const words = new Uint32Array(memory.buffer);
   // The secret as bytes: word o of the table holds bytes o .. o + 3, so every 4th word covers all.

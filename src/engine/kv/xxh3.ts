@@ -17,12 +17,15 @@
  *   (hashLongWords: unrolled lanes, accumulators in locals, reads straight from the token array)
  *   and xxh3Chain (16 bytes, seed folded into constants), plus a memo of the last block of one
  *   repeated token;
- * - xxh3Tokens over 241..1024 bytes (hashMidWords: the 64-token block) accumulates in exact
- *   doubles without per-lane carries.
+ * - xxh3Tokens over exactly 256 bytes (the 64-token block) runs in WebAssembly when available
+ *   (xxh3-wasm.ts); over 241..1024 bytes otherwise, hashMidWords accumulates in exact doubles
+ *   without per-lane carries.
  *
  * Verified bit for bit against @node-rs/xxhash for every length 0..5000 and several seeds
  * (test/unit/engine-xxh3.test.ts).
  */
+
+import { createXxh3Block256 } from './xxh3-wasm.js';
 
 const K_SECRET = [
   0xb8, 0xfe, 0x6c, 0x39, 0x23, 0xa4, 0x4b, 0xbe, 0x7c, 0x01, 0x81, 0x2c, 0xf7, 0x21, 0xad, 0x1c,
@@ -545,6 +548,14 @@ CHAIN_FLIP[3] = R[1]!;
 // unsigned halves.
 
 /**
+ * The 64-token block (the default block size) in WebAssembly, where u64 arithmetic is native
+ * (xxh3-wasm.ts); its memory is little-endian, so only on little-endian hosts.
+ */
+const BLOCK256 = LITTLE_ENDIAN ? createXxh3Block256(SEED_TABLE) : null;
+const BLOCK256_WORDS = BLOCK256 === null ? new Uint32Array(0) : BLOCK256.words;
+const BLOCK256_RUN = BLOCK256 === null ? null : BLOCK256.run;
+
+/**
  * Memo of the last block made of one repeated token: prompts synthesized from traces repeat one
  * token over a whole trace block (512 tokens), so consecutive KV blocks are often identical. Other
  * inputs pay one comparison (their first two tokens differ).
@@ -576,7 +587,13 @@ export function xxh3Tokens(tokens: Uint32Array, start: number, count: number, ou
     }
   }
   const len = count * 4;
-  if (len > 1024) {
+  if (len === 256 && BLOCK256_RUN !== null) {
+    const w = BLOCK256_WORDS;
+    for (let i = 0; i < 64; i++) w[i] = tokens[start + i]!;
+    BLOCK256_RUN();
+    R[0] = w[113]!;
+    R[1] = w[112]!;
+  } else if (len > 1024) {
     hashLongWords(tokens, start, count, SEED_TABLE);
   } else if (len > 240) {
     hashMidWords(tokens, start, count, SEED_TABLE);
