@@ -134,8 +134,9 @@ export class StreamingGeneration extends Generation {
   private readonly texts: TokenTextCache;
   private readonly stream: SseStream;
   private readonly head: string;
-  private readonly tokenPrefix: string;
-  private readonly tokenSuffix: string;
+  /** Bytes before the token text in every content chunk of this response. */
+  private readonly tokenPrefix: Buffer;
+  private readonly chat: boolean;
 
   constructor(res: ServerResponse, meta: GenerationMeta, texts: TokenTextCache, scheduler: FlushScheduler) {
     super(res, meta);
@@ -143,13 +144,8 @@ export class StreamingGeneration extends Generation {
     this.stream = new SseStream(res, scheduler);
     const object = meta.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     this.head = `data: {"id":${jsonAscii(meta.id)},"object":"${object}","created":${meta.created},"model":${jsonAscii(meta.model)},`;
-    if (meta.kind === 'chat') {
-      this.tokenPrefix = this.head + '"choices":[{"index":0,"delta":{"content":';
-      this.tokenSuffix = '},"logprobs":null,"finish_reason":null}]}\n\n';
-    } else {
-      this.tokenPrefix = this.head + '"choices":[{"index":0,"text":';
-      this.tokenSuffix = ',"logprobs":null,"finish_reason":null,"stop_reason":null}]}\n\n';
-    }
+    this.chat = meta.kind === 'chat';
+    this.tokenPrefix = Buffer.from(this.head + (this.chat ? '"choices":[{"index":0,"delta":{"content":' : '"choices":[{"index":0,"text":'), 'latin1');
   }
 
   /** Sends the SSE headers; chat streams open with vLLM's role-only chunk (empty content). */
@@ -165,9 +161,7 @@ export class StreamingGeneration extends Generation {
   onTokens(tokenIds: Uint32Array, start: number, count: number): void {
     if (this.done) return;
     const end = start + count;
-    let out = '';
-    for (let i = start; i < end; i++) out += this.tokenPrefix + this.texts.quotedText(tokenIds[i] as number) + this.tokenSuffix;
-    this.stream.push(out);
+    for (let i = start; i < end; i++) this.stream.pushToken(this.tokenPrefix, this.texts.tokenTail(tokenIds[i] as number, this.chat));
   }
 
   onFinish(finish: GenerateFinish): void {

@@ -79,13 +79,18 @@ export class TraceHashMemo {
       }
       const base = next * per;
       const take = Math.min(per, nb - filled);
+      const hi = this.hi, lo = this.lo;
       for (let j = 0; j < take; j++) {
-        outHi[filled + j] = this.hi[base + j] as number;
-        outLo[filled + j] = this.lo[base + j] as number;
+        outHi[filled + j] = hi[base + j] as number;
+        outLo[filled + j] = lo[base + j] as number;
       }
       if (tokHi !== null && tokLo !== null) {
-        tokHi.fill(this.tokHi[next] as number, filled, filled + take);
-        tokLo.fill(this.tokLo[next] as number, filled, filled + take);
+        // Every engine block of a trace block holds the same repeated id: one tokens hash.
+        const th = this.tokHi[next] as number, tl = this.tokLo[next] as number;
+        for (let j = 0; j < take; j++) {
+          tokHi[filled + j] = th;
+          tokLo[filled + j] = tl;
+        }
       }
       filled += take;
       node = next;
