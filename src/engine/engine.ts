@@ -877,7 +877,6 @@ export class Engine {
         (this.slotBlocks[slot] as Int32Array)[nb] = id;
         numBlocks[slot] = ++nb;
       }
-      // Rng.nextSmall(TOKEN_ID_MIN, TOKEN_ID_SPAN), inlined.
       if (numTokens === drawn) {
         // More ready requests than counted by the scheduler (not expected): draw on demand.
         tokenIds[numTokens] = tokenId((s0 + Math.imul(numTokens + 1, RNG_STEP)) | 0);
