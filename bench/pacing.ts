@@ -40,6 +40,9 @@ const t0 = performance.now();
 const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--num-workers', String(ranks), '--speedup-ratio', '1', '--max-waiting', '100000', '--ranks-per-thread', String(ranksPerThread)], {
   stdio: ['ignore', 'pipe', 'inherit'],
 });
+// Never leave the fleet running if this process dies (timeout, Ctrl-C).
+process.on('exit', () => child.kill('SIGKILL'));
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
 const ready = await new Promise<{ url: string; model: string; pid: number }>((resolve, reject) => {
   let out = '';
   child.stdout.on('data', (c: Buffer) => {
