@@ -40,6 +40,16 @@ export interface OnlineReplayOptions {
   timeoutS?: number;
   /** Called with one line per probe decision / error sample (stderr in the CLI). */
   onNote?: (note: string) => void;
+  /** Called about 4 times a second while the replay runs (the CLI draws a progress bar). */
+  onProgress?: (p: OnlineReplayProgress) => void;
+}
+
+export interface OnlineReplayProgress {
+  total: number;
+  finished: number;
+  failed: number;
+  inflight: number;
+  elapsedS: number;
 }
 
 /** Per-request raw measurements of an online replay (ms from replay start; NaN = never happened). */
@@ -223,6 +233,16 @@ function replayTrace(reqs: readonly TraceRequest[], opts: OnlineReplayOptions, t
     let aborted = false;
     let settled = false;
     let outstanding = n;
+    let failed = 0;
+    const progressTimer = opts.onProgress === undefined ? null : setInterval(() => {
+      (opts.onProgress as (p: OnlineReplayProgress) => void)({
+        total: n,
+        finished: n - outstanding,
+        failed,
+        inflight: busy.size,
+        elapsedS: (performance.now() - start) / 1000,
+      });
+    }, 250);
 
     const send = (i: number, arrivalMs: number): void => {
       const r = reqs[i] as TraceRequest;
@@ -251,6 +271,7 @@ function replayTrace(reqs: readonly TraceRequest[], opts: OnlineReplayOptions, t
       rec.reusedTokens[i] = u !== null && Number.isFinite(u.cachedTokens) ? u.cachedTokens : 0;
       rec.errors[i] = o.errorType;
       if (o.errorType === null) rec.gaps.addMany(p.gaps, p.numGaps);
+      else failed++;
       pool.push(slot);
       outstanding--;
       const nt = nextTurn[i] as number;
@@ -301,6 +322,7 @@ function replayTrace(reqs: readonly TraceRequest[], opts: OnlineReplayOptions, t
       if (!force && (outstanding > 0 || busy.size > 0)) return;
       if (busy.size > 0) return;
       settled = true;
+      if (progressTimer !== null) clearInterval(progressTimer);
       opts.signal?.removeEventListener('abort', onAbort);
       rec.wallTimeMs = performance.now() - start;
       resolve(rec);

@@ -39,6 +39,8 @@ export interface OfflineReplayOptions {
   perfModel?: PerfModel;
   /** Router seed (the random policy). */
   seed: number;
+  /** Called every 65,536 events with the virtual time reached and the arrivals so far (a progress bar). */
+  onProgress?: (simulatedMs: number, arrived: number, total: number) => void;
 }
 
 /** Raw per-request and per-token measurements of one replay, in virtual ms from the first arrival. */
@@ -184,7 +186,7 @@ export function checkOfflineReplayOptions(opts: OfflineReplayOptions): Readonly<
 export function runOfflineReplay(reqs: readonly TraceRequest[], opts: OfflineReplayOptions): OfflineReplayResult {
   const wallStart = performance.now();
   const sim = new OfflineSim(reqs, opts);
-  sim.run();
+  sim.run(opts.onProgress);
   return sim.result(performance.now() - wallStart);
 }
 
@@ -312,14 +314,19 @@ class OfflineSim {
     }
   }
 
-  run(): void {
+  run(onProgress?: (simulatedMs: number, arrived: number, total: number) => void): void {
     const arrivals = this.arrivals, passes = this.passes;
+    let events = 0;
+    let arrived = 0;
     for (;;) {
       const tA = arrivals.peekTime();
       const tE = passes.peekTime();
       if (tA === Number.POSITIVE_INFINITY && tE === Number.POSITIVE_INFINITY) return;
-      if (tA <= tE) this.arrive(arrivals.pop(), tA);
-      else this.pass(passes.pop());
+      if (tA <= tE) {
+        this.arrive(arrivals.pop(), tA);
+        arrived++;
+      } else this.pass(passes.pop());
+      if (onProgress !== undefined && (++events & 0xffff) === 0) onProgress(tA <= tE ? tA : tE, arrived, this.reqs.length);
     }
   }
 

@@ -11,6 +11,7 @@ import type { EngineFlagValues } from '../../config/engine-flags.js';
 import type { EngineArgs, PreemptionMode } from '../../engine/types.js';
 import { loadInterpolatedPerfModel } from '../../perf/profile-loader.js';
 import { runOnlineReplay } from '../../loadgen/online-replay.js';
+import type { OnlineReplayProgress } from '../../loadgen/online-replay.js';
 import { renderHtmlReport } from '../../report/html.js';
 import { runOfflineReplay } from '../../replay/offline.js';
 import { buildReplayReport, collectSamples, renderReplayReport, replayHtmlInput } from '../../replay/report.js';
@@ -69,7 +70,28 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
   if (!a.offline && !hasUrl) throw new InvalidConfigError('--offline', 'pass --offline (virtual-time simulation) or --url URL (replay against a server)');
 
   if (hasUrl) {
+    // Ctrl-C cancels what is in flight and still prints the report of what finished.
+    const ac = new AbortController();
+    const onSigint = (): void => {
+      if (ac.signal.aborted) process.exit(130);
+      stderr('\nmockfleet replay: interrupted, reporting what finished (Ctrl-C again to quit)\n');
+      ac.abort();
+    };
+    process.on('SIGINT', onSigint);
+    const tty = process.stderr.isTTY === true;
+    let drawn = false;
     const report = await runOnlineReplay({
+      signal: ac.signal,
+      ...(tty
+        ? {
+            onProgress: (p: OnlineReplayProgress) => {
+              const f = p.total === 0 ? 1 : p.finished / p.total;
+              const fill = Math.round(f * 28);
+              process.stderr.write(`\r\x1b[2K${'█'.repeat(fill)}${'░'.repeat(28 - fill)} ${String(Math.round(f * 100)).padStart(3)}% ${p.finished}/${p.total}  err ${p.failed}  in-flight ${p.inflight}  ${p.elapsedS.toFixed(1)}s`);
+              drawn = true;
+            },
+          }
+        : {}),
       url: a.url as string,
       tracePath: a.trace,
       traceBlockSize,
@@ -80,7 +102,10 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
       ...(numRequests === undefined ? {} : { numRequests }),
       onNote: (note) => stderr(`${note}\n`),
     });
-    stdout(renderReplayReport(report, `mockfleet online replay → ${a.url as string}`));
+    process.off('SIGINT', onSigint);
+    if (drawn) process.stderr.write('\r\x1b[2K');
+    stdout(renderReplayReport(report, `mockfleet online replay → ${a.url as string}${ac.signal.aborted ? ' (interrupted: partial)' : ''}`));
+    if (ac.signal.aborted) process.exitCode = 130;
     return;
   }
 
@@ -88,7 +113,19 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
   const perfModel = a.plannerProfileData === undefined || a.plannerProfileData === '' ? undefined : loadInterpolatedPerfModel(a.plannerProfileData);
   let reqs = await readMooncakeTrace(a.trace);
   if (numRequests !== undefined) reqs = reqs.slice(0, numRequests);
+  const tty = process.stderr.isTTY === true;
+  let drawn = false;
   const result = runOfflineReplay(reqs, {
+    ...(tty
+      ? {
+          onProgress: (simMs: number, arrived: number, total: number) => {
+            const f = total === 0 ? 1 : arrived / total;
+            const fill = Math.round(f * 28);
+            process.stderr.write(`\r\x1b[2K${'█'.repeat(fill)}${'░'.repeat(28 - fill)} ${String(Math.round(f * 100)).padStart(3)}% arrived ${arrived}/${total}  simulated ${(simMs / 1000).toFixed(0)} s`);
+            drawn = true;
+          },
+        }
+      : {}),
     numWorkers: a.numWorkers,
     dataParallelSize: a.dataParallelSize,
     router,
@@ -101,6 +138,7 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
     seed: a.seed ?? 0,
     ...(perfModel === undefined ? {} : { perfModel }),
   });
+  if (drawn) process.stderr.write('\r\x1b[2K');
   const samples = collectSamples(result);
   const report = buildReplayReport(result, samples);
   const config = {
