@@ -5,7 +5,7 @@ import { EngineInvariantError } from './invariant.js';
 import { hashBlocks } from './kv/block-hash.js';
 import { BlockPool, BlockState } from './kv/block-pool.js';
 import { Rng } from './rng.js';
-import { AddOutcome, FinishReason } from './types.js';
+import { AddOutcome, FinishReason, emptyFpmSnapshot } from './types.js';
 import type { AddOutcomeCode, EngineArgs, EngineOptions, FpmSnapshot, KvEventLog, PerfModel, PromptBlockHashes, StepResult } from './types.js';
 
 export { DEFAULT_ENGINE_ARGS, normalizeEngineArgs } from './args.js';
@@ -61,21 +61,7 @@ class StepResultBuffer implements StepResult {
     this.admissionRequestIds = new Int32Array(maxNumSeqs);
     this.admissionCachedTokens = new Int32Array(maxNumSeqs);
     this.admissionPromptTokens = new Int32Array(maxNumSeqs);
-    this.fpm = {
-      numPrefillRequests: 0,
-      sumPrefillTokens: 0,
-      varPrefillLength: 0,
-      sumPrefillKvTokens: 0,
-      numDecodeRequests: 0,
-      sumDecodeKvTokens: 0,
-      varDecodeKvTokens: 0,
-      numQueuedPrefill: 0,
-      sumQueuedPrefillTokens: 0,
-      varQueuedPrefillLength: 0,
-      numQueuedDecode: 0,
-      sumQueuedDecodeKvTokens: 0,
-      varQueuedDecodeKvTokens: 0,
-    };
+    this.fpm = emptyFpmSnapshot();
   }
 
   /** Room for one more finished entry (rejections can outnumber max-num-seqs). */

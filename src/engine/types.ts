@@ -62,6 +62,25 @@ export interface FpmSnapshot {
   varQueuedDecodeKvTokens: number;
 }
 
+/** A snapshot with every count and variance 0 (an idle pass; the FPM heartbeat). */
+export function emptyFpmSnapshot(): FpmSnapshot {
+  return {
+    numPrefillRequests: 0,
+    sumPrefillTokens: 0,
+    varPrefillLength: 0,
+    sumPrefillKvTokens: 0,
+    numDecodeRequests: 0,
+    sumDecodeKvTokens: 0,
+    varDecodeKvTokens: 0,
+    numQueuedPrefill: 0,
+    sumQueuedPrefillTokens: 0,
+    varQueuedPrefillLength: 0,
+    numQueuedDecode: 0,
+    sumQueuedDecodeKvTokens: 0,
+    varQueuedDecodeKvTokens: 0,
+  };
+}
+
 /**
  * What one step() did. One engine-owned object, overwritten by the next step(): read it (or copy
  * what you need) before stepping again. Typed arrays may be replaced by larger ones when they

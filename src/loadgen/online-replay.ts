@@ -12,7 +12,8 @@ import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { readMooncakeTrace, synthesizePromptTokens } from '../trace/mooncake.js';
 import type { TraceRequest } from '../trace/mooncake.js';
-import type { Distribution, ReplayReport } from '../replay/report.js';
+import type { ReplayReport } from '../replay/report.js';
+import { assembleReplayReport } from '../replay/report.js';
 import { renderHtmlReport } from '../report/html.js';
 import { summarize } from '../report/stats.js';
 import type { Summary } from '../report/stats.js';
@@ -70,14 +71,6 @@ export interface OnlineReplayRecords {
   partial: boolean;
 }
 
-const finiteOrNull = (v: number): number | null => (Number.isFinite(v) ? v : null);
-
-function dist(s: Summary): Distribution {
-  return {
-    mean: finiteOrNull(s.mean), min: finiteOrNull(s.min), max: finiteOrNull(s.max), median: finiteOrNull(s.median),
-    p75: finiteOrNull(s.p75), p90: finiteOrNull(s.p90), p95: finiteOrNull(s.p95), p99: finiteOrNull(s.p99), std: finiteOrNull(s.std),
-  };
-}
 
 export interface OnlineReplaySamples {
   ttftMs: Float64Array;
@@ -129,29 +122,17 @@ export function buildOnlineReplayReport(r: OnlineReplayRecords, samples: OnlineR
     const last = r.lastTokenMs[i] as number;
     if (last > duration) duration = last;
   }
-  const secs = duration / 1000;
-  const rate = (v: number): number | null => (secs > 0 ? v / secs : null);
-  const itl = r.gaps.summary();
-  return {
-    num_requests: n,
-    completed_requests: completed,
-    total_input_tokens: totalIn,
-    total_reused_input_tokens: totalReused,
-    total_output_tokens: totalOut,
-    duration_ms: duration,
-    wall_time_ms: r.wallTimeMs,
-    request_throughput_rps: rate(completed),
-    input_throughput_tok_s: rate(totalIn),
-    output_throughput_tok_s: rate(totalOut),
-    total_throughput_tok_s: rate(totalIn + totalOut),
-    prefix_cache_reused_ratio: totalIn > 0 ? totalReused / totalIn : null,
-    ttft_ms: dist(summarize(samples.ttftMs)),
-    ttst_ms: dist(summarize(samples.ttstMs)),
-    tpot_ms: dist(summarize(samples.tpotMs)),
-    itl_ms: dist(itl),
-    e2e_latency_ms: dist(summarize(samples.e2eMs)),
-    output_token_throughput_per_user: dist(summarize(samples.outputTokPerUser)),
-  };
+  return assembleReplayReport(
+    { numRequests: n, completed, totalIn, totalReused, totalOut, durationMs: duration, wallTimeMs: r.wallTimeMs },
+    {
+      ttft: summarize(samples.ttftMs),
+      ttst: summarize(samples.ttstMs),
+      tpot: summarize(samples.tpotMs),
+      itl: r.gaps.summary(),
+      e2e: summarize(samples.e2eMs),
+      outputTokPerUser: summarize(samples.outputTokPerUser),
+    },
+  );
 }
 
 function failureCounts(r: OnlineReplayRecords): Record<string, number> {

@@ -13,7 +13,7 @@
  * Schemas: see src/protocol/README.md (engine-spec §6, §8, §9, §11; interfaces §2).
  */
 import type { FpmSnapshot, KvEventLog } from '../engine/types.js';
-import { KvEventKind } from '../engine/types.js';
+import { KvEventKind, emptyFpmSnapshot } from '../engine/types.js';
 
 const TEXT = new TextEncoder();
 const TWO32 = 4294967296;
@@ -357,21 +357,7 @@ export function encodeFpm(w: MsgpackWriter, workerIdStr: Uint8Array, dpRank: num
 }
 
 /** The all-zero snapshot an idle rank sends as its FPM heartbeat (with wall_time 0). */
-export const ZERO_FPM: Readonly<FpmSnapshot> = Object.freeze({
-  numPrefillRequests: 0,
-  sumPrefillTokens: 0,
-  varPrefillLength: 0,
-  sumPrefillKvTokens: 0,
-  numDecodeRequests: 0,
-  sumDecodeKvTokens: 0,
-  varDecodeKvTokens: 0,
-  numQueuedPrefill: 0,
-  sumQueuedPrefillTokens: 0,
-  varQueuedPrefillLength: 0,
-  numQueuedDecode: 0,
-  sumQueuedDecodeKvTokens: 0,
-  varQueuedDecodeKvTokens: 0,
-});
+export const ZERO_FPM: Readonly<FpmSnapshot> = Object.freeze(emptyFpmSnapshot());
 
 // ---------------------------------------------------------------------------------------------
 // ActiveLoad for kv_metrics (engine-spec §9)

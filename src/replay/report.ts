@@ -63,6 +63,54 @@ function dist(s: Summary): Distribution {
   };
 }
 
+/** Counts behind a replay report (offline or online). */
+export interface ReplayTotals {
+  numRequests: number;
+  completed: number;
+  totalIn: number;
+  totalReused: number;
+  totalOut: number;
+  /** Latest last-token time, ms from the first arrival. */
+  durationMs: number;
+  wallTimeMs: number;
+}
+
+/** Summaries of the per-request (and per-gap, for ITL) distributions. */
+export interface ReplaySummaries {
+  ttft: Summary;
+  ttst: Summary;
+  tpot: Summary;
+  itl: Summary;
+  e2e: Summary;
+  outputTokPerUser: Summary;
+}
+
+/** Dynamo replay report fields (interfaces.md §7) from totals and distribution summaries. */
+export function assembleReplayReport(t: ReplayTotals, d: ReplaySummaries): ReplayReport {
+  const secs = t.durationMs / 1000;
+  const rate = (v: number): number | null => (secs > 0 ? v / secs : null);
+  return {
+    num_requests: t.numRequests,
+    completed_requests: t.completed,
+    total_input_tokens: t.totalIn,
+    total_reused_input_tokens: t.totalReused,
+    total_output_tokens: t.totalOut,
+    duration_ms: t.durationMs,
+    wall_time_ms: t.wallTimeMs,
+    request_throughput_rps: rate(t.completed),
+    input_throughput_tok_s: rate(t.totalIn),
+    output_throughput_tok_s: rate(t.totalOut),
+    total_throughput_tok_s: rate(t.totalIn + t.totalOut),
+    prefix_cache_reused_ratio: t.totalIn > 0 ? t.totalReused / t.totalIn : null,
+    ttft_ms: dist(d.ttft),
+    ttst_ms: dist(d.ttst),
+    tpot_ms: dist(d.tpot),
+    itl_ms: dist(d.itl),
+    e2e_latency_ms: dist(d.e2e),
+    output_token_throughput_per_user: dist(d.outputTokPerUser),
+  };
+}
+
 /** Rearrange a[lo..hi] so that a[k] is the k-th smallest of that range (Hoare quickselect). */
 function select(a: Float64Array, lo: number, hi: number, k: number): void {
   while (hi > lo) {
@@ -178,28 +226,17 @@ export function buildReplayReport(r: OfflineReplayResult, samples: ReplaySamples
     const last = r.lastTokenMs[i] as number;
     if (last > duration) duration = last;
   }
-  const secs = duration / 1000;
-  const rate = (v: number): number | null => (secs > 0 ? v / secs : null);
-  return {
-    num_requests: r.numRequests,
-    completed_requests: completed,
-    total_input_tokens: totalIn,
-    total_reused_input_tokens: totalReused,
-    total_output_tokens: totalOut,
-    duration_ms: duration,
-    wall_time_ms: r.wallTimeMs,
-    request_throughput_rps: rate(completed),
-    input_throughput_tok_s: rate(totalIn),
-    output_throughput_tok_s: rate(totalOut),
-    total_throughput_tok_s: rate(totalIn + totalOut),
-    prefix_cache_reused_ratio: totalIn > 0 ? totalReused / totalIn : null,
-    ttft_ms: dist(summarizeBySelection(samples.ttftMs)),
-    ttst_ms: dist(summarizeBySelection(samples.ttstMs)),
-    tpot_ms: dist(summarizeBySelection(samples.tpotMs)),
-    itl_ms: dist(summarizeBySelection(samples.itlMs)),
-    e2e_latency_ms: dist(summarizeBySelection(samples.e2eMs)),
-    output_token_throughput_per_user: dist(summarizeBySelection(samples.outputTokPerUser)),
-  };
+  return assembleReplayReport(
+    { numRequests: r.numRequests, completed, totalIn, totalReused, totalOut, durationMs: duration, wallTimeMs: r.wallTimeMs },
+    {
+      ttft: summarizeBySelection(samples.ttftMs),
+      ttst: summarizeBySelection(samples.ttstMs),
+      tpot: summarizeBySelection(samples.tpotMs),
+      itl: summarizeBySelection(samples.itlMs),
+      e2e: summarizeBySelection(samples.e2eMs),
+      outputTokPerUser: summarizeBySelection(samples.outputTokPerUser),
+    },
+  );
 }
 
 const n2 = (v: number | null, digits = 2): string => (v === null ? 'n/a' : fmt(v, digits));
