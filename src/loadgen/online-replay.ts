@@ -16,7 +16,6 @@ import type { ReplayReport } from '../replay/report.js';
 import { assembleReplayReport } from '../replay/report.js';
 import { renderHtmlReport } from '../report/html.js';
 import { summarize } from '../report/stats.js';
-import type { Summary } from '../report/stats.js';
 import { InvalidConfigError } from '../util/errors.js';
 import { InflightSlot, makeTarget } from './client.js';
 import { GapCollector } from './metrics.js';
