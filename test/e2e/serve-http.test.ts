@@ -154,3 +154,50 @@ test('serve - the official openai SDK works unmodified against the real fleet', 
     assert.equal(await serve.stop(), 0, serve.stderr());
   }
 });
+
+async function streamChunks(url: string, model: string, maxTokens: number, onFirst: () => void): Promise<{ content: number; done: boolean; error: boolean }> {
+  const res = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model, prompt: [5, 6, 7, 8], max_tokens: maxTokens, stream: true }),
+  });
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const dec = new TextDecoder();
+  let text = '';
+  let first = true;
+  for (;;) {
+    let r: { done: boolean; value?: Uint8Array | undefined };
+    try {
+      r = await reader.read();
+    } catch {
+      break;
+    }
+    if (r.done) break;
+    text += dec.decode(r.value, { stream: true });
+    if (first && text.includes('"text":"')) {
+      first = false;
+      onFirst();
+    }
+  }
+  const events = text.split('\n\n').filter((l) => l.startsWith('data: {'));
+  const content = events.filter((l) => /"text":"[^"]/.test(l)).length;
+  return { content, done: text.includes('data: [DONE]'), error: events.some((l) => l.includes('"error"')) };
+}
+
+test('serve - SIGTERM lets in-flight requests finish within --drain-timeout, then exits 0', async () => {
+  const serve = await startServe(['--num-workers', '1', '--speedup-ratio', '1', '--drain-timeout', '10']);
+  const out = await streamChunks(serve.ready.url, serve.ready.model, 80, () => serve.child.kill('SIGTERM'));
+  assert.equal(out.content, 80, 'the in-flight stream completed');
+  assert.ok(out.done);
+  assert.equal(await serve.exited(), 0, serve.stderr());
+});
+
+test('serve - requests still running at the end of --drain-timeout are aborted, and serve exits 0', async () => {
+  const serve = await startServe(['--num-workers', '1', '--speedup-ratio', '1', '--drain-timeout', '0.3']);
+  const t0 = Date.now();
+  const out = await streamChunks(serve.ready.url, serve.ready.model, 5000, () => serve.child.kill('SIGTERM'));
+  assert.ok(out.content > 0 && out.content < 5000, `stream cut short after ${out.content} tokens`);
+  assert.ok(out.error || !out.done, 'the client learns the request was aborted');
+  assert.ok(Date.now() - t0 < 8000, 'drain did not wait for the whole request');
+  assert.equal(await serve.exited(), 0, serve.stderr());
+});

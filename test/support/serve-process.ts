@@ -26,6 +26,8 @@ export interface ServeProcess {
   readonly ready: ReadyInfo;
   stderr(): string;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Resolves with the exit code once the process ended on its own (no signal sent). */
+  exited(): Promise<number | null>;
 }
 
 const live = new Set<ChildProcess>();
@@ -88,6 +90,7 @@ export function startServe(args: string[], timeoutMs = 30_000, env: Record<strin
         child,
         ready,
         stderr: () => stderr,
+        exited: () => exited,
         async stop(signal: NodeJS.Signals = 'SIGTERM') {
           if (child.exitCode === null && child.signalCode === null) child.kill(signal);
           return exited;
