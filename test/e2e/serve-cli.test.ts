@@ -265,3 +265,52 @@ test('serve - a rank thread killed mid-run fails its requests cleanly and restar
     assert.equal(await serve.stop('SIGTERM'), 0, serve.stderr());
   }
 });
+
+test('serve - --kv-events-format both also publishes vLLM KVEventBatch payloads (map and array encodings)', async () => {
+  const nats = await startNatsServer();
+  try {
+    for (const encoding of ['map', 'array'] as const) {
+      const serve = await startServe(['--nats', nats.url, '--num-workers', '1', '--block-size', '4', '--speedup-ratio', '0', '--kv-events-format', 'both', '--vllm-event-encoding', encoding]);
+      const nc = await connect({ servers: nats.url });
+      try {
+        const batches: unknown[] = [];
+        const routerEvents: unknown[] = [];
+        nc.subscribe('namespace.dynamo.component.backend.kv-events-vllm', {
+          callback: (_e, m) => {
+            const env = unpackr.unpack(m.data) as Record<string, unknown>;
+            batches.push(unpackr.unpack(env['payload'] as Uint8Array));
+          },
+        });
+        nc.subscribe('namespace.dynamo.component.backend.kv-events', { callback: (_e, m) => { routerEvents.push(m.data); } });
+        await nc.flush();
+        const r = await complete(serve.ready.url, serve.ready.model, [1, 2, 3, 4, 5, 6, 7, 8, 9], 2);
+        assert.equal(r.status, 200);
+        const end = Date.now() + 5000;
+        while (batches.length === 0 && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
+        assert.ok(routerEvents.length > 0, 'RouterEvents still go to kv-events');
+        const first = batches[0];
+        let stored: { hashes: unknown; tokens: unknown } | undefined;
+        if (encoding === 'map') {
+          const b = first as { events: Array<Record<string, unknown>>; data_parallel_rank: number };
+          assert.equal(b.data_parallel_rank, 0);
+          const ev = b.events.find((e) => e['type'] === 'BlockStored');
+          stored = ev === undefined ? undefined : { hashes: ev['block_hashes'], tokens: ev['token_ids'] };
+        } else {
+          const b = first as [number, unknown[][], number];
+          assert.equal(typeof b[0], 'number', 'ts first');
+          assert.equal(b[2], 0, 'data_parallel_rank last');
+          const ev = b[1].find((e) => e[0] === 'BlockStored');
+          stored = ev === undefined ? undefined : { hashes: ev[1], tokens: ev[3] };
+        }
+        assert.ok(stored !== undefined, `a BlockStored event in ${JSON.stringify(first, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
+        assert.deepEqual((stored.hashes as Array<bigint | number>).map((h) => BigInt(h)).slice(0, 2), [14643705804678351452n, 4945711292740353085n]);
+        assert.deepEqual(stored.tokens, [1, 2, 3, 4, 5, 6, 7, 8]);
+      } finally {
+        await nc.close();
+        assert.equal(await serve.stop(), 0, serve.stderr());
+      }
+    }
+  } finally {
+    await nats.stop();
+  }
+});
