@@ -112,7 +112,8 @@ function sendJson(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, JSON_HEADERS).end(body);
 }
 
-function sendError(res: ServerResponse, err: unknown): void {
+/** Answers with the OpenAI-style error body and status of `err` (routes outside this module use it too). */
+export function sendError(res: ServerResponse, err: unknown): void {
   const { status, body } = errorReply(err);
   // A non-MockfleetError is a bug in mockfleet: the client gets a 500 and the operator the stack.
   if (!(err instanceof MockfleetError)) console.error('mockfleet http: request failed:', err);
@@ -130,7 +131,7 @@ function headerString(req: IncomingMessage, name: string): string | undefined {
 }
 
 /** Reads the whole body; over `limit` bytes answers 413 after draining (bounded) the rest. */
-function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;

@@ -79,6 +79,22 @@ export class FleetMetrics {
         }) as unknown as promClient.Metric,
       );
     };
+    /** One series per rank and per variant: variant label value -> counter index (-1 = always 0). */
+    const variants = (name: string, help: string, type: 'counter' | 'gauge', label: string, byValue: ReadonlyArray<readonly [string, number]>): void => {
+      const variantLabels = labels.map((base) => byValue.map(([v]) => ({ ...base, [label]: v })));
+      reg.registerMetric(
+        new SabMetric(name, help, type, (out) => {
+          for (let i = 0; i < ranks.length; i++) {
+            const a = f64(ranks[i] as number);
+            const ls = variantLabels[i] as Labels[];
+            for (let k = 0; k < byValue.length; k++) {
+              const idx = (byValue[k] as readonly [string, number])[1];
+              out.push({ value: idx < 0 ? 0 : (a[idx] as number), labels: ls[k] as Labels });
+            }
+          }
+        }) as unknown as promClient.Metric,
+      );
+    };
     const histogram = (h: HistogramDef): void => {
       reg.registerMetric(
         new SabMetric(h.name, h.help, 'histogram', (out) => {
@@ -123,18 +139,13 @@ export class FleetMetrics {
     scalar('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.', 'counter', Scalar.preemptions);
     scalar('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.', 'counter', Scalar.prefixQueries);
     scalar('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.', 'counter', Scalar.prefixHits);
-    reg.registerMetric(
-      new SabMetric('vllm:request_success_total', 'Count of successfully processed requests.', 'counter', (out) => {
-        for (let i = 0; i < ranks.length; i++) {
-          const a = f64(ranks[i] as number);
-          const base = labels[i] as Labels;
-          out.push({ value: 0, labels: { ...base, finished_reason: 'stop' } });
-          out.push({ value: a[Scalar.successLength] as number, labels: { ...base, finished_reason: 'length' } });
-          out.push({ value: a[Scalar.successAbort] as number, labels: { ...base, finished_reason: 'abort' } });
-          out.push({ value: a[Scalar.successError] as number, labels: { ...base, finished_reason: 'error' } });
-        }
-      }) as unknown as promClient.Metric,
-    );
+    // Every request generates exactly max_tokens (no EOS), so 'stop' stays 0.
+    variants('vllm:request_success_total', 'Count of successfully processed requests.', 'counter', 'finished_reason', [
+      ['stop', -1],
+      ['length', Scalar.successLength],
+      ['abort', Scalar.successAbort],
+      ['error', Scalar.successError],
+    ]);
     for (const h of c.layout.histograms) histogram(h);
 
     scalar('mockfleet_passes_total', 'Forward passes run by the rank.', 'counter', Scalar.passes);
@@ -143,17 +154,11 @@ export class FleetMetrics {
     scalar('mockfleet_rank_event_drops_total', 'Event records the rank could not put in its event ring.', 'counter', Scalar.eventDrops);
     scalar('mockfleet_kv_active_blocks', 'KV blocks referenced by running requests.', 'gauge', Scalar.activeBlocks);
     scalar('mockfleet_kv_inactive_blocks', 'Cached KV blocks no request uses (reusable, evicted oldest first).', 'gauge', Scalar.inactiveBlocks);
-    reg.registerMetric(
-      new SabMetric('mockfleet_ring_high_water_bytes', 'Highest fill of each rank ring, bytes.', 'gauge', (out) => {
-        for (let i = 0; i < ranks.length; i++) {
-          const a = f64(ranks[i] as number);
-          const base = labels[i] as Labels;
-          out.push({ value: a[Scalar.inboxRingHighWater] as number, labels: { ...base, ring: 'inbox' } });
-          out.push({ value: a[Scalar.outputRingHighWater] as number, labels: { ...base, ring: 'output' } });
-          out.push({ value: a[Scalar.eventRingHighWater] as number, labels: { ...base, ring: 'events' } });
-        }
-      }) as unknown as promClient.Metric,
-    );
+    variants('mockfleet_ring_high_water_bytes', 'Highest fill of each rank ring, bytes.', 'gauge', 'ring', [
+      ['inbox', Scalar.inboxRingHighWater],
+      ['output', Scalar.outputRingHighWater],
+      ['events', Scalar.eventRingHighWater],
+    ]);
     reg.registerMetric(
       new SabMetric('mockfleet_thread_cpu_info', 'Thread placement: 1 per thread, labelled with its Linux TID and pinned CPU (none = not pinned).', 'gauge', (out) => {
         const now = c.ranks();

@@ -9,11 +9,10 @@ import { Coordinator } from '../../cluster/coordinator.js';
 import { SERVE_FLAG_OPTIONS, normalizeServeConfig, DEFAULT_MODEL_NAME } from '../../config/serve-config.js';
 import type { ServeConfig, ServeFlagValues } from '../../config/serve-config.js';
 import { loadPerfProfile } from '../../perf/profile-loader.js';
-import { startHttpServer } from '../../http/server.js';
+import { readBody, sendError, startHttpServer } from '../../http/server.js';
 import { HTTP_FLAGS, httpOptionsFromArgv } from '../../http/flags.js';
 import { currentTid, pinCurrentThread } from '../../util/affinity.js';
 import { InvalidRequestError, MockfleetError } from '../../util/errors.js';
-import { errorReply } from '../../http/errors.js';
 import { DashboardService } from '../../dashboard/service.js';
 
 type ServeArgs = ServeFlagValues & { model?: string | undefined } & Record<string, unknown>;
@@ -22,30 +21,6 @@ export interface ServeHandle {
   readonly coordinator: Coordinator;
   readonly url: string;
   close(): Promise<void>;
-}
-
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    req.on('data', (c: Buffer) => {
-      n += c.length;
-      if (n > limit) {
-        reject(new InvalidRequestError(`request body exceeds ${limit} bytes`, null, 413));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
-function sendError(res: ServerResponse, err: unknown): void {
-  const reply = errorReply(err);
-  res.writeHead(reply.status, { 'content-type': 'application/json' });
-  res.end(reply.body);
 }
 
 /** POST /admin/fault {"rank": N, "kind": "throw" | "exit" | "oom"} (only with --enable-fault-injection). */
@@ -61,7 +36,7 @@ function adminRoute(coordinator: Coordinator, cfg: ServeConfig): (req: IncomingM
       sendError(res, new InvalidRequestError('use POST', null, 405, 'method_not_allowed'));
       return true;
     }
-    readBody(req, 4096).then(
+    readBody(req, res, 4096).then(
       (raw) => {
         let body: unknown;
         try {
