@@ -9,7 +9,7 @@ import { readMooncakeTrace } from '../src/trace/mooncake.js';
 import { runOfflineReplay } from '../src/replay/offline.js';
 import { buildReplayReport } from '../src/replay/report.js';
 
-const trace = process.argv[2] ?? fileURLToPath(new URL('../../../shared/data/conversation_trace.jsonl', import.meta.url));
+const trace = process.argv[2] ?? fileURLToPath(new URL('../../data/mooncake/conversation_trace.jsonl', import.meta.url));
 const workers = Number(process.argv[3] ?? 16);
 
 const t0 = performance.now();

@@ -10,7 +10,7 @@ import { chromium } from 'playwright-core';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cli = join(root, 'dist/src/cli/main.js');
-const trace = join(root, '..', 'shared', 'data', 'conversation_trace.jsonl');
+const trace = join(root, 'data', 'mooncake', 'conversation_trace.jsonl');
 const out = mkdtempSync(join(tmpdir(), 'mockfleet-reports-'));
 
 execFileSync(process.execPath, [cli, 'replay', trace, '--offline', '--num-workers', '16', '--router', 'kv', '--num-requests', '3000', '--html', join(out, 'replay.html')], { stdio: ['ignore', 'ignore', 'inherit'] });

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CLI, startServe } from '../support/serve-process.js';
 
-const TRACE = fileURLToPath(new URL('../../../../shared/data/conversation_trace.jsonl', import.meta.url));
+const TRACE = fileURLToPath(new URL('../../../data/mooncake/conversation_trace.jsonl', import.meta.url));
 
 test('replay - online replay against serve; Ctrl-C prints the partial report and exits 130', async () => {
   const serve = await startServe(['--num-workers', '2', '--speedup-ratio', '50']);

@@ -12,7 +12,7 @@ import {
 import type { TraceRequest } from '../../src/trace/mooncake.js';
 import { TraceFormatError } from '../../src/util/errors.js';
 
-const DATA = new URL('../../../../shared/data/', import.meta.url);
+const DATA = new URL('../../../data/mooncake/', import.meta.url);
 
 function req(hashIds: number[], inputLength: number, timestampMs = 0, outputLength = 1): TraceRequest {
   return { timestampMs, inputLength, outputLength, hashIds: Uint32Array.from(hashIds), sessionId: null, delayMs: null, line: 1 };
