@@ -67,6 +67,8 @@ export interface ClusterConfig {
   readonly heartbeatMs: number;
   /** Max old-generation heap per rank thread, MiB. */
   readonly rankHeapMb: number;
+  /** One 64-bit id per worker (fleet mode picks fleet-unique ids); default workerIdFor(seed, i). */
+  readonly workerIds?: readonly bigint[] | undefined;
 }
 
 interface Pending {
@@ -184,7 +186,7 @@ export class Coordinator implements Backend {
         rank: r,
         workerIndex,
         dpRank: r % config.dataParallelSize,
-        workerId: workerIdFor(config.seed, workerIndex),
+        workerId: config.workerIds?.[workerIndex] ?? workerIdFor(config.seed, workerIndex),
         ctlSab,
         ctl: new Int32Array(ctlSab),
         eventsSab: SpscRing.allocate(EVENT_RING_BYTES),
