@@ -349,19 +349,19 @@ export class FleetWorker {
 async function refuseDuplicates(svcm: Svcm, fleet: string, ids: readonly string[]): Promise<void> {
   const mine = new Set(ids);
   const client = svcm.client({ strategy: 'timer', maxWait: DUPLICATE_CHECK_MS } as never);
-  let it;
+  const seen: Array<{ id: string; md: Partial<WorkerMetadata> }> = [];
   try {
-    it = await client.ping(fleetServiceName(fleet));
-  } catch {
-    return; // No responders: nobody registered yet.
+    for await (const p of await client.ping(fleetServiceName(fleet))) seen.push({ id: p.id, md: (p.metadata ?? {}) as Partial<WorkerMetadata> });
+  } catch (err) {
+    // "no responders" = nobody registered yet; anything else is a real failure.
+    if (!(err instanceof Error) || !/no responders/i.test(err.message)) throw err;
   }
-  for await (const p of it) {
-    const md = (p.metadata ?? {}) as Partial<WorkerMetadata>;
+  for (const { id: instance, md } of seen) {
     for (const id of (md.worker_ids ?? '').split(',')) {
       if (id !== '' && mine.has(id)) {
         throw new InvalidConfigError(
           '--worker-id',
-          `worker id ${id} is already registered in fleet "${fleet}" by worker ${p.id} (host ${md.host ?? '?'}, pid ${md.pid ?? '?'}); ` +
+          `worker id ${id} is already registered in fleet "${fleet}" by worker ${instance} (host ${md.host ?? '?'}, pid ${md.pid ?? '?'}); ` +
             'leave --worker-id out to get fleet-unique ids, or pick another',
         );
       }

@@ -1,0 +1,223 @@
+/**
+ * One fleet across "hosts" over a real 3-node nats-server cluster: two `mockfleet worker`
+ * processes on nodes 0 and 1, one `mockfleet serve --num-workers 0` frontend on node 2. The
+ * openai SDK streams through the frontend to both workers; the kv router sends a repeated prompt
+ * back to the rank that cached it; /metrics shows every remote rank; a killed worker fails its
+ * requests with a 503 naming it within 2 s and leaves routing; a new worker gets traffic; a
+ * duplicate worker id is refused; losing the worker's and then the frontend's NATS node fails
+ * the requests in flight with a clear error and later requests succeed.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { runMockfleet, spawnMockfleet, startNatsCluster, waitFor } from '../support/fleet.js';
+import type { FleetProcess, NatsNode } from '../support/fleet.js';
+
+const ENGINE = ['--data-parallel-size', '2', '--num-gpu-blocks', '1024', '--block-size', '16', '--max-model-len', '4096'];
+const MODEL = 'mockfleet/mock-llm';
+
+interface FleetView {
+  nats_connected: boolean;
+  workers: Array<{ instance: string; worker_ids: string[]; slots: number[]; kv_blocks: number | null; epoch: number }>;
+}
+
+let nodes: NatsNode[] = [];
+const procs: FleetProcess[] = [];
+after(async () => {
+  for (const p of procs) await p.stop('SIGKILL').catch(() => undefined);
+  for (const n of nodes) await n.kill().catch(() => undefined);
+});
+
+function worker(node: NatsNode, extra: string[] = []): Promise<FleetProcess> {
+  // Speedup 1 keeps long requests in flight long enough to kill things under them.
+  return spawnMockfleet(['worker', '--nats', node.url, '--fleet', 'e2e', '--port', '0', '--num-workers', '1', ...ENGINE, '--speedup-ratio', '1', ...extra]).then((p) => {
+    procs.push(p);
+    return p;
+  });
+}
+
+async function fleetView(url: string): Promise<FleetView> {
+  const r = await fetch(`${url}/fleet`);
+  return (await r.json()) as FleetView;
+}
+
+/** A streaming completion pinned to one rank slot; resolves with the tokens seen and the error event, if any. */
+async function pinnedStream(url: string, slot: number, maxTokens: number, onFirstToken?: () => void): Promise<{ status: number; tokens: number; error: string | null; ms: number }> {
+  const t0 = Date.now();
+  const res = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-mockfleet-rank': String(slot) },
+    body: JSON.stringify({ model: MODEL, prompt: 'tell me a long story', max_tokens: maxTokens, stream: true }),
+  });
+  if (res.status !== 200) return { status: res.status, tokens: 0, error: await res.text(), ms: Date.now() - t0 };
+  let tokens = 0;
+  let error: string | null = null;
+  let buf = '';
+  const dec = new TextDecoder();
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += dec.decode(chunk, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const ev = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
+      const body = JSON.parse(ev.slice(6)) as { error?: { message: string }; choices?: Array<{ text: string; finish_reason: string | null }> };
+      if (body.error !== undefined) error = body.error.message;
+      else if (body.choices?.[0]?.finish_reason === null) {
+        tokens++;
+        if (tokens === 1) onFirstToken?.();
+      }
+    }
+  }
+  return { status: 200, tokens, error, ms: Date.now() - t0 };
+}
+
+test('a fleet over a 3-node NATS cluster: streaming, kv routing, metrics, worker and node loss', { timeout: 110_000 }, async (t) => {
+  nodes = await startNatsCluster(3);
+  const [n0, n1, n2] = nodes as [NatsNode, NatsNode, NatsNode];
+  const [wA, wB] = await Promise.all([worker(n0), worker(n1)]);
+  const front = await spawnMockfleet(['serve', '--nats', n2.url, '--fleet', 'e2e', '--num-workers', '0', '--port', '0', '--router', 'kv', ...ENGINE]);
+  procs.push(front);
+  const url = front.ready.url;
+  const instA = String(wA.ready['instance']);
+  const instB = String(wB.ready['instance']);
+  const both = await waitFor('both workers discovered', async () => {
+    const v = await fleetView(url);
+    return v.workers.length === 2 ? v : undefined;
+  });
+  const slotsOf = (v: FleetView, inst: string): number[] => v.workers.find((w) => w.instance === inst)?.slots ?? [];
+  assert.equal(slotsOf(both, instA).length, 2);
+  assert.equal(slotsOf(both, instB).length, 2);
+
+  await t.test('the openai SDK streams through the frontend to both workers', async () => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const texts = await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+      const stream = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: `question number ${i} about ${'x '.repeat(i * 20)}` }], max_tokens: 12, stream: true, stream_options: { include_usage: true } });
+      let text = '';
+      let usage: { completion_tokens: number } | null = null;
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta?.content ?? '';
+        if (chunk.usage) usage = chunk.usage;
+      }
+      assert.equal(usage?.completion_tokens, 12);
+      return text;
+    }));
+    assert.equal(texts.length, 8);
+    for (const t of texts) assert.ok(t.length > 0);
+    // Both workers served some of them: their own /metrics count generated tokens.
+    for (const w of [wA, wB]) {
+      const m = await (await fetch(`${w.ready.url}/metrics`)).text();
+      const gen = [...m.matchAll(/^vllm:generation_tokens_total\{[^}]*\} (\d+)/gm)].reduce((a, x) => a + Number(x[1]), 0);
+      assert.ok(gen > 0, `worker ${String(w.ready['instance'])} generated nothing:\n${m.slice(0, 400)}`);
+    }
+  });
+
+  await t.test('the kv router sends a repeated prompt back to the rank that cached it', async () => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    for (let p = 0; p < 3; p++) {
+      const prompt = Array.from({ length: 160 }, (_, i) => `p${p}w${i}`).join(' ');
+      const before = (await fleetView(url)).workers.reduce((a, w) => a + (w.kv_blocks ?? 0), 0);
+      const first = await client.completions.create({ model: MODEL, prompt, max_tokens: 2 });
+      assert.equal(first.usage?.prompt_tokens_details?.cached_tokens ?? 0, 0);
+      // The rank's Stored event reaches the frontend's router over NATS.
+      await waitFor('KV events of the first request', async () => {
+        const now = (await fleetView(url)).workers.reduce((a, w) => a + (w.kv_blocks ?? 0), 0);
+        return now > before ? now : undefined;
+      });
+      const second = await client.completions.create({ model: MODEL, prompt, max_tokens: 2 });
+      const cached = second.usage?.prompt_tokens_details?.cached_tokens ?? 0;
+      assert.ok(cached >= 16 * Math.floor((first.usage?.prompt_tokens ?? 0) / 16) - 16, `prompt ${p}: only ${cached} cached tokens on the second request`);
+    }
+  });
+
+  await t.test('frontend /metrics shows every remote rank with its worker_id', async () => {
+    const m = await (await fetch(`${url}/metrics`)).text();
+    for (const w of [wA, wB]) {
+      const id = (w.ready['worker_ids'] as string[])[0] as string;
+      for (const engine of ['0', '1']) {
+        assert.match(m, new RegExp(`^vllm:num_requests_running\\{model_name="${MODEL}",engine="${engine}",worker_id="${id}"\\} \\d+`, 'm'));
+      }
+    }
+    assert.equal((m.match(/^# TYPE vllm:num_requests_running /gm) ?? []).length, 1, 'one TYPE line per family');
+    assert.match(m, new RegExp(`^mockfleet_fleet_worker_up\\{fleet_worker="${instA}",.*\\} 1$`, 'm'));
+  });
+
+  await t.test('a killed worker: in-flight requests end 503 naming it within 2 s, it leaves routing, nothing hangs', async () => {
+    const slot = slotsOf(await fleetView(url), instA)[0] as number;
+    let killedAt = 0;
+    let kill!: () => void;
+    const started = new Promise<void>((res) => (kill = res));
+    const stream = pinnedStream(url, slot, 5000, () => kill());
+    const buffered = fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-mockfleet-rank': String(slot + 1) },
+      body: JSON.stringify({ model: MODEL, prompt: 'another long one', max_tokens: 5000 }),
+    });
+    await started;
+    wA.child.kill('SIGKILL');
+    killedAt = Date.now();
+    const s = await stream;
+    const streamEndMs = Date.now() - killedAt;
+    assert.ok(s.tokens > 0);
+    assert.ok(s.error !== null && s.error.includes(instA), `stream error should name ${instA}: ${s.error}`);
+    assert.ok(streamEndMs < 2000, `stream ended ${streamEndMs} ms after the kill`);
+    const b = await buffered;
+    assert.equal(b.status, 503);
+    assert.match(await b.text(), new RegExp(instA));
+    const v = await fleetView(url);
+    assert.deepEqual(v.workers.map((w) => w.instance), [instB]);
+    // Routing continues on the other worker.
+    const ok = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: 'hi', max_tokens: 3 }) });
+    assert.equal(ok.status, 200);
+  });
+
+  await t.test('a new worker gets traffic without restarting the frontend; a duplicate id is refused', async () => {
+    const wC = await worker(n0, ['--worker-id', '4242']);
+    const instC = String(wC.ready['instance']);
+    const v = await waitFor('the new worker', async () => {
+      const f = await fleetView(url);
+      return f.workers.some((w) => w.instance === instC) ? f : undefined;
+    });
+    const slot = slotsOf(v, instC)[0] as number;
+    const r = await pinnedStream(url, slot, 4);
+    assert.equal(r.status, 200);
+    assert.equal(r.tokens, 4);
+    assert.equal(r.error, null);
+    const dup = await runMockfleet(['worker', '--nats', n1.url, '--fleet', 'e2e', '--port', '0', '--num-workers', '1', ...ENGINE, '--worker-id', '4242']);
+    assert.equal(dup.code, 2);
+    assert.match(dup.stderr, /worker id 4242 is already registered in fleet "e2e"/);
+  });
+
+  await t.test("losing the worker's NATS node, then the frontend's: in-flight requests fail clearly, later ones succeed", async () => {
+    const v = await fleetView(url);
+    const slotB = slotsOf(v, instB)[0] as number;
+    // Worker B is connected to node 1.
+    let go!: () => void;
+    const started = new Promise<void>((res) => (go = res));
+    const inflight = pinnedStream(url, slotB, 5000, () => go());
+    await started;
+    await n1.kill();
+    const s = await inflight;
+    assert.ok(s.error !== null && s.error.includes(instB) && /NATS/.test(s.error), `expected a NATS-loss error naming ${instB}, got ${s.error}`);
+    const later = await waitFor('a request on worker B after it reconnected', async () => {
+      const r = await pinnedStream(url, slotB, 3);
+      return r.status === 200 && r.error === null ? r : undefined;
+    });
+    assert.equal(later.tokens, 3);
+
+    // The frontend is connected to node 2.
+    let go2!: () => void;
+    const started2 = new Promise<void>((res) => (go2 = res));
+    const inflight2 = pinnedStream(url, slotB, 5000, () => go2());
+    await started2;
+    await n2.kill();
+    const s2 = await inflight2;
+    assert.ok(s2.error !== null && /frontend lost its NATS connection/.test(s2.error), `got ${s2.error}`);
+    const later2 = await waitFor('a request after the frontend reconnected', async () => {
+      const r = await pinnedStream(url, slotB, 3);
+      return r.status === 200 && r.error === null ? r : undefined;
+    });
+    assert.equal(later2.tokens, 3);
+    assert.equal((await fleetView(url)).nats_connected, true);
+  });
+});
