@@ -49,7 +49,10 @@ async function pinnedStream(url: string, slot: number, maxTokens: number, onFirs
     headers: { 'content-type': 'application/json', 'x-mockfleet-rank': String(slot) },
     body: JSON.stringify({ model: MODEL, prompt: 'tell me a long story', max_tokens: maxTokens, stream: true }),
   });
-  if (res.status !== 200) return { status: res.status, tokens: 0, error: await res.text(), ms: Date.now() - t0 };
+  if (res.status !== 200) {
+    onFirstToken?.(); // release a waiter; the caller's assertions report the status
+    return { status: res.status, tokens: 0, error: await res.text(), ms: Date.now() - t0 };
+  }
   let tokens = 0;
   let error: string | null = null;
   let buf = '';
@@ -69,6 +72,7 @@ async function pinnedStream(url: string, slot: number, maxTokens: number, onFirs
       }
     }
   }
+  if (tokens === 0) onFirstToken?.();
   return { status: 200, tokens, error, ms: Date.now() - t0 };
 }
 
@@ -147,11 +151,11 @@ test('a fleet over a 3-node NATS cluster: streaming, kv routing, metrics, worker
     let killedAt = 0;
     let kill!: () => void;
     const started = new Promise<void>((res) => (kill = res));
-    const stream = pinnedStream(url, slot, 5000, () => kill());
+    const stream = pinnedStream(url, slot, 3000, () => kill());
     const buffered = fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-mockfleet-rank': String(slot + 1) },
-      body: JSON.stringify({ model: MODEL, prompt: 'another long one', max_tokens: 5000 }),
+      body: JSON.stringify({ model: MODEL, prompt: 'another long one', max_tokens: 3000 }),
     });
     await started;
     wA.child.kill('SIGKILL');
@@ -194,7 +198,7 @@ test('a fleet over a 3-node NATS cluster: streaming, kv routing, metrics, worker
     // Worker B is connected to node 1.
     let go!: () => void;
     const started = new Promise<void>((res) => (go = res));
-    const inflight = pinnedStream(url, slotB, 5000, () => go());
+    const inflight = pinnedStream(url, slotB, 3000, () => go());
     await started;
     await n1.kill();
     const s = await inflight;
@@ -208,7 +212,7 @@ test('a fleet over a 3-node NATS cluster: streaming, kv routing, metrics, worker
     // The frontend is connected to node 2.
     let go2!: () => void;
     const started2 = new Promise<void>((res) => (go2 = res));
-    const inflight2 = pinnedStream(url, slotB, 5000, () => go2());
+    const inflight2 = pinnedStream(url, slotB, 3000, () => go2());
     await started2;
     await n2.kill();
     const s2 = await inflight2;
