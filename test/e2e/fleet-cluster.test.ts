@@ -7,6 +7,7 @@
  * duplicate worker id is refused; losing the worker's and then the frontend's NATS node fails
  * the requests in flight with a clear error and later requests succeed.
  */
+import { spawnSync } from 'node:child_process';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
@@ -144,6 +145,17 @@ test('a fleet over a 3-node NATS cluster: streaming, kv routing, metrics, worker
     }
     assert.equal((m.match(/^# TYPE vllm:num_requests_running /gm) ?? []).length, 1, 'one TYPE line per family');
     assert.match(m, new RegExp(`^mockfleet_fleet_worker_up\\{fleet_worker="${instA}",.*\\} 1$`, 'm'));
+    // promtool flags only vLLM's own names (':' and a histogram ending in _total).
+    const r = spawnSync('promtool', ['check', 'metrics'], { input: m, encoding: 'utf8' });
+    const problems = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.trim() !== '' && !/^vllm:\S+ metric names should not contain ':'$/.test(l) && !/^vllm:iteration_tokens_total non-counter/.test(l));
+    assert.deepEqual(problems, []);
+    // The dashboard sees the remote ranks too.
+    const snap = (await (await fetch(`${url}/dashboard/snapshot`)).json()) as { numRanks: number; workers: Array<{ id: string }> };
+    assert.equal(snap.numRanks, 16);
+    for (const w of [wA, wB]) {
+      const hex = BigInt((w.ready['worker_ids'] as string[])[0] as string).toString(16).padStart(16, '0');
+      assert.ok(snap.workers.some((x) => x.id === hex), `dashboard lists worker ${hex}`);
+    }
   });
 
   await t.test('a killed worker: in-flight requests end 503 naming it within 2 s, it leaves routing, nothing hangs', async () => {
@@ -224,4 +236,18 @@ test('a fleet over a 3-node NATS cluster: streaming, kv routing, metrics, worker
     assert.equal(later2.tokens, 3);
     assert.equal((await fleetView(url)).nats_connected, true);
   });
+});
+
+test('worker and serve --fleet: bad flags name the flag and exit 2', { timeout: 30_000 }, async () => {
+  for (const [args, re] of [
+    [['worker', '--fleet', 'f'], /nats/],
+    [['worker', '--nats', 'nats://127.0.0.1:1', '--fleet', 'a.b'], /--fleet: must be 1-64 letters/],
+    [['serve', '--fleet', 'f', '--num-workers', '0'], /--nats: a fleet needs a NATS server/],
+    [['serve', '--nats', 'nats://127.0.0.1:1', '--fleet', 'f', '--num-workers', '-1'], /--num-workers/],
+    [['worker', '--nats', 'nats://127.0.0.1:1', '--fleet', 'f', '--worker-id', 'abc'], /--worker-id/],
+  ] as Array<[string[], RegExp]>) {
+    const r = await runMockfleet(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+  }
 });
