@@ -2,10 +2,12 @@
 // Runs the compiled test suites with node's test runner (TAP), one file at a time, and ends with
 // one "tests: N passed, N failed" line. Usage: node scripts/run-tests.mjs [unit|integration|e2e|FILE ...]
 //
-// Nothing hangs: every test gets node's --test-timeout (MOCKFLEET_TEST_TIMEOUT_MS, default 120 s;
-// node then fails it by name), and every file a watchdog (MOCKFLEET_FILE_TIMEOUT_MS, default
-// 300 s) that kills the file's process group and names the file and the last test that finished.
-// --test-force-exit ends a file whose tests finished but left a handle open.
+// Nothing hangs: each file runs under node's --test-timeout (MOCKFLEET_FILE_TIMEOUT_MS, default
+// 240 s), after which node fails it; this script then names the file and the last test that
+// finished before the one that ran over. A file that does not end even then (a blocked event
+// loop) is killed 30 s later. Each file runs in its own process group, which is killed when the
+// file ends, so servers a test left behind never outlive it. --test-force-exit ends a file whose
+// tests finished but left a handle open.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -15,8 +17,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const GROUPS = ['unit', 'integration', 'e2e'];
 const selected = args.length > 0 ? args : GROUPS;
-const testTimeoutMs = Number(process.env.MOCKFLEET_TEST_TIMEOUT_MS ?? 120_000);
-const fileTimeoutMs = Number(process.env.MOCKFLEET_FILE_TIMEOUT_MS ?? 300_000);
+const fileTimeoutMs = Number(process.env.MOCKFLEET_FILE_TIMEOUT_MS ?? 240_000);
+const BACKSTOP_MS = 30_000;
 
 function collect(dir) {
   if (!existsSync(dir)) return [];
@@ -41,17 +43,30 @@ if (files.some((f) => !f.includes(`${join('dist', 'test', 'unit')}`))) {
   }
 }
 
+// A run started from inside a test (the runner's own tests) must not talk node's internal
+// parent-runner protocol: it reports plain TAP like a top-level run.
+const childEnv = { ...process.env };
+delete childEnv.NODE_TEST_CONTEXT;
 let running = null;
+
+function killGroup(pid) {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* the group is gone already */
+  }
+}
 
 /** Runs one file; resolves with its pass/fail counts (a crash or a timeout counts as a failure). */
 function runFile(file) {
   return new Promise((done) => {
     const name = relative(root, file);
     const t0 = Date.now();
-    const child = spawn(process.execPath, ['--test', '--test-reporter=tap', `--test-timeout=${testTimeoutMs}`, '--test-force-exit', file], {
+    const child = spawn(process.execPath, ['--test', '--test-reporter=tap', `--test-timeout=${fileTimeoutMs}`, '--test-force-exit', file], {
       cwd: root,
+      env: childEnv,
       stdio: ['ignore', 'pipe', 'inherit'],
-      detached: true, // its own process group, so the watchdog also ends the servers it spawned
+      detached: true, // its own process group, so the servers a test spawned can be ended with it
     });
     running = child;
     let tail = '';
@@ -60,28 +75,28 @@ function runFile(file) {
       process.stdout.write(chunk);
       const text = chunk.toString('utf8');
       tail = (tail + text).slice(-8192);
-      for (const m of text.matchAll(/^\s*(?:not )?ok \d+ - (.*?)(?: # .*)?$/gm)) lastFinished = m[1];
-    });
-    let timedOut = false;
-    const watchdog = setTimeout(() => {
-      timedOut = true;
-      const where = lastFinished === null ? 'before its first test finished' : `in the test after "${lastFinished}"`;
-      console.log(`not ok - ${name} ran over ${fileTimeoutMs} ms ${where}; killed`);
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
+      for (const m of text.matchAll(/^\s*(?:not )?ok \d+ - (.*?)(?: # .*)?$/gm)) {
+        if (!m[1].endsWith('.test.js')) lastFinished = m[1]; // node names a timed-out file by its path
       }
-    }, fileTimeoutMs);
+    });
+    const where = () => (lastFinished === null ? 'before its first test finished' : `in the test after "${lastFinished}"`);
+    let killed = false;
+    const backstop = setTimeout(() => {
+      killed = true;
+      console.log(`not ok - ${name} did not end ${BACKSTOP_MS / 1000} s after its ${fileTimeoutMs} ms timeout ${where()}; killed`);
+      killGroup(child.pid);
+    }, fileTimeoutMs + BACKSTOP_MS);
     child.on('close', (code) => {
-      clearTimeout(watchdog);
+      clearTimeout(backstop);
       running = null;
-      const p = /^# pass (\d+)$/m.exec(tail);
-      const f = /^# fail (\d+)$/m.exec(tail);
-      let pass = p ? Number(p[1]) : 0;
-      let fail = f ? Number(f[1]) : 0;
-      if (timedOut || !p || code !== 0) fail = Math.max(fail, 1);
-      if (timedOut) pass = 0;
+      killGroup(child.pid); // whatever the file left running (servers, sleeps) ends with it
+      const num = (re) => Number(re.exec(tail)?.[1] ?? 0);
+      const summarized = /^# pass \d+$/m.test(tail);
+      let pass = num(/^# pass (\d+)$/m);
+      let fail = num(/^# fail (\d+)$/m) + num(/^# cancelled (\d+)$/m);
+      if (/test timed out after \d+ms/.test(tail)) console.log(`not ok - ${name} ran over ${fileTimeoutMs} ms ${where()}`);
+      if (killed || !summarized || code !== 0) fail = Math.max(fail, 1);
+      if (killed) pass = 0;
       console.log(`# file ${name}: ${pass} passed, ${fail} failed, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       done({ name, pass, fail });
     });
@@ -93,11 +108,7 @@ let fail = 0;
 const failedFiles = [];
 const interrupted = () => {
   if (running !== null) {
-    try {
-      process.kill(-running.pid, 'SIGKILL');
-    } catch {
-      running.kill('SIGKILL');
-    }
+    killGroup(running.pid);
   }
   console.log(`tests: ${pass} passed, ${fail + 1} failed`);
   process.exit(130);
