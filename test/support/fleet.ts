@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { CLI } from './serve-process.js';
+import { parseReadyLine } from '../../src/cli/ready.js';
 
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -130,15 +131,14 @@ export function spawnMockfleet(args: string[], timeoutMs = 30_000): Promise<Flee
     });
     child.stdout.on('data', (c: Buffer) => {
       stdout += c.toString();
-      const nl = stdout.indexOf('\n');
-      if (settled || nl < 0) return;
-      const line = stdout.slice(0, nl);
-      if (!line.startsWith('mockfleet ready ')) return fail(`unexpected stdout ${JSON.stringify(line)}`);
+      if (settled) return;
+      const ready = parseReadyLine<FleetProcess['ready']>(stdout);
+      if (ready === null) return;
       settled = true;
       clearTimeout(timer);
       resolve({
         child,
-        ready: JSON.parse(line.slice('mockfleet ready '.length)) as FleetProcess['ready'],
+        ready,
         stderr: () => stderr,
         stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
           if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;

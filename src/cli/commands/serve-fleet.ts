@@ -20,6 +20,7 @@ import { InvalidConfigError } from '../../util/errors.js';
 import { DashboardService } from '../../dashboard/service.js';
 import type { DashboardSource } from '../../dashboard/source.js';
 import { clusterConfigFromServe } from './serve.js';
+import { announceReady } from '../ready.js';
 
 export const FLEET_FLAGS = {
   fleet: { type: 'string', describe: 'Join fleet NAME over --nats: frontends (serve) route to every worker of the fleet', group: 'Fleet across hosts:' },
@@ -136,7 +137,7 @@ export async function startFleetServe(argv: FleetArgs, log: (line: string) => vo
     placement: [{ thread: 'frontend', tid: currentTid(), cpus: cfg.frontendCpus }],
   };
   log(`mockfleet: fleet "${fleetName}" frontend at ${server.url} (${ready.local_ranks} local ranks, ${ready.remote_workers} remote workers so far)`);
-  process.stdout.write(`mockfleet ready ${JSON.stringify(ready)}\n`);
+  announceReady(ready, typeof argv['readyFile'] === 'string' ? argv['readyFile'] : undefined);
   let closing: Promise<void> | null = null;
   const srv = server;
   return {

@@ -14,6 +14,7 @@ import { HTTP_FLAGS, httpOptionsFromArgv } from '../../http/flags.js';
 import { currentTid, pinCurrentThread } from '../../util/affinity.js';
 import { InvalidConfigError, MockfleetError } from '../../util/errors.js';
 import { clusterConfigFromServe } from './serve.js';
+import { READY_FLAGS, announceReady } from '../ready.js';
 import { FLEET_FLAGS, checkFleetArgs, fleetWorkerIds } from './serve-fleet.js';
 import type { FleetArgs } from './serve-fleet.js';
 
@@ -76,7 +77,7 @@ export async function startWorker(argv: WorkerArgs, log: (line: string) => void 
     ],
   };
   log(`mockfleet: worker ${worker.instanceId} of fleet "${fleet}": ${coordinator.numRanks} ranks, /metrics at ${server.url}/metrics`);
-  process.stdout.write(`mockfleet ready ${JSON.stringify(ready)}\n`);
+  announceReady(ready, typeof argv['readyFile'] === 'string' ? argv['readyFile'] : undefined);
   let closing: Promise<void> | null = null;
   const srv = server;
   return {
@@ -99,7 +100,7 @@ export async function startWorker(argv: WorkerArgs, log: (line: string) => void 
 export const workerCommand: CommandModule<object, WorkerArgs> = {
   command: 'worker',
   describe: 'Run ranks only and join a fleet over NATS (frontends: serve --fleet)',
-  builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS, ...FLEET_FLAGS, ...WORKER_FLAGS }).demandOption(['nats', 'fleet']) as unknown as Argv<WorkerArgs>,
+  builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS, ...READY_FLAGS, ...FLEET_FLAGS, ...WORKER_FLAGS }).demandOption(['nats', 'fleet']) as unknown as Argv<WorkerArgs>,
   handler: async (argv: ArgumentsCamelCase<WorkerArgs>) => {
     const handle = await startWorker(argv);
     let signals = 0;
