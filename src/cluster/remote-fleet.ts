@@ -36,6 +36,7 @@ import {
   fleetServiceName,
   fleetSubjects,
   lastToken,
+  maxBatchBytes,
 } from './remote-wire.js';
 import type { WorkerMetadata } from './remote-worker.js';
 
@@ -368,6 +369,10 @@ export class FleetBackend implements Backend {
       return h;
     }
     const w = slot.worker as RemoteWorker;
+    const limit = maxBatchBytes(this.nc);
+    if (20 + 4 * n > limit) {
+      throw new InvalidRequestError(`a prompt of ${n} tokens does not fit one NATS message of the fleet's request plane (${limit} bytes; raise the server's max_payload)`, 'prompt', 413);
+    }
     const id = this.nextId;
     this.nextId = this.nextId >= 0x7ffffff0 ? 1 : this.nextId + 1;
     const b = w.requests;
@@ -375,7 +380,8 @@ export class FleetBackend implements Backend {
     b.u32x2(slot.localRank, req.maxTokens);
     b.u32(n);
     b.array(req.promptTokens, 0, n);
-    this.queueRequests(w);
+    if (b.length * 4 >= limit) this.publishRequests(w);
+    else this.queueRequests(w);
     this.pending.set(id, { cb, slot: r, worker: w, epoch: w.epoch, promptTokens: n, completionTokens: 0 });
     this.own[r]!++;
     return { rank: r, abort: () => this.abortRemote(id) };
@@ -400,10 +406,22 @@ export class FleetBackend implements Backend {
     w.flushQueued = true;
     setImmediate(() => {
       w.flushQueued = false;
-      if (w.requests.length === 0 || this.nc.isClosed()) return;
-      this.nc.publish(w.requestSubject, w.requests.take(), { reply: w.outputSubject });
-      w.requests.reset();
+      this.publishRequests(w);
     });
+  }
+
+  private publishRequests(w: RemoteWorker): void {
+    if (w.requests.length === 0) return;
+    const data = w.requests.take();
+    w.requests.reset();
+    if (this.nc.isClosed()) return;
+    try {
+      this.nc.publish(w.requestSubject, data, { reply: w.outputSubject });
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      this.opts.log(`mockfleet: requests to ${w.describe()} not sent: ${why}`);
+      this.failWorkerRequests(w, `requests to ${w.describe()} could not be sent over NATS (${why})`);
+    }
   }
 
   private finishRemote(id: number, p: RemotePending, reason: 'length' | 'abort' | 'error', cached = 0, error?: MockfleetError, promptTokens = p.promptTokens): void {

@@ -34,6 +34,15 @@ export const LOAD_INTERVAL_MS = 250;
 /** Bytes of counters per load message (well under NATS's default 1 MiB max_payload). */
 export const LOAD_CHUNK_BYTES = 256 * 1024;
 
+/**
+ * Largest batch to publish as one message: half the server's max_payload (1 MiB by default),
+ * at most 512 KiB, so records appended after the check still fit.
+ */
+export function maxBatchBytes(nc: { info?: { max_payload: number } | undefined }): number {
+  const max = nc.info?.max_payload ?? 1024 * 1024;
+  return Math.min(512 * 1024, Math.floor(max / 2));
+}
+
 const FLEET_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function checkFleetName(fleet: unknown): string {

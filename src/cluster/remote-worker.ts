@@ -16,6 +16,7 @@ import type { Coordinator } from './coordinator.js';
 import type { GenerateCallbacks, GenerateFinish, GenerateHandle } from './backend.js';
 import {
   FinishCode,
+  maxBatchBytes,
   LOAD_CHUNK_BYTES,
   LOAD_HEADER_WORDS,
   LOAD_INTERVAL_MS,
@@ -284,6 +285,11 @@ export class FleetWorker {
   }
 
   scheduleFlush(link: FrontendLink): void {
+    // Stay well under the server's max_payload: a big turn goes out as several messages.
+    if (link.batch.length * 4 >= maxBatchBytes(this.nc)) {
+      this.publishBatch(link);
+      return;
+    }
     if (link.batch.length > 0 && !this.dirty.includes(link)) this.dirty.push(link);
     if (this.flushQueued) return;
     this.flushQueued = true;
@@ -294,12 +300,21 @@ export class FleetWorker {
 
   private flush(): void {
     this.flushQueued = false;
-    for (const link of this.dirty) {
-      if (link.batch.length === 0) continue;
-      this.nc.publish(link.subject, link.batch.take());
-      link.batch.reset();
-    }
+    for (const link of this.dirty) this.publishBatch(link);
     this.dirty.length = 0;
+  }
+
+  private publishBatch(link: FrontendLink): void {
+    if (link.batch.length === 0) return;
+    const data = link.batch.take();
+    link.batch.reset();
+    try {
+      this.nc.publish(link.subject, data);
+    } catch (err) {
+      // Closed connection or an oversized message: the frontend's liveness/epoch checks fail
+      // those requests; never let a publish error end the worker.
+      this.opts.log(`mockfleet: fleet output to ${link.subject} not sent: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   private publishLoad(flags: number): void {
@@ -318,7 +333,12 @@ export class FleetWorker {
       h[4] = fpr;
       const f = new Float64Array(buf, LOAD_HEADER_WORDS * 4, n * fpr);
       for (let i = 0; i < n; i++) f.set(c.counters[first + i] as Float64Array, i * fpr);
-      this.nc.publish(fleetSubjects.load(this.opts.fleet, this.instanceId), new Uint8Array(buf));
+      try {
+        this.nc.publish(fleetSubjects.load(this.opts.fleet, this.instanceId), new Uint8Array(buf));
+      } catch (err) {
+        this.opts.log(`mockfleet: fleet load message not sent: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
     }
   }
 
