@@ -32,6 +32,7 @@ interface Run {
   reqPerS: number;
   outputTokensPerS: number;
   failed: number;
+  errors: Record<string, string>;
   cpuMsPerReq: number[];
 }
 
@@ -43,6 +44,7 @@ async function measure(url: string, pids: number[]): Promise<Run> {
     reqPerS: Number(r.metrics.requestThroughput.toFixed(1)),
     outputTokensPerS: Math.round(r.metrics.outputTokenThroughput),
     failed: r.metrics.failed,
+    errors: r.metrics.errorSamples,
     cpuMsPerReq: pids.map((p, i) => Number(((cpuMs(p) - (cpu0[i] as number)) / all).toFixed(3))),
   };
 }
@@ -63,6 +65,10 @@ try {
   for (const w of workers) children.push(w.child);
   const front = await spawnReady([CLI, 'serve', ...fleetArgs, '--num-workers', '0'], 'mockfleet ready', 60_000);
   children.push(front.child);
+  let frontStderr = '';
+  front.child.stderr?.on('data', (s: string) => {
+    if (frontStderr.length < 1_000_000) frontStderr += s;
+  });
   const frontUrl = String(front.info['url']);
   for (let i = 0; ; i++) {
     const v = (await (await fetch(`${frontUrl}/fleet`)).json()) as { workers: unknown[] };
@@ -87,6 +93,8 @@ try {
       worker_cpu_ms_per_req: fleet.cpuMsPerReq.slice(1),
       fleet_output_tokens_per_s: fleet.outputTokensPerS,
       failed: one.failed + fleet.failed,
+      ...(one.failed + fleet.failed > 0 ? { error_samples: { ...one.errors, ...fleet.errors } } : {}),
+      frontend_log_worker_drops: (frontStderr.match(/stopped responding/g) ?? []).length,
       load_1m_start: Number(load0.toFixed(2)),
       load_1m_end: Number((loadavg()[0] as number).toFixed(2)),
       node: process.version,

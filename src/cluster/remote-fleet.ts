@@ -45,6 +45,10 @@ const gunzipAsync = promisify(gunzip);
 const POLL_MS = 250;
 const PING_WAIT_MS = 200;
 const METRICS_TIMEOUT_MS = 1000;
+/** A poll round later than this (ms) means our own event loop was busy. */
+const LOOP_LAG_MS = 250;
+/** On-time PING rounds a worker must miss (besides --fleet-liveness-ms of silence) to be dropped. */
+const MISSED_ROUNDS = 3;
 const EMPTY_LOAD = 1e9;
 
 export interface FleetFrontendOptions {
@@ -85,6 +89,7 @@ class RemoteWorker {
   readonly outputSubject: string;
   slots: number[] = [];
   lastSeen = Date.now();
+  missedRounds = 0;
   epoch = 1;
   draining = false;
   flushQueued = false;
@@ -121,6 +126,7 @@ interface Slot {
 interface RemotePending {
   readonly cb: GenerateCallbacks;
   readonly slot: number;
+  readonly blocks: number;
   readonly worker: RemoteWorker;
   readonly epoch: number;
   readonly promptTokens: number;
@@ -143,6 +149,9 @@ export class FleetBackend implements Backend {
   counters: Float64Array[] = [];
   private slots: Slot[] = [];
   private own = new Int32Array(0);
+  /** KV blocks of this frontend's in-flight prompts per slot, now and when the last snapshot came. */
+  private ownBlocks = new Int32Array(0);
+  private ownBlocksAtSnap = new Int32Array(0);
   private router!: Router;
   private readonly workers = new Map<string, RemoteWorker>();
   private readonly refused = new Set<string>();
@@ -160,6 +169,7 @@ export class FleetBackend implements Backend {
   private closed = false;
   private pollDone: Promise<void> = Promise.resolve();
   private pollTimer: NodeJS.Timeout | null = null;
+  private lastPollEnd = Date.now();
 
   private constructor(
     readonly opts: FleetFrontendOptions,
@@ -241,9 +251,14 @@ export class FleetBackend implements Backend {
       this.slots.push({ kind: SLOT_EMPTY, worker: null, localRank: -1, dpRank: 0, workerId: 0n });
       this.counters.push(new Float64Array(this.layout.floatsPerRank));
     }
-    const own = new Int32Array(capacity);
-    own.set(this.own);
-    this.own = own;
+    const grow = (a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
+      const b = new Int32Array(capacity);
+      b.set(a);
+      return b;
+    };
+    this.own = grow(this.own);
+    this.ownBlocks = grow(this.ownBlocks);
+    this.ownBlocksAtSnap = grow(this.ownBlocksAtSnap);
     const load: RankLoadView = {
       numRanks: capacity,
       running: (r) => (this.routable(r) ? ((this.counters[r] as Float64Array)[Scalar.running] as number) : EMPTY_LOAD),
@@ -253,7 +268,14 @@ export class FleetBackend implements Backend {
         const running = c[Scalar.running] as number;
         return Math.max(0, (c[Scalar.inflight] as number) - running, (this.own[r] as number) - running);
       },
-      activeBlocks: (r) => (this.routable(r) ? ((this.counters[r] as Float64Array)[Scalar.activeBlocks] as number) : EMPTY_LOAD * EMPTY_LOAD),
+      activeBlocks: (r) => {
+        if (!this.routable(r)) return EMPTY_LOAD * EMPTY_LOAD;
+        const snap = (this.counters[r] as Float64Array)[Scalar.activeBlocks] as number;
+        if ((this.slots[r] as Slot).kind === SLOT_LOCAL) return snap;
+        // A remote snapshot is up to 250 ms old: correct it by what this frontend routed (or
+        // saw finish) since, so a rank whose request just ended is not still counted busy.
+        return Math.max(0, snap - (this.ownBlocksAtSnap[r] as number) + (this.ownBlocks[r] as number));
+      },
       totalBlocks: (r) => {
         const s = this.slots[r] as Slot;
         return s.kind === SLOT_LOCAL ? this.numGpuBlocks : s.kind === SLOT_REMOTE ? (s.worker as RemoteWorker).numGpuBlocks : 0;
@@ -382,8 +404,10 @@ export class FleetBackend implements Backend {
     b.array(req.promptTokens, 0, n);
     if (b.length * 4 >= limit) this.publishRequests(w);
     else this.queueRequests(w);
-    this.pending.set(id, { cb, slot: r, worker: w, epoch: w.epoch, promptTokens: n, completionTokens: 0 });
+    const blocks = Math.ceil(n / this.blockSize);
+    this.pending.set(id, { cb, slot: r, blocks, worker: w, epoch: w.epoch, promptTokens: n, completionTokens: 0 });
     this.own[r]!++;
+    this.ownBlocks[r]! += blocks;
     return { rank: r, abort: () => this.abortRemote(id) };
   }
 
@@ -427,6 +451,7 @@ export class FleetBackend implements Backend {
   private finishRemote(id: number, p: RemotePending, reason: 'length' | 'abort' | 'error', cached = 0, error?: MockfleetError, promptTokens = p.promptTokens): void {
     this.pending.delete(id);
     if (this.own[p.slot]! > 0) this.own[p.slot]!--;
+    this.ownBlocks[p.slot] = Math.max(0, (this.ownBlocks[p.slot] as number) - p.blocks);
     p.cb.onFinish({ reason, rank: p.slot, promptTokens, completionTokens: p.completionTokens, cachedTokens: cached, ...(error === undefined ? {} : { error }) });
   }
 
@@ -453,7 +478,17 @@ export class FleetBackend implements Backend {
     while (o < r.length) {
       const kind = u[o] as number;
       const id = u[o + 1] as number;
-      if (kind === OutputKind.tokens) {
+      if (kind === OutputKind.tokenPairs) {
+        const n = id;
+        const end = o + 2 + 2 * n;
+        for (let q = o + 2; q < end; q += 2) {
+          const p = this.pending.get(u[q] as number);
+          if (p === undefined) continue;
+          p.completionTokens++;
+          p.cb.onTokens(u, q + 1, 1);
+        }
+        o = end;
+      } else if (kind === OutputKind.tokens) {
         const count = u[o + 2] as number;
         const p = this.pending.get(id);
         if (p !== undefined) {
@@ -503,7 +538,9 @@ export class FleetBackend implements Backend {
     const f = r.f64(LOAD_HEADER_WORDS, n * fpr);
     for (let i = 0; i < n; i++) {
       const slot = w.slots[first + i];
-      if (slot !== undefined) (this.counters[slot] as Float64Array).set(f.subarray(i * fpr, (i + 1) * fpr));
+      if (slot === undefined) continue;
+      (this.counters[slot] as Float64Array).set(f.subarray(i * fpr, (i + 1) * fpr));
+      this.ownBlocksAtSnap[slot] = this.ownBlocks[slot] as number;
     }
   }
 
@@ -536,6 +573,8 @@ export class FleetBackend implements Backend {
   }
 
   private async poll(): Promise<void> {
+    const started = Date.now();
+    const lateStart = started - this.lastPollEnd > POLL_MS - PING_WAIT_MS + LOOP_LAG_MS;
     if (this.connected && !this.nc.isClosed()) {
       try {
         const it = await this.client.ping(fleetServiceName(this.opts.fleet));
@@ -544,10 +583,19 @@ export class FleetBackend implements Backend {
         // No responders (no worker yet) or a disconnect mid-ping: liveness below decides.
       }
     }
-    if (!this.connected) return;
     const now = Date.now();
+    this.lastPollEnd = now;
+    if (!this.connected) return;
+    // A round during which this process's own event loop was stalled (timers late) says
+    // nothing about the workers: their answers may sit unread in the socket. Only rounds that
+    // ran on time count as missed, and a worker must miss several besides being silent.
+    const onTime = !lateStart && now - started < PING_WAIT_MS + LOOP_LAG_MS;
     for (const w of [...this.workers.values()]) {
-      if (now - w.lastSeen > this.opts.livenessMs) this.removeWorker(w, `stopped responding (nothing for ${now - w.lastSeen} ms)`);
+      if (w.lastSeen >= started) w.missedRounds = 0;
+      else if (onTime) w.missedRounds++;
+      if (w.missedRounds >= MISSED_ROUNDS && now - w.lastSeen > this.opts.livenessMs) {
+        this.removeWorker(w, `stopped responding (nothing for ${now - w.lastSeen} ms)`);
+      }
     }
   }
 
@@ -600,6 +648,8 @@ export class FleetBackend implements Backend {
       this.slots[s] = { kind: SLOT_REMOTE, worker: w, localRank: i, dpRank, workerId };
       this.counters[s] = new Float64Array(this.layout.floatsPerRank);
       this.own[s] = 0;
+      this.ownBlocks[s] = 0;
+      this.ownBlocksAtSnap[s] = 0;
       this.mapWorkerId(workerId, dpRank, s);
       w.slots.push(s);
     }
@@ -628,6 +678,8 @@ export class FleetBackend implements Backend {
       this.slots[s] = { kind: SLOT_EMPTY, worker: null, localRank: -1, dpRank: 0, workerId: 0n };
       this.counters[s] = new Float64Array(this.layout.floatsPerRank);
       this.own[s] = 0;
+      this.ownBlocks[s] = 0;
+      this.ownBlocksAtSnap[s] = 0;
     }
     w.slots = [];
   }

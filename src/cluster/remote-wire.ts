@@ -11,6 +11,7 @@
  *   worker -> frontend  `mockfleet.{fleet}.frontend.{frontend}.out.{instance}`, one message per
  *                        drain turn of the worker (every pass of every rank since the last one):
  *     [epoch] then TOKENS [1, id, count, token × count]
+ *                  TOKEN_PAIRS [3, n, (id, token) × n]  (one token each for n requests: a pass)
  *                  FINISH [2, id, reason, promptTokens, completionTokens, cachedTokens, errBytes,
  *                          UTF-8 JSON error padded to a word]
  *   worker -> everyone  `mockfleet.{fleet}.load.{instance}` every LOAD_INTERVAL_MS (heartbeat):
@@ -26,7 +27,7 @@
 import { InvalidConfigError } from '../util/errors.js';
 
 export const RequestKind = { submit: 1, abort: 2 } as const;
-export const OutputKind = { tokens: 1, finish: 2 } as const;
+export const OutputKind = { tokens: 1, finish: 2, tokenPairs: 3 } as const;
 export const FinishCode = { length: 0, abort: 1, error: 2 } as const;
 export const LoadFlag = { draining: 1, gone: 2 } as const;
 export const LOAD_HEADER_WORDS = 6;
@@ -108,10 +109,17 @@ export class WordWriter {
     this.words[this.len++] = b >>> 0;
   }
 
+  /** Add 1 to the word at `index` (a record's running count). */
+  bump(index: number): void {
+    this.words[index] = (this.words[index] as number) + 1;
+  }
+
   /** Copy src[start, start + count). */
   array(src: Uint32Array, start: number, count: number): void {
     this.ensure(count);
-    this.words.set(src.subarray(start, start + count), this.len);
+    const w = this.words;
+    // A loop, not set(subarray()): no view allocated per call (tokens arrive one at a time).
+    for (let i = 0; i < count; i++) w[this.len + i] = src[start + i] as number;
     this.len += count;
   }
 

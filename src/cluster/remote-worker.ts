@@ -16,6 +16,7 @@ import type { Coordinator } from './coordinator.js';
 import type { GenerateCallbacks, GenerateFinish, GenerateHandle } from './backend.js';
 import {
   FinishCode,
+  OutputKind,
   maxBatchBytes,
   LOAD_CHUNK_BYTES,
   LOAD_HEADER_WORDS,
@@ -63,6 +64,10 @@ export interface WorkerMetadata {
 class FrontendLink {
   readonly batch = new WordWriter();
   readonly requests = new Map<number, RemoteRequest>();
+  /** Word index of the count of the open TOKEN_PAIRS record, or -1. */
+  pairsAt = -1;
+  /** In the worker's list of links to flush this turn. */
+  queued = false;
   constructor(readonly subject: string) {}
 }
 
@@ -77,12 +82,25 @@ class RemoteRequest implements GenerateCallbacks {
   ) {}
 
   onTokens(tokenIds: Uint32Array, start: number, count: number): void {
-    const b = this.link.batch;
+    const link = this.link;
+    const b = link.batch;
     if (b.length === 0) b.u32(this.worker.epoch);
-    b.u32(1);
-    b.u32x2(this.id, count);
-    b.array(tokenIds, start, count);
-    this.worker.scheduleFlush(this.link);
+    if (count === 1) {
+      // The coordinator hands over one token per request per pass: (id, token) pairs.
+      if (link.pairsAt < 0) {
+        b.u32(OutputKind.tokenPairs);
+        link.pairsAt = b.length;
+        b.u32(0);
+      }
+      b.u32x2(this.id, tokenIds[start] as number);
+      b.bump(link.pairsAt);
+    } else {
+      link.pairsAt = -1;
+      b.u32(OutputKind.tokens);
+      b.u32x2(this.id, count);
+      b.array(tokenIds, start, count);
+    }
+    this.worker.scheduleFlush(link);
   }
 
   onFinish(f: GenerateFinish): void {
@@ -101,6 +119,7 @@ export class FleetWorker {
   private loadTimer: NodeJS.Timeout | null = null;
   private draining = false;
   private closed = false;
+  private readonly batchLimitBytes: number;
 
   private constructor(
     private readonly opts: FleetWorkerOptions,
@@ -108,6 +127,7 @@ export class FleetWorker {
     private readonly service: Service,
   ) {
     this.instanceId = service.info().id;
+    this.batchLimitBytes = maxBatchBytes(nc);
   }
 
   /** Connect, refuse duplicate worker ids, register the service and start serving. */
@@ -200,6 +220,7 @@ export class FleetWorker {
         this.opts.log(`mockfleet: NATS disconnected; aborting ${this.inflight()} fleet requests (epoch ${this.epoch})`);
         for (const link of this.links.values()) {
           link.batch.reset();
+          link.pairsAt = -1;
           for (const r of [...link.requests.values()]) {
             r.lostReason = reason;
             r.handle?.abort();
@@ -276,7 +297,8 @@ export class FleetWorker {
       code = FinishCode.error;
       err = new MockfleetError('MOCKFLEET_ERR_WORKER_LOST', lostReason, { status: 503, type: 'server_error' });
     }
-    b.u32x2(2, id);
+    link.pairsAt = -1;
+    b.u32x2(OutputKind.finish, id);
     b.u32x2(code, f.promptTokens);
     b.u32x2(f.completionTokens, f.cachedTokens);
     const json = err === undefined ? '' : JSON.stringify({ code: err.code, message: err.message, status: err.status, type: err.type, param: err.param });
@@ -286,11 +308,14 @@ export class FleetWorker {
 
   scheduleFlush(link: FrontendLink): void {
     // Stay well under the server's max_payload: a big turn goes out as several messages.
-    if (link.batch.length * 4 >= maxBatchBytes(this.nc)) {
+    if (link.batch.length * 4 >= this.batchLimitBytes) {
       this.publishBatch(link);
       return;
     }
-    if (link.batch.length > 0 && !this.dirty.includes(link)) this.dirty.push(link);
+    if (!link.queued) {
+      link.queued = true;
+      this.dirty.push(link);
+    }
     if (this.flushQueued) return;
     this.flushQueued = true;
     // The coordinator dispatches every rank's records in one synchronous sweep: a microtask
@@ -300,7 +325,10 @@ export class FleetWorker {
 
   private flush(): void {
     this.flushQueued = false;
-    for (const link of this.dirty) this.publishBatch(link);
+    for (const link of this.dirty) {
+      link.queued = false;
+      this.publishBatch(link);
+    }
     this.dirty.length = 0;
   }
 
@@ -308,6 +336,7 @@ export class FleetWorker {
     if (link.batch.length === 0) return;
     const data = link.batch.take();
     link.batch.reset();
+    link.pairsAt = -1;
     try {
       this.nc.publish(link.subject, data);
     } catch (err) {
