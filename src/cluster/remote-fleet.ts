@@ -13,7 +13,7 @@ import { gunzip } from 'node:zlib';
 import { connect, Empty } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { Svcm } from '@nats-io/services';
-import type { ServiceClient, ServiceIdentity } from '@nats-io/services';
+import type { Service, ServiceClient, ServiceIdentity } from '@nats-io/services';
 import type { Backend, GenerateCallbacks, GenerateHandle, GenerateRequest, RankInfo } from './backend.js';
 import type { Coordinator } from './coordinator.js';
 import { computeSequenceHashes } from '../engine/engine.js';
@@ -33,11 +33,13 @@ import {
   RequestKind,
   WordReader,
   WordWriter,
+  fleetFrontendServiceName,
   fleetServiceName,
   fleetSubjects,
   lastToken,
   maxBatchBytes,
 } from './remote-wire.js';
+import { FLEET_PROTOCOL_VERSION } from './remote-worker.js';
 import type { WorkerMetadata } from './remote-worker.js';
 
 const gunzipAsync = promisify(gunzip);
@@ -169,6 +171,8 @@ export class FleetBackend implements Backend {
   private closed = false;
   private pollDone: Promise<void> = Promise.resolve();
   private pollTimer: NodeJS.Timeout | null = null;
+  private wakePoll: (() => void) | null = null;
+  private service: Service | null = null;
   private lastPollEnd = Date.now();
 
   private constructor(
@@ -227,6 +231,18 @@ export class FleetBackend implements Backend {
       throw new InvalidConfigError('--nats', `cannot connect to ${opts.natsUrl}: ${err instanceof Error ? err.message : String(err)}`);
     });
     const f = new FleetBackend(opts, nc);
+    try {
+      // Registered so workers can tell when this frontend is gone (and abort its requests).
+      f.service = await new Svcm(nc).add({
+        name: fleetFrontendServiceName(opts.fleet),
+        version: FLEET_PROTOCOL_VERSION,
+        description: 'mockfleet fleet frontend',
+        metadata: { fleet: opts.fleet, frontend_id: f.frontendId },
+      });
+    } catch (err) {
+      await nc.close();
+      throw err;
+    }
     void f.watchStatus();
     await f.poll();
     f.pollDone = f.pollLoop();
@@ -565,6 +581,7 @@ export class FleetBackend implements Backend {
   private async pollLoop(): Promise<void> {
     while (!this.closed) {
       await new Promise<void>((res) => {
+        this.wakePoll = res;
         this.pollTimer = setTimeout(res, POLL_MS - PING_WAIT_MS);
       });
       if (this.closed) return;
@@ -753,9 +770,11 @@ export class FleetBackend implements Backend {
     await new Promise((r) => setImmediate(r));
     this.closed = true;
     if (this.pollTimer !== null) clearTimeout(this.pollTimer);
+    this.wakePoll?.();
     await this.pollDone;
     this.kv.close();
     for (const s of this.subs) s.unsubscribe();
+    await this.service?.stop().catch(() => null);
     if (this.opts.local !== null) await this.opts.local.shutdown(Math.max(0, deadline - Date.now()));
     try {
       await this.nc.drain();

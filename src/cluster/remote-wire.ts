@@ -58,6 +58,16 @@ export function fleetServiceName(fleet: string): string {
   return `mockfleet-${fleet}`;
 }
 
+/** The micro service every frontend of the fleet registers (workers check on it). */
+export function fleetFrontendServiceName(fleet: string): string {
+  return `mockfleet-${fleet}-frontend`;
+}
+
+/** The frontend id inside an output subject `mockfleet.{fleet}.frontend.{id}.out.{instance}`. */
+export function frontendOfOutput(subject: string): string {
+  return subject.split('.')[3] ?? '';
+}
+
 export const fleetSubjects = {
   requests: (fleet: string, instance: string): string => `mockfleet.${fleet}.worker.${instance}.requests`,
   metrics: (fleet: string, instance: string): string => `mockfleet.${fleet}.worker.${instance}.metrics`,

@@ -25,8 +25,10 @@ import {
   RequestKind,
   WordReader,
   WordWriter,
+  fleetFrontendServiceName,
   fleetServiceName,
   fleetSubjects,
+  frontendOfOutput,
 } from './remote-wire.js';
 import { InvalidConfigError, MockfleetError } from '../util/errors.js';
 
@@ -34,6 +36,10 @@ const gzipAsync = promisify(gzip);
 export const FLEET_PROTOCOL_VERSION = '1.0.0';
 /** How long registration listens for the fleet's existing workers before registering. */
 const DUPLICATE_CHECK_MS = 300;
+/** While requests run: how often to PING the fleet's frontends, how long one may stay silent. */
+const FRONTEND_CHECK_MS = 1000;
+const PING_WAIT_MS = 300;
+const FRONTEND_GONE_MS = 3000;
 
 export interface FleetWorkerOptions {
   readonly fleet: string;
@@ -68,7 +74,12 @@ class FrontendLink {
   pairsAt = -1;
   /** In the worker's list of links to flush this turn. */
   queued = false;
-  constructor(readonly subject: string) {}
+  /** When its frontend last answered a PING (or sent requests). */
+  lastSeen = Date.now();
+  readonly frontendId: string;
+  constructor(readonly subject: string) {
+    this.frontendId = frontendOfOutput(subject);
+  }
 }
 
 class RemoteRequest implements GenerateCallbacks {
@@ -117,6 +128,8 @@ export class FleetWorker {
   private flushQueued = false;
   private readonly reader = new WordReader();
   private loadTimer: NodeJS.Timeout | null = null;
+  private frontendTimer: NodeJS.Timeout | null = null;
+  private checkingFrontends = false;
   private draining = false;
   private closed = false;
   private readonly batchLimitBytes: number;
@@ -205,6 +218,8 @@ export class FleetWorker {
     });
     this.loadTimer = setInterval(() => this.publishLoad(0), LOAD_INTERVAL_MS);
     this.loadTimer.unref();
+    this.frontendTimer = setInterval(() => void this.checkFrontends(), FRONTEND_CHECK_MS);
+    this.frontendTimer.unref();
     this.publishLoad(0);
     void this.watchStatus();
   }
@@ -233,6 +248,37 @@ export class FleetWorker {
     }
   }
 
+  /**
+   * Requests of a frontend that is gone (process killed) would run to max_tokens for nobody:
+   * while requests are in flight, PING the fleet's frontends and abort those of one that has not
+   * answered for FRONTEND_GONE_MS.
+   */
+  private async checkFrontends(): Promise<void> {
+    if (this.checkingFrontends || this.closed || this.nc.isClosed()) return;
+    let busy = false;
+    for (const l of this.links.values()) if (l.requests.size > 0) busy = true;
+    if (!busy) return;
+    this.checkingFrontends = true;
+    const seen = new Set<string>();
+    try {
+      const client = new Svcm(this.nc).client({ strategy: 'timer', maxWait: PING_WAIT_MS } as never);
+      for await (const p of await client.ping(fleetFrontendServiceName(this.opts.fleet))) seen.add(String(p.metadata?.['frontend_id'] ?? ''));
+    } catch {
+      // No frontend answered at all: handled below like any silent frontend.
+    } finally {
+      this.checkingFrontends = false;
+    }
+    if (this.nc.isClosed() || this.closed) return;
+    const now = Date.now();
+    for (const link of this.links.values()) {
+      if (seen.has(link.frontendId)) link.lastSeen = now;
+      else if (link.requests.size > 0 && now - link.lastSeen > FRONTEND_GONE_MS) {
+        this.opts.log(`mockfleet: frontend ${link.frontendId} has not answered for ${now - link.lastSeen} ms; aborting its ${link.requests.size} requests`);
+        for (const r of [...link.requests.values()]) r.handle?.abort();
+      }
+    }
+  }
+
   inflight(): number {
     let n = 0;
     for (const l of this.links.values()) n += l.requests.size;
@@ -247,6 +293,7 @@ export class FleetWorker {
       link = new FrontendLink(reply);
       this.links.set(reply, link);
     }
+    link.lastSeen = Date.now();
     const r = this.reader;
     r.load(msg.data);
     const w = r.u32;
@@ -382,6 +429,7 @@ export class FleetWorker {
     if (this.closed) return;
     this.closed = true;
     if (this.loadTimer !== null) clearInterval(this.loadTimer);
+    if (this.frontendTimer !== null) clearInterval(this.frontendTimer);
     this.flush();
     try {
       this.publishLoad(LoadFlag.gone);

@@ -158,6 +158,35 @@ test('a fleet over a 3-node NATS cluster: streaming, kv routing, metrics, worker
     }
   });
 
+  await t.test('a second frontend serves the same fleet at the same time', async () => {
+    const front2 = await spawnMockfleet(['serve', '--nats', n1.url, '--fleet', 'e2e', '--num-workers', '0', '--port', '0', ...ENGINE]);
+    procs.push(front2);
+    const url2 = front2.ready.url;
+    const v2 = await waitFor('the second frontend to discover both workers', async () => {
+      const v = await fleetView(url2);
+      return v.workers.length === 2 ? v : undefined;
+    });
+    const results = await Promise.all([
+      ...[instA, instB].map((inst) => pinnedStream(url2, slotsOf(v2, inst)[0] as number, 5)),
+      pinnedStream(url, slotsOf(both, instA)[1] as number, 5),
+    ]);
+    for (const r of results) assert.deepEqual([r.status, r.tokens, r.error], [200, 5, null]);
+    // A frontend that dies: the worker aborts its requests instead of running them for nobody.
+    const aborted = async (): Promise<number> => {
+      const m = await (await fetch(`${wB.ready.url}/metrics`)).text();
+      return [...m.matchAll(/^vllm:request_success_total\{[^}]*finished_reason="abort"[^}]*\} (\d+)/gm)].reduce((a, x) => a + Number(x[1]), 0);
+    };
+    const before = await aborted();
+    let go!: () => void;
+    const started = new Promise<void>((res) => (go = res));
+    // The stream breaks when its frontend dies: that is the point here.
+    const orphan = pinnedStream(url2, slotsOf(v2, instB)[0] as number, 3000, () => go()).catch(() => null);
+    await started;
+    front2.child.kill('SIGKILL');
+    await waitFor('worker B to abort the dead frontend\'s request', async () => ((await aborted()) > before ? true : undefined), 8000);
+    await orphan;
+  });
+
   await t.test('a killed worker: in-flight requests end 503 naming it within 2 s, it leaves routing, nothing hangs', async () => {
     const slot = slotsOf(await fleetView(url), instA)[0] as number;
     let killedAt = 0;
@@ -202,6 +231,9 @@ test('a fleet over a 3-node NATS cluster: streaming, kv routing, metrics, worker
     const dup = await runMockfleet(['worker', '--nats', n1.url, '--fleet', 'e2e', '--port', '0', '--num-workers', '1', ...ENGINE, '--worker-id', '4242']);
     assert.equal(dup.code, 2);
     assert.match(dup.stderr, /worker id 4242 is already registered in fleet "e2e"/);
+    // SIGTERM: the worker drains, says it is gone, deregisters and exits 0; the frontend drops it.
+    assert.equal(await wC.stop('SIGTERM'), 0);
+    await waitFor('the stopped worker to leave', async () => ((await fleetView(url)).workers.some((w) => w.instance === instC) ? undefined : true), 3000);
   });
 
   await t.test("losing the worker's NATS node, then the frontend's: in-flight requests fail clearly, later ones succeed", async () => {
