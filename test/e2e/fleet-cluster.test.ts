@@ -267,6 +267,8 @@ test('a fleet over a 3-node NATS cluster: streaming, kv routing, metrics, worker
     });
     assert.equal(later2.tokens, 3);
     assert.equal((await fleetView(url)).nats_connected, true);
+    // SIGTERM: the frontend drains and exits 0.
+    assert.equal(await front.stop('SIGTERM'), 0);
   });
 });
 
