@@ -18,7 +18,7 @@ import { FinishReason, KvEventKind, AddOutcome } from '../src/engine/types.js';
 import type { PerfProfileArrays as ProfileArrays } from '../src/engine/perf-model.js';
 import { SpscRing, Doorbell } from '../src/protocol/ring.js';
 import { RankEventWriter } from '../src/protocol/rank-events.js';
-import { Ctl, FaultKind, InboxKind, OUTPUT_HEADER, RankState } from '../src/protocol/rank-channel.js';
+import { Ctl, FaultKind, INBOX_ADD_HEADER, INBOX_FLAG_SEEDED, InboxKind, OUTPUT_HEADER, RankState } from '../src/protocol/rank-channel.js';
 import { Scalar, counterLayout, observe } from '../src/protocol/rank-counters.js';
 import { currentTid, pinThread } from '../src/util/affinity.js';
 
@@ -47,6 +47,8 @@ export interface RankTask {
   routerFeed: boolean;
   /** A replacement after a crash: announce an empty cache (AllBlocksCleared). */
   restarted: boolean;
+  /** Token ids seeded requests generate (the tokenizer's round-tripping subset), shared by every rank; null = engine default. */
+  generatedVocabulary: SharedArrayBuffer | null;
 }
 
 /** One piscina task: the ranks one thread runs. */
@@ -124,7 +126,8 @@ function createRankLoop(task: RankTask, inboxScratch: Uint8Array): RankLoop {
   const counters = new Float64Array(task.counters);
   const layout = counterLayout(task.maxModelLen);
   const perf: PerfModel = task.profile === null ? createPolynomialPerfModel() : createInterpolatedPerfModel(task.profile);
-  const engine = new Engine(task.engineArgs, perf);
+  const engine = new Engine(task.engineArgs, perf,
+    task.generatedVocabulary === null ? {} : { generatedVocabulary: new Uint32Array(task.generatedVocabulary) });
   const inbox = new SpscRing(task.inbox);
   const output = new SpscRing(task.output);
   const eventRing = new SpscRing(task.events);
@@ -378,10 +381,11 @@ class RankLoop {
         const maxTokens = view.getInt32(8, true);
         const numTokens = view.getUint32(12, true);
         const arrivalMs = view.getFloat64(16, true);
+        const seeded = (view.getUint32(28, true) & INBOX_FLAG_SEEDED) !== 0;
         // The engine keeps the prompt: give it its own copy, the scratch is reused.
         const prompt = new Uint32Array(numTokens);
-        prompt.set(new Uint32Array(buf.buffer, buf.byteOffset + 24, numTokens));
-        const outcome = engine.addRequest(id, prompt, maxTokens);
+        prompt.set(new Uint32Array(buf.buffer, buf.byteOffset + INBOX_ADD_HEADER, numTokens));
+        const outcome = engine.addRequest(id, prompt, maxTokens, seeded ? view.getInt32(24, true) : undefined);
         if (outcome === AddOutcome.rejectedTooLarge) {
           this.rejectedIds.push(id);
           c[Scalar.successError] = (c[Scalar.successError] as number) + 1;

@@ -9,12 +9,17 @@ export interface GenerateRequest {
   readonly requestId: string;
   /** Prompt token ids after tokenization. */
   readonly promptTokens: Uint32Array;
-  /** Tokens to generate; every request generates exactly this many (no EOS, like Dynamo's mocker). */
+  /** Tokens to generate: the engine ends the request after exactly this many (the frontend places stops/EOS by choosing it). */
   readonly maxTokens: number;
   /** Global rank index to pin the request to (tests, external routers); undefined = router decides. */
   readonly pinnedRank?: number | undefined;
   /** Worker index the request must stay on (per-worker endpoints); undefined = any worker. */
   readonly workerIndex?: number | undefined;
+  /**
+   * int32 seed: the k-th generated token id is generatedTokenId(vocabulary, seed, k) on any rank
+   * (src/engine/generated-tokens.ts). undefined = the rank's own unseeded draw.
+   */
+  readonly seed?: number | undefined;
 }
 
 export type GenerateFinishReason = 'length' | 'abort' | 'error';

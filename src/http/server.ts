@@ -18,10 +18,14 @@ import { HttpApiError, InvalidConfigError, MockfleetError } from '../util/errors
 import {
   badRequest, contextLengthExceeded, errorJson, errorReply, forcedError, injectedFailure, invalidApiKey, modelNotFound,
 } from './errors.js';
+import type { ErrorFormat } from './errors.js';
 import { FailureInjector } from './failure-injection.js';
 import { BufferedGeneration, StreamingGeneration } from './generation.js';
 import type { GenerationMeta } from './generation.js';
-import { DEFAULT_COMPLETION_MAX_TOKENS, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, FAILURE_TYPES } from './options.js';
+import {
+  DEFAULT_COMPLETION_MAX_TOKENS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_TIMEOUT_KEEP_ALIVE_S, FAILURE_TYPES,
+} from './options.js';
 import type { FailureType, HttpOptions } from './options.js';
 import { parseGenerate, parseJsonObject, parseTokenize } from './parse.js';
 import type { GenerateKind } from './parse.js';
@@ -70,6 +74,17 @@ interface ResolvedOptions {
   readonly seed: number;
   readonly workerIndex: number | undefined;
   readonly extraRoutes: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  readonly errorFormat: ErrorFormat;
+  readonly keepAliveTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly connectionsCheckingIntervalMs: number;
+}
+
+function positiveMs(value: number | undefined, fallback: number, field: string): number {
+  const v = value ?? fallback;
+  if (!(Number.isFinite(v) && v > 0)) throw new InvalidConfigError(field, `must be a positive number, got ${v}`);
+  return v;
 }
 
 function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
@@ -88,6 +103,12 @@ function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
     if (!(FAILURE_TYPES as readonly string[]).includes(t)) throw new InvalidConfigError('failureTypes', `unknown type ${t}; expected one of ${FAILURE_TYPES.join(', ')}`);
   }
   if (failureRate > 0 && failureTypes.length === 0) throw new InvalidConfigError('failureTypes', 'must name at least one type when failureRate > 0');
+  const errorFormat = o.errorFormat ?? 'vllm';
+  if (errorFormat !== 'vllm' && errorFormat !== 'openai') throw new InvalidConfigError('errorFormat', `must be vllm or openai, got ${String(errorFormat)}`);
+  const keepAliveTimeoutMs = positiveMs(o.timeoutKeepAliveS === undefined ? undefined : o.timeoutKeepAliveS * 1000, DEFAULT_TIMEOUT_KEEP_ALIVE_S * 1000, 'timeoutKeepAliveS');
+  const headersTimeoutMs = positiveMs(o.headersTimeoutMs, DEFAULT_HEADERS_TIMEOUT_MS, 'headersTimeoutMs');
+  const requestTimeoutMs = positiveMs(o.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs');
+  if (requestTimeoutMs < headersTimeoutMs) throw new InvalidConfigError('requestTimeoutMs', `must be at least headersTimeoutMs (${headersTimeoutMs}), got ${requestTimeoutMs}`);
   const wi = o.workerIndex;
   if (wi !== undefined && (!Number.isInteger(wi) || wi < 0 || wi >= backend.numWorkers)) {
     throw new InvalidConfigError('workerIndex', `must be an integer in [0, ${backend.numWorkers}), got ${wi}`);
@@ -105,6 +126,13 @@ function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
     seed: o.seed ?? 0,
     workerIndex: wi,
     extraRoutes: o.extraRoutes,
+    errorFormat,
+    keepAliveTimeoutMs,
+    headersTimeoutMs,
+    requestTimeoutMs,
+    // Node checks header/request deadlines on this interval (default 30 s): a fifth of the headers
+    // timeout keeps a slow-loris cut-off close to its deadline.
+    connectionsCheckingIntervalMs: Math.max(50, Math.min(30_000, Math.floor(headersTimeoutMs / 5))),
   };
 }
 
@@ -112,9 +140,9 @@ function sendJson(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, JSON_HEADERS).end(body);
 }
 
-/** Answers with the OpenAI-style error body and status of `err` (routes outside this module use it too). */
-export function sendError(res: ServerResponse, err: unknown): void {
-  const { status, body } = errorReply(err);
+/** Answers with the error body (vLLM or OpenAI format) and status of `err` (routes outside this module use it too). */
+export function sendError(res: ServerResponse, err: unknown, format: ErrorFormat = 'vllm'): void {
+  const { status, body } = errorReply(err, format);
   // A non-MockfleetError is a bug in mockfleet: the client gets a 500 and the operator the stack.
   if (!(err instanceof MockfleetError)) console.error('mockfleet http: request failed:', err);
   if (res.headersSent) {
@@ -242,7 +270,7 @@ class Frontend {
       })),
     });
     this.readyBody = JSON.stringify({ status: 'ready' });
-    this.notReadyBody = errorJson('the fleet is starting: not every rank is up yet', 'server_error', null, 'not_ready');
+    this.notReadyBody = errorJson('the fleet is starting: not every rank is up yet', 'server_error', null, 'not_ready', 503, o.errorFormat);
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -251,8 +279,12 @@ class Frontend {
       if (this.o.extraRoutes !== undefined && this.o.extraRoutes(req, res)) return;
       this.route(req, res);
     } catch (err) {
-      sendError(res, err);
+      this.fail(res, err);
     }
+  }
+
+  fail(res: ServerResponse, err: unknown): void {
+    sendError(res, err, this.o.errorFormat);
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
@@ -277,10 +309,10 @@ class Frontend {
     switch (route.name) {
       case 'completions':
       case 'chat':
-        this.generate(route.name === 'chat' ? 'chat' : 'completion', requestId, req, res).catch((err: unknown) => sendError(res, err));
+        this.generate(route.name === 'chat' ? 'chat' : 'completion', requestId, req, res).catch((err: unknown) => this.fail(res, err));
         return;
       case 'tokenize':
-        this.tokenize(req, res).catch((err: unknown) => sendError(res, err));
+        this.tokenize(req, res).catch((err: unknown) => this.fail(res, err));
         return;
       case 'models':
         this.authorize(req);
@@ -296,7 +328,7 @@ class Frontend {
       case 'metrics':
         this.backend.metrics(this.o.workerIndex).then(
           (text) => res.writeHead(200, { 'content-type': this.backend.metricsContentType }).end(text),
-          (err: unknown) => sendError(res, err),
+          (err: unknown) => this.fail(res, err),
         );
         return;
     }
@@ -390,7 +422,7 @@ class Frontend {
 }
 
 /** Answers requests node:http could not parse (bad Content-Length, broken framing, huge headers). */
-function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+function onClientError(format: ErrorFormat, err: NodeJS.ErrnoException, socket: Socket): void {
   const pending = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
   if (err.code === 'ECONNRESET' || !socket.writable || (pending !== undefined && pending !== null && pending.headersSent === true)) {
     socket.destroy();
@@ -400,10 +432,10 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   const status = kind === 'headers' ? 431 : kind === 'timeout' ? 408 : 400;
   const reason = kind === 'headers' ? 'Request Header Fields Too Large' : kind === 'timeout' ? 'Request Timeout' : 'Bad Request';
   const body = kind === 'headers'
-    ? errorJson('request headers too large', 'invalid_request_error', null, 'headers_too_large')
+    ? errorJson('request headers too large', 'invalid_request_error', null, 'headers_too_large', status, format)
     : kind === 'timeout'
-      ? errorJson('the request was not received in time', 'invalid_request_error', null, 'request_timeout')
-      : errorJson(`malformed HTTP request: ${err.code ?? err.message}`, 'invalid_request_error', null, 'malformed_request');
+      ? errorJson('the request was not received in time', 'invalid_request_error', null, 'request_timeout', status, format)
+      : errorJson(`malformed HTTP request: ${err.code ?? err.message}`, 'invalid_request_error', null, 'malformed_request', status, format);
   socket.end(`HTTP/1.1 ${status} ${reason}\r\n` +
     `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
@@ -412,9 +444,17 @@ export async function startHttpServer(backend: Backend, opts: HttpOptions): Prom
   const o = resolveOptions(backend, opts);
   const connections = new ConnectionTracker();
   const frontend = new Frontend(backend, o, connections);
-  const server = createServer((req, res) => frontend.handle(req, res));
+  const server = createServer({
+    // uvicorn's --timeout-keep-alive: how long an idle keep-alive connection stays open. Node
+    // announces it in `Keep-Alive: timeout=N`, so pooling clients retire sockets before the close.
+    keepAliveTimeout: o.keepAliveTimeoutMs,
+    // Slow-loris bounds, independent of keep-alive: headers (and a whole request) must arrive in time.
+    headersTimeout: o.headersTimeoutMs,
+    requestTimeout: o.requestTimeoutMs,
+    connectionsCheckingInterval: o.connectionsCheckingIntervalMs,
+  }, (req, res) => frontend.handle(req, res));
   server.on('connection', (socket: Socket) => connections.add(socket));
-  server.on('clientError', onClientError);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(o.errorFormat, err, socket));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port, o.host, () => {

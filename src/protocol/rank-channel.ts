@@ -22,8 +22,13 @@ export type FaultName = 'throw' | 'exit' | 'oom';
 
 export const InboxKind = { add: 1, abort: 2 } as const;
 
-/** add:   u32 kind | i32 requestId | i32 maxTokens | u32 numTokens | f64 arrivalEpochMs | u32 tokens[numTokens] */
-export const INBOX_ADD_HEADER = 24;
+/**
+ * add:   u32 kind | i32 requestId | i32 maxTokens | u32 numTokens | f64 arrivalEpochMs
+ *        | i32 seed | u32 flags | u32 tokens[numTokens]
+ * flags bit 0 (INBOX_FLAG_SEEDED): the request's tokens come from its seed (generated-tokens.ts).
+ */
+export const INBOX_ADD_HEADER = 32;
+export const INBOX_FLAG_SEEDED = 1;
 /** abort: u32 kind | i32 requestId */
 export const INBOX_ABORT_BYTES = 8;
 
