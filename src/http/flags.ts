@@ -23,6 +23,7 @@ export const HTTP_FLAGS = {
   'failure-types': { type: 'string', array: true, describe: `injected error kinds, repeated or comma-separated: ${FAILURE_TYPES.join(', ')} (default: all)` },
   'max-body-bytes': { type: 'number', default: DEFAULT_MAX_BODY_BYTES, describe: 'larger request bodies answer 413' },
   'timeout-keep-alive': { type: 'number', default: DEFAULT_TIMEOUT_KEEP_ALIVE_S, describe: 'seconds an idle keep-alive connection stays open (uvicorn/vLLM flag; vLLM defaults to 5)' },
+  'eos-probability': { type: 'number', default: 0, describe: 'per generated token, the chance a request ends early with finish_reason "stop" (seeded; requests with ignore_eos never do)' },
   'error-format': { type: 'string', default: 'vllm', choices: ERROR_FORMATS, describe: "error bodies: vLLM's (type BadRequestError…, integer code) or OpenAI's (invalid_request_error, string code)" },
 } as const satisfies Record<string, Options>;
 
@@ -98,6 +99,10 @@ export async function httpOptionsFromArgv(argv: Argv): Promise<HttpOptions> {
   if (keepAlive !== undefined && keepAlive !== null && (typeof keepAlive !== 'number' || !(keepAlive > 0 && keepAlive <= 86_400))) {
     throw new InvalidConfigError('--timeout-keep-alive', `must be a number of seconds in (0, 86400], got ${JSON.stringify(keepAlive)}`);
   }
+  const eos = argv['eos-probability'];
+  if (eos !== undefined && eos !== null && (typeof eos !== 'number' || !(eos >= 0 && eos <= 1))) {
+    throw new InvalidConfigError('--eos-probability', `must be a probability in [0, 1], got ${JSON.stringify(eos)}`);
+  }
   const errorFormat = optionalString(argv, 'error-format');
   if (errorFormat !== undefined && !(ERROR_FORMATS as readonly string[]).includes(errorFormat)) {
     throw new InvalidConfigError('--error-format', `must be one of ${ERROR_FORMATS.join(', ')}, got ${JSON.stringify(errorFormat)}`);
@@ -117,5 +122,6 @@ export async function httpOptionsFromArgv(argv: Argv): Promise<HttpOptions> {
     seed: typeof seed === 'number' ? seed : undefined,
     timeoutKeepAliveS: typeof keepAlive === 'number' ? keepAlive : undefined,
     errorFormat: errorFormat as ErrorFormat | undefined,
+    eosProbability: typeof eos === 'number' ? eos : undefined,
   };
 }

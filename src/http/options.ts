@@ -50,6 +50,8 @@ export interface HttpOptions {
   readonly workerIndex?: number | undefined;
   /** Called first for every request; return true when it answered the request (e.g. /dashboard). */
   readonly extraRoutes?: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  /** Per generated token, the chance the request ends there (EOS) unless `ignore_eos`; default 0. */
+  readonly eosProbability?: number | undefined;
   /** Error body format: vLLM's (default) or OpenAI's. */
   readonly errorFormat?: ErrorFormat | undefined;
   /** Seconds an idle keep-alive connection stays open (uvicorn --timeout-keep-alive); default 75. */

@@ -20,8 +20,10 @@ import {
 } from './errors.js';
 import type { ErrorFormat } from './errors.js';
 import { FailureInjector } from './failure-injection.js';
-import { BufferedGeneration, StreamingGeneration } from './generation.js';
-import type { GenerationMeta } from './generation.js';
+import { ChoiceGroupGeneration, StreamingGeneration } from './generation.js';
+import type { ChoiceSpec, GenerationMeta } from './generation.js';
+import { planChoice } from './sampling.js';
+import { Rng } from '../engine/rng.js';
 import {
   DEFAULT_COMPLETION_MAX_TOKENS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_TIMEOUT_KEEP_ALIVE_S, FAILURE_TYPES,
@@ -75,6 +77,7 @@ interface ResolvedOptions {
   readonly workerIndex: number | undefined;
   readonly extraRoutes: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
   readonly errorFormat: ErrorFormat;
+  readonly eosProbability: number;
   readonly keepAliveTimeoutMs: number;
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
@@ -103,6 +106,8 @@ function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
     if (!(FAILURE_TYPES as readonly string[]).includes(t)) throw new InvalidConfigError('failureTypes', `unknown type ${t}; expected one of ${FAILURE_TYPES.join(', ')}`);
   }
   if (failureRate > 0 && failureTypes.length === 0) throw new InvalidConfigError('failureTypes', 'must name at least one type when failureRate > 0');
+  const eosProbability = o.eosProbability ?? 0;
+  if (!(eosProbability >= 0 && eosProbability <= 1)) throw new InvalidConfigError('eosProbability', `must be a probability in [0, 1], got ${eosProbability}`);
   const errorFormat = o.errorFormat ?? 'vllm';
   if (errorFormat !== 'vllm' && errorFormat !== 'openai') throw new InvalidConfigError('errorFormat', `must be vllm or openai, got ${String(errorFormat)}`);
   const keepAliveTimeoutMs = positiveMs(o.timeoutKeepAliveS === undefined ? undefined : o.timeoutKeepAliveS * 1000, DEFAULT_TIMEOUT_KEEP_ALIVE_S * 1000, 'timeoutKeepAliveS');
@@ -127,6 +132,7 @@ function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
     workerIndex: wi,
     extraRoutes: o.extraRoutes,
     errorFormat,
+    eosProbability,
     keepAliveTimeoutMs,
     headersTimeoutMs,
     requestTimeoutMs,
@@ -254,9 +260,15 @@ class Frontend {
   private readonly readyBody: string;
   private readonly notReadyBody: string;
   private readonly connections: ConnectionTracker;
+  /** The tokenizer's generation vocabulary (what the ranks generate from). */
+  private readonly vocabulary: Uint32Array;
+  /** Seeds of choices whose request has no `seed`. */
+  private readonly seeds: Rng;
 
   constructor(backend: Backend, o: ResolvedOptions, connections: ConnectionTracker) {
     this.connections = connections;
+    this.vocabulary = o.tokenizer.generationVocabulary();
+    this.seeds = new Rng(o.seed ^ 0x5eed5eed);
     this.backend = backend;
     this.o = o;
     this.texts = new TokenTextCache(o.tokenizer);
@@ -379,22 +391,29 @@ class Frontend {
     const parsed = parseGenerate(kind, body);
     const model = this.resolveModel(parsed.model);
     const pinnedRank = this.pinnedRank(req);
-    const promptTokens = parsed.promptIds ?? this.o.tokenizer.encode(parsed.promptText as string);
     const promptParam = kind === 'chat' ? 'messages' : 'prompt';
-    const n = promptTokens.length;
-    if (n === 0) throw badRequest(`${promptParam} has no tokens`, promptParam);
     const L = this.o.maxModelLen;
-    if (n >= L) {
-      throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, your request has ${n} input tokens, leaving no room for output. Please reduce the length of the input.`, promptParam);
-    }
-    const maxTokens = parsed.maxTokens ?? (kind === 'chat' ? L - n : Math.min(DEFAULT_COMPLETION_MAX_TOKENS, L - n));
-    if (n + maxTokens > L) {
-      const param = kind === 'chat' && body['max_completion_tokens'] !== undefined ? 'max_completion_tokens' : 'max_tokens';
-      throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, you requested ${n + maxTokens} tokens (${n} in the ${promptParam}, ${maxTokens} in the completion). Please reduce the length of the ${promptParam} or completion.`, param);
-    }
     const capacity = this.backend.numGpuBlocks * this.backend.blockSize;
-    if (n + maxTokens > capacity) {
-      throw contextLengthExceeded(`This request needs ${n + maxTokens} tokens of KV cache (${n} prompt + ${maxTokens} completion) but a rank holds at most ${capacity} (${this.backend.numGpuBlocks} blocks of ${this.backend.blockSize}); it can never be scheduled.`, promptParam);
+    const prompts: Uint32Array[] = [];
+    const maxTokensByPrompt: number[] = [];
+    for (const p of parsed.prompts) {
+      const promptTokens = p.ids ?? this.o.tokenizer.encode(p.text as string);
+      const n = promptTokens.length;
+      if (n === 0) throw badRequest(`${promptParam} has no tokens`, promptParam);
+      if (n >= L) {
+        throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, your request has ${n} input tokens, leaving no room for output. Please reduce the length of the input.`, promptParam);
+      }
+      // Omitted: completions 16 (vLLM's CompletionRequest default), chat and an explicit null up to the context limit.
+      const maxTokens = parsed.maxTokens ?? (kind === 'chat' || parsed.maxTokensExplicitNull ? L - n : Math.min(DEFAULT_COMPLETION_MAX_TOKENS, L - n));
+      if (n + maxTokens > L) {
+        const param = kind === 'chat' && body['max_completion_tokens'] !== undefined ? 'max_completion_tokens' : 'max_tokens';
+        throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, you requested ${n + maxTokens} tokens (${n} in the ${promptParam}, ${maxTokens} in the completion). Please reduce the length of the ${promptParam} or completion.`, param);
+      }
+      if (n + maxTokens > capacity) {
+        throw contextLengthExceeded(`This request needs ${n + maxTokens} tokens of KV cache (${n} prompt + ${maxTokens} completion) but a rank holds at most ${capacity} (${this.backend.numGpuBlocks} blocks of ${this.backend.blockSize}); it can never be scheduled.`, promptParam);
+      }
+      prompts.push(promptTokens);
+      maxTokensByPrompt.push(maxTokens);
     }
     const injected = this.failures.draw();
     if (injected !== null) throw injectedFailure(injected, model);
@@ -405,11 +424,50 @@ class Frontend {
       created: Math.floor(Date.now() / 1000),
       model,
       includeUsage: parsed.includeUsage,
+      errorFormat: this.o.errorFormat,
     };
-    const gen = parsed.stream ? new StreamingGeneration(res, meta, this.texts, this.scheduler) : new BufferedGeneration(res, meta, this.o.tokenizer);
-    const handle = this.backend.submit({ requestId, promptTokens, maxTokens, pinnedRank, workerIndex: this.o.workerIndex }, gen);
-    if (gen instanceof StreamingGeneration) gen.start();
-    gen.attach(handle);
+    const sp = parsed.sampling;
+    const specs: ChoiceSpec[] = [];
+    for (let p = 0; p < prompts.length; p++) {
+      for (let i = 0; i < sp.n; i++) {
+        // vLLM's parallel sampling seeds child i with seed + i; unseeded choices get a fresh seed.
+        const seed = sp.seed === null ? this.seeds.nextI32() : (sp.seed + i) | 0;
+        const plan = planChoice(this.vocabulary, this.o.tokenizer, sp, seed, maxTokensByPrompt[p] as number, this.o.eosProbability);
+        specs.push({ index: p * sp.n + i, promptIndex: p, plan });
+      }
+    }
+    const workerIndex = this.o.workerIndex;
+    if (parsed.stream && specs.length === 1 && sp.stop.length === 0 && sp.logprobs === null && !sp.echo) {
+      const plan = (specs[0] as ChoiceSpec).plan;
+      const gen = new StreamingGeneration(res, meta, plan, this.texts, this.scheduler);
+      const handle = this.backend.submit({ requestId, promptTokens: prompts[0] as Uint32Array, maxTokens: plan.numTokens, pinnedRank, workerIndex, seed: plan.seed }, gen);
+      gen.start();
+      gen.attach(handle);
+      return;
+    }
+    const echoTexts = sp.echo ? parsed.prompts.map((p, j) => p.text ?? this.o.tokenizer.decode(prompts[j] as Uint32Array)) : null;
+    const group = new ChoiceGroupGeneration(res, meta, specs, prompts.length, {
+      stream: parsed.stream, logprobs: sp.logprobs, echoTexts, tokenizer: this.o.tokenizer, vocabulary: this.vocabulary, scheduler: this.scheduler,
+    });
+    try {
+      // The n choices of a prompt run on one rank, sharing the prompt's cached blocks (vLLM's
+      // parallel sampling: n child requests in one engine); different prompts are routed apart.
+      let rank: number | undefined = pinnedRank;
+      for (let c = 0; c < specs.length; c++) {
+        const spec = specs[c] as ChoiceSpec;
+        if (spec.index % sp.n === 0) rank = pinnedRank;
+        const childId = specs.length === 1 ? requestId : `${requestId}-${spec.index}`;
+        const handle = this.backend.submit({
+          requestId: childId, promptTokens: prompts[spec.promptIndex] as Uint32Array, maxTokens: spec.plan.numTokens, pinnedRank: rank, workerIndex, seed: spec.plan.seed,
+        }, group.callbacks(c));
+        rank = handle.rank;
+        group.attach(c, handle);
+      }
+    } catch (err) {
+      group.cancel();
+      throw err;
+    }
+    group.start();
   }
 
   private async tokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
