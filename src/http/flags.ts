@@ -8,7 +8,7 @@ import { loadTokenizer } from '../tokenizer/tokenizer.js';
 import { InvalidConfigError } from '../util/errors.js';
 import { ERROR_FORMATS } from './errors.js';
 import type { ErrorFormat } from './errors.js';
-import { DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_KEEP_ALIVE_S, FAILURE_TYPES } from './options.js';
+import { DEFAULT_EMBEDDING_DIM, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_KEEP_ALIVE_S, FAILURE_TYPES } from './options.js';
 import type { FailureType, HttpOptions } from './options.js';
 
 export const HTTP_FLAGS = {
@@ -24,6 +24,7 @@ export const HTTP_FLAGS = {
   'max-body-bytes': { type: 'number', default: DEFAULT_MAX_BODY_BYTES, describe: 'larger request bodies answer 413' },
   'timeout-keep-alive': { type: 'number', default: DEFAULT_TIMEOUT_KEEP_ALIVE_S, describe: 'seconds an idle keep-alive connection stays open (uvicorn/vLLM flag; vLLM defaults to 5)' },
   'eos-probability': { type: 'number', default: 0, describe: 'per generated token, the chance a request ends early with finish_reason "stop" (seeded; requests with ignore_eos never do)' },
+  'embedding-dim': { type: 'number', default: DEFAULT_EMBEDDING_DIM, describe: 'length of the unit vectors /v1/embeddings answers' },
   'error-format': { type: 'string', default: 'vllm', choices: ERROR_FORMATS, describe: "error bodies: vLLM's (type BadRequestError…, integer code) or OpenAI's (invalid_request_error, string code)" },
 } as const satisfies Record<string, Options>;
 
@@ -103,6 +104,7 @@ export async function httpOptionsFromArgv(argv: Argv): Promise<HttpOptions> {
   if (eos !== undefined && eos !== null && (typeof eos !== 'number' || !(eos >= 0 && eos <= 1))) {
     throw new InvalidConfigError('--eos-probability', `must be a probability in [0, 1], got ${JSON.stringify(eos)}`);
   }
+  const embeddingDim = optionalInteger(argv, 'embedding-dim', 1, 65536);
   const errorFormat = optionalString(argv, 'error-format');
   if (errorFormat !== undefined && !(ERROR_FORMATS as readonly string[]).includes(errorFormat)) {
     throw new InvalidConfigError('--error-format', `must be one of ${ERROR_FORMATS.join(', ')}, got ${JSON.stringify(errorFormat)}`);
@@ -123,5 +125,6 @@ export async function httpOptionsFromArgv(argv: Argv): Promise<HttpOptions> {
     timeoutKeepAliveS: typeof keepAlive === 'number' ? keepAlive : undefined,
     errorFormat: errorFormat as ErrorFormat | undefined,
     eosProbability: typeof eos === 'number' ? eos : undefined,
+    embeddingDim,
   };
 }

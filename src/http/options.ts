@@ -20,6 +20,8 @@ export const DEFAULT_COMPLETION_MAX_TOKENS = 16;
  * the server is closing and sees resets, so mockfleet defaults to 75 s (pass 5 for vLLM's).
  */
 export const DEFAULT_TIMEOUT_KEEP_ALIVE_S = 75;
+/** Length of /v1/embeddings vectors. */
+export const DEFAULT_EMBEDDING_DIM = 1024;
 /** A request's headers must arrive within this (slow-loris bound, Node's default). */
 export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
 /** A whole request (headers and body) must arrive within this (Node's default). */
@@ -52,6 +54,8 @@ export interface HttpOptions {
   readonly extraRoutes?: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
   /** Per generated token, the chance the request ends there (EOS) unless `ignore_eos`; default 0. */
   readonly eosProbability?: number | undefined;
+  /** Length of /v1/embeddings vectors; default 1024. */
+  readonly embeddingDim?: number | undefined;
   /** Error body format: vLLM's (default) or OpenAI's. */
   readonly errorFormat?: ErrorFormat | undefined;
   /** Seconds an idle keep-alive connection stays open (uvicorn --timeout-keep-alive); default 75. */

@@ -23,9 +23,12 @@ import { FailureInjector } from './failure-injection.js';
 import { ChoiceGroupGeneration, StreamingGeneration } from './generation.js';
 import type { ChoiceSpec, GenerationMeta } from './generation.js';
 import { planChoice } from './sampling.js';
+import type { SamplingParams } from './parse.js';
+import { AnthropicDialect, ResponsesDialect, TextApiGeneration, anthropicErrorReply, parseMessagesRequest, parseResponsesRequest } from './text-apis.js';
+import { EmbeddingsGeneration, embeddingVector, parseEmbeddingsRequest } from './embeddings.js';
 import { Rng } from '../engine/rng.js';
 import {
-  DEFAULT_COMPLETION_MAX_TOKENS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_COMPLETION_MAX_TOKENS, DEFAULT_EMBEDDING_DIM, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_TIMEOUT_KEEP_ALIVE_S, FAILURE_TYPES,
 } from './options.js';
 import type { FailureType, HttpOptions } from './options.js';
@@ -52,7 +55,7 @@ const MAX_REQUEST_ID_LENGTH = 256;
 const REQUEST_ID_RE = /^[\x21-\x7e]+$/;
 const JSON_HEADERS = { 'content-type': 'application/json' } as const;
 
-type RouteName = 'completions' | 'chat' | 'models' | 'health' | 'ready' | 'metrics' | 'tokenize';
+type RouteName = 'completions' | 'chat' | 'responses' | 'messages' | 'embeddings' | 'models' | 'health' | 'ready' | 'metrics' | 'tokenize' | 'detokenize';
 const ROUTES: ReadonlyMap<string, { readonly name: RouteName; readonly method: 'GET' | 'POST' }> = new Map([
   ['/v1/completions', { name: 'completions', method: 'POST' }],
   ['/v1/chat/completions', { name: 'chat', method: 'POST' }],
@@ -60,7 +63,11 @@ const ROUTES: ReadonlyMap<string, { readonly name: RouteName; readonly method: '
   ['/health', { name: 'health', method: 'GET' }],
   ['/health/ready', { name: 'ready', method: 'GET' }],
   ['/metrics', { name: 'metrics', method: 'GET' }],
+  ['/v1/responses', { name: 'responses', method: 'POST' }],
+  ['/v1/messages', { name: 'messages', method: 'POST' }],
+  ['/v1/embeddings', { name: 'embeddings', method: 'POST' }],
   ['/tokenize', { name: 'tokenize', method: 'POST' }],
+  ['/detokenize', { name: 'detokenize', method: 'POST' }],
 ] as const);
 
 interface ResolvedOptions {
@@ -78,6 +85,7 @@ interface ResolvedOptions {
   readonly extraRoutes: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
   readonly errorFormat: ErrorFormat;
   readonly eosProbability: number;
+  readonly embeddingDim: number;
   readonly keepAliveTimeoutMs: number;
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
@@ -108,6 +116,8 @@ function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
   if (failureRate > 0 && failureTypes.length === 0) throw new InvalidConfigError('failureTypes', 'must name at least one type when failureRate > 0');
   const eosProbability = o.eosProbability ?? 0;
   if (!(eosProbability >= 0 && eosProbability <= 1)) throw new InvalidConfigError('eosProbability', `must be a probability in [0, 1], got ${eosProbability}`);
+  const embeddingDim = o.embeddingDim ?? DEFAULT_EMBEDDING_DIM;
+  if (!Number.isSafeInteger(embeddingDim) || embeddingDim < 1 || embeddingDim > 65536) throw new InvalidConfigError('embeddingDim', `must be an integer in [1, 65536], got ${embeddingDim}`);
   const errorFormat = o.errorFormat ?? 'vllm';
   if (errorFormat !== 'vllm' && errorFormat !== 'openai') throw new InvalidConfigError('errorFormat', `must be vllm or openai, got ${String(errorFormat)}`);
   const keepAliveTimeoutMs = positiveMs(o.timeoutKeepAliveS === undefined ? undefined : o.timeoutKeepAliveS * 1000, DEFAULT_TIMEOUT_KEEP_ALIVE_S * 1000, 'timeoutKeepAliveS');
@@ -133,6 +143,7 @@ function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
     extraRoutes: o.extraRoutes,
     errorFormat,
     eosProbability,
+    embeddingDim,
     keepAliveTimeoutMs,
     headersTimeoutMs,
     requestTimeoutMs,
@@ -144,6 +155,12 @@ function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
 
 function sendJson(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, JSON_HEADERS).end(body);
+}
+
+function anthropicStatusBody(err: unknown): [number, string] {
+  if (!(err instanceof MockfleetError)) console.error('mockfleet http: request failed:', err);
+  const { status, body } = anthropicErrorReply(err);
+  return [status, body];
 }
 
 /** Answers with the error body (vLLM or OpenAI format) and status of `err` (routes outside this module use it too). */
@@ -323,8 +340,23 @@ class Frontend {
       case 'chat':
         this.generate(route.name === 'chat' ? 'chat' : 'completion', requestId, req, res).catch((err: unknown) => this.fail(res, err));
         return;
+      case 'responses':
+        this.textApi('responses', requestId, req, res).catch((err: unknown) => this.fail(res, err));
+        return;
+      case 'messages':
+        this.textApi('messages', requestId, req, res).catch((err: unknown) => {
+          if (res.headersSent) res.destroy();
+          else sendJson(res, ...anthropicStatusBody(err));
+        });
+        return;
+      case 'embeddings':
+        this.embeddings(requestId, req, res).catch((err: unknown) => this.fail(res, err));
+        return;
       case 'tokenize':
         this.tokenize(req, res).catch((err: unknown) => this.fail(res, err));
+        return;
+      case 'detokenize':
+        this.detokenize(req, res).catch((err: unknown) => this.fail(res, err));
         return;
       case 'models':
         this.authorize(req);
@@ -349,7 +381,8 @@ class Frontend {
   /** vLLM's --api-key guards /v1/* only; /health, /metrics and /tokenize stay open. */
   private authorize(req: IncomingMessage): void {
     if (this.o.apiKey === null) return;
-    if (headerString(req, 'authorization') !== `Bearer ${this.o.apiKey}`) throw invalidApiKey();
+    // Anthropic clients send x-api-key instead of a bearer token.
+    if (headerString(req, 'authorization') !== `Bearer ${this.o.apiKey}` && headerString(req, 'x-api-key') !== this.o.apiKey) throw invalidApiKey();
   }
 
   private resolveModel(model: string | null): string {
@@ -392,28 +425,15 @@ class Frontend {
     const model = this.resolveModel(parsed.model);
     const pinnedRank = this.pinnedRank(req);
     const promptParam = kind === 'chat' ? 'messages' : 'prompt';
-    const L = this.o.maxModelLen;
-    const capacity = this.backend.numGpuBlocks * this.backend.blockSize;
     const prompts: Uint32Array[] = [];
     const maxTokensByPrompt: number[] = [];
     for (const p of parsed.prompts) {
       const promptTokens = p.ids ?? this.o.tokenizer.encode(p.text as string);
-      const n = promptTokens.length;
-      if (n === 0) throw badRequest(`${promptParam} has no tokens`, promptParam);
-      if (n >= L) {
-        throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, your request has ${n} input tokens, leaving no room for output. Please reduce the length of the input.`, promptParam);
-      }
       // Omitted: completions 16 (vLLM's CompletionRequest default), chat and an explicit null up to the context limit.
-      const maxTokens = parsed.maxTokens ?? (kind === 'chat' || parsed.maxTokensExplicitNull ? L - n : Math.min(DEFAULT_COMPLETION_MAX_TOKENS, L - n));
-      if (n + maxTokens > L) {
-        const param = kind === 'chat' && body['max_completion_tokens'] !== undefined ? 'max_completion_tokens' : 'max_tokens';
-        throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, you requested ${n + maxTokens} tokens (${n} in the ${promptParam}, ${maxTokens} in the completion). Please reduce the length of the ${promptParam} or completion.`, param);
-      }
-      if (n + maxTokens > capacity) {
-        throw contextLengthExceeded(`This request needs ${n + maxTokens} tokens of KV cache (${n} prompt + ${maxTokens} completion) but a rank holds at most ${capacity} (${this.backend.numGpuBlocks} blocks of ${this.backend.blockSize}); it can never be scheduled.`, promptParam);
-      }
+      const toLimit = kind === 'chat' || parsed.maxTokensExplicitNull;
+      const maxParam = kind === 'chat' && body['max_completion_tokens'] !== undefined ? 'max_completion_tokens' : 'max_tokens';
+      maxTokensByPrompt.push(this.checkPrompt(promptTokens, parsed.maxTokens, toLimit ? null : DEFAULT_COMPLETION_MAX_TOKENS, promptParam, maxParam));
       prompts.push(promptTokens);
-      maxTokensByPrompt.push(maxTokens);
     }
     const injected = this.failures.draw();
     if (injected !== null) throw injectedFailure(injected, model);
@@ -431,7 +451,7 @@ class Frontend {
     for (let p = 0; p < prompts.length; p++) {
       for (let i = 0; i < sp.n; i++) {
         // vLLM's parallel sampling seeds child i with seed + i; unseeded choices get a fresh seed.
-        const seed = sp.seed === null ? this.seeds.nextI32() : (sp.seed + i) | 0;
+        const seed = sp.seed === null ? this.nextSeed(null) : (sp.seed + i) | 0;
         const plan = planChoice(this.vocabulary, this.o.tokenizer, sp, seed, maxTokensByPrompt[p] as number, this.o.eosProbability);
         specs.push({ index: p * sp.n + i, promptIndex: p, plan });
       }
@@ -468,6 +488,105 @@ class Frontend {
       throw err;
     }
     group.start();
+  }
+
+  /**
+   * Checks one prompt against max-model-len and a rank's KV capacity; returns the tokens to
+   * generate: `requested`, or when null `fallback` (null: up to the context limit).
+   */
+  private checkPrompt(promptTokens: Uint32Array, requested: number | null, fallback: number | null, promptParam: string, maxParam: string): number {
+    const n = promptTokens.length;
+    const L = this.o.maxModelLen;
+    if (n === 0) throw badRequest(`${promptParam} has no tokens`, promptParam);
+    if (n >= L) {
+      throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, your request has ${n} input tokens, leaving no room for output. Please reduce the length of the input.`, promptParam);
+    }
+    const maxTokens = requested ?? (fallback === null ? L - n : Math.min(fallback, L - n));
+    if (n + maxTokens > L) {
+      throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, you requested ${n + maxTokens} tokens (${n} in the ${promptParam}, ${maxTokens} in the completion). Please reduce the length of the ${promptParam} or completion.`, maxParam);
+    }
+    const capacity = this.backend.numGpuBlocks * this.backend.blockSize;
+    if (n + maxTokens > capacity) {
+      throw contextLengthExceeded(`This request needs ${n + maxTokens} tokens of KV cache (${n} prompt + ${maxTokens} completion) but a rank holds at most ${capacity} (${this.backend.numGpuBlocks} blocks of ${this.backend.blockSize}); it can never be scheduled.`, promptParam);
+    }
+    return maxTokens;
+  }
+
+  private nextSeed(seed: number | null): number {
+    return seed ?? this.seeds.nextI32();
+  }
+
+  /** /v1/responses and /v1/messages: one chat-templated prompt, one text output. */
+  private async textApi(api: 'responses' | 'messages', requestId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.authorize(req);
+    const body = parseJsonObject(await readBody(req, res, this.o.maxBodyBytes));
+    const forced = this.forcedError(req, this.o.servedModelNames[0] as string);
+    if (forced !== null) throw forced;
+    const parsed = api === 'responses' ? parseResponsesRequest(body) : parseMessagesRequest(body);
+    const model = this.resolveModel(parsed.model);
+    const pinnedRank = this.pinnedRank(req);
+    const promptTokens = this.o.tokenizer.encode(parsed.promptText);
+    const maxParam = api === 'responses' ? 'max_output_tokens' : 'max_tokens';
+    const maxTokens = this.checkPrompt(promptTokens, parsed.maxTokens, null, api === 'responses' ? 'input' : 'messages', maxParam);
+    const injected = this.failures.draw();
+    if (injected !== null) throw injectedFailure(injected, model);
+    const sampling: SamplingParams = {
+      n: 1, seed: null, stop: parsed.stop, stopTokenIds: [], includeStopStrInOutput: false, minTokens: 0, ignoreEos: false, logprobs: null, echo: false,
+    };
+    const plan = planChoice(this.vocabulary, this.o.tokenizer, sampling, this.nextSeed(null), maxTokens, this.o.eosProbability);
+    const instructions = typeof body['instructions'] === 'string' ? body['instructions'] : null;
+    const dialect = api === 'responses'
+      ? new ResponsesDialect(requestId, model, parsed.maxTokens, instructions, this.o.errorFormat)
+      : new AnthropicDialect(requestId, model, promptTokens.length);
+    const gen = new TextApiGeneration(res, dialect, plan, this.o.tokenizer, parsed.stream, this.scheduler);
+    const handle = this.backend.submit({ requestId, promptTokens, maxTokens: plan.numTokens, pinnedRank, workerIndex: this.o.workerIndex, seed: plan.seed }, gen);
+    gen.start();
+    gen.attach(handle);
+  }
+
+  private async embeddings(requestId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.authorize(req);
+    const body = parseJsonObject(await readBody(req, res, this.o.maxBodyBytes));
+    const forced = this.forcedError(req, this.o.servedModelNames[0] as string);
+    if (forced !== null) throw forced;
+    const parsed = parseEmbeddingsRequest(body);
+    const model = this.resolveModel(parsed.model);
+    const dim = parsed.dimensions ?? this.o.embeddingDim;
+    if (dim > this.o.embeddingDim) throw badRequest(`dimensions must be at most the model's ${this.o.embeddingDim}, got ${dim}`, 'dimensions');
+    const pinnedRank = this.pinnedRank(req);
+    const prompts = parsed.inputs.map((p) => p.ids ?? this.o.tokenizer.encode(p.text as string));
+    for (const p of prompts) this.checkPrompt(p, 1, null, 'input', 'input');
+    const injected = this.failures.draw();
+    if (injected !== null) throw injectedFailure(injected, model);
+    const gen = new EmbeddingsGeneration(res, prompts.map((p) => embeddingVector(p, dim)), parsed.base64, model, this.o.errorFormat);
+    try {
+      for (let i = 0; i < prompts.length; i++) {
+        const id = prompts.length === 1 ? requestId : `${requestId}-${i}`;
+        gen.attach(i, this.backend.submit({ requestId: id, promptTokens: prompts[i] as Uint32Array, maxTokens: 1, pinnedRank, workerIndex: this.o.workerIndex, seed: this.nextSeed(null) }, gen.callbacks(i)));
+      }
+    } catch (err) {
+      gen.cancel();
+      throw err;
+    }
+  }
+
+  /** vLLM's /detokenize: {tokens} -> {prompt}. */
+  private async detokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = parseJsonObject(await readBody(req, res, this.o.maxBodyBytes));
+    const m = body['model'];
+    if (m !== undefined && m !== null) {
+      if (typeof m !== 'string') throw badRequest('model must be a string', 'model');
+      this.resolveModel(m);
+    }
+    const tokens = body['tokens'];
+    if (!Array.isArray(tokens)) throw badRequest('tokens must be an array of token ids', 'tokens');
+    const ids = new Uint32Array(tokens.length);
+    for (let i = 0; i < tokens.length; i++) {
+      const t: unknown = tokens[i];
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffffffff) throw badRequest(`tokens[${i}] must be a token id`, 'tokens');
+      ids[i] = t;
+    }
+    sendJson(res, 200, JSON.stringify({ prompt: this.o.tokenizer.decode(ids) }));
   }
 
   private async tokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
