@@ -94,17 +94,6 @@ test('http messages - the Anthropic SDK: system prompt, usage, stop_reason max_t
   assert.equal(stopped.usage.output_tokens, 1, 'the engine request ended at the first token');
   assert.ok(stopped.content[0]?.type === 'text' && stopped.content[0].text === '');
 });
-  assert.ok(long.content[0]?.type === 'text');
-  // Unseeded: the stop must come from this answer's own words, so ask for any of them.
-  const stops = long.content[0].text.split(' ').filter((w) => w.length > 0).map((w) => ` ${w}`);
-  const stopped = await anthropic.messages.create({ model: 'm', max_tokens: 40, messages: [{ role: 'user', content: 'Go' }], stop_sequences: stops.slice(0, 4) });
-  if (stopped.stop_reason === 'stop_sequence') {
-    assert.ok(stops.includes(stopped.stop_sequence as string));
-    assert.ok(stopped.usage.output_tokens < 40 || stopped.content[0]?.type === 'text');
-  } else {
-    assert.equal(stopped.stop_reason, 'max_tokens');
-  }
-});
 
 test('http messages - Anthropic streaming events and the Anthropic error shape', async () => {
   const stream = anthropic.messages.stream({ model: 'm', max_tokens: 6, messages: [{ role: 'user', content: 'Stream please' }] });
