@@ -22,6 +22,9 @@ import {
   FaultKind,
   INBOX_ADD_HEADER,
   INBOX_FLAG_SEEDED,
+  INBOX_FLAG_STOP,
+  INBOX_N_MAX,
+  INBOX_N_SHIFT,
   INBOX_ABORT_BYTES,
   InboxKind,
   OUTPUT_HEADER,
@@ -453,7 +456,8 @@ export class Coordinator implements Backend {
     v.setUint32(12, n, true);
     v.setFloat64(16, performance.timeOrigin + performance.now(), true);
     v.setInt32(24, req.seed === undefined ? 0 : req.seed | 0, true);
-    v.setUint32(28, req.seed === undefined ? 0 : INBOX_FLAG_SEEDED, true);
+    const paramsN = Math.min(INBOX_N_MAX, Math.max(0, req.paramsN ?? 1));
+    v.setUint32(28, (req.seed === undefined ? 0 : INBOX_FLAG_SEEDED) | (req.stopAtEnd === true ? INBOX_FLAG_STOP : 0) | (paramsN << INBOX_N_SHIFT), true);
     new Uint32Array(this.inboxScratch.buffer, INBOX_ADD_HEADER, n).set(req.promptTokens);
     if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_ADD_HEADER + 4 * n)) {
       throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
@@ -622,8 +626,8 @@ export class Coordinator implements Backend {
     this.wake(slot);
   }
 
-  metrics(workerIndex?: number): Promise<string> {
-    return this.fleetMetrics.render(workerIndex);
+  metrics(workerIndex?: number, openMetrics?: boolean): Promise<string> {
+    return this.fleetMetrics.render(workerIndex, openMetrics === true);
   }
 
   /** Requests in flight (submitted, not finished). */

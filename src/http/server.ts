@@ -54,6 +54,7 @@ const DEFAULT_CLOSE_GRACE_MS = 10_000;
 const MAX_REQUEST_ID_LENGTH = 256;
 const REQUEST_ID_RE = /^[\x21-\x7e]+$/;
 const JSON_HEADERS = { 'content-type': 'application/json' } as const;
+const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
 type RouteName = 'completions' | 'chat' | 'responses' | 'messages' | 'embeddings' | 'models' | 'health' | 'ready' | 'metrics' | 'tokenize' | 'detokenize';
 const ROUTES: ReadonlyMap<string, { readonly name: RouteName; readonly method: 'GET' | 'POST' }> = new Map([
@@ -370,8 +371,10 @@ class Frontend {
         else sendJson(res, 503, this.notReadyBody);
         return;
       case 'metrics':
-        this.backend.metrics(this.o.workerIndex).then(
-          (text) => res.writeHead(200, { 'content-type': this.backend.metricsContentType }).end(text),
+        // Like prometheus_client behind vLLM: OpenMetrics when the scraper's Accept asks for it.
+        const openMetrics = /application\/openmetrics-text/i.test(headerString(req, 'accept') ?? '');
+        this.backend.metrics(this.o.workerIndex, openMetrics).then(
+          (text) => res.writeHead(200, { 'content-type': openMetrics ? OPENMETRICS_CONTENT_TYPE : this.backend.metricsContentType }).end(text),
           (err: unknown) => this.fail(res, err),
         );
         return;
@@ -460,7 +463,9 @@ class Frontend {
     if (parsed.stream && specs.length === 1 && sp.stop.length === 0 && sp.logprobs === null && !sp.echo) {
       const plan = (specs[0] as ChoiceSpec).plan;
       const gen = new StreamingGeneration(res, meta, plan, this.texts, this.scheduler);
-      const handle = this.backend.submit({ requestId, promptTokens: prompts[0] as Uint32Array, maxTokens: plan.numTokens, pinnedRank, workerIndex, seed: plan.seed }, gen);
+      const handle = this.backend.submit({
+        requestId, promptTokens: prompts[0] as Uint32Array, maxTokens: plan.numTokens, pinnedRank, workerIndex, seed: plan.seed, stopAtEnd: plan.finishReason === 'stop',
+      }, gen);
       gen.start();
       gen.attach(handle);
       return;
@@ -479,6 +484,7 @@ class Frontend {
         const childId = specs.length === 1 ? requestId : `${requestId}-${spec.index}`;
         const handle = this.backend.submit({
           requestId: childId, promptTokens: prompts[spec.promptIndex] as Uint32Array, maxTokens: spec.plan.numTokens, pinnedRank: rank, workerIndex, seed: spec.plan.seed,
+          stopAtEnd: spec.plan.finishReason === 'stop', paramsN: spec.index % sp.n === 0 ? sp.n : 0,
         }, group.callbacks(c));
         rank = handle.rank;
         group.attach(c, handle);
@@ -539,7 +545,9 @@ class Frontend {
       ? new ResponsesDialect(requestId, model, parsed.maxTokens, instructions, this.o.errorFormat)
       : new AnthropicDialect(requestId, model, promptTokens.length);
     const gen = new TextApiGeneration(res, dialect, plan, this.o.tokenizer, parsed.stream, this.scheduler);
-    const handle = this.backend.submit({ requestId, promptTokens, maxTokens: plan.numTokens, pinnedRank, workerIndex: this.o.workerIndex, seed: plan.seed }, gen);
+    const handle = this.backend.submit({
+      requestId, promptTokens, maxTokens: plan.numTokens, pinnedRank, workerIndex: this.o.workerIndex, seed: plan.seed, stopAtEnd: plan.finishReason === 'stop',
+    }, gen);
     gen.start();
     gen.attach(handle);
   }
