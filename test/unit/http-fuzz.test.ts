@@ -259,3 +259,52 @@ test('http fuzz - malformed headers and broken framing get 4xx error JSON or a c
     await server.close();
   }
 });
+
+const WRONG: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -1e308, 2 ** 53 + 2, '', 'x', 'x'.repeat(5000), [], [null], [1, 'a'], {}, { a: 1 }, [[]], [{}]];
+
+/** Per endpoint: a valid body and the fields to break. */
+const ENDPOINTS: Record<string, { base: Record<string, unknown>; fields: string[] }> = {
+  '/v1/completions': { base: { prompt: 'hi', max_tokens: 2 }, fields: ['prompt', 'max_tokens', 'n', 'seed', 'stop', 'stop_token_ids', 'min_tokens', 'logprobs', 'echo', 'suffix', 'ignore_eos', 'include_stop_str_in_output', 'temperature', 'top_p', 'top_k', 'stream_options'] },
+  '/v1/chat/completions': { base: { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }, fields: ['messages', 'max_completion_tokens', 'n', 'seed', 'stop', 'logprobs', 'top_logprobs', 'min_tokens', 'stream'] },
+  '/v1/responses': { base: { input: 'hi', max_output_tokens: 2 }, fields: ['input', 'instructions', 'max_output_tokens', 'stream', 'temperature', 'top_p', 'model', 'previous_response_id'] },
+  '/v1/messages': { base: { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }, fields: ['messages', 'max_tokens', 'system', 'stop_sequences', 'stream', 'temperature', 'top_p', 'top_k', 'model'] },
+  '/v1/embeddings': { base: { input: 'hi' }, fields: ['input', 'encoding_format', 'dimensions', 'model'] },
+  '/detokenize': { base: { tokens: [1, 2] }, fields: ['tokens', 'model'] },
+};
+
+test('http fuzz - new fields and endpoints: wrong types and extreme values answer 4xx in the chosen format, never 500', { timeout: 120_000 }, async () => {
+  const { server, url, backend } = await startFakeServer({}, { maxBodyBytes: 1 << 20, embeddingDim: 16 });
+  const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+  let rejected = 0;
+  try {
+    for (const [path, { base, fields }] of Object.entries(ENDPOINTS)) {
+      const pending: Promise<void>[] = [];
+      for (const field of fields) {
+        for (const value of WRONG) {
+          const body = JSON.stringify({ ...base, [field]: value });
+          pending.push(post(url, agent, path, body).then((res) => {
+            const context = `${path} ${field}=${JSON.stringify(value)?.slice(0, 40)}`;
+            assert.ok(res.status < 500, `${context}: got ${res.status} ${res.body.slice(0, 200)}`);
+            if (res.status < 400) return;
+            rejected++;
+            const parsed = JSON.parse(res.body) as { type?: string; error: Record<string, unknown> };
+            if (path === '/v1/messages') {
+              assert.equal(parsed.type, 'error', context);
+              assert.equal(typeof parsed.error['type'], 'string', context);
+              assert.equal(typeof parsed.error['message'], 'string', context);
+            } else {
+              assert.equal(parsed.error['code'], res.status, `${context}: vLLM's integer code`);
+              assert.equal(typeof parsed.error['type'], 'string', context);
+            }
+          }));
+        }
+      }
+      await Promise.all(pending);
+    }
+    assert.ok(rejected > 400, `${rejected} bodies rejected`);
+    await backend.whenIdle();
+  } finally {
+    agent.destroy();
+    await server.close();
+  }
+});
