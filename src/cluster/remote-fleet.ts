@@ -31,6 +31,7 @@ import {
   LoadFlag,
   OutputKind,
   RequestKind,
+  SubmitFlag,
   WordReader,
   WordWriter,
   fleetFrontendServiceName,
@@ -43,6 +44,7 @@ import { FLEET_PROTOCOL_VERSION } from './remote-worker.js';
 import type { WorkerMetadata } from './remote-worker.js';
 
 const gunzipAsync = promisify(gunzip);
+const OPENMETRICS_REQUEST = new TextEncoder().encode('openmetrics');
 /** Discovery/liveness: PING the fleet's service every POLL_MS, collecting answers for PING_WAIT_MS. */
 const POLL_MS = 250;
 const PING_WAIT_MS = 200;
@@ -408,7 +410,7 @@ export class FleetBackend implements Backend {
     }
     const w = slot.worker as RemoteWorker;
     const limit = maxBatchBytes(this.nc);
-    if (20 + 4 * n > limit) {
+    if (32 + 4 * n > limit) {
       throw new InvalidRequestError(`a prompt of ${n} tokens does not fit one NATS message of the fleet's request plane (${limit} bytes; raise the server's max_payload)`, 'prompt', 413);
     }
     const id = this.nextId;
@@ -416,7 +418,8 @@ export class FleetBackend implements Backend {
     const b = w.requests;
     b.u32x2(RequestKind.submit, id);
     b.u32x2(slot.localRank, req.maxTokens);
-    b.u32(n);
+    b.u32x2((req.seed === undefined ? 0 : SubmitFlag.seeded) | (req.stopAtEnd === true ? SubmitFlag.stopAtEnd : 0), req.seed ?? 0);
+    b.u32x2(req.paramsN ?? 1, n);
     b.array(req.promptTokens, 0, n);
     if (b.length * 4 >= limit) this.publishRequests(w);
     else this.queueRequests(w);
@@ -703,19 +706,20 @@ export class FleetBackend implements Backend {
 
   // ------------------------------------------------------------------ metrics, fleet view, shutdown
 
-  async metrics(workerIndex?: number): Promise<string> {
+  async metrics(workerIndex?: number, openMetrics = false): Promise<string> {
     if (workerIndex !== undefined) throw new InvalidRequestError('per-worker metrics are not served by a fleet frontend');
+    const ask = openMetrics ? OPENMETRICS_REQUEST : Empty;
     const workers = [...this.workers.values()];
     const remote = await Promise.all(workers.map(async (w): Promise<string | null> => {
       try {
-        const m = await this.nc.request(fleetSubjects.metrics(this.opts.fleet, w.id), Empty, { timeout: METRICS_TIMEOUT_MS });
+        const m = await this.nc.request(fleetSubjects.metrics(this.opts.fleet, w.id), ask, { timeout: METRICS_TIMEOUT_MS });
         return (await gunzipAsync(m.data)).toString('utf8');
       } catch {
         return null;
       }
     }));
     const parts: ExpositionPart[] = [];
-    if (this.opts.local !== null) parts.push({ text: await this.opts.local.metrics(), fleetWorker: null });
+    if (this.opts.local !== null) parts.push({ text: await this.opts.local.metrics(undefined, openMetrics), fleetWorker: null });
     const esc = (s: string): string => s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
     let own = '# HELP mockfleet_fleet_workers Remote workers this frontend routes to.\n# TYPE mockfleet_fleet_workers gauge\n';
     own += `mockfleet_fleet_workers{model_name="${esc(this.modelName)}",fleet="${esc(this.opts.fleet)}"} ${workers.length}\n`;
@@ -730,7 +734,7 @@ export class FleetBackend implements Backend {
       const text = remote[i];
       if (text !== null && text !== undefined) parts.push({ text, fleetWorker: w.id });
     });
-    return mergeExpositions(parts);
+    return mergeExpositions(parts, openMetrics);
   }
 
   /** GET /fleet: who is in the fleet as this frontend sees it. */

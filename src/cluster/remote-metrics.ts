@@ -14,6 +14,7 @@ export interface ExpositionPart {
 interface Family {
   help: string | null;
   type: string | null;
+  unit: string | null;
   samples: string[];
 }
 
@@ -28,12 +29,13 @@ function labelled(line: string, instance: string): string {
   return `${line.slice(0, space)}{fleet_worker="${instance}"}${line.slice(space)}`;
 }
 
-export function mergeExpositions(parts: readonly ExpositionPart[]): string {
+/** Merge; with `openMetrics` the parts are OpenMetrics 1.0 and the result ends with one `# EOF`. */
+export function mergeExpositions(parts: readonly ExpositionPart[], openMetrics = false): string {
   const families = new Map<string, Family>();
   const family = (name: string): Family => {
     let f = families.get(name);
     if (f === undefined) {
-      f = { help: null, type: null, samples: [] };
+      f = { help: null, type: null, unit: null, samples: [] };
       families.set(name, f);
     }
     return f;
@@ -42,13 +44,14 @@ export function mergeExpositions(parts: readonly ExpositionPart[]): string {
     let current: Family | null = null;
     for (const line of part.text.split('\n')) {
       if (line === '') continue;
-      if (line.startsWith('# HELP ') || line.startsWith('# TYPE ')) {
+      if (line.startsWith('# HELP ') || line.startsWith('# TYPE ') || line.startsWith('# UNIT ')) {
         const rest = line.slice(7);
         const sp = rest.indexOf(' ');
         const name = sp < 0 ? rest : rest.slice(0, sp);
         current = family(name);
         if (line[2] === 'H') current.help ??= line;
-        else current.type ??= line;
+        else if (line[2] === 'T') current.type ??= line;
+        else current.unit ??= line;
         continue;
       }
       if (line.startsWith('#')) continue;
@@ -63,7 +66,8 @@ export function mergeExpositions(parts: readonly ExpositionPart[]): string {
   for (const f of families.values()) {
     if (f.help !== null) out += `${f.help}\n`;
     if (f.type !== null) out += `${f.type}\n`;
+    if (f.unit !== null) out += `${f.unit}\n`;
     for (const s of f.samples) out += `${s}\n`;
   }
-  return out;
+  return openMetrics ? `${out}# EOF\n` : out;
 }

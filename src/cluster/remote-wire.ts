@@ -7,7 +7,8 @@
  *
  *   frontend -> worker  `mockfleet.{fleet}.worker.{instance}.requests` (reply-to = the frontend's
  *                        output subject for that worker), records batched per event-loop turn:
- *     SUBMIT [1, id, localRank, maxTokens, n, token × n]      ABORT [2, id]
+ *     SUBMIT [1, id, localRank, maxTokens, flags (1 seeded, 2 stop at end), seed (int32), paramsN,
+ *             n, token × n]      ABORT [2, id]
  *   worker -> frontend  `mockfleet.{fleet}.frontend.{frontend}.out.{instance}`, one message per
  *                        drain turn of the worker (every pass of every rank since the last one):
  *     [epoch] then TOKENS [1, id, count, token × count]
@@ -18,8 +19,9 @@
  *     [epoch, flags, firstRank, numRanks, floatsPerRank, 0] then numRanks × floatsPerRank f64
  *     (the ranks' shared counters: router load, dashboard), split into several messages for big
  *     workers so none exceeds NATS's default 1 MiB payload.
- *   frontend -> worker  `mockfleet.{fleet}.worker.{instance}.metrics` request; reply = the
- *                        worker's gzipped Prometheus text (fleet view, worker_id labels).
+ *   frontend -> worker  `mockfleet.{fleet}.worker.{instance}.metrics` request (body "openmetrics"
+ *                        for OpenMetrics 1.0); reply = the worker's gzipped exposition (fleet view,
+ *                        worker_id labels).
  *
  * `epoch` starts at 1 and grows each time the worker loses its NATS connection: messages to it
  * may have been lost, so a frontend fails the requests it sent under an older epoch.
@@ -27,6 +29,7 @@
 import { InvalidConfigError } from '../util/errors.js';
 
 export const RequestKind = { submit: 1, abort: 2 } as const;
+export const SubmitFlag = { seeded: 1, stopAtEnd: 2 } as const;
 export const OutputKind = { tokens: 1, finish: 2, tokenPairs: 3 } as const;
 export const FinishCode = { length: 0, abort: 1, error: 2 } as const;
 export const LoadFlag = { draining: 1, gone: 2 } as const;

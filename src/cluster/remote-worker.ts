@@ -13,7 +13,7 @@ import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { Svcm } from '@nats-io/services';
 import type { Service } from '@nats-io/services';
 import type { Coordinator } from './coordinator.js';
-import type { GenerateCallbacks, GenerateFinish, GenerateHandle } from './backend.js';
+import type { GenerateCallbacks, GenerateFinish, GenerateHandle, GenerateRequest } from './backend.js';
 import {
   FinishCode,
   OutputKind,
@@ -23,6 +23,7 @@ import {
   LOAD_INTERVAL_MS,
   LoadFlag,
   RequestKind,
+  SubmitFlag,
   WordReader,
   WordWriter,
   fleetFrontendServiceName,
@@ -205,7 +206,8 @@ export class FleetWorker {
       subject: fleetSubjects.metrics(fleet, this.instanceId),
       handler: (err, msg) => {
         if (err !== null) return;
-        this.opts.coordinator.metrics().then(
+        const openMetrics = msg.data.length > 0 && new TextDecoder().decode(msg.data) === 'openmetrics';
+        this.opts.coordinator.metrics(undefined, openMetrics).then(
           (text) => gzipAsync(text),
           (e: unknown) => {
             throw e;
@@ -301,10 +303,20 @@ export class FleetWorker {
     while (o < r.length) {
       const kind = w[o] as number;
       if (kind === RequestKind.submit) {
-        const id = w[o + 1] as number, rank = w[o + 2] as number, maxTokens = w[o + 3] as number, n = w[o + 4] as number;
+        const id = w[o + 1] as number, rank = w[o + 2] as number, maxTokens = w[o + 3] as number, flags = w[o + 4] as number;
+        const seed = (flags & SubmitFlag.seeded) !== 0 ? (w[o + 5] as number) | 0 : undefined;
+        const paramsN = w[o + 6] as number, n = w[o + 7] as number;
         // The coordinator copies the prompt into the rank's inbox, so a view is enough.
-        this.submit(link, id, rank, maxTokens, w.subarray(o + 5, o + 5 + n));
-        o += 5 + n;
+        this.submit(link, id, {
+          requestId: `fleet-${id}`,
+          promptTokens: w.subarray(o + 8, o + 8 + n),
+          maxTokens,
+          pinnedRank: rank,
+          seed,
+          paramsN,
+          stopAtEnd: (flags & SubmitFlag.stopAtEnd) !== 0,
+        });
+        o += 8 + n;
       } else if (kind === RequestKind.abort) {
         link.requests.get(w[o + 1] as number)?.handle?.abort();
         o += 2;
@@ -315,7 +327,8 @@ export class FleetWorker {
     }
   }
 
-  private submit(link: FrontendLink, id: number, rank: number, maxTokens: number, prompt: Uint32Array): void {
+  private submit(link: FrontendLink, id: number, gen: GenerateRequest): void {
+    const prompt = gen.promptTokens;
     const req = new RemoteRequest(this, link, id);
     if (this.draining || this.closed) {
       this.writeError(link, id, prompt.length, new MockfleetError('MOCKFLEET_ERR_SHUTTING_DOWN', `worker ${this.instanceId} is shutting down`, { status: 503, type: 'server_error' }));
@@ -323,7 +336,7 @@ export class FleetWorker {
     }
     link.requests.set(id, req);
     try {
-      req.handle = this.opts.coordinator.submit({ requestId: `fleet-${id}`, promptTokens: prompt, maxTokens, pinnedRank: rank }, req);
+      req.handle = this.opts.coordinator.submit(gen, req);
     } catch (err) {
       link.requests.delete(id);
       const e = err instanceof MockfleetError ? err : new MockfleetError('MOCKFLEET_ERR_INTERNAL', err instanceof Error ? err.message : String(err));

@@ -149,6 +149,23 @@ test('a fleet over a 3-node NATS cluster: streaming, kv routing, metrics, worker
     const r = spawnSync('promtool', ['check', 'metrics'], { input: m, encoding: 'utf8' });
     const problems = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.trim() !== '' && !/^vllm:\S+ metric names should not contain ':'$/.test(l) && !/^vllm:iteration_tokens_total non-counter/.test(l));
     assert.deepEqual(problems, []);
+    // OpenMetrics when the scraper asks for it: remote series included, one # EOF at the end.
+    const om = await (await fetch(`${url}/metrics`, { headers: { accept: 'application/openmetrics-text; version=1.0.0' } })).text();
+    assert.ok(om.endsWith('# EOF\n') && om.indexOf('# EOF') === om.length - 6, 'one # EOF, last');
+    for (const w of [wA, wB]) assert.ok(om.includes(`worker_id="${(w.ready['worker_ids'] as string[])[0] as string}"`));
+    // A seeded request generates the same tokens on either worker (the seed travels with it).
+    const v = await fleetView(url);
+    // (different local ranks, so their unseeded draws would differ)
+    const seeded = await Promise.all([slotsOf(v, instA)[0], slotsOf(v, instB)[1]].map(async (slot) => {
+      const r = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-mockfleet-rank': String(slot) },
+        body: JSON.stringify({ model: MODEL, prompt: 'same seed', max_tokens: 8, seed: 1234 }),
+      });
+      assert.equal(r.status, 200);
+      return ((await r.json()) as { choices: Array<{ text: string }> }).choices[0]?.text;
+    }));
+    assert.equal(seeded[0], seeded[1]);
     // The dashboard sees the remote ranks too.
     const snap = (await (await fetch(`${url}/dashboard/snapshot`)).json()) as { numRanks: number; workers: Array<{ id: string }> };
     assert.equal(snap.numRanks, 16);

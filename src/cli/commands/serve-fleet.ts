@@ -74,7 +74,7 @@ export async function startFleetServe(argv: FleetArgs, log: (line: string) => vo
   // The fleet router decides; local ranks publish their KV events to NATS like remote ones.
   const local = numLocalWorkers === 0
     ? null
-    : await Coordinator.start({ ...clusterConfigFromServe(cfg, modelName, profile), router: 'round_robin', workerIds: fleetWorkerIds(cfg.numWorkers, undefined) });
+    : await Coordinator.start({ ...clusterConfigFromServe(cfg, modelName, profile, httpBase.tokenizer?.generationVocabulary()), router: 'round_robin', workerIds: fleetWorkerIds(cfg.numWorkers, undefined) });
   let fleet: FleetBackend;
   try {
     if (cfg.frontendCpus !== null) pinCurrentThread(cfg.frontendCpus);

@@ -60,7 +60,12 @@ function adminRoute(coordinator: Coordinator, cfg: ServeConfig): (req: IncomingM
 }
 
 /** The coordinator configuration `serve` (and `worker`, the fleet frontend) build from their flags. */
-export function clusterConfigFromServe(cfg: ServeConfig, modelName: string, profile: ClusterConfig['profile']): ClusterConfig {
+export function clusterConfigFromServe(
+  cfg: ServeConfig,
+  modelName: string,
+  profile: ClusterConfig['profile'],
+  generatedVocabulary: Uint32Array | undefined,
+): ClusterConfig {
   return {
     modelName,
     numWorkers: cfg.numWorkers,
@@ -86,6 +91,8 @@ export function clusterConfigFromServe(cfg: ServeConfig, modelName: string, prof
     frontendCpus: cfg.frontendCpus,
     heartbeatMs: 1000,
     rankHeapMb: cfg.rankHeapMb,
+    // Ranks generate from the tokenizer's round-tripping words, so clients re-tokenise exactly.
+    generatedVocabulary,
   };
 }
 
@@ -95,7 +102,7 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
   const modelName = httpBase.servedModelNames?.[0] ?? DEFAULT_MODEL_NAME;
   const profile = cfg.plannerProfileData === null ? null : loadPerfProfile(cfg.plannerProfileData);
 
-  const coordinator = await Coordinator.start(clusterConfigFromServe(cfg, modelName, profile));
+  const coordinator = await Coordinator.start(clusterConfigFromServe(cfg, modelName, profile, httpBase.tokenizer?.generationVocabulary()));
   // Threads inherit their creator's affinity: pin the main thread only after the rank and
   // publisher threads exist, so --frontend-cpus does not leak into them.
   if (cfg.frontendCpus !== null) {

@@ -40,7 +40,7 @@ export async function startWorker(argv: WorkerArgs, log: (line: string) => void 
   const profile = cfg.plannerProfileData === null ? null : loadPerfProfile(cfg.plannerProfileData);
   const workerIds = fleetWorkerIds(cfg.numWorkers, argv.workerId);
   // Frontends route to a rank; the coordinator's own router only serves this worker's own API.
-  const coordinator = await Coordinator.start({ ...clusterConfigFromServe(cfg, modelName, profile), workerIds });
+  const coordinator = await Coordinator.start({ ...clusterConfigFromServe(cfg, modelName, profile, httpBase.tokenizer?.generationVocabulary()), workerIds });
   let server;
   let worker: FleetWorker;
   try {
