@@ -29,6 +29,8 @@ export interface OfflineReplayOptions {
   dataParallelSize: number;
   router: RouterPolicy;
   kvOverlapScoreWeight?: number;
+  /** kv router: 0 = lowest cost, > 0 = softmax sampling (seeded by `seed`). */
+  routerTemperature?: number;
   traceBlockSize: number;
   arrivalSpeedupRatio: number;
   speedupRatio: number;
@@ -262,6 +264,7 @@ class OfflineSim {
       seed: opts.seed,
       blockSize: args.blockSize,
       ...(opts.kvOverlapScoreWeight === undefined ? {} : { kvOverlapScoreWeight: opts.kvOverlapScoreWeight }),
+      ...(opts.routerTemperature === undefined ? {} : { routerTemperature: opts.routerTemperature }),
     });
     this.useKv = this.router.policy === 'kv';
     this.kvIndex = this.router instanceof KvRouter ? this.router.index : null;
@@ -381,6 +384,7 @@ class OfflineSim {
       this.releaseNextTurn(i, t);
       return;
     }
+    this.router.onRouted(i, route, rank);
     this.inFlight++;
     this.binInFlight.data[b] = this.inFlight;
     if (this.nextPassAt[rank] === Number.POSITIVE_INFINITY) {
@@ -419,12 +423,14 @@ class OfflineSim {
       const b = this.markBin(end);
       this.binOut.data[b] = (this.binOut.data[b] as number) + numTokens;
       const ids = res.tokenRequestIds;
-      const counts = this.outputTokens, last = this.lastTokenMs, itl = this.itl;
+      const counts = this.outputTokens, last = this.lastTokenMs, itl = this.itl, router = this.router;
       for (let k = 0; k < numTokens; k++) {
         const id = ids[k] as number;
         const cnt = counts[id] as number;
-        if (cnt === 0) this.firstTokenMs[id] = end;
-        else {
+        if (cnt === 0) {
+          this.firstTokenMs[id] = end;
+          router.onPrefillDone(id);
+        } else {
           if (cnt === 1) this.secondTokenMs[id] = end;
           itl.push(end - (last[id] as number));
         }
@@ -439,6 +445,7 @@ class OfflineSim {
         const id = res.finishedRequestIds[k] as number;
         this.status[id] = res.finishedReasons[k] === FinishReason.length ? RequestStatus.completed : RequestStatus.rejected;
         this.inFlight--;
+        this.router.onRequestFinished(id);
         this.releaseNextTurn(id, end);
       }
       this.binInFlight.data[b] = this.inFlight;

@@ -30,6 +30,7 @@ interface ReplayArgs extends EngineFlagValues {
   dataParallelSize: number;
   router: string;
   kvOverlapScoreWeight: number;
+  routerTemperature?: number | undefined;
   traceBlockSize: number;
   arrivalSpeedupRatio: number;
   numRequests?: number | undefined;
@@ -130,6 +131,7 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
     dataParallelSize: a.dataParallelSize,
     router,
     kvOverlapScoreWeight: a.kvOverlapScoreWeight,
+    routerTemperature: a.routerTemperature ?? 0,
     traceBlockSize,
     arrivalSpeedupRatio: a.arrivalSpeedupRatio,
     speedupRatio: a.speedupRatio ?? 1,
@@ -149,6 +151,7 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
     data_parallel_size: a.dataParallelSize,
     num_ranks: result.numRanks,
     kv_overlap_score_weight: a.kvOverlapScoreWeight,
+    router_temperature: a.routerTemperature ?? 0,
     trace_block_size: traceBlockSize,
     arrival_speedup_ratio: a.arrivalSpeedupRatio,
     speedup_ratio: a.speedupRatio ?? 1,
@@ -203,7 +206,13 @@ export const replayCommand: CommandModule<object, ReplayArgs> = {
         'kv-overlap-score-weight': {
           type: 'number',
           default: DEFAULT_KV_OVERLAP_SCORE_WEIGHT,
-          describe: 'kv router: weight of prefill blocks saved by a cache hit against active blocks',
+          describe: 'kv router: weight of prefill blocks against decode blocks in the cost',
+          group: 'Fleet:',
+        },
+        'router-temperature': {
+          type: 'number',
+          default: 0,
+          describe: 'kv router: 0 = lowest cost; > 0 = softmax sampling over normalised costs (seeded by --seed)',
           group: 'Fleet:',
         },
       }) as unknown as Argv<ReplayArgs>,
