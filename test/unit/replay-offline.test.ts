@@ -161,7 +161,7 @@ test('replay-offline - memoized engine block hashes (sequence and tokens) equal 
 });
 
 test('replay-offline - a prompt larger than a rank is reported as rejected, not completed', () => {
-  const r = runOfflineReplay([tr(0, [1, 2, 3], 12, 2), tr(0, [4], 4, 1)], { ...TINY, engineArgs: { ...TINY.engineArgs, numGpuBlocks: 2 } });
+  const r = runOfflineReplay([tr(0, [1, 2, 3], 12, 2), tr(0, [4], 4, 1)], { ...TINY, keepItlSamples: true, engineArgs: { ...TINY.engineArgs, numGpuBlocks: 2 } });
   assert.equal(r.status[0], RequestStatus.rejected);
   assert.equal(r.status[1], RequestStatus.completed);
   const rep = buildReplayReport(r);

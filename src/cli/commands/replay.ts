@@ -14,7 +14,7 @@ import { runOnlineReplay } from '../../loadgen/online-replay.js';
 import type { OnlineReplayProgress } from '../../loadgen/online-replay.js';
 import { renderHtmlReport } from '../../report/html.js';
 import { runOfflineReplay } from '../../replay/offline.js';
-import { buildReplayReport, collectSamples, renderReplayReport, replayHtmlInput } from '../../replay/report.js';
+import { buildReplayReport, renderReplayReport, replayHtmlInput, sketchSamples } from '../../replay/report.js';
 import { DEFAULT_KV_OVERLAP_SCORE_WEIGHT, ROUTER_POLICY_NAMES, parseRouterPolicy } from '../../router/router.js';
 import type { RouterPolicy } from '../../router/types.js';
 import { DEFAULT_TRACE_BLOCK_SIZE, readMooncakeTrace } from '../../trace/mooncake.js';
@@ -141,8 +141,7 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
     ...(perfModel === undefined ? {} : { perfModel }),
   });
   if (drawn) process.stderr.write('\r\x1b[2K');
-  const samples = collectSamples(result);
-  const report = buildReplayReport(result, samples);
+  const report = buildReplayReport(result);
   const config = {
     mode: 'offline',
     trace: a.trace,
@@ -173,7 +172,7 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
   if (a.json !== undefined) await writeFile(a.json, `${JSON.stringify({ ...report, ...config }, null, 2)}\n`);
   if (a.html !== undefined) {
     const subtitle = `${a.trace} · ${result.numRanks} rank(s) (${a.numWorkers} × ${a.dataParallelSize}) · router ${router} · arrival speedup ${a.arrivalSpeedupRatio}× · speedup ${a.speedupRatio ?? 1}×`;
-    await writeFile(a.html, renderHtmlReport(replayHtmlInput(report, result, samples, subtitle)));
+    await writeFile(a.html, renderHtmlReport(replayHtmlInput(report, result, sketchSamples(result), subtitle)));
   }
   stdout(renderReplayReport(report, `mockfleet offline replay: ${result.numRanks} rank(s), router ${router}`));
 }
