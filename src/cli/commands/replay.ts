@@ -175,6 +175,8 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
     await writeFile(a.html, renderHtmlReport(replayHtmlInput(report, result, sketchSamples(result), subtitle)));
   }
   stdout(renderReplayReport(report, `mockfleet offline replay: ${result.numRanks} rank(s), router ${router}`));
+  const wallS = result.wallTimeMs / 1000;
+  stdout(`simulated ${report.num_requests} requests (${(report.duration_ms / 1000).toFixed(1)} s of traffic) in ${wallS.toFixed(2)} s wall: ${wallS > 0 ? Math.round(report.num_requests / wallS) : 'n/a'} simulated requests per wall second\n`);
 }
 
 export const replayCommand: CommandModule<object, ReplayArgs> = {
