@@ -21,6 +21,10 @@ import {
   EVENT_RING_BYTES,
   FaultKind,
   INBOX_ADD_HEADER,
+  INBOX_FLAG_SEEDED,
+  INBOX_FLAG_STOP,
+  INBOX_N_MAX,
+  INBOX_N_SHIFT,
   INBOX_ABORT_BYTES,
   InboxKind,
   OUTPUT_HEADER,
@@ -69,6 +73,8 @@ export interface ClusterConfig {
   readonly heartbeatMs: number;
   /** Max old-generation heap per rank thread, MiB. */
   readonly rankHeapMb: number;
+  /** Token ids seeded requests generate (Tokenizer.generationVocabulary()); default: the engine's. */
+  readonly generatedVocabulary?: Uint32Array | undefined;
 }
 
 interface Pending {
@@ -158,6 +164,8 @@ export class Coordinator implements Backend {
   /** The route of the current submit() when the router picked its rank (null: pinned or one candidate). */
   private lastRoute: RouteRequest | null = null;
   private inboxScratch: Uint8Array;
+  /** ClusterConfig.generatedVocabulary in shared memory: one copy for every rank thread. */
+  private readonly vocabularySab: SharedArrayBuffer | null;
   private inboxView: DataView;
   private readonly abortBytes = new Uint8Array(INBOX_ABORT_BYTES);
   private readonly abortView = new DataView(this.abortBytes.buffer);
@@ -176,6 +184,9 @@ export class Coordinator implements Backend {
     this.counters = [];
     const inboxBytes = inboxRingBytes(config.maxModelLen);
     this.inboxScratch = new Uint8Array(INBOX_ADD_HEADER + 4 * config.maxModelLen + 8);
+    const vocab = config.generatedVocabulary;
+    this.vocabularySab = vocab === undefined || vocab.length === 0 ? null : new SharedArrayBuffer(vocab.byteLength);
+    if (this.vocabularySab !== null && vocab !== undefined) new Uint32Array(this.vocabularySab).set(vocab);
     this.inboxView = new DataView(this.inboxScratch.buffer);
     for (let r = 0; r < this.numRanks; r++) {
       const workerIndex = Math.floor(r / config.dataParallelSize);
@@ -313,6 +324,7 @@ export class Coordinator implements Backend {
       vllmEncoding: cfg.vllmEventEncoding,
       routerFeed: cfg.router === 'kv',
       restarted,
+      generatedVocabulary: this.vocabularySab,
     };
   }
 
@@ -449,6 +461,9 @@ export class Coordinator implements Backend {
     v.setInt32(8, req.maxTokens, true);
     v.setUint32(12, n, true);
     v.setFloat64(16, performance.timeOrigin + performance.now(), true);
+    v.setInt32(24, req.seed === undefined ? 0 : req.seed | 0, true);
+    const paramsN = Math.min(INBOX_N_MAX, Math.max(0, req.paramsN ?? 1));
+    v.setUint32(28, (req.seed === undefined ? 0 : INBOX_FLAG_SEEDED) | (req.stopAtEnd === true ? INBOX_FLAG_STOP : 0) | (paramsN << INBOX_N_SHIFT), true);
     new Uint32Array(this.inboxScratch.buffer, INBOX_ADD_HEADER, n).set(req.promptTokens);
     if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_ADD_HEADER + 4 * n)) {
       throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
@@ -623,8 +638,8 @@ export class Coordinator implements Backend {
     this.wake(slot);
   }
 
-  metrics(workerIndex?: number): Promise<string> {
-    return this.fleetMetrics.render(workerIndex);
+  metrics(workerIndex?: number, openMetrics?: boolean): Promise<string> {
+    return this.fleetMetrics.render(workerIndex, openMetrics === true);
   }
 
   /** Requests in flight (submitted, not finished). */
