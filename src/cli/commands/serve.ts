@@ -78,6 +78,7 @@ export function clusterConfigFromServe(
     maxWaiting: cfg.maxWaiting,
     router: cfg.router,
     kvOverlapScoreWeight: cfg.kvOverlapScoreWeight,
+    routerTemperature: cfg.routerTemperature,
     seed: cfg.seed,
     natsUrl: cfg.natsUrl,
     namespace: cfg.namespace,
