@@ -18,7 +18,7 @@ import type { Backend, GenerateCallbacks, GenerateHandle, GenerateRequest, RankI
 import type { Coordinator } from './coordinator.js';
 import { computeSequenceHashes } from '../engine/engine.js';
 import { createRouter, KvRouter } from '../router/index.js';
-import type { RankLoadView, Router, RouterPolicy } from '../router/types.js';
+import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
 import { Scalar } from '../protocol/rank-counters.js';
 import type { CounterLayout } from '../protocol/rank-counters.js';
 import { InvalidConfigError, InvalidRequestError, MockfleetError } from '../util/errors.js';
@@ -62,6 +62,8 @@ export interface FleetFrontendOptions {
   readonly modelName: string;
   readonly router: RouterPolicy;
   readonly kvOverlapScoreWeight: number;
+  /** kv router softmax temperature (0 = lowest cost). */
+  readonly routerTemperature: number;
   readonly seed: number;
   readonly blockSize: number;
   readonly numGpuBlocks: number;
@@ -165,6 +167,8 @@ export class FleetBackend implements Backend {
   private readonly subs: Subscription[] = [];
   private readonly kv: KvEventConsumer;
   private readonly client: ServiceClient;
+  /** The route of the current submit() when the router picked its slot (null: pinned or one live rank). */
+  private lastRoute: RouteRequest | null = null;
   private hashHi = new Uint32Array(4096);
   private hashLo = new Uint32Array(4096);
   private nextId = 1;
@@ -299,7 +303,12 @@ export class FleetBackend implements Backend {
         return s.kind === SLOT_LOCAL ? this.numGpuBlocks : s.kind === SLOT_REMOTE ? (s.worker as RemoteWorker).numGpuBlocks : 0;
       },
     };
-    this.router = createRouter(this.opts.router, load, { seed: this.opts.seed, kvOverlapScoreWeight: this.opts.kvOverlapScoreWeight, blockSize: this.blockSize });
+    this.router = createRouter(this.opts.router, load, {
+      seed: this.opts.seed,
+      kvOverlapScoreWeight: this.opts.kvOverlapScoreWeight,
+      routerTemperature: this.opts.routerTemperature,
+      blockSize: this.blockSize,
+    });
     if (old > 0) {
       this.opts.log(`mockfleet: fleet grew past ${old} rank slots; now ${capacity}${this.opts.router === 'kv' ? ' (kv router index starts empty again)' : ''}`);
       this.onCapacityChange?.();
@@ -323,6 +332,7 @@ export class FleetBackend implements Backend {
   }
 
   private pick(req: GenerateRequest): number {
+    this.lastRoute = null;
     if (req.workerIndex !== undefined) throw new InvalidRequestError('per-worker endpoints are not served by a fleet frontend', null);
     if (req.pinnedRank !== undefined) {
       const r = req.pinnedRank;
@@ -355,7 +365,17 @@ export class FleetBackend implements Backend {
       }
       numBlocks = computeSequenceHashes(req.promptTokens, req.promptTokens.length, this.blockSize, this.hashHi, this.hashLo);
     }
-    const rr = { numBlocks, seqHashHi: this.hashHi, seqHashLo: this.hashLo, promptTokens: req.promptTokens.length, firstRank: 0, numCandidateRanks: this.slots.length };
+    const rr: RouteRequest = { numBlocks, seqHashHi: this.hashHi, seqHashLo: this.hashLo, promptTokens: req.promptTokens.length, firstRank: 0, numCandidateRanks: this.slots.length };
+    this.lastRoute = rr;
+    const picked = this.router.pick(rr);
+    if (this.routable(picked)) return picked;
+    if (this.router instanceof KvRouter) {
+      // The kv cost knows nothing of empty slots: the cheapest live one of this pick's costs.
+      const cost = this.router.cost;
+      let best = first;
+      for (let r = 0; r < this.slots.length; r++) if (this.routable(r) && (cost[r] as number) < (cost[best] as number)) best = r;
+      return best;
+    }
     // round_robin / random land on empty slots now and then: ask again (bounded).
     for (let i = 0; i < 2 * this.slots.length; i++) {
       const r = this.router.pick(rr);
@@ -404,8 +424,26 @@ export class FleetBackend implements Backend {
     }
     const r = this.pick(req);
     const slot = this.slots[r] as Slot;
+    const route = this.lastRoute;
     if (slot.kind === SLOT_LOCAL) {
-      const h = (this.opts.local as Coordinator).submit({ ...req, pinnedRank: slot.localRank, workerIndex: undefined }, cb);
+      // The fleet router books local requests too (kv: router-side load), under a fleet id.
+      const fid = this.takeId();
+      const router = this.router;
+      let prefilled = false;
+      const h = (this.opts.local as Coordinator).submit({ ...req, pinnedRank: slot.localRank, workerIndex: undefined }, {
+        onTokens: (ids, start, count) => {
+          if (!prefilled) {
+            prefilled = true;
+            router.onPrefillDone(fid);
+          }
+          cb.onTokens(ids, start, count);
+        },
+        onFinish: (f) => {
+          router.onRequestFinished(fid);
+          cb.onFinish(f);
+        },
+      });
+      if (route !== null) router.onRouted(fid, route, r);
       return h;
     }
     const w = slot.worker as RemoteWorker;
@@ -413,8 +451,7 @@ export class FleetBackend implements Backend {
     if (32 + 4 * n > limit) {
       throw new InvalidRequestError(`a prompt of ${n} tokens does not fit one NATS message of the fleet's request plane (${limit} bytes; raise the server's max_payload)`, 'prompt', 413);
     }
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0x7ffffff0 ? 1 : this.nextId + 1;
+    const id = this.takeId();
     const b = w.requests;
     b.u32x2(RequestKind.submit, id);
     b.u32x2(slot.localRank, req.maxTokens);
@@ -427,7 +464,14 @@ export class FleetBackend implements Backend {
     this.pending.set(id, { cb, slot: r, blocks, worker: w, epoch: w.epoch, promptTokens: n, completionTokens: 0 });
     this.own[r]!++;
     this.ownBlocks[r]! += blocks;
+    if (route !== null) this.router.onRouted(id, route, r);
     return { rank: r, abort: () => this.abortRemote(id) };
+  }
+
+  private takeId(): number {
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0x7ffffff0 ? 1 : this.nextId + 1;
+    return id;
   }
 
   private abortRemote(id: number): void {
@@ -469,6 +513,7 @@ export class FleetBackend implements Backend {
 
   private finishRemote(id: number, p: RemotePending, reason: 'length' | 'abort' | 'error', cached = 0, error?: MockfleetError, promptTokens = p.promptTokens): void {
     this.pending.delete(id);
+    this.router.onRequestFinished(id);
     if (this.own[p.slot]! > 0) this.own[p.slot]!--;
     this.ownBlocks[p.slot] = Math.max(0, (this.ownBlocks[p.slot] as number) - p.blocks);
     p.cb.onFinish({ reason, rank: p.slot, promptTokens, completionTokens: p.completionTokens, cachedTokens: cached, ...(error === undefined ? {} : { error }) });
@@ -503,6 +548,7 @@ export class FleetBackend implements Backend {
         for (let q = o + 2; q < end; q += 2) {
           const p = this.pending.get(u[q] as number);
           if (p === undefined) continue;
+          if (p.completionTokens === 0) this.router.onPrefillDone(u[q] as number);
           p.completionTokens++;
           p.cb.onTokens(u, q + 1, 1);
         }
@@ -511,6 +557,7 @@ export class FleetBackend implements Backend {
         const count = u[o + 2] as number;
         const p = this.pending.get(id);
         if (p !== undefined) {
+          if (p.completionTokens === 0) this.router.onPrefillDone(id);
           p.completionTokens += count;
           p.cb.onTokens(u, o + 3, count);
         }

@@ -85,6 +85,7 @@ export async function startFleetServe(argv: FleetArgs, log: (line: string) => vo
       modelName,
       router: cfg.router,
       kvOverlapScoreWeight: cfg.kvOverlapScoreWeight,
+      routerTemperature: cfg.routerTemperature,
       seed: cfg.seed,
       blockSize: cfg.engineArgs.blockSize,
       numGpuBlocks: cfg.engineArgs.numGpuBlocks,
