@@ -1,0 +1,109 @@
+/**
+ * bench:scale — how big a fleet one host holds while idle: for each fleet size, start
+ * `mockfleet serve --num-workers N`, then measure
+ *   ready_s          spawn → the `mockfleet ready` line
+ *   rss_mib          serve's VmRSS after it settled (idle, 2 s after ready)
+ *   idle_cpu_cores   serve's CPU (all threads) over --idle-seconds of idling ÷ wall time
+ *   scrape_s         one GET /metrics (median of 3), and its size
+ *   promtool         problems `promtool check metrics` reports beyond the lint on vLLM's own names
+ *
+ *   node dist/bench/scale.js [--sizes 1024,4096] [--ranks-per-thread auto] [--idle-seconds 5]
+ *
+ * Prints one JSON line with one entry per size. Sizes run one after the other in fresh processes.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { cpuMs, root, spawnReady, stop } from './lib/process.js';
+
+const { values } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '1024,4096' },
+    'ranks-per-thread': { type: 'string', default: 'auto' },
+    'idle-seconds': { type: 'string', default: '5' },
+  },
+});
+const sizes = values.sizes.split(',').map(Number);
+if (sizes.some((n) => !Number.isInteger(n) || n < 1)) throw new RangeError(`--sizes must be positive integers, got ${values.sizes}`);
+const idleS = Number(values['idle-seconds']);
+if (!(idleS > 0)) throw new RangeError(`--idle-seconds must be > 0, got ${values['idle-seconds']}`);
+
+function get(url: string): Promise<{ body: string; seconds: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          if (res.statusCode !== 200) reject(new Error(`GET ${url}: ${res.statusCode}`));
+          else resolve({ body: Buffer.concat(chunks).toString('utf8'), seconds: (performance.now() - t0) / 1000 });
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+function rssMib(pid: number): number {
+  const kb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+  return Math.round(kb / 1024);
+}
+
+/** promtool's findings minus the two lint kinds vLLM's own names always produce (see README, Prometheus). */
+function promtoolProblems(text: string): string[] {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (r.error !== undefined) throw r.error;
+  return `${r.stdout}\n${r.stderr}`
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .filter((l) => !/metric names should be written in 'snake_case' not 'camelCase'|non-counter metrics should not have "_total" suffix/.test(l))
+    .filter((l) => !/^vllm:/.test(l) || !/snake_case|_total/.test(l));
+}
+
+async function measure(ranks: number): Promise<Record<string, unknown>> {
+  const t0 = performance.now();
+  const { child, info } = await spawnReady(
+    [join(root, 'dist/src/cli/main.js'), 'serve', '--port', '0', '--num-workers', String(ranks), '--ranks-per-thread', values['ranks-per-thread']],
+    'mockfleet ready',
+    180_000,
+  );
+  const readyS = (performance.now() - t0) / 1000;
+  try {
+    const pid = child.pid as number;
+    const url = String(info['url']);
+    await new Promise((r) => setTimeout(r, 2000));
+    const cpu0 = cpuMs(pid);
+    const w0 = performance.now();
+    await new Promise((r) => setTimeout(r, idleS * 1000));
+    const idleCores = (cpuMs(pid) - cpu0) / (performance.now() - w0);
+    const rss = rssMib(pid);
+    const scrapes: number[] = [];
+    let text = '';
+    for (let i = 0; i < 3; i++) {
+      const r = await get(new URL('/metrics', url).href);
+      scrapes.push(r.seconds);
+      text = r.body;
+    }
+    scrapes.sort((a, b) => a - b);
+    const problems = promtoolProblems(text);
+    return {
+      ranks,
+      threads: typeof info['threads'] === 'number' ? info['threads'] : null,
+      ready_s: Number(readyS.toFixed(2)),
+      rss_mib: rss,
+      idle_cpu_cores: Number(idleCores.toFixed(3)),
+      scrape_s: Number((scrapes[1] as number).toFixed(3)),
+      scrape_mib: Number((text.length / 1048576).toFixed(1)),
+      promtool_problems: problems.length,
+      ...(problems.length > 0 ? { promtool_first: problems.slice(0, 3) } : {}),
+    };
+  } finally {
+    await stop(child);
+  }
+}
+
+const results: Array<Record<string, unknown>> = [];
+for (const n of sizes) results.push(await measure(n));
+console.log(JSON.stringify({ bench: 'scale', ranks_per_thread: values['ranks-per-thread'], results, node: process.version }));
