@@ -58,11 +58,11 @@ function promtoolProblems(text: string): string[] {
   return `${r.stdout}\n${r.stderr}`
     .split('\n')
     .filter((l) => l.trim() !== '')
-    .filter((l) => !/metric names should be written in 'snake_case' not 'camelCase'|non-counter metrics should not have "_total" suffix/.test(l))
-    .filter((l) => !/^vllm:/.test(l) || !/snake_case|_total/.test(l));
+    .filter((l) => !/^vllm:\S+ (metric names should not contain ':'|non-counter metrics should not have "_total" suffix)$/.test(l));
 }
 
 async function measure(ranks: number): Promise<Record<string, unknown>> {
+  process.stderr.write(`bench:scale: starting ${ranks} ranks\n`);
   const t0 = performance.now();
   const { child, info } = await spawnReady(
     [join(root, 'dist/src/cli/main.js'), 'serve', '--port', '0', '--num-workers', String(ranks), '--ranks-per-thread', values['ranks-per-thread']],

@@ -1,48 +1,80 @@
 /**
- * Prometheus exposition over the ranks' shared counters. prom-client formats and serves the
- * registry; each metric object reads the Float64Arrays at scrape time, so serving pays nothing
- * for metrics between scrapes. Names, types, labels and buckets follow vLLM
- * (vllm/v1/metrics/loggers.py): labels model_name + engine (dp rank) + worker_id (fleet view
- * only; a per-worker endpoint looks exactly like one vLLM server).
+ * Prometheus exposition over the ranks' shared counters, written by hand: each family reads the
+ * Float64Arrays at scrape time, so serving pays nothing for metrics between scrapes. Names,
+ * types, labels and buckets follow vLLM (vllm/v1/metrics/loggers.py): labels model_name + engine
+ * (dp rank) + worker_id (fleet view only; a per-worker endpoint looks exactly like one vLLM
+ * server). Output is the text format prom-client writes (HELP, TYPE, samples; labels in the
+ * order given, `le` last), but with each rank's label set and each bucket's `le` suffix
+ * rendered once: at 4096 ranks one scrape is ~1.5 M samples, which prom-client's
+ * object-per-sample path formatted in seconds (docs/metrics numbers in bench/README.md).
  */
-import promClient from 'prom-client';
 import type { Coordinator } from '../cluster/coordinator.js';
 import { Scalar } from '../protocol/rank-counters.js';
 import type { HistogramDef } from '../protocol/rank-counters.js';
 
 type Labels = Record<string, string | number>;
-interface Sample {
-  value: number;
-  labels: Labels;
-  metricName?: string;
-}
-interface MetricSnapshot {
-  name: string;
-  help: string;
-  type: 'counter' | 'gauge' | 'histogram';
-  values: Sample[];
-  aggregator: 'sum';
+
+interface Family {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'gauge' | 'histogram';
+  /** Appends this family's sample lines. */
+  readonly write: (out: string[]) => void;
 }
 
-/** The minimal shape prom-client's Registry needs from a metric. */
-class SabMetric {
-  readonly aggregator = 'sum';
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly type: 'counter' | 'gauge' | 'histogram',
-    private readonly collect: (out: Sample[]) => void,
-  ) {}
-  get(): MetricSnapshot {
-    const values: Sample[] = [];
-    this.collect(values);
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' };
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+/** `k="v",k2="v2"` for a label object, in key order. */
+function labelText(l: Labels): string {
+  let s = '';
+  for (const k of Object.keys(l)) s += `${s === '' ? '' : ','}${k}="${escapeLabel(String(l[k]))}"`;
+  return s;
+}
+
+/** Sample value as prom-client writes it. */
+function fmt(v: number): string {
+  if (Number.isNaN(v)) return 'Nan';
+  if (v === Infinity) return '+Inf';
+  if (v === -Infinity) return '-Inf';
+  return `${v}`;
+}
+
+/** The family registry of one view (fleet or one worker), in exposition order. */
+class Exposition {
+  private readonly families: Family[] = [];
+
+  registerMetric(f: Family): void {
+    this.families.push(f);
   }
-  reset(): void {}
+
+  metrics(): string {
+    const out: string[] = [];
+    for (const f of this.families) {
+      out.push(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
+      f.write(out);
+    }
+    return out.join('');
+  }
+}
+
+/** A family whose samples are (labels, value) pairs computed at scrape time (info and publisher series). */
+function sampled(name: string, help: string, type: 'counter' | 'gauge', collect: (push: (value: number, labels: Labels) => void) => void): Family {
+  return {
+    name,
+    help,
+    type,
+    write: (out) => collect((value, labels) => out.push(`${name}{${labelText(labels)}} ${fmt(value)}\n`)),
+  };
 }
 
 export class FleetMetrics {
-  private readonly registries = new Map<number, promClient.Registry>();
+  private readonly registries = new Map<number, Exposition>();
 
   constructor(private readonly c: Coordinator) {}
 
@@ -53,12 +85,12 @@ export class FleetMetrics {
       reg = this.build(workerIndex);
       this.registries.set(key, reg);
     }
-    return reg.metrics();
+    return Promise.resolve(reg.metrics());
   }
 
-  private build(workerIndex: number | undefined): promClient.Registry {
+  private build(workerIndex: number | undefined): Exposition {
     const c = this.c;
-    const reg = new promClient.Registry();
+    const reg = new Exposition();
     const ranks: number[] = [];
     for (let r = 0; r < c.numRanks; r++) {
       if (workerIndex === undefined || Math.floor(r / c.dataParallelSize) === workerIndex) ranks.push(r);
@@ -71,47 +103,64 @@ export class FleetMetrics {
       return l;
     });
     const f64 = (r: number): Float64Array => c.counters[r] as Float64Array;
+    /** `{labels}` of each rank, rendered once. */
+    const braced = labels.map((l) => `{${labelText(l)}}`);
 
     const scalar = (name: string, help: string, type: 'counter' | 'gauge', idx: number): void => {
-      reg.registerMetric(
-        new SabMetric(name, help, type, (out) => {
-          for (let i = 0; i < ranks.length; i++) out.push({ value: f64(ranks[i] as number)[idx] as number, labels: labels[i] as Labels });
-        }) as unknown as promClient.Metric,
-      );
+      const prefixes = braced.map((b) => `${name}${b} `);
+      reg.registerMetric({
+        name,
+        help,
+        type,
+        write: (out) => {
+          for (let i = 0; i < ranks.length; i++) out.push(`${prefixes[i] as string}${fmt(f64(ranks[i] as number)[idx] as number)}\n`);
+        },
+      });
     };
     /** One series per rank and per variant: variant label value -> counter index (-1 = always 0). */
     const variants = (name: string, help: string, type: 'counter' | 'gauge', label: string, byValue: ReadonlyArray<readonly [string, number]>): void => {
-      const variantLabels = labels.map((base) => byValue.map(([v]) => ({ ...base, [label]: v })));
-      reg.registerMetric(
-        new SabMetric(name, help, type, (out) => {
+      const prefixes = labels.map((base) => byValue.map(([v]) => `${name}{${labelText({ ...base, [label]: v })}} `));
+      reg.registerMetric({
+        name,
+        help,
+        type,
+        write: (out) => {
           for (let i = 0; i < ranks.length; i++) {
             const a = f64(ranks[i] as number);
-            const ls = variantLabels[i] as Labels[];
+            const ps = prefixes[i] as string[];
             for (let k = 0; k < byValue.length; k++) {
               const idx = (byValue[k] as readonly [string, number])[1];
-              out.push({ value: idx < 0 ? 0 : (a[idx] as number), labels: ls[k] as Labels });
+              out.push(`${ps[k] as string}${fmt(idx < 0 ? 0 : (a[idx] as number))}\n`);
             }
           }
-        }) as unknown as promClient.Metric,
-      );
+        },
+      });
     };
     const histogram = (h: HistogramDef): void => {
-      reg.registerMetric(
-        new SabMetric(h.name, h.help, 'histogram', (out) => {
+      const nb = h.buckets.length;
+      // Per rank: `name_bucket{labels,le="` once; per bucket: `x"} `.
+      const bucketPrefix = labels.map((l) => `${h.name}_bucket{${labelText(l)},le="`);
+      const leSuffix = [...h.buckets.map((b) => `${String(b)}"} `), '+Inf"} '];
+      const sumPrefix = braced.map((b) => `${h.name}_sum${b} `);
+      const countPrefix = braced.map((b) => `${h.name}_count${b} `);
+      reg.registerMetric({
+        name: h.name,
+        help: h.help,
+        type: 'histogram',
+        write: (out) => {
           for (let i = 0; i < ranks.length; i++) {
             const a = f64(ranks[i] as number);
-            const base = labels[i] as Labels;
+            const bp = bucketPrefix[i] as string;
             let cum = 0;
-            for (let b = 0; b <= h.buckets.length; b++) {
+            let text = '';
+            for (let b = 0; b <= nb; b++) {
               cum += a[h.offset + b] as number;
-              const le = b === h.buckets.length ? '+Inf' : String(h.buckets[b]);
-              out.push({ metricName: `${h.name}_bucket`, value: cum, labels: { ...base, le } });
+              text += `${bp}${leSuffix[b] as string}${fmt(cum)}\n`;
             }
-            out.push({ metricName: `${h.name}_sum`, value: a[h.offset + h.buckets.length + 1] as number, labels: base });
-            out.push({ metricName: `${h.name}_count`, value: a[h.offset + h.buckets.length + 2] as number, labels: base });
+            out.push(`${text}${sumPrefix[i] as string}${fmt(a[h.offset + nb + 1] as number)}\n${countPrefix[i] as string}${fmt(a[h.offset + nb + 2] as number)}\n`);
           }
-        }) as unknown as promClient.Metric,
-      );
+        },
+      });
     };
 
     scalar('vllm:num_requests_running', 'Number of requests in model execution batches.', 'gauge', Scalar.running);
@@ -119,20 +168,17 @@ export class FleetMetrics {
     scalar('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', 'gauge', Scalar.kvUsage);
     const args = c.config.engineArgs;
     reg.registerMetric(
-      new SabMetric('vllm:cache_config_info', 'Information of the LLMEngine CacheConfig', 'gauge', (out) => {
+      sampled('vllm:cache_config_info', 'Information of the LLMEngine CacheConfig', 'gauge', (push) => {
         for (let i = 0; i < ranks.length; i++) {
-          out.push({
-            value: 1,
-            labels: {
+          push(1, {
               ...(labels[i] as Labels),
               block_size: String(args.blockSize),
               num_gpu_blocks: String(args.numGpuBlocks),
               enable_prefix_caching: args.enablePrefixCaching ? 'True' : 'False',
               cache_dtype: 'auto',
-            },
           });
         }
-      }) as unknown as promClient.Metric,
+      }),
     );
     scalar('vllm:prompt_tokens_total', 'Number of prefill tokens processed.', 'counter', Scalar.promptTokens);
     scalar('vllm:generation_tokens_total', 'Number of generation tokens processed.', 'counter', Scalar.generationTokens);
@@ -160,34 +206,31 @@ export class FleetMetrics {
       ['events', Scalar.eventRingHighWater],
     ]);
     reg.registerMetric(
-      new SabMetric('mockfleet_thread_cpu_info', 'Thread placement: 1 per thread, labelled with its Linux TID and pinned CPU (none = not pinned).', 'gauge', (out) => {
+      sampled('mockfleet_thread_cpu_info', 'Thread placement: 1 per thread, labelled with its Linux TID and pinned CPU (none = not pinned).', 'gauge', (push) => {
         const now = c.ranks();
         for (let i = 0; i < ranks.length; i++) {
           const ri = now[ranks[i] as number];
-          out.push({
-            value: 1,
-            labels: { ...(labels[i] as Labels), thread: `rank${ranks[i] as number}`, tid: String(ri?.tid ?? 'unknown'), cpu: ri?.cpu === null || ri?.cpu === undefined ? 'none' : String(ri.cpu) },
-          });
+          push(1, { ...(labels[i] as Labels), thread: `rank${ranks[i] as number}`, tid: String(ri?.tid ?? 'unknown'), cpu: ri?.cpu === null || ri?.cpu === undefined ? 'none' : String(ri.cpu) });
         }
         const pub = c.publisherHandle();
         if (workerIndex === undefined) {
           const fcpus = c.config.frontendCpus;
-          out.push({ value: 1, labels: { model_name: c.modelName, thread: 'frontend', tid: String(process.pid), cpu: fcpus === null ? 'none' : fcpus.join(',') } });
+          push(1, { model_name: c.modelName, thread: 'frontend', tid: String(process.pid), cpu: fcpus === null ? 'none' : fcpus.join(',') });
         }
         if (workerIndex === undefined && pub !== null) {
           const cpus = c.config.publisherCpus;
-          out.push({ value: 1, labels: { model_name: c.modelName, thread: 'publisher', tid: String(pub.tid ?? 'unknown'), cpu: cpus === null ? 'none' : cpus.join(',') } });
+          push(1, { model_name: c.modelName, thread: 'publisher', tid: String(pub.tid ?? 'unknown'), cpu: cpus === null ? 'none' : cpus.join(',') });
         }
-      }) as unknown as promClient.Metric,
+      }),
     );
     if (workerIndex === undefined) {
       const pubCounter = (name: string, help: string, pick: (s: ReturnType<PublisherHandleLike['stats']>) => number, type: 'counter' | 'gauge' = 'counter'): void => {
         reg.registerMetric(
-          new SabMetric(name, help, type, (out) => {
+          sampled(name, help, type, (push) => {
             const pub = c.publisherHandle();
             if (pub === null) return;
-            out.push({ value: pick(pub.stats()), labels: { model_name: c.modelName } });
-          }) as unknown as promClient.Metric,
+            push(pick(pub.stats()), { model_name: c.modelName });
+          }),
         );
       };
       pubCounter('mockfleet_publisher_published_total', 'Messages the shared publisher sent (NATS or embedded sink).', (s) => s.published);
