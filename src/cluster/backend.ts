@@ -73,7 +73,10 @@ export interface Backend {
    * prompt can never fit; 503 when not ready or shutting down).
    */
   submit(req: GenerateRequest, cb: GenerateCallbacks): GenerateHandle;
-  /** Prometheus exposition text; with workerIndex, only that worker's series, without worker_id. */
-  metrics(workerIndex?: number): Promise<string>;
+  /**
+   * Prometheus exposition text (or its UTF-8 bytes); with workerIndex, only that worker's series,
+   * without worker_id.
+   */
+  metrics(workerIndex?: number): Promise<string | Uint8Array>;
   readonly metricsContentType: string;
 }

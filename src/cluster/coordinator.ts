@@ -611,7 +611,7 @@ export class Coordinator implements Backend {
     this.wake(slot);
   }
 
-  metrics(workerIndex?: number): Promise<string> {
+  metrics(workerIndex?: number): Promise<Buffer> {
     return this.fleetMetrics.render(workerIndex);
   }
 
