@@ -84,6 +84,7 @@ async function main(): Promise<void> {
   const eventsFile = d.eventsFile !== null ? new EventsFileWriter(d.eventsFile) : null;
   core = new PublisherCore({
     rings: d.rings,
+    doorbell: d.doorbell,
     rankWorkerIds: d.rankWorkerIds,
     namespace: d.namespace,
     component: d.component,

@@ -27,6 +27,8 @@ import {
   OUTPUT_RING_BYTES,
   RankState,
   inboxRingBytes,
+  markThreadRank,
+  threadWakeBytes,
 } from '../protocol/rank-channel.js';
 import type { FaultName } from '../protocol/rank-channel.js';
 import { Scalar, counterLayout } from '../protocol/rank-counters.js';
@@ -132,9 +134,12 @@ export class Coordinator implements Backend {
   readonly counters: Float64Array[];
   private readonly slots: RankSlot[] = [];
   private readonly pending = new Map<number, Pending>();
-  private readonly outputBellSab = Doorbell.allocate();
+  private readonly outputBellSab: SharedArrayBuffer;
   private readonly outputBell: Doorbell;
-  private readonly publisherBellSab = Doorbell.allocate();
+  private readonly publisherBellSab: SharedArrayBuffer;
+  /** Ranks whose output ring rang (drain scratch), and ranks holding aborts that did not fit their inbox. */
+  private readonly dirtyRanks: Int32Array;
+  private readonly abortBacklog = new Set<RankSlot>();
   private readonly router: Router;
   private readonly fleetMetrics: FleetMetrics;
   private pool: Piscina | null = null;
@@ -166,7 +171,11 @@ export class Coordinator implements Backend {
     this.numGpuBlocks = config.engineArgs.numGpuBlocks;
     this.maxModelLen = config.maxModelLen;
     this.layout = counterLayout(config.maxModelLen);
+    // Both bells track which rank rang, so a drain visits only those (O(busy ranks), not O(ranks)).
+    this.outputBellSab = Doorbell.allocate(this.numRanks);
+    this.publisherBellSab = Doorbell.allocate(this.numRanks);
     this.outputBell = new Doorbell(this.outputBellSab);
+    this.dirtyRanks = new Int32Array(this.numRanks);
     this.countersSab = [];
     this.counters = [];
     const inboxBytes = inboxRingBytes(config.maxModelLen);
@@ -199,7 +208,7 @@ export class Coordinator implements Backend {
       });
     }
     for (let t = 0; t * config.ranksPerThread < this.numRanks; t++) {
-      const wakeSab = new SharedArrayBuffer(8);
+      const wakeSab = new SharedArrayBuffer(threadWakeBytes(config.ranksPerThread));
       const ranks: number[] = [];
       for (let r = t * config.ranksPerThread; r < Math.min(this.numRanks, (t + 1) * config.ranksPerThread); r++) ranks.push(r);
       this.threads.push({ index: t, ranks, wakeSab, wake: new Int32Array(wakeSab), alive: false, everRan: false });
@@ -271,12 +280,13 @@ export class Coordinator implements Backend {
 
   /** Resolves when every rank runs; rejects with the first rank's startup failure. */
   private async waitForRanks(): Promise<void> {
+    // Ranks come up roughly in order: resume from the first one not seen running (O(ranks) in all).
+    let next = 0;
     for (;;) {
       if (this.startupError !== null) throw this.startupError;
-      let all = true;
-      for (const slot of this.slots) if (Atomics.load(slot.ctl, Ctl.state) !== RankState.running) all = false;
-      if (all) return;
-      await new Promise((res) => setTimeout(res, 5));
+      while (next < this.slots.length && Atomics.load((this.slots[next] as RankSlot).ctl, Ctl.state) === RankState.running) next++;
+      if (next === this.slots.length) return;
+      await new Promise((res) => setTimeout(res, 10));
     }
   }
 
@@ -354,6 +364,7 @@ export class Coordinator implements Backend {
       }
       slot.inflight = 0;
       slot.pendingAborts.length = 0;
+      this.abortBacklog.delete(slot);
       this.router.onCleared(slot.rank);
       if (this.closing || this.closed) continue;
       slot.restarts++;
@@ -373,11 +384,10 @@ export class Coordinator implements Backend {
     this.launchThread(thread, true);
   }
 
-  /** Wake the thread that runs this rank (new inbox record, fault, stop). */
+  /** Wake the thread that runs this rank (new inbox record, fault, stop), marking the rank for service. */
   private wake(slot: RankSlot): void {
-    const w = (this.threads[slot.thread] as RankThread).wake;
-    Atomics.add(w, 0, 1);
-    Atomics.notify(w, 0);
+    const t = this.threads[slot.thread] as RankThread;
+    markThreadRank(t.wake, slot.rank - (t.ranks[0] as number));
   }
 
   isReady(): boolean {
@@ -491,7 +501,10 @@ export class Coordinator implements Backend {
     if (p === undefined) return;
     this.pending.delete(id);
     const slot = this.slots[p.rank] as RankSlot;
-    if (!this.writeAbort(slot, id)) slot.pendingAborts.push(id);
+    if (slot.pendingAborts.length > 0 || !this.writeAbort(slot, id)) {
+      slot.pendingAborts.push(id);
+      this.abortBacklog.add(slot);
+    }
     this.finish(p, 'abort');
   }
 
@@ -518,15 +531,23 @@ export class Coordinator implements Backend {
     p.cb.onFinish(finish);
   }
 
-  /** Main-thread consumer of every rank's output ring. Yields a turn between drains so HTTP writes go out. */
+  /**
+   * Main-thread consumer of the output rings of the ranks that rang. Yields a turn between drains
+   * so HTTP writes go out.
+   */
   private async drainLoop(): Promise<void> {
+    const dirty = this.dirtyRanks;
     while (!this.closed) {
       let got = 0;
-      for (const slot of this.slots) {
-        got += this.drainRank(slot);
-        while (slot.pendingAborts.length > 0 && this.writeAbort(slot, slot.pendingAborts[0] as number)) slot.pendingAborts.shift();
+      const n = this.outputBell.takeDirty(dirty);
+      for (let i = 0; i < n; i++) got += this.drainRank(this.slots[dirty[i] as number] as RankSlot);
+      if (this.abortBacklog.size > 0) {
+        for (const slot of this.abortBacklog) {
+          while (slot.pendingAborts.length > 0 && this.writeAbort(slot, slot.pendingAborts[0] as number)) slot.pendingAborts.shift();
+          if (slot.pendingAborts.length === 0) this.abortBacklog.delete(slot);
+        }
       }
-      if (got === 0) await this.outputBell.wait(50);
+      if (got === 0) await this.outputBell.wait(this.abortBacklog.size > 0 ? 5 : 50);
       else await new Promise<void>((res) => setImmediate(res));
     }
   }

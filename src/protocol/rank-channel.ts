@@ -8,12 +8,40 @@
  *   STOP       main sets 1 to ask the rank to stop (its thread returns once all its ranks stopped)
  *   STATE      rank: 0 starting, 1 running, 2 stopped
  *   FAULT      main sets a FaultKind to make the rank fail on purpose (--enable-fault-injection)
- * After changing any of these or writing an inbox, main bumps and notifies the wake word of the
- * thread that runs the rank (ThreadTask.wake); that thread's only wait is on that word.
+ * After changing any of these or writing an inbox, main marks the rank in the wake word of the
+ * thread that runs it (ThreadTask.wake) and bumps and notifies that word; the thread's only wait
+ * is on it, and a wake-up services the marked ranks plus those whose deadline came.
+ *
+ * Thread wake word (Int32Array): [counter, unused, bitmap of the thread's ranks by local index].
  */
 
 export const Ctl = { stop: 0, state: 3, fault: 4 } as const;
 export const CTL_WORDS = 8;
+
+/** Bytes of a thread's wake word for this many ranks. */
+export function threadWakeBytes(ranksPerThread: number): number {
+  return 4 * (2 + Math.ceil(ranksPerThread / 32));
+}
+
+/** Main: mark the thread's local rank for service, then bump and notify the thread's wake word. */
+export function markThreadRank(wake: Int32Array, local: number): void {
+  Atomics.or(wake, 2 + (local >>> 5), 1 << (local & 31));
+  Atomics.add(wake, 0, 1);
+  Atomics.notify(wake, 0);
+}
+
+/** Rank thread: set marked[i] = 1 for every rank marked since the last call, clearing the marks. */
+export function takeThreadRanks(wake: Int32Array, marked: Uint8Array): void {
+  for (let w = 2; w < wake.length; w++) {
+    if (wake[w] === 0) continue;
+    let bits = Atomics.exchange(wake, w, 0);
+    while (bits !== 0) {
+      const low = bits & -bits;
+      marked[((w - 2) << 5) + 31 - Math.clz32(low)] = 1;
+      bits ^= low;
+    }
+  }
+}
 
 export const RankState = { starting: 0, running: 1, stopped: 2 } as const;
 

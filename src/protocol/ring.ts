@@ -265,39 +265,88 @@ export class SpscRing {
 
 const BELL_COUNTER = 0;
 const BELL_WAITING = 1;
+/** Int32 index of the first word of the producers' dirty bitmap. */
+const BELL_BITS = 2;
 
 /**
- * Wakes one consumer that serves many producers (Int32 pair [counter, consumerWaiting]).
+ * Wakes one consumer that serves many producers (Int32 pair [counter, consumerWaiting], then an
+ * optional bitmap with one bit per producer).
  *
- * Producer: write the record (HEAD store), then ring(). ring() always bumps the counter and
- * notifies only when the consumer said it is waiting (clearing that flag, so several producers
- * ringing at once cost one wake-up).
- * Consumer: loop { drain every ring; await wait(timeoutMs) }. wait() compares the counter with
- * the value seen when the previous wait() returned (or at construction / arm()): any record
- * written after that point changed the counter, so the wait returns at once; any record written
- * before it was visible to the drain that followed. Nothing is lost, and a quiet consumer costs
- * the producers one atomic add per ring().
+ * Producer: write the record (HEAD store), then ring(). ring() marks the producer's bit (when
+ * the bell has a bitmap and the producer gave its index), always bumps the counter and notifies
+ * only when the consumer said it is waiting (clearing that flag, so several producers ringing at
+ * once cost one wake-up).
+ * Consumer: loop { drain the rings takeDirty() names (or every ring); await wait(timeoutMs) }.
+ * wait() compares the counter with the value seen when the previous wait() returned (or at
+ * construction / arm()): any record written after that point changed the counter, so the wait
+ * returns at once; any record written before it was visible to the drain that followed. A bit is
+ * set after its record is written and cleared (exchange) before the consumer drains that ring,
+ * so a record is either drained now or re-marks the bit. Nothing is lost, a quiet consumer costs
+ * the producers one atomic add per ring(), and a drain costs O(producers that rang), not
+ * O(producers): what makes 4096 mostly idle ranks cheap.
  *
  * A pending Atomics.waitAsync does not keep the Node event loop alive: the consumer's thread
  * needs another live handle (a MessagePort listener, a socket, a server).
  */
 export class Doorbell {
-  static allocate(): SharedArrayBuffer {
-    return new SharedArrayBuffer(8);
+  /** A bell; with producers > 0 it also tracks which of that many producers rang. */
+  static allocate(producers = 0): SharedArrayBuffer {
+    return new SharedArrayBuffer(4 * (BELL_BITS + Math.ceil(producers / 32)));
   }
 
   private readonly cell: Int32Array;
   private seen: number;
+  /** Bitmap words (0 when the bell has none). */
+  private readonly words: number;
+  private readonly bitWord: number;
+  private readonly bitMask: number;
 
-  constructor(sab: SharedArrayBuffer) {
+  /** producer: this instance's index in the bitmap (rings mark it), or -1 (a consumer, or no bitmap). */
+  constructor(sab: SharedArrayBuffer, producer = -1) {
     if (sab.byteLength < 8) throw new RangeError('Doorbell: SAB must be at least 8 bytes (use Doorbell.allocate)');
-    this.cell = new Int32Array(sab, 0, 2);
+    this.cell = new Int32Array(sab);
+    this.words = this.cell.length - BELL_BITS;
+    if (producer >= 0 && producer >= this.words * 32) {
+      throw new RangeError(`Doorbell: producer ${producer} outside the bell's bitmap of ${this.words * 32}`);
+    }
+    this.bitWord = producer < 0 ? -1 : BELL_BITS + (producer >>> 5);
+    this.bitMask = producer < 0 ? 0 : 1 << (producer & 31);
     this.seen = Atomics.load(this.cell, BELL_COUNTER);
+  }
+
+  /** Whether the bell tracks producers (takeDirty is meaningful). */
+  get tracksProducers(): boolean {
+    return this.words > 0;
+  }
+
+  /** Mark producer i dirty without ringing (a consumer re-queues a ring it did not finish). */
+  markDirty(i: number): void {
+    Atomics.or(this.cell, BELL_BITS + (i >>> 5), 1 << (i & 31));
+  }
+
+  /**
+   * Consumer: the producers that rang since the last call, in ascending order, written to out
+   * (sized to the number of producers); returns how many. Clears their bits.
+   */
+  takeDirty(out: Int32Array): number {
+    const c = this.cell;
+    let n = 0;
+    for (let w = 0; w < this.words; w++) {
+      if (c[BELL_BITS + w] === 0) continue;
+      let bits = Atomics.exchange(c, BELL_BITS + w, 0);
+      while (bits !== 0) {
+        const low = bits & -bits;
+        out[n++] = (w << 5) + 31 - Math.clz32(low);
+        bits ^= low;
+      }
+    }
+    return n;
   }
 
   /** Producer, after a write. Only the first ring after the consumer went to sleep notifies. */
   ring(): void {
     const c = this.cell;
+    if (this.bitWord >= 0 && (Atomics.load(c, this.bitWord) & this.bitMask) === 0) Atomics.or(c, this.bitWord, this.bitMask);
     Atomics.add(c, BELL_COUNTER, 1);
     if (Atomics.load(c, BELL_WAITING) !== 0 && Atomics.exchange(c, BELL_WAITING, 0) !== 0) Atomics.notify(c, BELL_COUNTER);
   }
