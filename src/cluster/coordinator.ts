@@ -632,7 +632,7 @@ export class Coordinator implements Backend {
     this.wake(slot);
   }
 
-  metrics(workerIndex?: number): Promise<Buffer> {
+  metrics(workerIndex?: number): Promise<Buffer[]> {
     return this.fleetMetrics.render(workerIndex);
   }
 

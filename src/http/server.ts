@@ -295,7 +295,7 @@ class Frontend {
         return;
       case 'metrics':
         this.backend.metrics(this.o.workerIndex).then(
-          (text) => res.writeHead(200, { 'content-type': this.backend.metricsContentType }).end(text),
+          (body) => sendMetrics(res, this.backend.metricsContentType, body),
           (err: unknown) => sendError(res, err),
         );
         return;
@@ -443,4 +443,18 @@ export async function startHttpServer(backend: Backend, opts: HttpOptions): Prom
       return closing;
     },
   };
+}
+
+/** The exposition as one write, or its chunks corked into one writev. */
+function sendMetrics(res: ServerResponse, contentType: string, body: string | readonly Uint8Array[]): void {
+  if (typeof body === 'string') {
+    res.writeHead(200, { 'content-type': contentType }).end(body);
+    return;
+  }
+  let length = 0;
+  for (const chunk of body) length += chunk.byteLength;
+  res.writeHead(200, { 'content-type': contentType, 'content-length': length });
+  res.cork();
+  for (const chunk of body) res.write(chunk);
+  res.end();
 }

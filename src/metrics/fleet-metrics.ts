@@ -55,13 +55,13 @@ class Exposition {
     this.families.push(f);
   }
 
-  metrics(): Buffer {
+  metrics(): Buffer[] {
     const out: Array<string | Buffer> = [];
     for (const f of this.families) {
       out.push(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
       f.write(out);
     }
-    // Runs of text become one Buffer each; cached Buffers are copied once by concat.
+    // Runs of text become one Buffer each; cached Buffers go out as they are (no copy of the whole).
     const parts: Buffer[] = [];
     let run: string[] = [];
     for (const p of out) {
@@ -73,7 +73,7 @@ class Exposition {
       }
     }
     if (run.length > 0) parts.push(Buffer.from(run.join(''), 'utf8'));
-    return Buffer.concat(parts);
+    return parts;
   }
 }
 
@@ -92,7 +92,7 @@ export class FleetMetrics {
 
   constructor(private readonly c: Coordinator) {}
 
-  render(workerIndex?: number): Promise<Buffer> {
+  render(workerIndex?: number): Promise<Buffer[]> {
     const key = workerIndex ?? -1;
     let reg = this.registries.get(key);
     if (reg === undefined) {
@@ -158,21 +158,35 @@ export class FleetMetrics {
       const sumPrefix = braced.map((b) => `${h.name}_sum${b} `);
       const countPrefix = braced.map((b) => `${h.name}_count${b} `);
       // Every observation bumps count and sum, so unchanged (count, sum) = unchanged buckets.
+      // The whole family's bytes are kept too, and reused while no rank's histogram moved.
       const cached: Array<Buffer | null> = ranks.map(() => null);
       const cachedCount = new Float64Array(ranks.length);
       const cachedSum = new Float64Array(ranks.length);
+      let family: Buffer | null = null;
       reg.registerMetric({
         name: h.name,
         help: h.help,
         type: 'histogram',
         write: (out) => {
+          if (family !== null) {
+            let same = true;
+            for (let i = 0; i < ranks.length && same; i++) {
+              const a = f64(ranks[i] as number);
+              same = cachedSum[i] === a[h.offset + nb + 1] && cachedCount[i] === a[h.offset + nb + 2];
+            }
+            if (same) {
+              out.push(family);
+              return;
+            }
+          }
+          const chunks: Buffer[] = [];
           for (let i = 0; i < ranks.length; i++) {
             const a = f64(ranks[i] as number);
             const sum = a[h.offset + nb + 1] as number;
             const count = a[h.offset + nb + 2] as number;
             const hit = cached[i];
             if (hit !== null && hit !== undefined && cachedCount[i] === count && cachedSum[i] === sum) {
-              out.push(hit);
+              chunks.push(hit);
               continue;
             }
             const bp = bucketPrefix[i] as string;
@@ -186,8 +200,10 @@ export class FleetMetrics {
             cached[i] = bytes;
             cachedCount[i] = count;
             cachedSum[i] = sum;
-            out.push(bytes);
+            chunks.push(bytes);
           }
+          family = Buffer.concat(chunks);
+          out.push(family);
         },
       });
     };
