@@ -57,6 +57,8 @@ export interface ThreadTask {
   ranks: RankTask[];
   /** Int32 wake word shared by these ranks: the coordinator bumps and notifies it after writing any of their inboxes. */
   wake: SharedArrayBuffer;
+  /** The thread's large inbox: add records too big for a rank's own inbox (InboxKind.addLarge). */
+  largeInbox: SharedArrayBuffer;
   cpu: number | null;
 }
 
@@ -96,9 +98,10 @@ export default function runRanks(task: ThreadTask): RankTaskResult {
     }
   }
   const wake = new Int32Array(task.wake);
-  const inboxScratch = new Uint8Array(Math.max(...task.ranks.map((r) => new SpscRing(r.inbox).capacity)));
+  const largeInbox = new SpscRing(task.largeInbox);
+  const inboxScratch = new Uint8Array(Math.max(largeInbox.capacity, ...task.ranks.map((r) => new SpscRing(r.inbox).capacity)));
   const out = new Uint8Array(64 * 1024);
-  const shared: ThreadScratch = { inboxScratch, out, outView: new DataView(out.buffer) };
+  const shared: ThreadScratch = { inboxScratch, out, outView: new DataView(out.buffer), largeInbox, stash: new Map() };
   const loops = task.ranks.map((r) => createRankLoop(r, shared));
   for (const l of loops) l.begin();
   const n = loops.length;
@@ -145,6 +148,9 @@ interface ThreadScratch {
   /** Output record being built; grown by whichever rank needs more. */
   out: Uint8Array;
   outView: DataView;
+  /** Large add records in arrival order (any of the thread's ranks), and those read ahead of their marker, by request id. */
+  readonly largeInbox: SpscRing;
+  readonly stash: Map<number, Uint8Array>;
 }
 
 function createRankLoop(task: RankTask, shared: ThreadScratch): RankLoop {
@@ -169,13 +175,14 @@ function createRankLoop(task: RankTask, shared: ThreadScratch): RankLoop {
 class RequestTimes {
   readonly slotById = new Map<number, number>();
   private freeSlots: number[] = [];
-  arrivalMs = new Float64Array(256);
-  scheduledMs = new Float64Array(256);
-  firstTokenMs = new Float64Array(256);
-  lastTokenMs = new Float64Array(256);
-  numGenerated = new Int32Array(256);
-  promptLen = new Int32Array(256);
-  maxTokens = new Int32Array(256);
+  // Small at first (an idle rank), doubled on demand.
+  arrivalMs = new Float64Array(8);
+  scheduledMs = new Float64Array(8);
+  firstTokenMs = new Float64Array(8);
+  lastTokenMs = new Float64Array(8);
+  numGenerated = new Int32Array(8);
+  promptLen = new Int32Array(8);
+  maxTokens = new Int32Array(8);
   private next = 0;
 
   add(id: number, arrivalMs: number, promptLen: number, maxTokens: number): void {
@@ -400,8 +407,12 @@ class RankLoop {
     for (;;) {
       const len = inbox.read(buf);
       if (len < 0) break;
-      const kind = view.getUint32(0, true);
+      let kind = view.getUint32(0, true);
       const id = view.getInt32(4, true);
+      if (kind === InboxKind.addLarge) {
+        this.takeLarge(id);
+        kind = InboxKind.add;
+      }
       if (kind === InboxKind.add) {
         const maxTokens = view.getInt32(8, true);
         const numTokens = view.getUint32(12, true);
@@ -423,6 +434,28 @@ class RankLoop {
     }
     const hw = inbox.highWaterBytes();
     if (hw > (c[Scalar.inboxRingHighWater] as number)) c[Scalar.inboxRingHighWater] = hw;
+  }
+
+  /**
+   * Put the large add record of request `id` in the inbox scratch: from the stash, or reading the
+   * thread's large inbox in order (stashing records of other ranks met on the way).
+   */
+  private takeLarge(id: number): void {
+    const { stash, largeInbox } = this.shared;
+    const buf = this.inboxScratch;
+    const kept = stash.get(id);
+    if (kept !== undefined) {
+      stash.delete(id);
+      buf.set(kept);
+      return;
+    }
+    for (;;) {
+      const len = largeInbox.read(buf);
+      if (len < 0) throw new Error(`rank ${this.task.rank}: marker for request ${id} but no record in the large inbox`);
+      const got = this.inboxView.getInt32(4, true);
+      if (got === id) return;
+      stash.set(got, buf.slice(0, len));
+    }
   }
 
   private publishEvents(nowMs: number): void {

@@ -18,7 +18,8 @@ import { SpscRing, Doorbell } from '../protocol/ring.js';
 import {
   CTL_WORDS,
   Ctl,
-  EVENT_RING_BYTES,
+  INBOX_MARKER_BYTES,
+  INBOX_RING_BYTES,
   FaultKind,
   INBOX_ADD_HEADER,
   INBOX_ABORT_BYTES,
@@ -26,7 +27,8 @@ import {
   OUTPUT_HEADER,
   OUTPUT_RING_BYTES,
   RankState,
-  inboxRingBytes,
+  eventRingBytes,
+  largeInboxRingBytes,
   markThreadRank,
   threadWakeBytes,
 } from '../protocol/rank-channel.js';
@@ -87,6 +89,9 @@ interface RankThread {
   alive: boolean;
   /** Its ranks reached RankState.running at least once. */
   everRan: boolean;
+  /** Requests too big for a rank's own inbox (see largeInboxRingBytes). */
+  largeInboxSab: SharedArrayBuffer;
+  largeInbox: SpscRing;
 }
 
 interface RankSlot {
@@ -178,13 +183,13 @@ export class Coordinator implements Backend {
     this.dirtyRanks = new Int32Array(this.numRanks);
     this.countersSab = [];
     this.counters = [];
-    const inboxBytes = inboxRingBytes(config.maxModelLen);
+    const eventBytes = eventRingBytes(config.engineArgs.maxNumBatchedTokens);
     this.inboxScratch = new Uint8Array(INBOX_ADD_HEADER + 4 * config.maxModelLen + 8);
     this.inboxView = new DataView(this.inboxScratch.buffer);
     for (let r = 0; r < this.numRanks; r++) {
       const workerIndex = Math.floor(r / config.dataParallelSize);
       const ctlSab = new SharedArrayBuffer(CTL_WORDS * 4);
-      const inboxSab = SpscRing.allocate(inboxBytes);
+      const inboxSab = SpscRing.allocate(INBOX_RING_BYTES);
       const outputSab = SpscRing.allocate(OUTPUT_RING_BYTES);
       const countersSab = new SharedArrayBuffer(this.layout.floatsPerRank * 8);
       this.countersSab.push(countersSab);
@@ -196,7 +201,7 @@ export class Coordinator implements Backend {
         workerId: workerIdFor(config.seed, workerIndex),
         ctlSab,
         ctl: new Int32Array(ctlSab),
-        eventsSab: SpscRing.allocate(EVENT_RING_BYTES),
+        eventsSab: SpscRing.allocate(eventBytes),
         inboxSab,
         inbox: new SpscRing(inboxSab),
         outputSab,
@@ -211,7 +216,8 @@ export class Coordinator implements Backend {
       const wakeSab = new SharedArrayBuffer(threadWakeBytes(config.ranksPerThread));
       const ranks: number[] = [];
       for (let r = t * config.ranksPerThread; r < Math.min(this.numRanks, (t + 1) * config.ranksPerThread); r++) ranks.push(r);
-      this.threads.push({ index: t, ranks, wakeSab, wake: new Int32Array(wakeSab), alive: false, everRan: false });
+      const largeInboxSab = SpscRing.allocate(largeInboxRingBytes(config.maxModelLen));
+      this.threads.push({ index: t, ranks, wakeSab, wake: new Int32Array(wakeSab), alive: false, everRan: false, largeInboxSab, largeInbox: new SpscRing(largeInboxSab) });
     }
     const load: RankLoadView = {
       numRanks: this.numRanks,
@@ -327,6 +333,7 @@ export class Coordinator implements Backend {
     const task: ThreadTask = {
       ranks,
       wake: thread.wakeSab,
+      largeInbox: thread.largeInboxSab,
       cpu: cfg.rankCpus === null ? null : (cfg.rankCpus[thread.index % cfg.rankCpus.length] as number),
     };
     thread.alive = true;
@@ -381,6 +388,8 @@ export class Coordinator implements Backend {
       slot.output = new SpscRing(slot.outputSab);
     }
     if (this.closing || this.closed) return;
+    thread.largeInboxSab = SpscRing.allocate(thread.largeInbox.capacity);
+    thread.largeInbox = new SpscRing(thread.largeInboxSab);
     this.launchThread(thread, true);
   }
 
@@ -454,8 +463,18 @@ export class Coordinator implements Backend {
     v.setUint32(12, n, true);
     v.setFloat64(16, performance.timeOrigin + performance.now(), true);
     new Uint32Array(this.inboxScratch.buffer, INBOX_ADD_HEADER, n).set(req.promptTokens);
-    if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_ADD_HEADER + 4 * n)) {
-      throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
+    const bytes = INBOX_ADD_HEADER + 4 * n;
+    if (bytes <= slot.inbox.maxRecordBytes) {
+      if (!slot.inbox.tryWrite(this.inboxScratch, 0, bytes)) throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
+    } else {
+      // The record goes to the thread's large inbox, then a marker in order in the rank's own;
+      // the marker's room is checked first (only this thread writes either ring).
+      const large = (this.threads[slot.thread] as RankThread).largeInbox;
+      if (slot.inbox.capacity - slot.inbox.usedBytes() < 4 + INBOX_MARKER_BYTES || !large.tryWrite(this.inboxScratch, 0, bytes)) {
+        throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
+      }
+      v.setUint32(0, InboxKind.addLarge, true);
+      if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_MARKER_BYTES)) throw new MockfleetError('MOCKFLEET_ERR_PROTOCOL', `rank ${rank} inbox lost room for a marker`);
     }
     this.wake(slot);
     slot.inflight++;

@@ -48,7 +48,12 @@ export const RankState = { starting: 0, running: 1, stopped: 2 } as const;
 export const FaultKind = { none: 0, throw: 1, exit: 2, oom: 3 } as const;
 export type FaultName = 'throw' | 'exit' | 'oom';
 
-export const InboxKind = { add: 1, abort: 2 } as const;
+/**
+ * addLarge: u32 kind | i32 requestId — the add record of that id waits in the thread's large
+ * inbox (a request too big for the rank's own compact inbox; see largeInboxRingBytes).
+ */
+export const InboxKind = { add: 1, abort: 2, addLarge: 3 } as const;
+export const INBOX_MARKER_BYTES = 8;
 
 /** add:   u32 kind | i32 requestId | i32 maxTokens | u32 numTokens | f64 arrivalEpochMs | u32 tokens[numTokens] */
 export const INBOX_ADD_HEADER = 24;
@@ -67,11 +72,24 @@ export const INBOX_ABORT_BYTES = 8;
  */
 export const OUTPUT_HEADER = 32;
 
-/** Ring sizes per rank. The inbox must hold one request of max-model-len tokens. */
-export function inboxRingBytes(maxModelLen: number): number {
+/**
+ * Ring sizes. Each rank has a compact inbox (64 KiB: requests up to ~16 K prompt tokens, aborts);
+ * each thread has one large inbox that holds one request of max-model-len tokens, shared by its
+ * ranks: a bigger request goes there and its rank gets an addLarge marker in its own inbox. So a
+ * rank costs 64 KiB of inbox instead of 4 MiB at the default max-model-len (the whole KV cache).
+ */
+export const INBOX_RING_BYTES = 1 << 16;
+export function largeInboxRingBytes(maxModelLen: number): number {
   // One max-length request must fit (record = 4-byte length + payload, padded to 4).
   const need = 4 + INBOX_ADD_HEADER + 4 * maxModelLen + 4;
-  return Math.max(1 << 20, 2 ** Math.ceil(Math.log2(need)));
+  return Math.max(1 << 16, 2 ** Math.ceil(Math.log2(need)));
 }
-export const OUTPUT_RING_BYTES = 1 << 20;
-export const EVENT_RING_BYTES = 1 << 20;
+/** A pass's output record is ~8 B per token/finish/admission/router hash: 256 KiB holds dozens of passes. */
+export const OUTPUT_RING_BYTES = 1 << 18;
+/**
+ * A pass's KV events are at most ~6 B per scheduled token (token ids in vLLM's layout) plus
+ * ~40 B per block; four full passes must fit so the publisher's ~1 ms drain never blocks a rank.
+ */
+export function eventRingBytes(maxNumBatchedTokens: number): number {
+  return Math.max(1 << 16, 2 ** Math.ceil(Math.log2(4 * 8 * maxNumBatchedTokens)));
+}

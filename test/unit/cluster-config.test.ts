@@ -5,7 +5,7 @@ import { parseCpuList, allowedCpus, checkCpusAllowed } from '../../src/util/affi
 import { InvalidConfigError } from '../../src/util/errors.js';
 import { counterLayout, observe, buckets125, histogramQuantile } from '../../src/protocol/rank-counters.js';
 import { workerIdFor } from '../../src/cluster/coordinator.js';
-import { inboxRingBytes } from '../../src/protocol/rank-channel.js';
+import { largeInboxRingBytes } from '../../src/protocol/rank-channel.js';
 
 test('config - defaults give 8 workers x 1 rank, vLLM engine defaults and a whole-cache max-model-len', () => {
   const cfg = normalizeServeConfig({});
@@ -79,5 +79,5 @@ test('cluster - worker ids are deterministic, distinct and non-zero u64', () => 
   assert.equal(workerIdFor(0, 0), a);
   assert.notEqual(workerIdFor(1, 0), a);
   for (const id of [a, b]) assert.ok(id > 0n && id < 1n << 64n);
-  assert.ok(inboxRingBytes(16384 * 64) >= 4 * 16384 * 64 + 24);
+  assert.ok(largeInboxRingBytes(16384 * 64) >= 4 * 16384 * 64 + 24);
 });
