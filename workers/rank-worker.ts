@@ -21,6 +21,7 @@ import { FinishReason, KvEventKind, AddOutcome } from '../src/engine/types.js';
 import type { PerfProfileArrays as ProfileArrays } from '../src/engine/perf-model.js';
 import { SpscRing, Doorbell } from '../src/protocol/ring.js';
 import { RankEventWriter } from '../src/protocol/rank-events.js';
+import { MsgpackWriter } from '../src/protocol/wire.js';
 import { Ctl, FaultKind, InboxKind, OUTPUT_HEADER, RankState, takeThreadRanks } from '../src/protocol/rank-channel.js';
 import { Scalar, counterLayout, observe } from '../src/protocol/rank-counters.js';
 import { currentTid, pinThread } from '../src/util/affinity.js';
@@ -101,7 +102,7 @@ export default function runRanks(task: ThreadTask): RankTaskResult {
   const largeInbox = new SpscRing(task.largeInbox);
   const inboxScratch = new Uint8Array(Math.max(largeInbox.capacity, ...task.ranks.map((r) => new SpscRing(r.inbox).capacity)));
   const out = new Uint8Array(64 * 1024);
-  const shared: ThreadScratch = { inboxScratch, out, outView: new DataView(out.buffer), largeInbox, stash: new Map() };
+  const shared: ThreadScratch = { inboxScratch, out, outView: new DataView(out.buffer), largeInbox, stash: new Map(), encoder: new MsgpackWriter(8192) };
   const loops = task.ranks.map((r) => createRankLoop(r, shared));
   for (const l of loops) l.begin();
   const n = loops.length;
@@ -151,6 +152,8 @@ interface ThreadScratch {
   /** Large add records in arrival order (any of the thread's ranks), and those read ahead of their marker, by request id. */
   readonly largeInbox: SpscRing;
   readonly stash: Map<number, Uint8Array>;
+  /** msgpack encoder of the ranks' event writers. */
+  readonly encoder: MsgpackWriter;
 }
 
 function createRankLoop(task: RankTask, shared: ThreadScratch): RankLoop {
@@ -162,13 +165,17 @@ function createRankLoop(task: RankTask, shared: ThreadScratch): RankLoop {
   const inbox = new SpscRing(task.inbox);
   const output = new SpscRing(task.output);
   const eventRing = new SpscRing(task.events);
+  const publisherBell = new Doorbell(task.publisherBell, task.rank);
   const writer = new RankEventWriter(eventRing, {
     workerId: BigInt(task.workerId),
     dpRank: task.dpRank,
     kvEventsFormat: task.kvEventsFormat,
     vllmEncoding: task.vllmEncoding,
+    // Rung per write call: a drain visits only rings that rang, also while a writer waits for room.
+    doorbell: publisherBell,
+    encoder: shared.encoder,
   });
-  return new RankLoop(task, ctl, counters, layout, engine, inbox, output, new Doorbell(task.outputBell, task.rank), writer, eventRing, new Doorbell(task.publisherBell, task.rank), shared);
+  return new RankLoop(task, ctl, counters, layout, engine, inbox, output, new Doorbell(task.outputBell, task.rank), writer, eventRing, shared);
 }
 
 /** Per-request timing kept by the rank for vLLM's latency histograms. */
@@ -252,7 +259,6 @@ class RankLoop {
     private readonly outputBell: Doorbell,
     private readonly writer: RankEventWriter,
     private readonly eventRing: SpscRing,
-    private readonly publisherBell: Doorbell,
     private readonly shared: ThreadScratch,
   ) {
     this.inboxScratch = shared.inboxScratch;
@@ -271,7 +277,6 @@ class RankLoop {
     if (task.restarted) {
       engine.clearAll();
       this.publishEvents(epochMs());
-      this.publisherBell.ring();
     }
     Atomics.store(this.ctl, Ctl.state, RankState.running);
   }
@@ -307,7 +312,6 @@ class RankLoop {
     if (now >= this.nextHeartbeatMs) {
       this.writer.writeHeartbeat();
       this.c[Scalar.heartbeats] = (this.c[Scalar.heartbeats] as number) + 1;
-      this.publisherBell.ring();
       // Sent on a grid point (or just after): the next one is exactly one period later.
       this.nextHeartbeatMs = onGrid(now + task.heartbeatMs - HEARTBEAT_GRID_MS / 2);
     }
@@ -328,7 +332,6 @@ class RankLoop {
     this.publishEvents(passStart);
     this.writer.writeFpm(res.fpm, modeledMs / 1000);
     this.nextHeartbeatMs = onGrid(passStart + task.heartbeatMs);
-    this.publisherBell.ring();
     this.passStart = passStart;
     this.deadline = passStart + modeledMs;
     this.waited = this.deadline > epochMs();
@@ -592,7 +595,6 @@ class RankLoop {
     this.lastLoadMs = now;
     const queuedPrefill = e.hasWork() && this.lastResult !== null ? this.lastResult.fpm.sumQueuedPrefillTokens : 0;
     this.writer.writeLoad(e.numActiveBlocks, queuedPrefill, e.numActiveBlocks);
-    this.publisherBell.ring();
   }
 
   private maybeFault(): void {
