@@ -655,6 +655,11 @@ export class Coordinator implements Backend {
     return this.fleetMetrics.render(workerIndex);
   }
 
+  /** Rank threads (ranks / --ranks-per-thread, rounded up). */
+  get numThreads(): number {
+    return this.threads.length;
+  }
+
   /** Requests in flight (submitted, not finished). */
   get numPending(): number {
     return this.pending.size;

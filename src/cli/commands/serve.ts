@@ -137,7 +137,7 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     pid: process.pid,
     placement,
   };
-  log(`mockfleet: ${coordinator.numRanks} ranks (${cfg.numWorkers} workers x ${cfg.dataParallelSize}) serving ${modelName} at ${mainUrl}`);
+  log(`mockfleet: ${coordinator.numRanks} ranks (${cfg.numWorkers} workers x ${cfg.dataParallelSize}) on ${coordinator.numThreads} rank threads (--ranks-per-thread ${cfg.ranksPerThread}) serving ${modelName} at ${mainUrl}`);
   process.stdout.write(`mockfleet ready ${JSON.stringify(ready)}\n`);
   let closing: Promise<void> | null = null;
   return {
