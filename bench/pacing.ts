@@ -13,7 +13,7 @@
  * serve_cpu_us_per_pass = serve's CPU time (all threads, /proc) over the measured interval ÷ the
  * passes all ranks ran in it (mockfleet_passes_total delta).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -95,11 +95,38 @@ function passes(text: string): number {
 }
 
 await new Promise((r) => setTimeout(r, warmup * 1000));
+/** CPU ms of each of serve's threads (/proc/<pid>/task/<tid>/stat), by tid. */
+function threadCpuMs(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), (Number(f[11]) + Number(f[12])) * 10);
+    } catch {
+      // the thread ended between readdir and read
+    }
+  }
+  return out;
+}
+/** Thread roles from mockfleet_thread_cpu_info: tid -> frontend | publisher | rank. */
+function threadRoles(text: string): Map<number, string> {
+  const roles = new Map<number, string>();
+  for (const m of text.matchAll(/^mockfleet_thread_cpu_info\{[^}]*thread="([^"]+)",tid="(\d+)"/gm)) {
+    const name = m[1] as string;
+    roles.set(Number(m[2]), name === 'frontend' ? 'main' : name === 'publisher' ? 'publisher' : 'ranks');
+  }
+  return roles;
+}
+
 const before = await get('/metrics');
+const roles = threadRoles(before);
+const threadsBefore = threadCpuMs(ready.pid);
 const cpuBefore = cpuMs(ready.pid);
 const beforeAt = performance.now();
 await new Promise((r) => setTimeout(r, seconds * 1000));
 const cpuAfter = cpuMs(ready.pid);
+const threadsAfter = threadCpuMs(ready.pid);
 const after = await get('/metrics');
 const measuredS = (performance.now() - beforeAt) / 1000;
 const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${ready.pid}/status`, 'utf8'))?.[1] ?? 'NaN');
@@ -107,6 +134,14 @@ const a = lateness(before);
 const b = lateness(after);
 const delta = b.counts.map((c, i) => c - (a.counts[i] ?? 0));
 const passCount = passes(after) - passes(before);
+// Where serve's CPU per pass goes: main (HTTP + output fan-out), publisher, rank threads, and the
+// rest (V8 GC helpers, libuv pool).
+const perPassByRole: Record<string, number> = { main: 0, publisher: 0, ranks: 0, other: 0 };
+for (const [tid, ms] of threadsAfter) {
+  const role = roles.get(tid) ?? 'other';
+  perPassByRole[role] = (perPassByRole[role] ?? 0) + ms - (threadsBefore.get(tid) ?? 0);
+}
+for (const k of Object.keys(perPassByRole)) perPassByRole[k] = passCount > 0 ? Number((((perPassByRole[k] as number) * 1000) / passCount).toFixed(2)) : 0;
 
 child.kill('SIGTERM');
 await new Promise((r) => child.on('exit', r));
@@ -124,6 +159,7 @@ console.log(
     passes_per_s: Math.round(passCount / measuredS),
     serve_cpu_us_per_pass: passCount > 0 ? Number((((cpuAfter - cpuBefore) * 1000) / passCount).toFixed(2)) : null,
     serve_cpu_cores: Number(((cpuAfter - cpuBefore) / (measuredS * 1000)).toFixed(3)),
+    serve_cpu_us_per_pass_by_thread: perPassByRole,
     lateness_p50_ms: Number((histogramQuantile(b.buckets, delta, 0.5) * 1000).toFixed(3)),
     lateness_p90_ms: Number((histogramQuantile(b.buckets, delta, 0.9) * 1000).toFixed(3)),
     lateness_p99_ms: Number((histogramQuantile(b.buckets, delta, 0.99) * 1000).toFixed(3)),
