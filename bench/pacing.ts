@@ -13,12 +13,12 @@
  * serve_cpu_us_per_pass = serve's CPU time (all threads, /proc) over the measured interval ÷ the
  * passes all ranks ran in it (mockfleet_passes_total delta).
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { histogramQuantile } from '../src/protocol/rank-counters.js';
-import { cpuMs, spawnReady } from './lib/process.js';
+import { cpuByRole, cpuMs, spawnReady, threadCpuMs, threadRoles } from './lib/process.js';
 
 const { values } = parseArgs({
   options: {
@@ -95,30 +95,6 @@ function passes(text: string): number {
 }
 
 await new Promise((r) => setTimeout(r, warmup * 1000));
-/** CPU ms of each of serve's threads (/proc/<pid>/task/<tid>/stat), by tid. */
-function threadCpuMs(pid: number): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(tid), (Number(f[11]) + Number(f[12])) * 10);
-    } catch {
-      // the thread ended between readdir and read
-    }
-  }
-  return out;
-}
-/** Thread roles from mockfleet_thread_cpu_info: tid -> frontend | publisher | rank. */
-function threadRoles(text: string): Map<number, string> {
-  const roles = new Map<number, string>();
-  for (const m of text.matchAll(/^mockfleet_thread_cpu_info\{[^}]*thread="([^"]+)",tid="(\d+)"/gm)) {
-    const name = m[1] as string;
-    roles.set(Number(m[2]), name === 'frontend' ? 'main' : name === 'publisher' ? 'publisher' : 'ranks');
-  }
-  return roles;
-}
-
 const before = await get('/metrics');
 const roles = threadRoles(before);
 const threadsBefore = threadCpuMs(ready.pid);
@@ -136,11 +112,7 @@ const delta = b.counts.map((c, i) => c - (a.counts[i] ?? 0));
 const passCount = passes(after) - passes(before);
 // Where serve's CPU per pass goes: main (HTTP + output fan-out), publisher, rank threads, and the
 // rest (V8 GC helpers, libuv pool).
-const perPassByRole: Record<string, number> = { main: 0, publisher: 0, ranks: 0, other: 0 };
-for (const [tid, ms] of threadsAfter) {
-  const role = roles.get(tid) ?? 'other';
-  perPassByRole[role] = (perPassByRole[role] ?? 0) + ms - (threadsBefore.get(tid) ?? 0);
-}
+const perPassByRole = cpuByRole(threadsBefore, threadsAfter, roles);
 for (const k of Object.keys(perPassByRole)) perPassByRole[k] = passCount > 0 ? Number((((perPassByRole[k] as number) * 1000) / passCount).toFixed(2)) : 0;
 
 child.kill('SIGTERM');

@@ -3,7 +3,8 @@
  * `mockfleet serve --num-workers N`, then measure
  *   ready_s          spawn → the `mockfleet ready` line
  *   rss_mib          serve's VmRSS after it settled (idle, 2 s after ready)
- *   idle_cpu_cores   serve's CPU (all threads) over --idle-seconds of idling ÷ wall time
+ *   idle_cpu_cores   serve's CPU (all threads) over --idle-seconds of idling ÷ wall time, also
+ *                    split by thread role (main, publisher, ranks, other = V8/libuv helpers)
  *   scrape_s         one GET /metrics (median of 3), and its size
  *   promtool         problems `promtool check metrics` reports beyond the lint on vLLM's own names
  *
@@ -16,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuMs, root, spawnReady, stop } from './lib/process.js';
+import { cpuByRole, cpuMs, root, spawnReady, stop, threadCpuMs, threadRoles } from './lib/process.js';
 
 const { values } = parseArgs({
   options: {
@@ -74,10 +75,17 @@ async function measure(ranks: number): Promise<Record<string, unknown>> {
     const pid = child.pid as number;
     const url = String(info['url']);
     await new Promise((r) => setTimeout(r, 2000));
+    // Roles from a labels-only read of the placement series (the full scrape comes after the idle window).
+    const roles = threadRoles((await get(new URL('/metrics', url).href)).body);
+    await new Promise((r) => setTimeout(r, 1000));
+    const threads0 = threadCpuMs(pid);
     const cpu0 = cpuMs(pid);
     const w0 = performance.now();
     await new Promise((r) => setTimeout(r, idleS * 1000));
-    const idleCores = (cpuMs(pid) - cpu0) / (performance.now() - w0);
+    const wallMs = performance.now() - w0;
+    const idleCores = (cpuMs(pid) - cpu0) / wallMs;
+    const byRole = cpuByRole(threads0, threadCpuMs(pid), roles);
+    for (const k of Object.keys(byRole)) byRole[k] = Number(((byRole[k] as number) / wallMs).toFixed(3));
     const rss = rssMib(pid);
     const scrapes: number[] = [];
     let text = '';
@@ -94,6 +102,7 @@ async function measure(ranks: number): Promise<Record<string, unknown>> {
       ready_s: Number(readyS.toFixed(2)),
       rss_mib: rss,
       idle_cpu_cores: Number(idleCores.toFixed(3)),
+      idle_cpu_cores_by_thread: byRole,
       scrape_s: Number((scrapes[1] as number).toFixed(3)),
       scrape_mib: Number((text.length / 1048576).toFixed(1)),
       promtool_problems: problems.length,
