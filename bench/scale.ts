@@ -35,7 +35,8 @@ function get(url: string): Promise<{ body: string; seconds: number }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     http
-      .get(url, (res) => {
+      // agent false: Node 20's global agent drops sockets idle for 5 s, and a cold 4096-rank scrape can take longer on a busy host.
+      .get(url, { agent: false }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
