@@ -2,7 +2,8 @@
  * bench:scale — how big a fleet one host holds while idle: for each fleet size, start
  * `mockfleet serve --num-workers N`, then measure
  *   ready_s          spawn → the `mockfleet ready` line
- *   rss_mib          serve's VmRSS after it settled (idle, 2 s after ready)
+ *   rss_mib          serve's VmRSS after it settled (idle, 2 s after ready, before any scrape;
+ *                    rss_after_scrapes_mib includes the scrape's kept histogram bytes)
  *   idle_cpu_cores   serve's CPU (all threads) over --idle-seconds of idling ÷ wall time, also
  *                    split by thread role (main, publisher, ranks, other = V8/libuv helpers)
  *   scrape_s         one GET /metrics (median of 3), and its size
@@ -76,6 +77,7 @@ async function measure(ranks: number): Promise<Record<string, unknown>> {
     const pid = child.pid as number;
     const url = String(info['url']);
     await new Promise((r) => setTimeout(r, 2000));
+    const rss = rssMib(pid);
     // Roles from a labels-only read of the placement series (the full scrape comes after the idle window).
     const roles = threadRoles((await get(new URL('/metrics', url).href)).body);
     await new Promise((r) => setTimeout(r, 1000));
@@ -87,21 +89,23 @@ async function measure(ranks: number): Promise<Record<string, unknown>> {
     const idleCores = (cpuMs(pid) - cpu0) / wallMs;
     const byRole = cpuByRole(threads0, threadCpuMs(pid), roles);
     for (const k of Object.keys(byRole)) byRole[k] = Number(((byRole[k] as number) / wallMs).toFixed(3));
-    const rss = rssMib(pid);
     const scrapes: number[] = [];
     let text = '';
+    // The first scrape above built the per-rank histogram bytes; these are the steady-state ones.
     for (let i = 0; i < 3; i++) {
       const r = await get(new URL('/metrics', url).href);
       scrapes.push(r.seconds);
       text = r.body;
     }
     scrapes.sort((a, b) => a - b);
+    const rssAfterScrapes = rssMib(pid);
     const problems = promtoolProblems(text);
     return {
       ranks,
       threads: typeof info['threads'] === 'number' ? info['threads'] : null,
       ready_s: Number(readyS.toFixed(2)),
       rss_mib: rss,
+      rss_after_scrapes_mib: rssAfterScrapes,
       idle_cpu_cores: Number(idleCores.toFixed(3)),
       idle_cpu_cores_by_thread: byRole,
       scrape_s: Number((scrapes[1] as number).toFixed(3)),

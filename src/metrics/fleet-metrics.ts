@@ -158,35 +158,21 @@ export class FleetMetrics {
       const sumPrefix = braced.map((b) => `${h.name}_sum${b} `);
       const countPrefix = braced.map((b) => `${h.name}_count${b} `);
       // Every observation bumps count and sum, so unchanged (count, sum) = unchanged buckets.
-      // The whole family's bytes are kept too, and reused while no rank's histogram moved.
       const cached: Array<Buffer | null> = ranks.map(() => null);
       const cachedCount = new Float64Array(ranks.length);
       const cachedSum = new Float64Array(ranks.length);
-      let family: Buffer | null = null;
       reg.registerMetric({
         name: h.name,
         help: h.help,
         type: 'histogram',
         write: (out) => {
-          if (family !== null) {
-            let same = true;
-            for (let i = 0; i < ranks.length && same; i++) {
-              const a = f64(ranks[i] as number);
-              same = cachedSum[i] === a[h.offset + nb + 1] && cachedCount[i] === a[h.offset + nb + 2];
-            }
-            if (same) {
-              out.push(family);
-              return;
-            }
-          }
-          const chunks: Buffer[] = [];
           for (let i = 0; i < ranks.length; i++) {
             const a = f64(ranks[i] as number);
             const sum = a[h.offset + nb + 1] as number;
             const count = a[h.offset + nb + 2] as number;
             const hit = cached[i];
             if (hit !== null && hit !== undefined && cachedCount[i] === count && cachedSum[i] === sum) {
-              chunks.push(hit);
+              out.push(hit);
               continue;
             }
             const bp = bucketPrefix[i] as string;
@@ -200,10 +186,8 @@ export class FleetMetrics {
             cached[i] = bytes;
             cachedCount[i] = count;
             cachedSum[i] = sum;
-            chunks.push(bytes);
+            out.push(bytes);
           }
-          family = Buffer.concat(chunks);
-          out.push(family);
         },
       });
     };
