@@ -15,6 +15,7 @@ import { FinishReason } from '../engine/types.js';
 import { computeSequenceHashes } from '../engine/engine.js';
 import type { PerfProfileArrays as ProfileArrays } from '../engine/perf-model.js';
 import { SpscRing, Doorbell } from '../protocol/ring.js';
+import type { RingMemory } from '../protocol/ring.js';
 import {
   CTL_WORDS,
   Ctl,
@@ -101,10 +102,10 @@ interface RankSlot {
   readonly workerId: bigint;
   readonly ctlSab: SharedArrayBuffer;
   readonly ctl: Int32Array;
-  readonly eventsSab: SharedArrayBuffer;
-  inboxSab: SharedArrayBuffer;
+  readonly eventsSab: RingMemory;
+  inboxSab: RingMemory;
   inbox: SpscRing;
-  outputSab: SharedArrayBuffer;
+  outputSab: RingMemory;
   output: SpscRing;
   inflight: number;
   restarts: number;
@@ -186,11 +187,21 @@ export class Coordinator implements Backend {
     const eventBytes = eventRingBytes(config.engineArgs.maxNumBatchedTokens);
     this.inboxScratch = new Uint8Array(INBOX_ADD_HEADER + 4 * config.maxModelLen + 8);
     this.inboxView = new DataView(this.inboxScratch.buffer);
+    // The rings of each thread's ranks share one SharedArrayBuffer (mapped lazily: an idle rank's
+    // rings cost the pages of their headers). A restarted rank gets rings of its own.
+    let rings: RingMemory[] = [];
     for (let r = 0; r < this.numRanks; r++) {
       const workerIndex = Math.floor(r / config.dataParallelSize);
       const ctlSab = new SharedArrayBuffer(CTL_WORDS * 4);
-      const inboxSab = SpscRing.allocate(INBOX_RING_BYTES);
-      const outputSab = SpscRing.allocate(OUTPUT_RING_BYTES);
+      if (r % config.ranksPerThread === 0) {
+        const n = Math.min(config.ranksPerThread, this.numRanks - r);
+        const sizes: number[] = [];
+        for (let k = 0; k < n; k++) sizes.push(INBOX_RING_BYTES, OUTPUT_RING_BYTES, eventBytes);
+        rings = SpscRing.allocateMany(sizes);
+      }
+      const k = 3 * (r % config.ranksPerThread);
+      const inboxSab = rings[k] as RingMemory;
+      const outputSab = rings[k + 1] as RingMemory;
       const countersSab = new SharedArrayBuffer(this.layout.floatsPerRank * 8);
       this.countersSab.push(countersSab);
       this.counters.push(new Float64Array(countersSab));
@@ -201,7 +212,7 @@ export class Coordinator implements Backend {
         workerId: workerIdFor(config.seed, workerIndex),
         ctlSab,
         ctl: new Int32Array(ctlSab),
-        eventsSab: SpscRing.allocate(eventBytes),
+        eventsSab: rings[k + 2] as RingMemory,
         inboxSab,
         inbox: new SpscRing(inboxSab),
         outputSab,

@@ -21,6 +21,7 @@
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Doorbell, SpscRing } from '../protocol/ring.js';
+import type { RingMemory } from '../protocol/ring.js';
 import { TOPIC_COUNT, TOPIC_NAMES, buildSubject } from '../protocol/topics.js';
 import type { TopicName } from '../protocol/topics.js';
 import { envelopeTemplate, msgpackStr, splitU64 } from '../protocol/wire.js';
@@ -155,7 +156,7 @@ export class NatsSink implements PublisherSink {
 }
 
 export interface PublisherCoreOptions {
-  rings: readonly SharedArrayBuffer[];
+  rings: readonly RingMemory[];
   /** The ranks' doorbell: when it tracks producers, a drain visits only the rings that rang. */
   doorbell?: SharedArrayBuffer | undefined;
   /** publisher_id per rank; ranks sharing a worker id share its sequences. */
