@@ -81,7 +81,8 @@ export function startServe(args: string[], timeoutMs = 30_000, env: Record<strin
     });
     child.stdout.on('data', (c: Buffer) => {
       stdout += c.toString();
-      const m = /^mockfleet ready (.*)$/m.exec(stdout);
+      // Only a complete line: at thousands of ranks the ready line arrives in several chunks.
+      const m = /^mockfleet ready (.*)\n/m.exec(stdout);
       if (m === null || settled) return;
       settled = true;
       clearTimeout(timer);
