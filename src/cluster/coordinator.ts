@@ -23,6 +23,10 @@ import {
   INBOX_RING_BYTES,
   FaultKind,
   INBOX_ADD_HEADER,
+  INBOX_FLAG_SEEDED,
+  INBOX_FLAG_STOP,
+  INBOX_N_MAX,
+  INBOX_N_SHIFT,
   INBOX_ABORT_BYTES,
   InboxKind,
   OUTPUT_HEADER,
@@ -72,6 +76,8 @@ export interface ClusterConfig {
   readonly heartbeatMs: number;
   /** Max old-generation heap per rank thread, MiB. */
   readonly rankHeapMb: number;
+  /** Token ids seeded requests generate (Tokenizer.generationVocabulary()); default: the engine's. */
+  readonly generatedVocabulary?: Uint32Array | undefined;
 }
 
 interface Pending {
@@ -164,6 +170,8 @@ export class Coordinator implements Backend {
   private hashHi = new Uint32Array(4096);
   private hashLo = new Uint32Array(4096);
   private inboxScratch: Uint8Array;
+  /** ClusterConfig.generatedVocabulary in shared memory: one copy for every rank thread. */
+  private readonly vocabularySab: SharedArrayBuffer | null;
   private inboxView: DataView;
   private readonly abortBytes = new Uint8Array(INBOX_ABORT_BYTES);
   private readonly abortView = new DataView(this.abortBytes.buffer);
@@ -186,6 +194,9 @@ export class Coordinator implements Backend {
     this.counters = [];
     const eventBytes = eventRingBytes(config.engineArgs.maxNumBatchedTokens);
     this.inboxScratch = new Uint8Array(INBOX_ADD_HEADER + 4 * config.maxModelLen + 8);
+    const vocab = config.generatedVocabulary;
+    this.vocabularySab = vocab === undefined || vocab.length === 0 ? null : new SharedArrayBuffer(vocab.byteLength);
+    if (this.vocabularySab !== null && vocab !== undefined) new Uint32Array(this.vocabularySab).set(vocab);
     this.inboxView = new DataView(this.inboxScratch.buffer);
     // The rings of each thread's ranks share one SharedArrayBuffer (mapped lazily: an idle rank's
     // rings cost the pages of their headers). A restarted rank gets rings of its own.
@@ -334,6 +345,7 @@ export class Coordinator implements Backend {
       vllmEncoding: cfg.vllmEventEncoding,
       routerFeed: cfg.router === 'kv',
       restarted,
+      generatedVocabulary: this.vocabularySab,
     };
   }
 
@@ -473,6 +485,9 @@ export class Coordinator implements Backend {
     v.setInt32(8, req.maxTokens, true);
     v.setUint32(12, n, true);
     v.setFloat64(16, performance.timeOrigin + performance.now(), true);
+    v.setInt32(24, req.seed === undefined ? 0 : req.seed | 0, true);
+    const paramsN = Math.min(INBOX_N_MAX, Math.max(0, req.paramsN ?? 1));
+    v.setUint32(28, (req.seed === undefined ? 0 : INBOX_FLAG_SEEDED) | (req.stopAtEnd === true ? INBOX_FLAG_STOP : 0) | (paramsN << INBOX_N_SHIFT), true);
     new Uint32Array(this.inboxScratch.buffer, INBOX_ADD_HEADER, n).set(req.promptTokens);
     const bytes = INBOX_ADD_HEADER + 4 * n;
     if (bytes <= slot.inbox.maxRecordBytes) {
@@ -662,8 +677,8 @@ export class Coordinator implements Backend {
     this.wake(slot);
   }
 
-  metrics(workerIndex?: number): Promise<Buffer[]> {
-    return this.fleetMetrics.render(workerIndex);
+  metrics(workerIndex?: number, openMetrics?: boolean): Promise<Buffer[]> {
+    return this.fleetMetrics.render(workerIndex, openMetrics === true);
   }
 
   /** Rank threads (ranks / --ranks-per-thread, rounded up). */

@@ -52,15 +52,23 @@ class Exposition {
   private readonly families: Family[] = [];
 
   registerMetric(f: Family): void {
+    // Counter samples are written under the family name; OpenMetrics needs it to end in _total.
+    if (f.type === 'counter' && !f.name.endsWith('_total')) throw new Error(`counter ${f.name} must end in _total`);
     this.families.push(f);
   }
 
-  metrics(): Buffer[] {
+  /**
+   * Prometheus text, or OpenMetrics 1.0 (as prom-client writes it: counter families named without
+   * `_total` in HELP/TYPE, samples unchanged, `# EOF` at the end).
+   */
+  metrics(openMetrics: boolean): Buffer[] {
     const out: Array<string | Buffer> = [];
     for (const f of this.families) {
-      out.push(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
+      const name = openMetrics && f.type === 'counter' ? f.name.slice(0, -'_total'.length) : f.name;
+      out.push(`# HELP ${name} ${escapeHelp(f.help)}\n# TYPE ${name} ${f.type}\n`);
       f.write(out);
     }
+    if (openMetrics) out.push('# EOF\n');
     // Runs of text become one Buffer each; cached Buffers go out as they are (no copy of the whole).
     const parts: Buffer[] = [];
     let run: string[] = [];
@@ -87,19 +95,23 @@ function sampled(name: string, help: string, type: 'counter' | 'gauge', collect:
   };
 }
 
+/** Counter index meaning "always 1" in variants(). */
+const ONE = -2;
+
 export class FleetMetrics {
   private readonly registries = new Map<number, Exposition>();
 
   constructor(private readonly c: Coordinator) {}
 
-  render(workerIndex?: number): Promise<Buffer[]> {
+  /** Prometheus text, or OpenMetrics 1.0 when `openMetrics` (the scraper's Accept asked for it). */
+  render(workerIndex?: number, openMetrics = false): Promise<Buffer[]> {
     const key = workerIndex ?? -1;
     let reg = this.registries.get(key);
     if (reg === undefined) {
       reg = this.build(workerIndex);
       this.registries.set(key, reg);
     }
-    return Promise.resolve(reg.metrics());
+    return Promise.resolve(reg.metrics(openMetrics));
   }
 
   private build(workerIndex: number | undefined): Exposition {
@@ -144,7 +156,7 @@ export class FleetMetrics {
             const ps = prefixes[i] as string[];
             for (let k = 0; k < byValue.length; k++) {
               const idx = (byValue[k] as readonly [string, number])[1];
-              out.push(`${ps[k] as string}${fmt(idx < 0 ? 0 : (a[idx] as number))}\n`);
+              out.push(`${ps[k] as string}${fmt(idx === ONE ? 1 : idx < 0 ? 0 : (a[idx] as number))}\n`);
             }
           }
         },
@@ -196,16 +208,35 @@ export class FleetMetrics {
     scalar('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', 'gauge', Scalar.waiting);
     scalar('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', 'gauge', Scalar.kvUsage);
     const args = c.config.engineArgs;
+    // vLLM labels this info gauge with every CacheConfig field (CacheConfig.metrics_info()) plus
+    // engine, and no model_name; kv_cache_size_tokens is the capacity newer consumers read.
+    const cacheInfo: Labels = {
+      block_size: String(args.blockSize),
+      cache_dtype: 'auto',
+      calculate_kv_scales: 'False',
+      cpu_offload_gb: '0',
+      enable_prefix_caching: args.enablePrefixCaching ? 'True' : 'False',
+      gpu_memory_utilization: '0.9',
+      is_attention_free: 'False',
+      kv_cache_memory_bytes: 'None',
+      kv_cache_size_tokens: String(args.numGpuBlocks * args.blockSize),
+      kv_sharing_fast_prefill: 'False',
+      mamba_cache_dtype: 'auto',
+      mamba_page_size_padded: 'None',
+      mamba_ssm_cache_dtype: 'auto',
+      num_cpu_blocks: 'None',
+      num_gpu_blocks: String(args.numGpuBlocks),
+      num_gpu_blocks_override: String(args.numGpuBlocks),
+      prefix_caching_hash_algo: 'xxhash',
+      sliding_window: 'None',
+    };
     reg.registerMetric(
       sampled('vllm:cache_config_info', 'Information of the LLMEngine CacheConfig', 'gauge', (push) => {
         for (let i = 0; i < ranks.length; i++) {
-          push(1, {
-              ...(labels[i] as Labels),
-              block_size: String(args.blockSize),
-              num_gpu_blocks: String(args.numGpuBlocks),
-              enable_prefix_caching: args.enablePrefixCaching ? 'True' : 'False',
-              cache_dtype: 'auto',
-          });
+          const l = labels[i] as Labels;
+          const own: Labels = { ...cacheInfo, engine: l['engine'] as string };
+          if (l['worker_id'] !== undefined) own['worker_id'] = l['worker_id'];
+          push(1, own);
         }
       }),
     );
@@ -214,13 +245,36 @@ export class FleetMetrics {
     scalar('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.', 'counter', Scalar.preemptions);
     scalar('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.', 'counter', Scalar.prefixQueries);
     scalar('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.', 'counter', Scalar.prefixHits);
-    // Every request generates exactly max_tokens (no EOS), so 'stop' stays 0.
     variants('vllm:request_success_total', 'Count of successfully processed requests.', 'counter', 'finished_reason', [
-      ['stop', -1],
+      ['stop', Scalar.successStop],
       ['length', Scalar.successLength],
       ['abort', Scalar.successAbort],
       ['error', Scalar.successError],
     ]);
+    // No KV connector transfers in mockfleet: external_kv_transfer stays 0 (as in vLLM without one).
+    variants('vllm:prompt_tokens_by_source_total', 'Number of prompt tokens by source.', 'counter', 'source', [
+      ['local_compute', Scalar.promptTokensLocalCompute],
+      ['local_cache_hit', Scalar.promptTokensLocalCacheHit],
+      ['external_kv_transfer', -1],
+    ]);
+    scalar('vllm:prompt_tokens_cached_total', 'Number of cached prompt tokens (local + external).', 'counter', Scalar.promptTokensCached);
+    scalar('vllm:prompt_tokens_recomputed_total', 'Number of cached tokens recomputed for forward pass.', 'counter', Scalar.promptTokensRecomputed);
+    // Ranks never sleep (no /sleep endpoint); the family exists as in every vLLM.
+    variants('vllm:engine_sleep_state', 'Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.', 'gauge', 'sleep_state', [
+      ['awake', ONE],
+      ['weights_offloaded', -1],
+      ['discard_all', -1],
+    ]);
+    // No KV connector and no multi-modal inputs: these count nothing, like vLLM without them.
+    for (const [name, help] of [
+      ['vllm:external_prefix_cache_queries_total', 'External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.'],
+      ['vllm:external_prefix_cache_hits_total', 'External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.'],
+      ['vllm:mm_cache_queries_total', 'Multi-modal cache queries, in terms of number of queried items.'],
+      ['vllm:mm_cache_hits_total', 'Multi-modal cache hits, in terms of number of cached items.'],
+    ] as const) {
+      const zeros = braced.map((b) => `${name}${b} 0\n`).join('');
+      reg.registerMetric({ name, help, type: 'counter', write: (out) => out.push(zeros) });
+    }
     for (const h of c.layout.histograms) histogram(h);
 
     scalar('mockfleet_passes_total', 'Forward passes run by the rank.', 'counter', Scalar.passes);

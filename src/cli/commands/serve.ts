@@ -14,6 +14,7 @@ import { HTTP_FLAGS, httpOptionsFromArgv } from '../../http/flags.js';
 import { currentTid, pinCurrentThread } from '../../util/affinity.js';
 import { InvalidRequestError, MockfleetError } from '../../util/errors.js';
 import { DashboardService } from '../../dashboard/service.js';
+import { READY_FLAGS, announceReady } from '../ready.js';
 
 type ServeArgs = ServeFlagValues & { model?: string | undefined } & Record<string, unknown>;
 
@@ -87,6 +88,8 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     frontendCpus: cfg.frontendCpus,
     heartbeatMs: 1000,
     rankHeapMb: cfg.rankHeapMb,
+    // Ranks generate from the tokenizer's round-tripping words, so clients re-tokenise exactly.
+    generatedVocabulary: httpBase.tokenizer?.generationVocabulary(),
   });
   // Threads inherit their creator's affinity: pin the main thread only after the rank and
   // publisher threads exist, so --frontend-cpus does not leak into them.
@@ -138,7 +141,7 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     placement,
   };
   log(`mockfleet: ${coordinator.numRanks} ranks (${cfg.numWorkers} workers x ${cfg.dataParallelSize}) on ${coordinator.numThreads} rank threads (--ranks-per-thread ${cfg.ranksPerThread}) serving ${modelName} at ${mainUrl}`);
-  process.stdout.write(`mockfleet ready ${JSON.stringify(ready)}\n`);
+  announceReady(ready, typeof argv.readyFile === 'string' ? argv.readyFile : undefined);
   let closing: Promise<void> | null = null;
   return {
     coordinator,
@@ -161,7 +164,7 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
 export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve',
   describe: 'Run a simulated fleet behind an OpenAI-compatible API',
-  builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS }) as unknown as Argv<ServeArgs>,
+  builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS, ...READY_FLAGS }) as unknown as Argv<ServeArgs>,
   handler: async (argv: ArgumentsCamelCase<ServeArgs>) => {
     const handle = await startServe(argv);
     let signals = 0;
