@@ -43,7 +43,7 @@ import type { CounterLayout } from '../protocol/rank-counters.js';
 import { startPublisher } from '../transport/publisher.js';
 import type { PublisherHandle } from '../transport/publisher.js';
 import { createRouter } from '../router/index.js';
-import type { RankLoadView, Router, RouterPolicy } from '../router/types.js';
+import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
 import { InvalidRequestError, MockfleetError, OverloadedError, RankFailedError } from '../util/errors.js';
 import { FleetMetrics } from '../metrics/fleet-metrics.js';
 
@@ -59,6 +59,8 @@ export interface ClusterConfig {
   readonly maxWaiting: number;
   readonly router: RouterPolicy;
   readonly kvOverlapScoreWeight: number;
+  /** kv router softmax temperature (default 0). */
+  readonly routerTemperature?: number;
   readonly seed: number;
   readonly natsUrl: string | null;
   readonly namespace: string;
@@ -81,6 +83,7 @@ export interface ClusterConfig {
 }
 
 interface Pending {
+  readonly id: number;
   readonly cb: GenerateCallbacks;
   readonly rank: number;
   readonly promptTokens: number;
@@ -169,6 +172,8 @@ export class Coordinator implements Backend {
   private outU32 = new Uint32Array(this.outScratch.buffer);
   private hashHi = new Uint32Array(4096);
   private hashLo = new Uint32Array(4096);
+  /** The route of the current submit() when the router picked its rank (null: pinned or one candidate). */
+  private lastRoute: RouteRequest | null = null;
   private inboxScratch: Uint8Array;
   /** ClusterConfig.generatedVocabulary in shared memory: one copy for every rank thread. */
   private readonly vocabularySab: SharedArrayBuffer | null;
@@ -251,6 +256,7 @@ export class Coordinator implements Backend {
     this.router = createRouter(config.router, load, {
       seed: config.seed,
       kvOverlapScoreWeight: config.kvOverlapScoreWeight,
+      ...(config.routerTemperature === undefined ? {} : { routerTemperature: config.routerTemperature }),
       blockSize: this.blockSize,
     });
     this.fleetMetrics = new FleetMetrics(this);
@@ -505,11 +511,14 @@ export class Coordinator implements Backend {
     this.wake(slot);
     slot.inflight++;
     (this.counters[rank] as Float64Array)[Scalar.inflight] = slot.inflight;
-    this.pending.set(id, { cb, rank, promptTokens: n, completionTokens: 0, cachedTokens: 0 });
+    this.pending.set(id, { id, cb, rank, promptTokens: n, completionTokens: 0, cachedTokens: 0 });
+    // Router-side load bookkeeping (kv: prefill tokens and blocks booked on the rank until done).
+    if (this.lastRoute !== null) this.router.onRouted(id, this.lastRoute, rank);
     return { rank, abort: () => this.abort(id) };
   }
 
   private pickRank(req: GenerateRequest): number {
+    this.lastRoute = null;
     if (req.pinnedRank !== undefined) {
       if (!Number.isInteger(req.pinnedRank) || req.pinnedRank < 0 || req.pinnedRank >= this.numRanks) {
         throw new InvalidRequestError(`rank ${String(req.pinnedRank)} does not exist (0..${this.numRanks - 1})`, 'rank');
@@ -531,14 +540,15 @@ export class Coordinator implements Backend {
       }
       numBlocks = computeSequenceHashes(req.promptTokens, req.promptTokens.length, this.blockSize, this.hashHi, this.hashLo);
     }
-    return this.router.pick({
+    this.lastRoute = {
       numBlocks,
       seqHashHi: this.hashHi,
       seqHashLo: this.hashLo,
       promptTokens: req.promptTokens.length,
       firstRank: first,
       numCandidateRanks: count,
-    });
+    };
+    return this.router.pick(this.lastRoute);
   }
 
   private abort(id: number): void {
@@ -562,6 +572,7 @@ export class Coordinator implements Backend {
   }
 
   private finish(p: Pending, reason: 'length' | 'abort' | 'error', error?: MockfleetError): void {
+    this.router.onRequestFinished(p.id);
     const slot = this.slots[p.rank] as RankSlot;
     if (slot.inflight > 0) slot.inflight--;
     (this.counters[p.rank] as Float64Array)[Scalar.inflight] = slot.inflight;
@@ -628,6 +639,7 @@ export class Coordinator implements Backend {
     for (let i = 0; i < numTokens; i++, o += 8) {
       const p = this.pending.get(v.getInt32(o, true));
       if (p === undefined) continue;
+      if (p.completionTokens === 0) this.router.onPrefillDone(p.id);
       p.completionTokens++;
       p.cb.onTokens(u32, (o + 4) >>> 2, 1);
     }

@@ -75,6 +75,7 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     maxWaiting: cfg.maxWaiting,
     router: cfg.router,
     kvOverlapScoreWeight: cfg.kvOverlapScoreWeight,
+    routerTemperature: cfg.routerTemperature,
     seed: cfg.seed,
     natsUrl: cfg.natsUrl,
     namespace: cfg.namespace,
