@@ -9,6 +9,7 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { Doorbell } from '../protocol/ring.js';
+import type { RingMemory } from '../protocol/ring.js';
 import { buildSubject } from '../protocol/topics.js';
 import { InvalidConfigError, PublisherError } from '../util/errors.js';
 import { DEFAULT_MAX_BUFFERED_BYTES } from './publisher-core.js';
@@ -20,7 +21,7 @@ export type { PublisherStats } from './stats.js';
 
 export interface PublisherOptions {
   /** One event ring per rank (SpscRing.allocate), in rank order. */
-  rings: SharedArrayBuffer[];
+  rings: RingMemory[];
   /** Doorbell every rank rings after writing (Doorbell.allocate). */
   doorbell: SharedArrayBuffer;
   /** publisher_id per rank (Dynamo worker id); equal ids share sequences. */
@@ -40,7 +41,7 @@ export interface PublisherOptions {
 
 /** workerData of workers/publisher-worker.ts. */
 export interface PublisherWorkerData {
-  rings: SharedArrayBuffer[];
+  rings: RingMemory[];
   doorbell: SharedArrayBuffer;
   stats: SharedArrayBuffer;
   rankWorkerIds: bigint[];
