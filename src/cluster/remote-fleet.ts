@@ -23,7 +23,7 @@ import { Scalar } from '../protocol/rank-counters.js';
 import type { CounterLayout } from '../protocol/rank-counters.js';
 import { InvalidConfigError, InvalidRequestError, MockfleetError } from '../util/errors.js';
 import { KvEventConsumer } from './remote-kv-events.js';
-import { mergeExpositions } from './remote-metrics.js';
+import { expositionText, mergeExpositions } from './remote-metrics.js';
 import type { ExpositionPart } from './remote-metrics.js';
 import {
   FinishCode,
@@ -766,7 +766,7 @@ export class FleetBackend implements Backend {
       }
     }));
     const parts: ExpositionPart[] = [];
-    if (this.opts.local !== null) parts.push({ text: await this.opts.local.metrics(undefined, openMetrics), fleetWorker: null });
+    if (this.opts.local !== null) parts.push({ text: expositionText(await this.opts.local.metrics(undefined, openMetrics)), fleetWorker: null });
     const esc = (s: string): string => s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
     let own = '# HELP mockfleet_fleet_workers Remote workers this frontend routes to.\n# TYPE mockfleet_fleet_workers gauge\n';
     own += `mockfleet_fleet_workers{model_name="${esc(this.modelName)}",fleet="${esc(this.opts.fleet)}"} ${workers.length}\n`;

@@ -5,6 +5,11 @@
  * worker that carry no worker_id get `fleet_worker="{instance}"` so no two series collide.
  */
 
+/** A Backend's metrics() result (text, or the chunks of one) as one string. */
+export function expositionText(m: string | readonly Uint8Array[]): string {
+  return typeof m === 'string' ? m : Buffer.concat(m as Uint8Array[]).toString('utf8');
+}
+
 export interface ExpositionPart {
   readonly text: string;
   /** Label value for samples without worker_id; null = leave samples as they are. */

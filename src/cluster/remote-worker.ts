@@ -208,7 +208,7 @@ export class FleetWorker {
         if (err !== null) return;
         const openMetrics = msg.data.length > 0 && new TextDecoder().decode(msg.data) === 'openmetrics';
         this.opts.coordinator.metrics(undefined, openMetrics).then(
-          (text) => gzipAsync(text),
+          (m) => gzipAsync(typeof m === 'string' ? m : Buffer.concat(m)),
           (e: unknown) => {
             throw e;
           },
