@@ -43,6 +43,9 @@ export interface RankTask {
   publisherBell: SharedArrayBuffer;
   kvEventsFormat: 'dynamo' | 'vllm' | 'both';
   vllmEncoding: 'array' | 'map';
+  dynamoWire: 'current' | 'legacy';
+  /** vLLM KVEventBatch records for the ZMQ publisher, whatever kvEventsFormat says. */
+  vllmBatches: boolean;
   /** Forward stored/removed hashes to the coordinator (kv router). */
   routerFeed: boolean;
   /** A replacement after a crash: announce an empty cache (AllBlocksCleared). */
@@ -133,6 +136,10 @@ function createRankLoop(task: RankTask, inboxScratch: Uint8Array): RankLoop {
     dpRank: task.dpRank,
     kvEventsFormat: task.kvEventsFormat,
     vllmEncoding: task.vllmEncoding,
+    dynamoWire: task.dynamoWire,
+    vllmBatches: task.vllmBatches,
+    // In the coordinator's counters SAB: ids continue where a crashed thread stopped.
+    idStore: { cells: counters, nextEventIdSlot: Scalar.nextKvEventId, counterIdSlot: Scalar.fpmCounterId },
   });
   return new RankLoop(task, ctl, counters, layout, engine, inbox, output, new Doorbell(task.outputBell), writer, eventRing, new Doorbell(task.publisherBell), inboxScratch);
 }
@@ -527,8 +534,7 @@ class RankLoop {
     if (!due && (key === this.lastLoadKey || now - this.lastLoadMs < LOAD_DEBOUNCE_MS)) return;
     this.lastLoadKey = key;
     this.lastLoadMs = now;
-    const queuedPrefill = e.hasWork() && this.lastResult !== null ? this.lastResult.fpm.sumQueuedPrefillTokens : 0;
-    this.writer.writeLoad(e.numActiveBlocks, queuedPrefill, e.numActiveBlocks);
+    this.writer.writeLoad(e.numActiveBlocks, e.numActiveBlocks);
     this.publisherBell.ring();
   }
 

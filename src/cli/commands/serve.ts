@@ -14,6 +14,8 @@ import { HTTP_FLAGS, httpOptionsFromArgv } from '../../http/flags.js';
 import { currentTid, pinCurrentThread } from '../../util/affinity.js';
 import { InvalidRequestError, MockfleetError } from '../../util/errors.js';
 import { DashboardService } from '../../dashboard/service.js';
+import { planZmqEndpoints } from '../../config/kv-events-config.js';
+import { DEFAULT_HOST, DEFAULT_PORT } from '../../http/options.js';
 
 type ServeArgs = ServeFlagValues & { model?: string | undefined } & Record<string, unknown>;
 
@@ -61,6 +63,11 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
   const httpBase = await httpOptionsFromArgv(argv);
   const modelName = httpBase.servedModelNames?.[0] ?? DEFAULT_MODEL_NAME;
   const profile = cfg.plannerProfileData === null ? null : loadPerfProfile(cfg.plannerProfileData);
+  const httpPort = httpBase.port ?? DEFAULT_PORT;
+  const zmq = planZmqEndpoints(cfg.kvEventsConfig, cfg.numWorkers * cfg.dataParallelSize, httpBase.host ?? DEFAULT_HOST, [
+    { flag: '--port', from: httpPort, to: httpPort },
+    ...(cfg.workerBasePort === null ? [] : [{ flag: '--worker-base-port', from: cfg.workerBasePort, to: cfg.workerBasePort + cfg.numWorkers - 1 }]),
+  ]);
 
   const coordinator = await Coordinator.start({
     modelName,
@@ -80,6 +87,9 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     component: cfg.component,
     kvEventsFormat: cfg.kvEventsFormat,
     vllmEventEncoding: cfg.vllmEventEncoding,
+    endpoint: cfg.endpoint,
+    dynamoWire: cfg.dynamoWire,
+    zmq,
     eventsFile: cfg.eventsFile,
     rankCpus: cfg.rankCpus,
     ranksPerThread: cfg.ranksPerThread,
@@ -133,6 +143,11 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     worker_ids: [...new Set(coordinator.ranks().map((r) => r.workerId.toString()))],
     worker_urls: servers.slice(1).map((s) => s.url),
     nats: cfg.natsUrl,
+    // vLLM-native KV events (--kv-events-config): where each rank's PUB / replay ROUTER listens.
+    kv_events_endpoints: zmq === null ? [] : zmq.ranks.map((z) => {
+      const r = coordinator.ranks()[z.rank];
+      return { rank: z.rank, worker_id: r?.workerId.toString(), dp_rank: r?.dpRank, endpoint: z.endpoint, replay_endpoint: z.replayEndpoint, topic: zmq.topic };
+    }),
     router: cfg.router,
     pid: process.pid,
     placement,
