@@ -190,9 +190,22 @@ export class FleetMetrics {
           }) as unknown as promClient.Metric,
         );
       };
-      pubCounter('mockfleet_publisher_published_total', 'Messages the shared publisher sent (NATS or embedded sink).', (s) => s.published);
-      pubCounter('mockfleet_publisher_dropped_total', 'Messages the shared publisher could not deliver (counted, never silent).', (s) => s.dropped);
-      pubCounter('mockfleet_publisher_bytes_total', 'Payload bytes the shared publisher sent.', (s) => s.bytes);
+      // transport="nats": the Dynamo event plane (NATS or the embedded sink); transport="zmq": vLLM
+      // KV event batches on the per-rank PUB sockets (--kv-events-config).
+      const byTransport = (name: string, help: string, nats: (s: ReturnType<PublisherHandleLike['stats']>) => number, zmq: (s: ReturnType<PublisherHandleLike['stats']>) => number): void => {
+        reg.registerMetric(
+          new SabMetric(name, help, 'counter', (out) => {
+            const pub = c.publisherHandle();
+            if (pub === null) return;
+            const s = pub.stats();
+            out.push({ value: nats(s), labels: { model_name: c.modelName, transport: 'nats' } });
+            out.push({ value: zmq(s), labels: { model_name: c.modelName, transport: 'zmq' } });
+          }) as unknown as promClient.Metric,
+        );
+      };
+      byTransport('mockfleet_publisher_published_total', 'Messages the shared publisher sent.', (s) => s.published, (s) => s.zmq.published);
+      byTransport('mockfleet_publisher_dropped_total', 'Messages the shared publisher could not deliver (counted, never silent).', (s) => s.dropped, (s) => s.zmq.dropped);
+      byTransport('mockfleet_publisher_bytes_total', 'Payload bytes the shared publisher sent.', (s) => s.bytes, (s) => s.zmq.bytes);
       pubCounter('mockfleet_publisher_nats_connected', '1 when the publisher is connected to NATS.', (s) => (s.natsConnected ? 1 : 0), 'gauge');
     }
     return reg;
@@ -200,5 +213,5 @@ export class FleetMetrics {
 }
 
 interface PublisherHandleLike {
-  stats(): { published: number; dropped: number; bytes: number; natsConnected: boolean };
+  stats(): { published: number; dropped: number; bytes: number; natsConnected: boolean; zmq: { published: number; dropped: number; bytes: number } };
 }
