@@ -5,14 +5,28 @@
  *           sequence, cached subject) -> nats-server
  *   raw:    main thread publishes the same pre-encoded envelopes in batches of 1000
  *
- * Traffic: per simulated pass 12 KV events (8 stored of 1-2 blocks, 4 removed) + 1 FPM.
+ * Traffic: per simulated pass 12 KV events (8 stored of 1-2 blocks, 4 removed) + 1 FPM, one
+ * RouterEvent per message (--dynamo-wire legacy: the message-rate worst case).
+ *
+ * ZMQ case (vLLM over ZMQ, --kv-events-config), same run:
+ *   shared: R rank threads (one vLLM KVEventBatch record per pass, map encoding) -> publisher
+ *           thread -> R XPUB sockets -> a live SUB socket (its own thread) reading every batch
+ *   raw:    main thread sends the same pre-encoded batch frames on one zeromq XPUB socket with
+ *           the same socket options -> the same kind of live subscriber
+ *   rate = batches the subscriber received / time until it had them all.
+ *
  * Prints one JSON line: {"bench":"publisher","shared_msgs_per_s","raw_msgs_per_s","ratio",
- * "shared_publisher_cpu_us_per_msg","raw_cpu_us_per_msg","cpu_ratio",...}: throughput (best of
- * --reps, interleaved) and the CPU time of the one thread that calls nats.js (from /proc), which
- * is less sensitive to other load on the host than wall-clock throughput.
- * Usage: node dist/bench/publisher.js [--messages N] [--ranks R] [--reps K]
+ * "shared_publisher_cpu_us_per_msg","raw_cpu_us_per_msg","cpu_ratio","zmq_shared_batches_per_s",
+ * "zmq_raw_batches_per_s","zmq_ratio",...}: throughput (best of --reps, interleaved) and the CPU
+ * time of the one thread that calls nats.js (from /proc), which is less sensitive to other load
+ * on the host than wall-clock throughput.
+ * Usage: node dist/bench/publisher.js [--messages N] [--ranks R] [--reps K] [--zmq-batches N]
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+// zeromq is loaded only by the threads that use it (main, subscriber), never by rank threads.
+const zmq = async (): Promise<typeof import('zeromq')> => import('zeromq');
+import type { ZmqPublishPlan } from '../src/config/kv-events-config.js';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { connect } from '@nats-io/transport-node';
@@ -21,7 +35,7 @@ import { KvEventKind } from '../src/engine/types.js';
 import { RankEventWriter } from '../src/protocol/rank-events.js';
 import { Doorbell, SpscRing } from '../src/protocol/ring.js';
 import { TOPIC_NAMES, TopicCode, buildSubject } from '../src/protocol/topics.js';
-import { MsgpackWriter, encodeEnvelope, encodeFpm, encodeRouterEvent, envelopeOverhead, msgpackStr, splitU64 } from '../src/protocol/wire.js';
+import { MsgpackWriter, encodeEnvelope, encodeFpm, encodeRouterEvent, encodeVllmBatch, envelopeOverhead, msgpackStr, splitU64 } from '../src/protocol/wire.js';
 import { startPublisher } from '../src/transport/publisher.js';
 import { startNatsServer } from '../test/support/nats-server.js';
 
@@ -101,15 +115,18 @@ interface RankJob {
   go: SharedArrayBuffer;
   workerId: bigint;
   passes: number;
+  /** vLLM batches only (the ZMQ case), no FPM. */
+  vllm: boolean;
 }
 
-/** Rank thread: wait for the start flag, then write `passes` x (12 KV events + 1 FPM). */
+/** Rank thread: wait for the start flag, then write `passes` x (12 KV events + 1 FPM) or x 1 vLLM batch. */
 function rankMain(job: RankJob): void {
   const writer = new RankEventWriter(new SpscRing(job.ring), {
     workerId: job.workerId,
     dpRank: 0,
-    kvEventsFormat: 'dynamo',
-    vllmEncoding: 'array',
+    kvEventsFormat: job.vllm ? 'vllm' : 'dynamo',
+    vllmEncoding: 'map',
+    dynamoWire: 'legacy',
     doorbell: new Doorbell(job.bell),
     blockTimeoutMs: 10_000,
   });
@@ -119,9 +136,134 @@ function rankMain(job: RankJob): void {
   for (let p = 0; p < job.passes; p++) {
     log.firstEventId = p * KV_PER_PASS;
     writer.writeKvEvents(log, p);
-    writer.writeFpm(FPM, 0.012);
+    if (!job.vllm) writer.writeFpm(FPM, 0.012);
   }
   parentPort!.postMessage({ dropped: writer.droppedRecords });
+}
+
+/**
+ * Subscriber thread: SUB to every endpoint; done once the last seq of every endpoint arrived
+ * (batches sent before a subscription landed — ZMQ's slow joiner — cannot delay the finish).
+ */
+async function subscriberMain(job: { endpoints: string[]; lastSeq: number }): Promise<void> {
+  const { Subscriber } = await zmq();
+  const sub = new Subscriber({ receiveHighWaterMark: 0, linger: 0 });
+  for (const e of job.endpoints) sub.connect(e);
+  sub.subscribe('');
+  parentPort!.postMessage({ ready: true });
+  let n = 0;
+  let ended = 0;
+  for await (const frames of sub) {
+    if (frames.length !== 3) throw new Error(`expected [topic, seq, payload], got ${frames.length} frames`);
+    n++;
+    if (Number(frames[1]!.readBigUInt64BE(0)) === job.lastSeq && ++ended === job.endpoints.length) break;
+  }
+  const at = performance.timeOrigin + performance.now();
+  sub.close();
+  parentPort!.postMessage({ received: n, at });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A live subscriber thread on these endpoints; resolves `done` with the epoch ms of the last batch. */
+/** Ends a subscriber thread: it closes its socket and exits on its own (terminating a thread that holds a zeromq socket aborts the process). */
+async function endSubscriber(sub: { done: Promise<number>; worker: Worker }): Promise<void> {
+  const exited = new Promise((r) => sub.worker.once('exit', r));
+  await Promise.race([sub.done, exited]);
+  await exited;
+}
+
+async function startSubscriber(endpoints: string[], lastSeq: number): Promise<{ done: Promise<number>; worker: Worker }> {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { role: 'sub', job: { endpoints, lastSeq } } });
+  let readyResolve: () => void = () => {};
+  const ready = new Promise<void>((r) => (readyResolve = r));
+  const done = new Promise<number>((resolve, reject) => {
+    worker.on('message', (m: { ready?: boolean; at?: number }) => {
+      if (m.ready === true) readyResolve();
+      else if (m.at !== undefined) resolve(m.at);
+    });
+    worker.once('error', reject);
+  });
+  await ready;
+  await new Promise((r) => setTimeout(r, 300)); // ZMQ slow joiner
+  return { done, worker };
+}
+
+const HWM = 100_000;
+
+async function zmqSharedRun(ranks: number, passesPerRank: number): Promise<{ batchesPerS: number; dropped: number }> {
+  const rings = Array.from({ length: ranks }, () => SpscRing.allocate(1 << 20));
+  const bell = Doorbell.allocate();
+  const go = new SharedArrayBuffer(4);
+  const ids = Array.from({ length: ranks }, (_, r) => 0x7000_0000_0000_0000n + BigInt(r));
+  const ports = await Promise.all(ids.map(() => freePort()));
+  const plan: ZmqPublishPlan = { topic: '', bufferSteps: 1000, hwm: HWM, maxQueueSize: 100_000, ranks: ports.map((p, rank) => ({ rank, endpoint: `tcp://127.0.0.1:${p}`, replayEndpoint: null })) };
+  const pub = await startPublisher({ rings, doorbell: bell, rankWorkerIds: ids, rankDpRanks: ids.map(() => 0), natsUrl: null, namespace: NS, component: COMPONENT, eventsFile: null, zmq: plan, natsVllm: false });
+  const total = ranks * passesPerRank;
+  const sub = await startSubscriber(plan.ranks.map((r) => r.endpoint), passesPerRank - 1);
+  const workers = rings.map((ring, r) => new Worker(new URL(import.meta.url), { workerData: { role: 'rank', job: { ring, bell, go, workerId: ids[r]!, passes: passesPerRank, vllm: true } } }));
+  const done = workers.map((w) => new Promise<{ dropped: number }>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  }));
+  await new Promise((r) => setTimeout(r, 100));
+  const t0 = performance.timeOrigin + performance.now();
+  Atomics.store(new Int32Array(go), 0, 1);
+  Atomics.notify(new Int32Array(go), 0);
+  // The subscriber only finishes if nothing was dropped; otherwise stop once all are accounted for.
+  let t1 = 0;
+  void sub.done.then((at) => (t1 = at));
+  for (;;) {
+    const z = pub.stats().zmq;
+    if (t1 > 0 || z.dropped > 0) break;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const results = await Promise.all(done);
+  await pub.flushAndClose(10_000);
+  const s = pub.stats();
+  await Promise.all(workers.map((w) => w.terminate()));
+  if (t1 > 0) await endSubscriber(sub);
+  if (t1 === 0) throw new Error(`ZMQ shared run dropped ${s.zmq.dropped} batches at hwm ${HWM}; rates would not compare`);
+  return { batchesPerS: total / ((t1 - t0) / 1000), dropped: s.zmq.dropped + results.reduce((a, r) => a + r.dropped, 0) };
+}
+
+async function zmqRawRun(total: number): Promise<{ batchesPerS: number }> {
+  const w = new MsgpackWriter(1 << 16);
+  encodeVllmBatch(w, 'map', 1.5, 0, passLog(16));
+  const payload = w.buf.slice(0, w.pos);
+  const topic = new Uint8Array(0);
+  const port = await freePort();
+  const { XPublisher } = await zmq();
+  const pub = new XPublisher({ noDrop: true, sendHighWaterMark: HWM, sendTimeout: 0, linger: 0 });
+  await pub.bind(`tcp://127.0.0.1:${port}`);
+  void (async () => {
+    for await (const _m of pub) {
+      // subscription messages
+    }
+  })().catch(() => {});
+  const sub = await startSubscriber([`tcp://127.0.0.1:${port}`], total - 1);
+  let dropped = 0;
+  const t0 = performance.timeOrigin + performance.now();
+  for (let seq = 0; seq < total; seq++) {
+    const seqBytes = new Uint8Array(8);
+    new DataView(seqBytes.buffer).setUint32(4, seq); // seq < 2^32 here
+    pub.send([topic, seqBytes, payload.slice()]).catch(() => dropped++);
+    if ((seq & 1023) === 1023) await yieldToLoop();
+  }
+  const t1 = await Promise.race([sub.done, new Promise<number>((r) => setTimeout(() => r(0), 60_000).unref())]);
+  if (t1 === 0) throw new Error(`ZMQ raw run: the subscriber did not get all ${total} batches (${dropped} dropped at hwm ${HWM})`);
+  await endSubscriber(sub);
+  pub.close();
+  return { batchesPerS: total / ((t1 - t0) / 1000) };
 }
 
 async function sharedRun(url: string, ranks: number, passesPerRank: number): Promise<{ msgsPerS: number; dropped: number; cpuUsPerMsg: number }> {
@@ -129,9 +271,9 @@ async function sharedRun(url: string, ranks: number, passesPerRank: number): Pro
   const bell = Doorbell.allocate();
   const go = new SharedArrayBuffer(4);
   const ids = Array.from({ length: ranks }, (_, r) => 0x7000_0000_0000_0000n + BigInt(r));
-  const pub = await startPublisher({ rings, doorbell: bell, rankWorkerIds: ids, rankDpRanks: ids.map(() => 0), natsUrl: url, namespace: NS, component: COMPONENT, eventsFile: null });
+  const pub = await startPublisher({ rings, doorbell: bell, rankWorkerIds: ids, rankDpRanks: ids.map(() => 0), natsUrl: url, namespace: NS, component: COMPONENT, dynamoWire: 'legacy', eventsFile: null });
   while (!pub.stats().natsConnected) await new Promise((r) => setTimeout(r, 5));
-  const workers = rings.map((ring, r) => new Worker(new URL(import.meta.url), { workerData: { role: 'rank', job: { ring, bell, go, workerId: ids[r]!, passes: passesPerRank } } }));
+  const workers = rings.map((ring, r) => new Worker(new URL(import.meta.url), { workerData: { role: 'rank', job: { ring, bell, go, workerId: ids[r]!, passes: passesPerRank, vllm: false } } }));
   const done = workers.map((w) => new Promise<{ dropped: number }>((resolve, reject) => {
     w.once('message', resolve);
     w.once('error', reject);
@@ -213,6 +355,8 @@ async function main(): Promise<void> {
   const messages = arg('messages', 650_000);
   const ranks = arg('ranks', 2);
   const reps = arg('reps', 3);
+  const zmqBatches = arg('zmq-batches', 60_000);
+  const zmqPerRank = Math.ceil(zmqBatches / ranks);
   const passesPerRank = Math.ceil(messages / ranks / (KV_PER_PASS + 1));
   const total = passesPerRank * ranks * (KV_PER_PASS + 1);
   const server = await startNatsServer();
@@ -234,6 +378,16 @@ async function main(): Promise<void> {
       sharedCpu = Math.min(sharedCpu, s.cpuUsPerMsg);
       dropped += s.dropped;
     }
+    await zmqRawRun(5000); // warm-up
+    await zmqSharedRun(ranks, 2500);
+    let zRaw = 0;
+    let zShared = 0;
+    for (let k = 0; k < reps; k++) {
+      zRaw = Math.max(zRaw, (await zmqRawRun(zmqPerRank * ranks)).batchesPerS);
+      const z = await zmqSharedRun(ranks, zmqPerRank);
+      zShared = Math.max(zShared, z.batchesPerS);
+      dropped += z.dropped;
+    }
     process.stdout.write(
       JSON.stringify({
         bench: 'publisher',
@@ -248,6 +402,12 @@ async function main(): Promise<void> {
         ranks,
         reps,
         fpm_per_kv_events: `1:${KV_PER_PASS}`,
+        nats_wire: 'legacy',
+        // vLLM KVEventBatch (map encoding, 12 events per batch) on ZMQ PUB, live subscriber
+        zmq_shared_batches_per_s: Math.round(zShared),
+        zmq_raw_batches_per_s: Math.round(zRaw),
+        zmq_ratio: Number((zShared / zRaw).toFixed(3)),
+        zmq_batches: zmqPerRank * ranks,
         dropped,
         node: process.version,
       }) + '\n',
@@ -263,7 +423,8 @@ if (isMainThread) {
     process.exit(1);
   });
 } else {
-  const d = workerData as { role: string; job: RankJob };
-  if (d.role !== 'rank') throw new Error(`bench/publisher: unknown worker role ${d.role}`);
-  rankMain(d.job);
+  const d = workerData as { role: string; job: unknown };
+  if (d.role === 'rank') rankMain(d.job as RankJob);
+  else if (d.role === 'sub') void subscriberMain(d.job as { endpoints: string[]; lastSeq: number });
+  else throw new Error(`bench/publisher: unknown worker role ${d.role}`);
 }
