@@ -17,6 +17,7 @@ import { counterLayout, observe, Scalar } from '../src/protocol/rank-counters.js
 import type { CounterLayout } from '../src/protocol/rank-counters.js';
 import type { DashboardRankInfo, DashboardSource } from '../src/dashboard/source.js';
 import { DashboardModel } from '../src/dashboard/model.js';
+import { parseReadyLine } from '../src/cli/ready.js';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -118,10 +119,10 @@ async function serveBench(workers: number, dp: number, phaseS: number): Promise<
     const guard = setTimeout(() => reject(new Error(`serve not ready in 60 s: ${stderr}`)), 60_000);
     child.stdout.on('data', (c: Buffer) => {
       out += c.toString();
-      const m = /^mockfleet ready (.*)$/m.exec(out);
-      if (m !== null) {
+      const r = parseReadyLine<{ url: string; pid: number }>(out);
+      if (r !== null) {
         clearTimeout(guard);
-        resolve(JSON.parse(m[1] as string) as { url: string; pid: number });
+        resolve(r);
       }
     });
     child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));

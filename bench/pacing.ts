@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { histogramQuantile } from '../src/protocol/rank-counters.js';
+import { parseReadyLine } from '../src/cli/ready.js';
 
 const { values } = parseArgs({
   options: {
@@ -47,8 +48,8 @@ const ready = await new Promise<{ url: string; model: string; pid: number }>((re
   let out = '';
   child.stdout.on('data', (c: Buffer) => {
     out += c.toString();
-    const m = /^mockfleet ready (.*)$/m.exec(out);
-    if (m !== null) resolve(JSON.parse(m[1] as string) as { url: string; model: string; pid: number });
+    const r = parseReadyLine<{ url: string; model: string; pid: number }>(out);
+    if (r !== null) resolve(r);
   });
   child.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
 });

@@ -56,7 +56,7 @@ if (spawnSync('sh', ['-c', 'command -v nats-server']).status === 0) {
 }
 const serveArgs = [cli, 'serve', '--port', '0', '--num-workers', '4', '--data-parallel-size', '4', '--speedup-ratio', '2',
   '--num-gpu-blocks', '400', '--block-size', '16', '--enable-fault-injection', '--cpus', availableParallelism() > 1 ? '0-1' : '0', ...(natsUrl === null ? [] : ['--nats', natsUrl])];
-const { child: serve, match } = await startAndMatch(process.execPath, serveArgs, 'stdout', /^mockfleet ready (.*)$/m, 'mockfleet serve');
+const { child: serve, match } = await startAndMatch(process.execPath, serveArgs, 'stdout', /^mockfleet ready (.*)\n/m, 'mockfleet serve'); // a complete line only
 const ready = JSON.parse(match[1]);
 
 // Load: closed-loop clients; prompts share one of a few long prefixes so the prefix cache hits.

@@ -7,21 +7,24 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { parseReadyLine } from '../dist/src/cli/ready.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cli = join(root, 'dist/src/cli/main.js');
-const trace = join(root, 'data', 'mooncake', 'conversation_trace.jsonl');
+// Relative to the repository root (the cwd of the child): the report shows the path as given,
+// and a committed picture must not show this machine's folders.
+const trace = 'data/mooncake/conversation_trace.jsonl';
 const out = mkdtempSync(join(tmpdir(), 'mockfleet-reports-'));
 
-execFileSync(process.execPath, [cli, 'replay', trace, '--offline', '--num-workers', '16', '--router', 'kv', '--num-requests', '3000', '--html', join(out, 'replay.html')], { stdio: ['ignore', 'ignore', 'inherit'] });
+execFileSync(process.execPath, [cli, 'replay', trace, '--offline', '--num-workers', '16', '--router', 'kv', '--num-requests', '3000', '--html', join(out, 'replay.html')], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
 
 const serve = spawn(process.execPath, [cli, 'serve', '--port', '0', '--num-workers', '4', '--speedup-ratio', '20'], { stdio: ['ignore', 'pipe', 'inherit'] });
 const url = await new Promise((resolve, reject) => {
   let buf = '';
   serve.stdout.on('data', (c) => {
     buf += c.toString();
-    const m = /^mockfleet ready (.*)$/m.exec(buf);
-    if (m) resolve(JSON.parse(m[1]).url);
+    const r = parseReadyLine(buf);
+    if (r !== null) resolve(r.url);
   });
   serve.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
 });

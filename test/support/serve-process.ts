@@ -1,10 +1,13 @@
 /**
- * Spawns `node dist/src/cli/main.js serve ...` for end-to-end tests and waits for its
- * `mockfleet ready {json}` line. stop() sends SIGTERM and resolves with the exit code.
+ * Spawns `node dist/src/cli/main.js serve ...` for end-to-end tests and waits for its complete
+ * `mockfleet ready {json}` line (the line can arrive in several chunks at large scale). A serve
+ * that exits before it is ready, or is not ready in time, fails the wait with its stderr tail.
+ * stop() sends SIGTERM and resolves with the exit code.
  */
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { parseReadyLine } from '../../src/cli/ready.js';
+import { TestChild } from './child.js';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -30,72 +33,40 @@ export interface ServeProcess {
   exited(): Promise<number | null>;
 }
 
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const c of live) c.kill('SIGKILL');
-});
-
-export function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    live.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`mockfleet ${args.join(' ')} did not exit within ${timeoutMs} ms; stderr:\n${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      live.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** Runs the CLI to completion; rejects (after killing it) if it runs longer than `timeoutMs`. */
+export async function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const c = new TestChild(process.execPath, [CLI, ...args]);
+  try {
+    const s = await c.waitExit(timeoutMs);
+    return { code: s.code, stdout: c.stdout(), stderr: c.stderrTail() };
+  } catch (e) {
+    c.child.kill('SIGKILL');
+    throw e;
+  }
 }
 
-export function startServe(args: string[], timeoutMs = 30_000, env: Record<string, string> = {}): Promise<ServeProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    live.add(child);
-    let stdout = '';
-    let stderr = '';
-    let settled = false;
-    const exited = new Promise<number | null>((res) => child.on('exit', (code) => {
-      live.delete(child);
-      res(code);
-    }));
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      child.kill('SIGKILL');
-      reject(new Error(`serve not ready within ${timeoutMs} ms; stderr:\n${stderr}`));
-    }, timeoutMs);
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    void exited.then((code) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      reject(new Error(`serve exited with ${code} before ready; stderr:\n${stderr}`));
-    });
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-      const m = /^mockfleet ready (.*)$/m.exec(stdout);
-      if (m === null || settled) return;
-      settled = true;
-      clearTimeout(timer);
-      const ready = JSON.parse(m[1] as string) as ReadyInfo;
-      resolve({
-        child,
-        ready,
-        stderr: () => stderr,
-        exited: () => exited,
-        async stop(signal: NodeJS.Signals = 'SIGTERM') {
-          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-          return exited;
-        },
-      });
-    });
-  });
+/** Spawns the CLI with `args` (a long-running command) without waiting for anything. */
+export function spawnCli(args: string[], env: Record<string, string> = {}): TestChild {
+  return new TestChild(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
+}
+
+export async function startServe(args: string[], timeoutMs = 30_000, env: Record<string, string> = {}): Promise<ServeProcess> {
+  const c = spawnCli(['serve', '--port', '0', ...args], env);
+  let ready: ReadyInfo;
+  try {
+    ready = await c.waitFor((out) => parseReadyLine<ReadyInfo>(out), 'ready line', timeoutMs);
+  } catch (e) {
+    c.child.kill('SIGKILL');
+    throw e;
+  }
+  const exitCode = async (): Promise<number | null> => (await c.waitExit(60_000)).code;
+  return {
+    child: c.child,
+    ready,
+    stderr: () => c.stderrTail(),
+    exited: exitCode,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      return (await c.stop(signal, 60_000)).code;
+    },
+  };
 }

@@ -16,6 +16,7 @@ import { InvalidRequestError, MockfleetError } from '../../util/errors.js';
 import { DashboardService } from '../../dashboard/service.js';
 import { planZmqEndpoints } from '../../config/kv-events-config.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../../http/options.js';
+import { READY_FLAGS, announceReady } from '../ready.js';
 
 type ServeArgs = ServeFlagValues & { model?: string | undefined } & Record<string, unknown>;
 
@@ -153,7 +154,7 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     placement,
   };
   log(`mockfleet: ${coordinator.numRanks} ranks (${cfg.numWorkers} workers x ${cfg.dataParallelSize}) serving ${modelName} at ${mainUrl}`);
-  process.stdout.write(`mockfleet ready ${JSON.stringify(ready)}\n`);
+  announceReady(ready, typeof argv.readyFile === 'string' ? argv.readyFile : undefined);
   let closing: Promise<void> | null = null;
   return {
     coordinator,
@@ -176,7 +177,7 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
 export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve',
   describe: 'Run a simulated fleet behind an OpenAI-compatible API',
-  builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS }) as unknown as Argv<ServeArgs>,
+  builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS, ...READY_FLAGS }) as unknown as Argv<ServeArgs>,
   handler: async (argv: ArgumentsCamelCase<ServeArgs>) => {
     const handle = await startServe(argv);
     let signals = 0;
