@@ -13,7 +13,8 @@
  *           thread -> R XPUB sockets -> a live SUB socket (its own thread) reading every batch
  *   raw:    main thread sends the same pre-encoded batch frames on one zeromq XPUB socket with
  *           the same socket options -> the same kind of live subscriber
- *   rate = batches the subscriber received / time until it had them all.
+ *   The subscriber is a child process; rate = batches sent / time until it had the last one of
+ *   every socket. Publisher and raw socket are set up once and reused by every rep.
  *
  * Prints one JSON line: {"bench":"publisher","shared_msgs_per_s","raw_msgs_per_s","ratio",
  * "shared_publisher_cpu_us_per_msg","raw_cpu_us_per_msg","cpu_ratio","zmq_shared_batches_per_s",
@@ -22,7 +23,10 @@
  * on the host than wall-clock throughput.
  * Usage: node dist/bench/publisher.js [--messages N] [--ranks R] [--reps K] [--zmq-batches N]
  */
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 // zeromq is loaded only by the threads that use it (main, subscriber), never by rank threads.
 const zmq = async (): Promise<typeof import('zeromq')> => import('zeromq');
@@ -141,131 +145,6 @@ function rankMain(job: RankJob): void {
   parentPort!.postMessage({ dropped: writer.droppedRecords });
 }
 
-/**
- * Subscriber thread: SUB to every endpoint; done once the last seq of every endpoint arrived
- * (batches sent before a subscription landed — ZMQ's slow joiner — cannot delay the finish).
- */
-async function subscriberMain(job: { endpoints: string[]; lastSeq: number }): Promise<void> {
-  const { Subscriber } = await zmq();
-  const sub = new Subscriber({ receiveHighWaterMark: 0, linger: 0 });
-  for (const e of job.endpoints) sub.connect(e);
-  sub.subscribe('');
-  parentPort!.postMessage({ ready: true });
-  let n = 0;
-  let ended = 0;
-  for await (const frames of sub) {
-    if (frames.length !== 3) throw new Error(`expected [topic, seq, payload], got ${frames.length} frames`);
-    n++;
-    if (Number(frames[1]!.readBigUInt64BE(0)) === job.lastSeq && ++ended === job.endpoints.length) break;
-  }
-  const at = performance.timeOrigin + performance.now();
-  sub.close();
-  parentPort!.postMessage({ received: n, at });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** A live subscriber thread on these endpoints; resolves `done` with the epoch ms of the last batch. */
-/** Ends a subscriber thread: it closes its socket and exits on its own (terminating a thread that holds a zeromq socket aborts the process). */
-async function endSubscriber(sub: { done: Promise<number>; worker: Worker }): Promise<void> {
-  const exited = new Promise((r) => sub.worker.once('exit', r));
-  await Promise.race([sub.done, exited]);
-  await exited;
-}
-
-async function startSubscriber(endpoints: string[], lastSeq: number): Promise<{ done: Promise<number>; worker: Worker }> {
-  const worker = new Worker(new URL(import.meta.url), { workerData: { role: 'sub', job: { endpoints, lastSeq } } });
-  let readyResolve: () => void = () => {};
-  const ready = new Promise<void>((r) => (readyResolve = r));
-  const done = new Promise<number>((resolve, reject) => {
-    worker.on('message', (m: { ready?: boolean; at?: number }) => {
-      if (m.ready === true) readyResolve();
-      else if (m.at !== undefined) resolve(m.at);
-    });
-    worker.once('error', reject);
-  });
-  await ready;
-  await new Promise((r) => setTimeout(r, 300)); // ZMQ slow joiner
-  return { done, worker };
-}
-
-const HWM = 100_000;
-
-async function zmqSharedRun(ranks: number, passesPerRank: number): Promise<{ batchesPerS: number; dropped: number }> {
-  const rings = Array.from({ length: ranks }, () => SpscRing.allocate(1 << 20));
-  const bell = Doorbell.allocate();
-  const go = new SharedArrayBuffer(4);
-  const ids = Array.from({ length: ranks }, (_, r) => 0x7000_0000_0000_0000n + BigInt(r));
-  const ports = await Promise.all(ids.map(() => freePort()));
-  const plan: ZmqPublishPlan = { topic: '', bufferSteps: 1000, hwm: HWM, maxQueueSize: 100_000, ranks: ports.map((p, rank) => ({ rank, endpoint: `tcp://127.0.0.1:${p}`, replayEndpoint: null })) };
-  const pub = await startPublisher({ rings, doorbell: bell, rankWorkerIds: ids, rankDpRanks: ids.map(() => 0), natsUrl: null, namespace: NS, component: COMPONENT, eventsFile: null, zmq: plan, natsVllm: false });
-  const total = ranks * passesPerRank;
-  const sub = await startSubscriber(plan.ranks.map((r) => r.endpoint), passesPerRank - 1);
-  const workers = rings.map((ring, r) => new Worker(new URL(import.meta.url), { workerData: { role: 'rank', job: { ring, bell, go, workerId: ids[r]!, passes: passesPerRank, vllm: true } } }));
-  const done = workers.map((w) => new Promise<{ dropped: number }>((resolve, reject) => {
-    w.once('message', resolve);
-    w.once('error', reject);
-  }));
-  await new Promise((r) => setTimeout(r, 100));
-  const t0 = performance.timeOrigin + performance.now();
-  Atomics.store(new Int32Array(go), 0, 1);
-  Atomics.notify(new Int32Array(go), 0);
-  // The subscriber only finishes if nothing was dropped; otherwise stop once all are accounted for.
-  let t1 = 0;
-  void sub.done.then((at) => (t1 = at));
-  for (;;) {
-    const z = pub.stats().zmq;
-    if (t1 > 0 || z.dropped > 0) break;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  const results = await Promise.all(done);
-  await pub.flushAndClose(10_000);
-  const s = pub.stats();
-  await Promise.all(workers.map((w) => w.terminate()));
-  if (t1 > 0) await endSubscriber(sub);
-  if (t1 === 0) throw new Error(`ZMQ shared run dropped ${s.zmq.dropped} batches at hwm ${HWM}; rates would not compare`);
-  return { batchesPerS: total / ((t1 - t0) / 1000), dropped: s.zmq.dropped + results.reduce((a, r) => a + r.dropped, 0) };
-}
-
-async function zmqRawRun(total: number): Promise<{ batchesPerS: number }> {
-  const w = new MsgpackWriter(1 << 16);
-  encodeVllmBatch(w, 'map', 1.5, 0, passLog(16));
-  const payload = w.buf.slice(0, w.pos);
-  const topic = new Uint8Array(0);
-  const port = await freePort();
-  const { XPublisher } = await zmq();
-  const pub = new XPublisher({ noDrop: true, sendHighWaterMark: HWM, sendTimeout: 0, linger: 0 });
-  await pub.bind(`tcp://127.0.0.1:${port}`);
-  void (async () => {
-    for await (const _m of pub) {
-      // subscription messages
-    }
-  })().catch(() => {});
-  const sub = await startSubscriber([`tcp://127.0.0.1:${port}`], total - 1);
-  let dropped = 0;
-  const t0 = performance.timeOrigin + performance.now();
-  for (let seq = 0; seq < total; seq++) {
-    const seqBytes = new Uint8Array(8);
-    new DataView(seqBytes.buffer).setUint32(4, seq); // seq < 2^32 here
-    pub.send([topic, seqBytes, payload.slice()]).catch(() => dropped++);
-    if ((seq & 1023) === 1023) await yieldToLoop();
-  }
-  const t1 = await Promise.race([sub.done, new Promise<number>((r) => setTimeout(() => r(0), 60_000).unref())]);
-  if (t1 === 0) throw new Error(`ZMQ raw run: the subscriber did not get all ${total} batches (${dropped} dropped at hwm ${HWM})`);
-  await endSubscriber(sub);
-  pub.close();
-  return { batchesPerS: total / ((t1 - t0) / 1000) };
-}
-
 async function sharedRun(url: string, ranks: number, passesPerRank: number): Promise<{ msgsPerS: number; dropped: number; cpuUsPerMsg: number }> {
   const rings = Array.from({ length: ranks }, () => SpscRing.allocate(1 << 20));
   const bell = Doorbell.allocate();
@@ -343,12 +222,165 @@ async function rawRun(url: string, total: number): Promise<{ msgsPerS: number; c
   return { msgsPerS: total / ((t1 - t0) / 1000), cpuUsPerMsg: ((cpu1 - cpu0) * 1e6) / total };
 }
 
+/**
+ * Subscriber process (fork, BENCH_ROLE=sub): SUB to every endpoint; done once seq `lastSeq`
+ * arrived from every endpoint (batches sent before a subscription landed — ZMQ's slow joiner —
+ * cannot delay the finish). A process of its own: zeromq sockets do not survive worker-thread
+ * teardown well, and a separate process keeps the subscriber off the measured event loops.
+ */
+async function subscriberProcess(): Promise<void> {
+  const { Subscriber } = await zmq();
+  const job = await new Promise<{ endpoints: string[]; lastSeq: number }>((r) => process.once('message', r));
+  const sub = new Subscriber({ receiveHighWaterMark: 0, linger: 0 });
+  for (const e of job.endpoints) sub.connect(e);
+  sub.subscribe('');
+  process.send!({ ready: true });
+  let n = 0;
+  let ended = 0;
+  for await (const frames of sub) {
+    if (frames.length !== 3) throw new Error(`expected [topic, seq, payload], got ${frames.length} frames`);
+    n++;
+    if (Number(frames[1]!.readBigUInt64BE(0)) === job.lastSeq && ++ended === job.endpoints.length) break;
+  }
+  const at = performance.timeOrigin + performance.now();
+  sub.close();
+  process.send!({ received: n, at }, () => process.exit(0));
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A live subscriber process; `done` resolves with the epoch ms at which it had every last seq. */
+async function startSubscriber(endpoints: string[], lastSeq: number): Promise<{ done: Promise<number>; child: ChildProcess }> {
+  const child = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, BENCH_ROLE: 'sub' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let readyResolve: () => void = () => {};
+  let fail: (err: Error) => void = () => {};
+  const ready = new Promise<void>((resolve, reject) => {
+    readyResolve = resolve;
+    fail = reject;
+  });
+  const done = new Promise<number>((resolve, reject) => {
+    child.on('message', (m: { ready?: boolean; at?: number }) => {
+      if (m.ready === true) readyResolve();
+      else if (m.at !== undefined) resolve(m.at);
+    });
+    child.once('exit', (code) => {
+      const err = new Error(`subscriber process exited with ${code} before it was done`);
+      fail(err);
+      reject(err);
+    });
+  });
+  done.catch(() => {}); // a failure before ready surfaces through `ready`
+  child.send({ endpoints, lastSeq });
+  await ready;
+  await new Promise((r) => setTimeout(r, 300)); // ZMQ slow joiner
+  return { done, child };
+}
+
+const HWM = 100_000;
+/** A subscriber that misses its last seq (a drop) must not hang the bench. */
+const RUN_TIMEOUT_MS = 120_000;
+
+function within<T>(p: Promise<T>, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`${what} did not finish within ${RUN_TIMEOUT_MS} ms`)), RUN_TIMEOUT_MS)))]).finally(() => clearTimeout(t));
+}
+
+/**
+ * The shared path, set up once (one publisher thread with R XPUB sockets, like one serve
+ * process); each run() starts R rank threads writing `passes` batches each and a fresh
+ * subscriber, and times until the subscriber has every rank's last batch.
+ */
+async function zmqShared(ranks: number): Promise<{ run(passes: number): Promise<number>; close(): Promise<{ dropped: number }> }> {
+  const rings = Array.from({ length: ranks }, () => SpscRing.allocate(1 << 20));
+  const bell = Doorbell.allocate();
+  const ids = Array.from({ length: ranks }, (_, r) => 0x7000_0000_0000_0000n + BigInt(r));
+  const ports = await Promise.all(ids.map(() => freePort()));
+  const plan: ZmqPublishPlan = { topic: '', bufferSteps: 1000, hwm: HWM, maxQueueSize: 100_000, ranks: ports.map((p, rank) => ({ rank, endpoint: `tcp://127.0.0.1:${p}`, replayEndpoint: null })) };
+  const pub = await startPublisher({ rings, doorbell: bell, rankWorkerIds: ids, rankDpRanks: ids.map(() => 0), natsUrl: null, namespace: NS, component: COMPONENT, eventsFile: null, zmq: plan, natsVllm: false });
+  let sent = 0; // batches per rank so far: the next run's seqs continue from here
+  let rankDrops = 0;
+  return {
+    async run(passes: number): Promise<number> {
+      const sub = await startSubscriber(plan.ranks.map((r) => r.endpoint), sent + passes - 1);
+      const go = new SharedArrayBuffer(4);
+      const workers = rings.map((ring, r) => new Worker(new URL(import.meta.url), { workerData: { role: 'rank', job: { ring, bell, go, workerId: ids[r]!, passes, vllm: true } } }));
+      const done = workers.map((w) => new Promise<{ dropped: number }>((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      }));
+      await new Promise((r) => setTimeout(r, 100)); // let the threads reach their start barrier
+      const t0 = performance.timeOrigin + performance.now();
+      Atomics.store(new Int32Array(go), 0, 1);
+      Atomics.notify(new Int32Array(go), 0);
+      const t1 = await within(sub.done, `ZMQ shared run (${pub.stats().zmq.dropped} dropped)`);
+      for (const r of await Promise.all(done)) rankDrops += r.dropped;
+      await Promise.all(workers.map((w) => w.terminate()));
+      sent += passes;
+      return (ranks * passes) / ((t1 - t0) / 1000);
+    },
+    async close(): Promise<{ dropped: number }> {
+      await pub.flushAndClose(10_000);
+      return { dropped: pub.stats().zmq.dropped + rankDrops };
+    },
+  };
+}
+
+/** The raw path: one zeromq XPUB in this thread with the same options, the same batch bytes. */
+async function zmqRaw(): Promise<{ run(total: number): Promise<number>; close(): void }> {
+  const w = new MsgpackWriter(1 << 16);
+  encodeVllmBatch(w, 'map', 1.5, 0, passLog(16));
+  const payload = w.buf.slice(0, w.pos);
+  const topic = new Uint8Array(0);
+  const port = await freePort();
+  const { XPublisher } = await zmq();
+  const pub = new XPublisher({ noDrop: true, sendHighWaterMark: HWM, sendTimeout: 0, linger: 0 });
+  await pub.bind(`tcp://127.0.0.1:${port}`);
+  void (async () => {
+    for await (const _m of pub) {
+      // subscription messages
+    }
+  })().catch(() => {});
+  let seq = 0;
+  return {
+    async run(total: number): Promise<number> {
+      const sub = await startSubscriber([`tcp://127.0.0.1:${port}`], seq + total - 1);
+      let dropped = 0;
+      const t0 = performance.timeOrigin + performance.now();
+      for (let i = 0; i < total; i++, seq++) {
+        const seqBytes = new Uint8Array(8);
+        new DataView(seqBytes.buffer).setUint32(4, seq); // seq < 2^32 here
+        pub.send([topic, seqBytes, payload.slice()]).catch(() => dropped++);
+        if ((i & 1023) === 1023) await yieldToLoop();
+      }
+      const t1 = await within(sub.done, `ZMQ raw run (${dropped} dropped)`);
+      return total / ((t1 - t0) / 1000);
+    },
+    close(): void {
+      pub.close();
+    },
+  };
+}
+
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
   if (i < 0) return dflt;
   const v = Number(process.argv[i + 1]);
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number`);
   return v;
+}
+
+/** Progress on stderr with BENCH_DEBUG=1 (which stage a slow run is in). */
+function stage(msg: string): void {
+  if (process.env['BENCH_DEBUG'] !== undefined) process.stderr.write(`${new Date().toISOString()} ${msg}\n`);
 }
 
 async function main(): Promise<void> {
@@ -361,6 +393,7 @@ async function main(): Promise<void> {
   const total = passesPerRank * ranks * (KV_PER_PASS + 1);
   const server = await startNatsServer();
   try {
+    stage('nats warm-up');
     await rawRun(server.url, 50_000); // warm-up (JIT, server)
     await sharedRun(server.url, ranks, 1000);
     let raw = 0;
@@ -370,6 +403,7 @@ async function main(): Promise<void> {
     let sharedCpu = Infinity;
     // Interleaved, best of `reps` each: the same machine state for both paths.
     for (let k = 0; k < reps; k++) {
+      stage(`nats rep ${k}`);
       const r = await rawRun(server.url, total);
       raw = Math.max(raw, r.msgsPerS);
       rawCpu = Math.min(rawCpu, r.cpuUsPerMsg);
@@ -378,16 +412,20 @@ async function main(): Promise<void> {
       sharedCpu = Math.min(sharedCpu, s.cpuUsPerMsg);
       dropped += s.dropped;
     }
-    await zmqRawRun(5000); // warm-up
-    await zmqSharedRun(ranks, 2500);
+    stage('zmq warm-up');
+    const zr = await zmqRaw();
+    const zs = await zmqShared(ranks);
+    await zr.run(5000);
+    await zs.run(2500);
     let zRaw = 0;
     let zShared = 0;
     for (let k = 0; k < reps; k++) {
-      zRaw = Math.max(zRaw, (await zmqRawRun(zmqPerRank * ranks)).batchesPerS);
-      const z = await zmqSharedRun(ranks, zmqPerRank);
-      zShared = Math.max(zShared, z.batchesPerS);
-      dropped += z.dropped;
+      stage(`zmq rep ${k}`);
+      zRaw = Math.max(zRaw, await zr.run(zmqPerRank * ranks));
+      zShared = Math.max(zShared, await zs.run(zmqPerRank));
     }
+    zr.close();
+    dropped += (await zs.close()).dropped;
     process.stdout.write(
       JSON.stringify({
         bench: 'publisher',
@@ -417,7 +455,12 @@ async function main(): Promise<void> {
   }
 }
 
-if (isMainThread) {
+if (isMainThread && process.env['BENCH_ROLE'] === 'sub') {
+  subscriberProcess().catch((err: unknown) => {
+    process.stderr.write(`bench/publisher subscriber: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  });
+} else if (isMainThread) {
   main().catch((err: unknown) => {
     process.stderr.write(`bench/publisher: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);
@@ -425,6 +468,5 @@ if (isMainThread) {
 } else {
   const d = workerData as { role: string; job: unknown };
   if (d.role === 'rank') rankMain(d.job as RankJob);
-  else if (d.role === 'sub') void subscriberMain(d.job as { endpoints: string[]; lastSeq: number });
   else throw new Error(`bench/publisher: unknown worker role ${d.role}`);
 }
