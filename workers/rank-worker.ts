@@ -18,7 +18,7 @@ import { FinishReason, KvEventKind, AddOutcome } from '../src/engine/types.js';
 import type { PerfProfileArrays as ProfileArrays } from '../src/engine/perf-model.js';
 import { SpscRing, Doorbell } from '../src/protocol/ring.js';
 import { RankEventWriter } from '../src/protocol/rank-events.js';
-import { Ctl, FaultKind, InboxKind, OUTPUT_HEADER, RankState } from '../src/protocol/rank-channel.js';
+import { Ctl, FaultKind, INBOX_ADD_HEADER, INBOX_FLAG_SEEDED, INBOX_FLAG_STOP, INBOX_N_MAX, INBOX_N_SHIFT, InboxKind, OUTPUT_HEADER, RankState } from '../src/protocol/rank-channel.js';
 import { Scalar, counterLayout, observe } from '../src/protocol/rank-counters.js';
 import { currentTid, pinThread } from '../src/util/affinity.js';
 
@@ -50,6 +50,8 @@ export interface RankTask {
   routerFeed: boolean;
   /** A replacement after a crash: announce an empty cache (AllBlocksCleared). */
   restarted: boolean;
+  /** Token ids seeded requests generate (the tokenizer's round-tripping subset), shared by every rank; null = engine default. */
+  generatedVocabulary: SharedArrayBuffer | null;
 }
 
 /** One piscina task: the ranks one thread runs. */
@@ -127,7 +129,8 @@ function createRankLoop(task: RankTask, inboxScratch: Uint8Array): RankLoop {
   const counters = new Float64Array(task.counters);
   const layout = counterLayout(task.maxModelLen);
   const perf: PerfModel = task.profile === null ? createPolynomialPerfModel() : createInterpolatedPerfModel(task.profile);
-  const engine = new Engine(task.engineArgs, perf);
+  const engine = new Engine(task.engineArgs, perf,
+    task.generatedVocabulary === null ? {} : { generatedVocabulary: new Uint32Array(task.generatedVocabulary) });
   const inbox = new SpscRing(task.inbox);
   const output = new SpscRing(task.output);
   const eventRing = new SpscRing(task.events);
@@ -155,9 +158,15 @@ class RequestTimes {
   numGenerated = new Int32Array(256);
   promptLen = new Int32Array(256);
   maxTokens = new Int32Array(256);
+  /** `n` of the request (0: not observed, a later choice of a parallel-sampling group). */
+  paramsN = new Int32Array(256);
+  /** Prompt tokens served from the prefix cache at first admission (-1: not admitted yet). */
+  cachedTokens = new Int32Array(256);
+  /** 1: the request ends with finish_reason "stop" (INBOX_FLAG_STOP). */
+  stopAtEnd = new Uint8Array(256);
   private next = 0;
 
-  add(id: number, arrivalMs: number, promptLen: number, maxTokens: number): void {
+  add(id: number, arrivalMs: number, promptLen: number, maxTokens: number, paramsN: number, stopAtEnd: boolean): void {
     let slot = this.freeSlots.pop();
     if (slot === undefined) {
       slot = this.next++;
@@ -171,6 +180,9 @@ class RequestTimes {
     this.numGenerated[slot] = 0;
     this.promptLen[slot] = promptLen;
     this.maxTokens[slot] = maxTokens;
+    this.paramsN[slot] = paramsN;
+    this.cachedTokens[slot] = -1;
+    this.stopAtEnd[slot] = stopAtEnd ? 1 : 0;
   }
 
   release(id: number): void {
@@ -199,6 +211,11 @@ class RequestTimes {
     this.numGenerated = i(this.numGenerated);
     this.promptLen = i(this.promptLen);
     this.maxTokens = i(this.maxTokens);
+    this.paramsN = i(this.paramsN);
+    this.cachedTokens = i(this.cachedTokens);
+    const stop = new Uint8Array(n);
+    stop.set(this.stopAtEnd);
+    this.stopAtEnd = stop;
   }
 }
 
@@ -331,6 +348,15 @@ class RankLoop {
       c[Scalar.prefixQueries] = (c[Scalar.prefixQueries] as number) + (res.admissionPromptTokens[i] as number);
       c[Scalar.prefixHits] = (c[Scalar.prefixHits] as number) + (res.admissionCachedTokens[i] as number);
       if ((times.scheduledMs[slot] as number) < 0) {
+        // vLLM's PromptTokenStats: a fully cached prompt still recomputes its last token.
+        const prompt = res.admissionPromptTokens[i] as number;
+        const cached = res.admissionCachedTokens[i] as number;
+        const recomputed = cached >= prompt ? 1 : 0;
+        times.cachedTokens[slot] = cached - recomputed;
+        c[Scalar.promptTokensLocalCacheHit] = (c[Scalar.promptTokensLocalCacheHit] as number) + cached - recomputed;
+        c[Scalar.promptTokensLocalCompute] = (c[Scalar.promptTokensLocalCompute] as number) + prompt - cached + recomputed;
+        c[Scalar.promptTokensCached] = (c[Scalar.promptTokensCached] as number) + cached - recomputed;
+        c[Scalar.promptTokensRecomputed] = (c[Scalar.promptTokensRecomputed] as number) + recomputed;
         times.scheduledMs[slot] = passStart;
         observe(c, 0, layout.queue, Math.max(0, passStart - (times.arrivalMs[slot] as number)) / 1000);
       }
@@ -342,6 +368,9 @@ class RankLoop {
       if (n === 0) {
         times.firstTokenMs[slot] = tokenMs;
         observe(c, 0, layout.ttft, Math.max(0, tokenMs - (times.arrivalMs[slot] as number)) / 1000);
+        observe(c, 0, layout.requestMaxNumGenerationTokens, times.maxTokens[slot] as number);
+        const paramsN = times.paramsN[slot] as number;
+        if (paramsN > 0) observe(c, 0, layout.requestParamsN, paramsN);
         c[Scalar.promptTokens] = (c[Scalar.promptTokens] as number) + (times.promptLen[slot] as number);
       } else {
         observe(c, 0, layout.itl, Math.max(0, tokenMs - (times.lastTokenMs[slot] as number)) / 1000);
@@ -355,7 +384,9 @@ class RankLoop {
       const slot = times.slotById.get(id);
       if (slot === undefined) continue;
       if (res.finishedReasons[i] === FinishReason.length) {
-        c[Scalar.successLength] = (c[Scalar.successLength] as number) + 1;
+        // A request the frontend ended at a stop string / stop token / EOS finishes with "stop".
+        if (times.stopAtEnd[slot] === 1) c[Scalar.successStop] = (c[Scalar.successStop] as number) + 1;
+        else c[Scalar.successLength] = (c[Scalar.successLength] as number) + 1;
         const arrival = times.arrivalMs[slot] as number;
         const scheduled = times.scheduledMs[slot] as number;
         const first = times.firstTokenMs[slot] as number;
@@ -367,6 +398,10 @@ class RankLoop {
         observe(c, 0, layout.requestPromptTokens, times.promptLen[slot] as number);
         observe(c, 0, layout.requestGenerationTokens, times.numGenerated[slot] as number);
         observe(c, 0, layout.requestMaxTokens, times.maxTokens[slot] as number);
+        // vLLM's mean_time_per_output_token: decode time over the tokens after the first.
+        const generated = times.numGenerated[slot] as number;
+        observe(c, 0, layout.tpot, generated > 1 ? Math.max(0, last - first) / 1000 / (generated - 1) : 0);
+        observe(c, 0, layout.requestPrefillKvComputed, (times.promptLen[slot] as number) - Math.max(0, times.cachedTokens[slot] as number));
       } else {
         c[Scalar.successError] = (c[Scalar.successError] as number) + 1;
       }
@@ -385,15 +420,17 @@ class RankLoop {
         const maxTokens = view.getInt32(8, true);
         const numTokens = view.getUint32(12, true);
         const arrivalMs = view.getFloat64(16, true);
+        const flags = view.getUint32(28, true);
+        const seeded = (flags & INBOX_FLAG_SEEDED) !== 0;
         // The engine keeps the prompt: give it its own copy, the scratch is reused.
         const prompt = new Uint32Array(numTokens);
-        prompt.set(new Uint32Array(buf.buffer, buf.byteOffset + 24, numTokens));
-        const outcome = engine.addRequest(id, prompt, maxTokens);
+        prompt.set(new Uint32Array(buf.buffer, buf.byteOffset + INBOX_ADD_HEADER, numTokens));
+        const outcome = engine.addRequest(id, prompt, maxTokens, seeded ? view.getInt32(24, true) : undefined);
         if (outcome === AddOutcome.rejectedTooLarge) {
           this.rejectedIds.push(id);
           c[Scalar.successError] = (c[Scalar.successError] as number) + 1;
         } else {
-          times.add(id, arrivalMs, numTokens, maxTokens);
+          times.add(id, arrivalMs, numTokens, maxTokens, (flags >>> INBOX_N_SHIFT) & INBOX_N_MAX, (flags & INBOX_FLAG_STOP) !== 0);
         }
       } else if (kind === InboxKind.abort) {
         if (engine.abortRequest(id)) c[Scalar.successAbort] = (c[Scalar.successAbort] as number) + 1;

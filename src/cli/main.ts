@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
+import type { MiddlewareFunction } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { parse as parseYaml } from 'yaml';
 import { serveCommand } from './commands/serve.js';
@@ -13,6 +14,7 @@ import { replayCommand } from './commands/replay.js';
 import { traceCommand } from './commands/trace.js';
 import { InvalidConfigError, MockfleetError } from '../util/errors.js';
 import { exitCodeFor } from './exit.js';
+import { ignoreUnknownEnvFlags } from './env.js';
 
 /** --config FILE: YAML or JSON whose keys are flag names. */
 function loadConfigFile(path: string): Record<string, unknown> {
@@ -44,6 +46,7 @@ async function main(): Promise<void> {
     .command(traceCommand)
     .config('config', 'YAML or JSON file whose keys are flag names (flags and MOCKFLEET_* env override it)', loadConfigFile)
     .env('MOCKFLEET')
+    .middleware(ignoreUnknownEnvFlags(process.env, hideBin(process.argv), (line) => process.stderr.write(`${line}\n`)) as unknown as MiddlewareFunction, true)
     .demandCommand(1, 'name a command: serve, bench, replay or trace')
     .strict()
     .recommendCommands()

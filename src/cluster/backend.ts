@@ -9,12 +9,24 @@ export interface GenerateRequest {
   readonly requestId: string;
   /** Prompt token ids after tokenization. */
   readonly promptTokens: Uint32Array;
-  /** Tokens to generate; every request generates exactly this many (no EOS, like Dynamo's mocker). */
+  /** Tokens to generate: the engine ends the request after exactly this many (the frontend places stops/EOS by choosing it). */
   readonly maxTokens: number;
   /** Global rank index to pin the request to (tests, external routers); undefined = router decides. */
   readonly pinnedRank?: number | undefined;
   /** Worker index the request must stay on (per-worker endpoints); undefined = any worker. */
   readonly workerIndex?: number | undefined;
+  /**
+   * int32 seed: the k-th generated token id is generatedTokenId(vocabulary, seed, k) on any rank
+   * (src/engine/generated-tokens.ts). undefined = the rank's own unseeded draw.
+   */
+  readonly seed?: number | undefined;
+  /**
+   * The request's `n` for vllm:request_params_n: set on the first choice of a group, 0 on the
+   * others (vLLM observes it once per parent request). Default 1.
+   */
+  readonly paramsN?: number | undefined;
+  /** The request ends at a stop (string, token id, EOS) after maxTokens: counted as finished_reason "stop". */
+  readonly stopAtEnd?: boolean | undefined;
 }
 
 export type GenerateFinishReason = 'length' | 'abort' | 'error';
@@ -73,7 +85,10 @@ export interface Backend {
    * prompt can never fit; 503 when not ready or shutting down).
    */
   submit(req: GenerateRequest, cb: GenerateCallbacks): GenerateHandle;
-  /** Prometheus exposition text; with workerIndex, only that worker's series, without worker_id. */
-  metrics(workerIndex?: number): Promise<string>;
+  /**
+   * Prometheus exposition text (OpenMetrics 1.0 when `openMetrics`); with workerIndex, only that
+   * worker's series, without worker_id.
+   */
+  metrics(workerIndex?: number, openMetrics?: boolean): Promise<string>;
   readonly metricsContentType: string;
 }

@@ -21,6 +21,10 @@ import {
   EVENT_RING_BYTES,
   FaultKind,
   INBOX_ADD_HEADER,
+  INBOX_FLAG_SEEDED,
+  INBOX_FLAG_STOP,
+  INBOX_N_MAX,
+  INBOX_N_SHIFT,
   INBOX_ABORT_BYTES,
   InboxKind,
   OUTPUT_HEADER,
@@ -36,7 +40,7 @@ import type { ZmqPublishPlan } from '../config/kv-events-config.js';
 import type { DynamoWire } from '../protocol/topics.js';
 import type { PublisherHandle } from '../transport/publisher.js';
 import { createRouter } from '../router/index.js';
-import type { RankLoadView, Router, RouterPolicy } from '../router/types.js';
+import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
 import { InvalidRequestError, MockfleetError, OverloadedError, RankFailedError } from '../util/errors.js';
 import { FleetMetrics } from '../metrics/fleet-metrics.js';
 
@@ -52,6 +56,8 @@ export interface ClusterConfig {
   readonly maxWaiting: number;
   readonly router: RouterPolicy;
   readonly kvOverlapScoreWeight: number;
+  /** kv router softmax temperature (default 0). */
+  readonly routerTemperature?: number;
   readonly seed: number;
   readonly natsUrl: string | null;
   readonly namespace: string;
@@ -75,9 +81,12 @@ export interface ClusterConfig {
   readonly heartbeatMs: number;
   /** Max old-generation heap per rank thread, MiB. */
   readonly rankHeapMb: number;
+  /** Token ids seeded requests generate (Tokenizer.generationVocabulary()); default: the engine's. */
+  readonly generatedVocabulary?: Uint32Array | undefined;
 }
 
 interface Pending {
+  readonly id: number;
   readonly cb: GenerateCallbacks;
   readonly rank: number;
   readonly promptTokens: number;
@@ -160,7 +169,11 @@ export class Coordinator implements Backend {
   private outU32 = new Uint32Array(this.outScratch.buffer);
   private hashHi = new Uint32Array(4096);
   private hashLo = new Uint32Array(4096);
+  /** The route of the current submit() when the router picked its rank (null: pinned or one candidate). */
+  private lastRoute: RouteRequest | null = null;
   private inboxScratch: Uint8Array;
+  /** ClusterConfig.generatedVocabulary in shared memory: one copy for every rank thread. */
+  private readonly vocabularySab: SharedArrayBuffer | null;
   private inboxView: DataView;
   private readonly abortBytes = new Uint8Array(INBOX_ABORT_BYTES);
   private readonly abortView = new DataView(this.abortBytes.buffer);
@@ -179,6 +192,9 @@ export class Coordinator implements Backend {
     this.counters = [];
     const inboxBytes = inboxRingBytes(config.maxModelLen);
     this.inboxScratch = new Uint8Array(INBOX_ADD_HEADER + 4 * config.maxModelLen + 8);
+    const vocab = config.generatedVocabulary;
+    this.vocabularySab = vocab === undefined || vocab.length === 0 ? null : new SharedArrayBuffer(vocab.byteLength);
+    if (this.vocabularySab !== null && vocab !== undefined) new Uint32Array(this.vocabularySab).set(vocab);
     this.inboxView = new DataView(this.inboxScratch.buffer);
     for (let r = 0; r < this.numRanks; r++) {
       const workerIndex = Math.floor(r / config.dataParallelSize);
@@ -222,6 +238,7 @@ export class Coordinator implements Backend {
     this.router = createRouter(config.router, load, {
       seed: config.seed,
       kvOverlapScoreWeight: config.kvOverlapScoreWeight,
+      ...(config.routerTemperature === undefined ? {} : { routerTemperature: config.routerTemperature }),
       blockSize: this.blockSize,
     });
     this.fleetMetrics = new FleetMetrics(this);
@@ -321,6 +338,7 @@ export class Coordinator implements Backend {
       vllmBatches: (cfg.zmq ?? null) !== null,
       routerFeed: cfg.router === 'kv',
       restarted,
+      generatedVocabulary: this.vocabularySab,
     };
   }
 
@@ -457,6 +475,9 @@ export class Coordinator implements Backend {
     v.setInt32(8, req.maxTokens, true);
     v.setUint32(12, n, true);
     v.setFloat64(16, performance.timeOrigin + performance.now(), true);
+    v.setInt32(24, req.seed === undefined ? 0 : req.seed | 0, true);
+    const paramsN = Math.min(INBOX_N_MAX, Math.max(0, req.paramsN ?? 1));
+    v.setUint32(28, (req.seed === undefined ? 0 : INBOX_FLAG_SEEDED) | (req.stopAtEnd === true ? INBOX_FLAG_STOP : 0) | (paramsN << INBOX_N_SHIFT), true);
     new Uint32Array(this.inboxScratch.buffer, INBOX_ADD_HEADER, n).set(req.promptTokens);
     if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_ADD_HEADER + 4 * n)) {
       throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
@@ -464,11 +485,14 @@ export class Coordinator implements Backend {
     this.wake(slot);
     slot.inflight++;
     (this.counters[rank] as Float64Array)[Scalar.inflight] = slot.inflight;
-    this.pending.set(id, { cb, rank, promptTokens: n, completionTokens: 0, cachedTokens: 0 });
+    this.pending.set(id, { id, cb, rank, promptTokens: n, completionTokens: 0, cachedTokens: 0 });
+    // Router-side load bookkeeping (kv: prefill tokens and blocks booked on the rank until done).
+    if (this.lastRoute !== null) this.router.onRouted(id, this.lastRoute, rank);
     return { rank, abort: () => this.abort(id) };
   }
 
   private pickRank(req: GenerateRequest): number {
+    this.lastRoute = null;
     if (req.pinnedRank !== undefined) {
       if (!Number.isInteger(req.pinnedRank) || req.pinnedRank < 0 || req.pinnedRank >= this.numRanks) {
         throw new InvalidRequestError(`rank ${String(req.pinnedRank)} does not exist (0..${this.numRanks - 1})`, 'rank');
@@ -490,14 +514,15 @@ export class Coordinator implements Backend {
       }
       numBlocks = computeSequenceHashes(req.promptTokens, req.promptTokens.length, this.blockSize, this.hashHi, this.hashLo);
     }
-    return this.router.pick({
+    this.lastRoute = {
       numBlocks,
       seqHashHi: this.hashHi,
       seqHashLo: this.hashLo,
       promptTokens: req.promptTokens.length,
       firstRank: first,
       numCandidateRanks: count,
-    });
+    };
+    return this.router.pick(this.lastRoute);
   }
 
   private abort(id: number): void {
@@ -518,6 +543,7 @@ export class Coordinator implements Backend {
   }
 
   private finish(p: Pending, reason: 'length' | 'abort' | 'error', error?: MockfleetError): void {
+    this.router.onRequestFinished(p.id);
     const slot = this.slots[p.rank] as RankSlot;
     if (slot.inflight > 0) slot.inflight--;
     (this.counters[p.rank] as Float64Array)[Scalar.inflight] = slot.inflight;
@@ -576,6 +602,7 @@ export class Coordinator implements Backend {
     for (let i = 0; i < numTokens; i++, o += 8) {
       const p = this.pending.get(v.getInt32(o, true));
       if (p === undefined) continue;
+      if (p.completionTokens === 0) this.router.onPrefillDone(p.id);
       p.completionTokens++;
       p.cb.onTokens(u32, (o + 4) >>> 2, 1);
     }
@@ -625,8 +652,8 @@ export class Coordinator implements Backend {
     this.wake(slot);
   }
 
-  metrics(workerIndex?: number): Promise<string> {
-    return this.fleetMetrics.render(workerIndex);
+  metrics(workerIndex?: number, openMetrics?: boolean): Promise<string> {
+    return this.fleetMetrics.render(workerIndex, openMetrics === true);
   }
 
   /** Requests in flight (submitted, not finished). */

@@ -23,7 +23,8 @@ export const SERVE_FLAG_OPTIONS = {
   'num-workers': { type: 'number', default: 8, describe: 'Independent engines, each with its own 64-bit worker id', group: 'Fleet:' },
   'data-parallel-size': { type: 'number', default: 1, describe: 'Ranks (DP engines) per worker; ranks = workers x this', group: 'Fleet:' },
   router: { type: 'string', default: 'round_robin', choices: ROUTER_POLICIES, describe: 'How the fleet frontend picks a rank', group: 'Fleet:' },
-  'kv-overlap-score-weight': { type: 'number', default: 1, describe: 'kv router: weight of prefill blocks saved by a cache hit against active blocks', group: 'Fleet:' },
+  'kv-overlap-score-weight': { type: 'number', default: 1, describe: 'kv router: weight of prefill blocks against decode blocks in the cost', group: 'Fleet:' },
+  'router-temperature': { type: 'number', default: 0, describe: 'kv router: 0 = lowest cost; > 0 = softmax sampling over normalised costs (seeded by --seed)', group: 'Fleet:' },
   'max-waiting': { type: 'number', default: 1000, describe: 'Waiting requests per rank before new ones get 429', group: 'Fleet:' },
   'worker-base-port': { type: 'number', describe: "Also serve worker i's own OpenAI API and /metrics on port P+i", group: 'Fleet:' },
   'ranks-per-thread': { type: 'number', default: 1, describe: 'Ranks multiplexed on one thread (1 = one thread per rank); fewer threads start faster and share wake-ups', group: 'Placement:' },
@@ -49,6 +50,7 @@ export interface ServeFlagValues extends EngineFlagValues {
   dataParallelSize?: number | undefined;
   router?: string | undefined;
   kvOverlapScoreWeight?: number | undefined;
+  routerTemperature?: number | undefined;
   maxWaiting?: number | undefined;
   maxModelLen?: number | undefined;
   workerBasePort?: number | undefined;
@@ -79,6 +81,7 @@ export interface ServeConfig {
   readonly plannerProfileData: string | null;
   readonly router: RouterPolicy;
   readonly kvOverlapScoreWeight: number;
+  readonly routerTemperature: number;
   readonly maxWaiting: number;
   readonly maxModelLen: number;
   readonly workerBasePort: number | null;
@@ -176,6 +179,7 @@ export function normalizeServeConfig(f: ServeFlagValues): Readonly<ServeConfig> 
     plannerProfileData: f.plannerProfileData === undefined || f.plannerProfileData === '' ? null : String(f.plannerProfileData),
     router: oneOf('router', f.router, ROUTER_POLICIES, 'round_robin'),
     kvOverlapScoreWeight: numIn('kv-overlap-score-weight', f.kvOverlapScoreWeight, 0, 1e6, 1),
+    routerTemperature: numIn('router-temperature', f.routerTemperature, 0, 1e6, 0),
     maxWaiting: intIn('max-waiting', f.maxWaiting, 0, 1 << 24, 1000),
     maxModelLen,
     workerBasePort,

@@ -5,6 +5,7 @@ import { EngineInvariantError } from './invariant.js';
 import { hashBlocks } from './kv/block-hash.js';
 import { BlockPool, BlockState } from './kv/block-pool.js';
 import { Rng } from './rng.js';
+import { defaultGeneratedVocabulary, generatedTokenId } from './generated-tokens.js';
 import { AddOutcome, FinishReason, emptyFpmSnapshot } from './types.js';
 import type { AddOutcomeCode, EngineArgs, EngineOptions, FpmSnapshot, KvEventLog, PerfModel, PromptBlockHashes, StepResult } from './types.js';
 
@@ -131,6 +132,11 @@ export class Engine {
   private slotPromptLen: Int32Array = new Int32Array(0);
   /** Sequence length at which the request completes: prompt + max tokens (capped at int32). */
   private slotEndLen: Int32Array = new Int32Array(0);
+  /** Per-request seed of a seeded request (addRequest's `seed`); its tokens come from generatedTokenId. */
+  private slotSeed: Int32Array = new Int32Array(0);
+  private slotSeeded: Uint8Array = new Uint8Array(0);
+  /** Token ids seeded requests draw from (EngineOptions.generatedVocabulary). */
+  private readonly vocabulary: Uint32Array;
   /** Known tokens: prompt + generated. */
   private slotSeqLen: Int32Array = new Int32Array(0);
   private slotNumComputed: Int32Array = new Int32Array(0);
@@ -209,6 +215,9 @@ export class Engine {
     this.prefixCaching = this.args.enablePrefixCaching;
     this.lifo = this.args.preemptionMode === 'lifo';
     this.recorder = new KvEventRecorder(this.bs, options.recordEventTokens !== false);
+    this.vocabulary = options.generatedVocabulary !== undefined && options.generatedVocabulary.length > 0
+      ? options.generatedVocabulary
+      : defaultGeneratedVocabulary(TOKEN_ID_MIN, TOKEN_ID_SPAN);
     this.pool = new BlockPool(this.args.numGpuBlocks, this.prefixCaching, this.recorder);
     this.rng = new Rng(this.args.seed);
     this.result = new StepResultBuffer(this.args.maxNumSeqs);
@@ -298,8 +307,8 @@ export class Engine {
    * prefill off, more tokens than max-num-batched-tokens (Dynamo would leave such a request
    * blocked forever; vLLM refuses the configuration).
    */
-  addRequest(requestId: number, promptTokens: Uint32Array, maxTokens: number): AddOutcomeCode {
-    return this.enqueue(requestId, promptTokens, maxTokens, null);
+  addRequest(requestId: number, promptTokens: Uint32Array, maxTokens: number, seed?: number): AddOutcomeCode {
+    return this.enqueue(requestId, promptTokens, maxTokens, null, seed);
   }
 
   /**
@@ -320,7 +329,7 @@ export class Engine {
     return this.enqueue(requestId, promptTokens, maxTokens, hashes);
   }
 
-  private enqueue(requestId: number, promptTokens: Uint32Array, maxTokens: number, hashes: PromptBlockHashes | null): AddOutcomeCode {
+  private enqueue(requestId: number, promptTokens: Uint32Array, maxTokens: number, hashes: PromptBlockHashes | null, seed?: number): AddOutcomeCode {
     if (!Number.isInteger(requestId) || requestId < 0 || requestId > 0x7fffffff) {
       throw new InvalidRequestError(`request id must be a non-negative int32, got ${requestId}`, 'request_id');
     }
@@ -345,6 +354,8 @@ export class Engine {
     this.slotStatus[slot] = SlotStatus.waiting;
     this.slotPromptLen[slot] = promptLen;
     this.slotEndLen[slot] = Math.min(promptLen + maxTokens, 0x7fffffff);
+    this.slotSeeded[slot] = seed === undefined ? 0 : 1;
+    this.slotSeed[slot] = seed ?? 0;
     this.slotSeqLen[slot] = promptLen;
     this.slotNumComputed[slot] = 0;
     this.slotNumBlocks[slot] = 0;
@@ -868,7 +879,11 @@ export class Engine {
         tokenIds[numTokens] = tokenId((s0 + Math.imul(numTokens + 1, RNG_STEP)) | 0);
         drawn++;
       }
-      const tok = tokenIds[numTokens] as number;
+      // A seeded request's token depends only on its seed and position (same output on any rank).
+      const tok = this.slotSeeded[slot] === 1
+        ? generatedTokenId(this.vocabulary, this.slotSeed[slot] as number, seqLen - (this.slotPromptLen[slot] as number))
+        : tokenIds[numTokens] as number;
+      tokenIds[numTokens] = tok;
       tokens[seqLen] = tok;
       seqLens[slot] = seqLen + 1;
       const requestId = requestIds[slot] as number;
@@ -1006,6 +1021,10 @@ export class Engine {
     this.slotStatus = st;
     this.slotPromptLen = i32(this.slotPromptLen);
     this.slotEndLen = i32(this.slotEndLen);
+    this.slotSeed = i32(this.slotSeed);
+    const seeded = new Uint8Array(capacity);
+    seeded.set(this.slotSeeded);
+    this.slotSeeded = seeded;
     this.slotSeqLen = i32(this.slotSeqLen);
     this.slotNumComputed = i32(this.slotNumComputed);
     this.slotNumBlocks = i32(this.slotNumBlocks);

@@ -186,4 +186,9 @@ export interface EngineOptions {
    * 0 for every event.
    */
   readonly recordEventTokens?: boolean;
+  /**
+   * Token ids that requests added with a `seed` generate (generated-tokens.ts): the serving
+   * tokenizer's round-tripping subset. Default: [1000, 2000).
+   */
+  readonly generatedVocabulary?: Uint32Array;
 }

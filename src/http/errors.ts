@@ -1,7 +1,13 @@
 /**
- * OpenAI-style error bodies: {"error": {"message", "type", "param", "code"}}.
- * MockfleetErrors keep their status; HttpApiError supplies an OpenAI `code`, other MockfleetErrors
- * report their stable MOCKFLEET_ERR_* code. Anything else is a bug and answers 500.
+ * Error bodies, {"error": {"message", "type", "param", "code"}}, in one of two formats:
+ *  - `vllm` (default): vLLM's ErrorResponse/ErrorInfo — `type` "BadRequestError", "NotFoundError",
+ *    "UnprocessableEntityError", "InternalServerError", "NotImplementedError", else the HTTP status
+ *    phrase ("Too Many Requests", "Service Unavailable" …), and `code` the integer HTTP status
+ *    (vllm/entrypoints/serve/exception_handling/error_response.py `create_error_response` and
+ *    handlers/http.py `http_exception_handler`, checked in the newest stored vllm-project/vllm).
+ *  - `openai`: OpenAI's — `type` invalid_request_error / rate_limit_error / server_error and a
+ *    string `code` (HttpApiError's `apiCode`, or a MockfleetError's stable MOCKFLEET_ERR_* code).
+ * MockfleetErrors keep their status; anything else is a bug and answers 500.
  */
 import { HttpApiError, MockfleetError } from '../util/errors.js';
 import type { FailureType } from './options.js';
@@ -11,16 +17,49 @@ export interface ErrorReply {
   readonly body: string;
 }
 
-export function errorReply(err: unknown): ErrorReply {
-  if (err instanceof MockfleetError) {
-    const code = err instanceof HttpApiError ? err.apiCode : err.code;
-    return { status: err.status, body: errorJson(err.message, err.type, err.param, code) };
+export const ERROR_FORMATS = ['vllm', 'openai'] as const;
+export type ErrorFormat = (typeof ERROR_FORMATS)[number];
+
+/** HTTP status phrases (Python's http.HTTPStatus) for the statuses mockfleet answers. */
+const STATUS_PHRASES: Readonly<Record<number, string>> = {
+  400: 'Bad Request', 401: 'Unauthorized', 402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 406: 'Not Acceptable', 408: 'Request Timeout', 409: 'Conflict', 410: 'Gone',
+  411: 'Length Required', 412: 'Precondition Failed', 413: 'Request Entity Too Large', 414: 'Request-URI Too Long',
+  415: 'Unsupported Media Type', 416: 'Requested Range Not Satisfiable', 417: 'Expectation Failed', 418: "I'm a Teapot",
+  421: 'Misdirected Request', 422: 'Unprocessable Content', 423: 'Locked', 424: 'Failed Dependency', 425: 'Too Early',
+  426: 'Upgrade Required', 428: 'Precondition Required', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large',
+  451: 'Unavailable For Legal Reasons', 500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway',
+  503: 'Service Unavailable', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported', 506: 'Variant Also Negotiates',
+  507: 'Insufficient Storage', 508: 'Loop Detected', 510: 'Not Extended', 511: 'Network Authentication Required',
+};
+
+/** vLLM's ErrorInfo.type for an HTTP status. */
+export function vllmErrorType(status: number): string {
+  switch (status) {
+    case 400: return 'BadRequestError';
+    case 404: return 'NotFoundError';
+    case 422: return 'UnprocessableEntityError';
+    case 500: return 'InternalServerError';
+    case 501: return 'NotImplementedError';
+    default: return STATUS_PHRASES[status] ?? (status >= 500 ? 'InternalServerError' : 'BadRequestError');
   }
-  const message = err instanceof Error ? err.message : String(err);
-  return { status: 500, body: errorJson(`internal error: ${message}`, 'server_error', null, 'internal_error') };
 }
 
-export function errorJson(message: string, type: string, param: string | null, code: string | null): string {
+export function errorReply(err: unknown, format: ErrorFormat = 'vllm'): ErrorReply {
+  if (err instanceof MockfleetError) {
+    const code = err instanceof HttpApiError ? err.apiCode : err.code;
+    return { status: err.status, body: errorJson(err.message, err.type, err.param, code, err.status, format) };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { status: 500, body: errorJson(`internal error: ${message}`, 'server_error', null, 'internal_error', 500, format) };
+}
+
+/**
+ * One error body. `type` and `code` are the OpenAI ones; the vLLM format replaces them with
+ * vLLM's type for `status` and the integer status.
+ */
+export function errorJson(message: string, type: string, param: string | null, code: string | null, status: number, format: ErrorFormat): string {
+  if (format === 'vllm') return JSON.stringify({ error: { message, type: vllmErrorType(status), param, code: status } });
   return JSON.stringify({ error: { message, type, param, code } });
 }
 

@@ -6,7 +6,9 @@
 import type { Options } from 'yargs';
 import { loadTokenizer } from '../tokenizer/tokenizer.js';
 import { InvalidConfigError } from '../util/errors.js';
-import { DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, FAILURE_TYPES } from './options.js';
+import { ERROR_FORMATS } from './errors.js';
+import type { ErrorFormat } from './errors.js';
+import { DEFAULT_EMBEDDING_DIM, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_KEEP_ALIVE_S, FAILURE_TYPES } from './options.js';
 import type { FailureType, HttpOptions } from './options.js';
 
 export const HTTP_FLAGS = {
@@ -20,6 +22,10 @@ export const HTTP_FLAGS = {
   'failure-rate': { type: 'number', default: 0, alias: 'failure-injection-rate', describe: 'percentage (0-100) of generate requests answered with an injected error' },
   'failure-types': { type: 'string', array: true, describe: `injected error kinds, repeated or comma-separated: ${FAILURE_TYPES.join(', ')} (default: all)` },
   'max-body-bytes': { type: 'number', default: DEFAULT_MAX_BODY_BYTES, describe: 'larger request bodies answer 413' },
+  'timeout-keep-alive': { type: 'number', default: DEFAULT_TIMEOUT_KEEP_ALIVE_S, describe: 'seconds an idle keep-alive connection stays open (uvicorn/vLLM flag; vLLM defaults to 5)' },
+  'eos-probability': { type: 'number', default: 0, describe: 'per generated token, the chance a request ends early with finish_reason "stop" (seeded; requests with ignore_eos never do)' },
+  'embedding-dim': { type: 'number', default: DEFAULT_EMBEDDING_DIM, describe: 'length of the unit vectors /v1/embeddings answers' },
+  'error-format': { type: 'string', default: 'vllm', choices: ERROR_FORMATS, describe: "error bodies: vLLM's (type BadRequestError…, integer code) or OpenAI's (invalid_request_error, string code)" },
 } as const satisfies Record<string, Options>;
 
 type Argv = Readonly<Record<string, unknown>>;
@@ -90,6 +96,19 @@ export async function httpOptionsFromArgv(argv: Argv): Promise<HttpOptions> {
   if (seed !== undefined && seed !== null && (typeof seed !== 'number' || !Number.isSafeInteger(seed))) {
     throw new InvalidConfigError('--seed', `must be an integer, got ${JSON.stringify(seed)}`);
   }
+  const keepAlive = argv['timeout-keep-alive'];
+  if (keepAlive !== undefined && keepAlive !== null && (typeof keepAlive !== 'number' || !(keepAlive > 0 && keepAlive <= 86_400))) {
+    throw new InvalidConfigError('--timeout-keep-alive', `must be a number of seconds in (0, 86400], got ${JSON.stringify(keepAlive)}`);
+  }
+  const eos = argv['eos-probability'];
+  if (eos !== undefined && eos !== null && (typeof eos !== 'number' || !(eos >= 0 && eos <= 1))) {
+    throw new InvalidConfigError('--eos-probability', `must be a probability in [0, 1], got ${JSON.stringify(eos)}`);
+  }
+  const embeddingDim = optionalInteger(argv, 'embedding-dim', 1, 65536);
+  const errorFormat = optionalString(argv, 'error-format');
+  if (errorFormat !== undefined && !(ERROR_FORMATS as readonly string[]).includes(errorFormat)) {
+    throw new InvalidConfigError('--error-format', `must be one of ${ERROR_FORMATS.join(', ')}, got ${JSON.stringify(errorFormat)}`);
+  }
   const tokenizerPath = optionalString(argv, 'tokenizer');
   const tokenizer = await loadTokenizer(tokenizerPath === undefined || tokenizerPath.length === 0 ? null : tokenizerPath);
   return {
@@ -103,5 +122,9 @@ export async function httpOptionsFromArgv(argv: Argv): Promise<HttpOptions> {
     failureTypes,
     maxBodyBytes,
     seed: typeof seed === 'number' ? seed : undefined,
+    timeoutKeepAliveS: typeof keepAlive === 'number' ? keepAlive : undefined,
+    errorFormat: errorFormat as ErrorFormat | undefined,
+    eosProbability: typeof eos === 'number' ? eos : undefined,
+    embeddingDim,
   };
 }

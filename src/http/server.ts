@@ -18,10 +18,19 @@ import { HttpApiError, InvalidConfigError, MockfleetError } from '../util/errors
 import {
   badRequest, contextLengthExceeded, errorJson, errorReply, forcedError, injectedFailure, invalidApiKey, modelNotFound,
 } from './errors.js';
+import type { ErrorFormat } from './errors.js';
 import { FailureInjector } from './failure-injection.js';
-import { BufferedGeneration, StreamingGeneration } from './generation.js';
-import type { GenerationMeta } from './generation.js';
-import { DEFAULT_COMPLETION_MAX_TOKENS, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, FAILURE_TYPES } from './options.js';
+import { ChoiceGroupGeneration, StreamingGeneration } from './generation.js';
+import type { ChoiceSpec, GenerationMeta } from './generation.js';
+import { planChoice } from './sampling.js';
+import type { SamplingParams } from './parse.js';
+import { AnthropicDialect, ResponsesDialect, TextApiGeneration, anthropicErrorReply, parseMessagesRequest, parseResponsesRequest } from './text-apis.js';
+import { EmbeddingsGeneration, embeddingVector, parseEmbeddingsRequest } from './embeddings.js';
+import { Rng } from '../engine/rng.js';
+import {
+  DEFAULT_COMPLETION_MAX_TOKENS, DEFAULT_EMBEDDING_DIM, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_TIMEOUT_KEEP_ALIVE_S, FAILURE_TYPES,
+} from './options.js';
 import type { FailureType, HttpOptions } from './options.js';
 import { parseGenerate, parseJsonObject, parseTokenize } from './parse.js';
 import type { GenerateKind } from './parse.js';
@@ -45,8 +54,9 @@ const DEFAULT_CLOSE_GRACE_MS = 10_000;
 const MAX_REQUEST_ID_LENGTH = 256;
 const REQUEST_ID_RE = /^[\x21-\x7e]+$/;
 const JSON_HEADERS = { 'content-type': 'application/json' } as const;
+const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
-type RouteName = 'completions' | 'chat' | 'models' | 'health' | 'ready' | 'metrics' | 'tokenize';
+type RouteName = 'completions' | 'chat' | 'responses' | 'messages' | 'embeddings' | 'models' | 'health' | 'ready' | 'metrics' | 'tokenize' | 'detokenize';
 const ROUTES: ReadonlyMap<string, { readonly name: RouteName; readonly method: 'GET' | 'POST' }> = new Map([
   ['/v1/completions', { name: 'completions', method: 'POST' }],
   ['/v1/chat/completions', { name: 'chat', method: 'POST' }],
@@ -54,7 +64,11 @@ const ROUTES: ReadonlyMap<string, { readonly name: RouteName; readonly method: '
   ['/health', { name: 'health', method: 'GET' }],
   ['/health/ready', { name: 'ready', method: 'GET' }],
   ['/metrics', { name: 'metrics', method: 'GET' }],
+  ['/v1/responses', { name: 'responses', method: 'POST' }],
+  ['/v1/messages', { name: 'messages', method: 'POST' }],
+  ['/v1/embeddings', { name: 'embeddings', method: 'POST' }],
   ['/tokenize', { name: 'tokenize', method: 'POST' }],
+  ['/detokenize', { name: 'detokenize', method: 'POST' }],
 ] as const);
 
 interface ResolvedOptions {
@@ -70,6 +84,19 @@ interface ResolvedOptions {
   readonly seed: number;
   readonly workerIndex: number | undefined;
   readonly extraRoutes: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  readonly errorFormat: ErrorFormat;
+  readonly eosProbability: number;
+  readonly embeddingDim: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly connectionsCheckingIntervalMs: number;
+}
+
+function positiveMs(value: number | undefined, fallback: number, field: string): number {
+  const v = value ?? fallback;
+  if (!(Number.isFinite(v) && v > 0)) throw new InvalidConfigError(field, `must be a positive number, got ${v}`);
+  return v;
 }
 
 function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
@@ -88,6 +115,16 @@ function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
     if (!(FAILURE_TYPES as readonly string[]).includes(t)) throw new InvalidConfigError('failureTypes', `unknown type ${t}; expected one of ${FAILURE_TYPES.join(', ')}`);
   }
   if (failureRate > 0 && failureTypes.length === 0) throw new InvalidConfigError('failureTypes', 'must name at least one type when failureRate > 0');
+  const eosProbability = o.eosProbability ?? 0;
+  if (!(eosProbability >= 0 && eosProbability <= 1)) throw new InvalidConfigError('eosProbability', `must be a probability in [0, 1], got ${eosProbability}`);
+  const embeddingDim = o.embeddingDim ?? DEFAULT_EMBEDDING_DIM;
+  if (!Number.isSafeInteger(embeddingDim) || embeddingDim < 1 || embeddingDim > 65536) throw new InvalidConfigError('embeddingDim', `must be an integer in [1, 65536], got ${embeddingDim}`);
+  const errorFormat = o.errorFormat ?? 'vllm';
+  if (errorFormat !== 'vllm' && errorFormat !== 'openai') throw new InvalidConfigError('errorFormat', `must be vllm or openai, got ${String(errorFormat)}`);
+  const keepAliveTimeoutMs = positiveMs(o.timeoutKeepAliveS === undefined ? undefined : o.timeoutKeepAliveS * 1000, DEFAULT_TIMEOUT_KEEP_ALIVE_S * 1000, 'timeoutKeepAliveS');
+  const headersTimeoutMs = positiveMs(o.headersTimeoutMs, DEFAULT_HEADERS_TIMEOUT_MS, 'headersTimeoutMs');
+  const requestTimeoutMs = positiveMs(o.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs');
+  if (requestTimeoutMs < headersTimeoutMs) throw new InvalidConfigError('requestTimeoutMs', `must be at least headersTimeoutMs (${headersTimeoutMs}), got ${requestTimeoutMs}`);
   const wi = o.workerIndex;
   if (wi !== undefined && (!Number.isInteger(wi) || wi < 0 || wi >= backend.numWorkers)) {
     throw new InvalidConfigError('workerIndex', `must be an integer in [0, ${backend.numWorkers}), got ${wi}`);
@@ -105,6 +142,15 @@ function resolveOptions(backend: Backend, o: HttpOptions): ResolvedOptions {
     seed: o.seed ?? 0,
     workerIndex: wi,
     extraRoutes: o.extraRoutes,
+    errorFormat,
+    eosProbability,
+    embeddingDim,
+    keepAliveTimeoutMs,
+    headersTimeoutMs,
+    requestTimeoutMs,
+    // Node checks header/request deadlines on this interval (default 30 s): a fifth of the headers
+    // timeout keeps a slow-loris cut-off close to its deadline.
+    connectionsCheckingIntervalMs: Math.max(50, Math.min(30_000, Math.floor(headersTimeoutMs / 5))),
   };
 }
 
@@ -112,9 +158,15 @@ function sendJson(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, JSON_HEADERS).end(body);
 }
 
-/** Answers with the OpenAI-style error body and status of `err` (routes outside this module use it too). */
-export function sendError(res: ServerResponse, err: unknown): void {
-  const { status, body } = errorReply(err);
+function anthropicStatusBody(err: unknown): [number, string] {
+  if (!(err instanceof MockfleetError)) console.error('mockfleet http: request failed:', err);
+  const { status, body } = anthropicErrorReply(err);
+  return [status, body];
+}
+
+/** Answers with the error body (vLLM or OpenAI format) and status of `err` (routes outside this module use it too). */
+export function sendError(res: ServerResponse, err: unknown, format: ErrorFormat = 'vllm'): void {
+  const { status, body } = errorReply(err, format);
   // A non-MockfleetError is a bug in mockfleet: the client gets a 500 and the operator the stack.
   if (!(err instanceof MockfleetError)) console.error('mockfleet http: request failed:', err);
   if (res.headersSent) {
@@ -226,9 +278,15 @@ class Frontend {
   private readonly readyBody: string;
   private readonly notReadyBody: string;
   private readonly connections: ConnectionTracker;
+  /** The tokenizer's generation vocabulary (what the ranks generate from). */
+  private readonly vocabulary: Uint32Array;
+  /** Seeds of choices whose request has no `seed`. */
+  private readonly seeds: Rng;
 
   constructor(backend: Backend, o: ResolvedOptions, connections: ConnectionTracker) {
     this.connections = connections;
+    this.vocabulary = o.tokenizer.generationVocabulary();
+    this.seeds = new Rng(o.seed ^ 0x5eed5eed);
     this.backend = backend;
     this.o = o;
     this.texts = new TokenTextCache(o.tokenizer);
@@ -242,7 +300,7 @@ class Frontend {
       })),
     });
     this.readyBody = JSON.stringify({ status: 'ready' });
-    this.notReadyBody = errorJson('the fleet is starting: not every rank is up yet', 'server_error', null, 'not_ready');
+    this.notReadyBody = errorJson('the fleet is starting: not every rank is up yet', 'server_error', null, 'not_ready', 503, o.errorFormat);
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -251,8 +309,12 @@ class Frontend {
       if (this.o.extraRoutes !== undefined && this.o.extraRoutes(req, res)) return;
       this.route(req, res);
     } catch (err) {
-      sendError(res, err);
+      this.fail(res, err);
     }
+  }
+
+  fail(res: ServerResponse, err: unknown): void {
+    sendError(res, err, this.o.errorFormat);
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
@@ -277,10 +339,25 @@ class Frontend {
     switch (route.name) {
       case 'completions':
       case 'chat':
-        this.generate(route.name === 'chat' ? 'chat' : 'completion', requestId, req, res).catch((err: unknown) => sendError(res, err));
+        this.generate(route.name === 'chat' ? 'chat' : 'completion', requestId, req, res).catch((err: unknown) => this.fail(res, err));
+        return;
+      case 'responses':
+        this.textApi('responses', requestId, req, res).catch((err: unknown) => this.fail(res, err));
+        return;
+      case 'messages':
+        this.textApi('messages', requestId, req, res).catch((err: unknown) => {
+          if (res.headersSent) res.destroy();
+          else sendJson(res, ...anthropicStatusBody(err));
+        });
+        return;
+      case 'embeddings':
+        this.embeddings(requestId, req, res).catch((err: unknown) => this.fail(res, err));
         return;
       case 'tokenize':
-        this.tokenize(req, res).catch((err: unknown) => sendError(res, err));
+        this.tokenize(req, res).catch((err: unknown) => this.fail(res, err));
+        return;
+      case 'detokenize':
+        this.detokenize(req, res).catch((err: unknown) => this.fail(res, err));
         return;
       case 'models':
         this.authorize(req);
@@ -294,9 +371,11 @@ class Frontend {
         else sendJson(res, 503, this.notReadyBody);
         return;
       case 'metrics':
-        this.backend.metrics(this.o.workerIndex).then(
-          (text) => res.writeHead(200, { 'content-type': this.backend.metricsContentType }).end(text),
-          (err: unknown) => sendError(res, err),
+        // Like prometheus_client behind vLLM: OpenMetrics when the scraper's Accept asks for it.
+        const openMetrics = /application\/openmetrics-text/i.test(headerString(req, 'accept') ?? '');
+        this.backend.metrics(this.o.workerIndex, openMetrics).then(
+          (text) => res.writeHead(200, { 'content-type': openMetrics ? OPENMETRICS_CONTENT_TYPE : this.backend.metricsContentType }).end(text),
+          (err: unknown) => this.fail(res, err),
         );
         return;
     }
@@ -305,7 +384,8 @@ class Frontend {
   /** vLLM's --api-key guards /v1/* only; /health, /metrics and /tokenize stay open. */
   private authorize(req: IncomingMessage): void {
     if (this.o.apiKey === null) return;
-    if (headerString(req, 'authorization') !== `Bearer ${this.o.apiKey}`) throw invalidApiKey();
+    // Anthropic clients send x-api-key instead of a bearer token.
+    if (headerString(req, 'authorization') !== `Bearer ${this.o.apiKey}` && headerString(req, 'x-api-key') !== this.o.apiKey) throw invalidApiKey();
   }
 
   private resolveModel(model: string | null): string {
@@ -347,22 +427,16 @@ class Frontend {
     const parsed = parseGenerate(kind, body);
     const model = this.resolveModel(parsed.model);
     const pinnedRank = this.pinnedRank(req);
-    const promptTokens = parsed.promptIds ?? this.o.tokenizer.encode(parsed.promptText as string);
     const promptParam = kind === 'chat' ? 'messages' : 'prompt';
-    const n = promptTokens.length;
-    if (n === 0) throw badRequest(`${promptParam} has no tokens`, promptParam);
-    const L = this.o.maxModelLen;
-    if (n >= L) {
-      throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, your request has ${n} input tokens, leaving no room for output. Please reduce the length of the input.`, promptParam);
-    }
-    const maxTokens = parsed.maxTokens ?? (kind === 'chat' ? L - n : Math.min(DEFAULT_COMPLETION_MAX_TOKENS, L - n));
-    if (n + maxTokens > L) {
-      const param = kind === 'chat' && body['max_completion_tokens'] !== undefined ? 'max_completion_tokens' : 'max_tokens';
-      throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, you requested ${n + maxTokens} tokens (${n} in the ${promptParam}, ${maxTokens} in the completion). Please reduce the length of the ${promptParam} or completion.`, param);
-    }
-    const capacity = this.backend.numGpuBlocks * this.backend.blockSize;
-    if (n + maxTokens > capacity) {
-      throw contextLengthExceeded(`This request needs ${n + maxTokens} tokens of KV cache (${n} prompt + ${maxTokens} completion) but a rank holds at most ${capacity} (${this.backend.numGpuBlocks} blocks of ${this.backend.blockSize}); it can never be scheduled.`, promptParam);
+    const prompts: Uint32Array[] = [];
+    const maxTokensByPrompt: number[] = [];
+    for (const p of parsed.prompts) {
+      const promptTokens = p.ids ?? this.o.tokenizer.encode(p.text as string);
+      // Omitted: completions 16 (vLLM's CompletionRequest default), chat and an explicit null up to the context limit.
+      const toLimit = kind === 'chat' || parsed.maxTokensExplicitNull;
+      const maxParam = kind === 'chat' && body['max_completion_tokens'] !== undefined ? 'max_completion_tokens' : 'max_tokens';
+      maxTokensByPrompt.push(this.checkPrompt(promptTokens, parsed.maxTokens, toLimit ? null : DEFAULT_COMPLETION_MAX_TOKENS, promptParam, maxParam));
+      prompts.push(promptTokens);
     }
     const injected = this.failures.draw();
     if (injected !== null) throw injectedFailure(injected, model);
@@ -373,11 +447,154 @@ class Frontend {
       created: Math.floor(Date.now() / 1000),
       model,
       includeUsage: parsed.includeUsage,
+      errorFormat: this.o.errorFormat,
     };
-    const gen = parsed.stream ? new StreamingGeneration(res, meta, this.texts, this.scheduler) : new BufferedGeneration(res, meta, this.o.tokenizer);
-    const handle = this.backend.submit({ requestId, promptTokens, maxTokens, pinnedRank, workerIndex: this.o.workerIndex }, gen);
-    if (gen instanceof StreamingGeneration) gen.start();
+    const sp = parsed.sampling;
+    const specs: ChoiceSpec[] = [];
+    for (let p = 0; p < prompts.length; p++) {
+      for (let i = 0; i < sp.n; i++) {
+        // vLLM's parallel sampling seeds child i with seed + i; unseeded choices get a fresh seed.
+        const seed = sp.seed === null ? this.nextSeed(null) : (sp.seed + i) | 0;
+        const plan = planChoice(this.vocabulary, this.o.tokenizer, sp, seed, maxTokensByPrompt[p] as number, this.o.eosProbability);
+        specs.push({ index: p * sp.n + i, promptIndex: p, plan });
+      }
+    }
+    const workerIndex = this.o.workerIndex;
+    if (parsed.stream && specs.length === 1 && sp.stop.length === 0 && sp.logprobs === null && !sp.echo) {
+      const plan = (specs[0] as ChoiceSpec).plan;
+      const gen = new StreamingGeneration(res, meta, plan, this.texts, this.scheduler);
+      const handle = this.backend.submit({
+        requestId, promptTokens: prompts[0] as Uint32Array, maxTokens: plan.numTokens, pinnedRank, workerIndex, seed: plan.seed, stopAtEnd: plan.finishReason === 'stop',
+      }, gen);
+      gen.start();
+      gen.attach(handle);
+      return;
+    }
+    const echoTexts = sp.echo ? parsed.prompts.map((p, j) => p.text ?? this.o.tokenizer.decode(prompts[j] as Uint32Array)) : null;
+    const group = new ChoiceGroupGeneration(res, meta, specs, prompts.length, {
+      stream: parsed.stream, logprobs: sp.logprobs, echoTexts, tokenizer: this.o.tokenizer, vocabulary: this.vocabulary, scheduler: this.scheduler,
+    });
+    try {
+      // The n choices of a prompt run on one rank, sharing the prompt's cached blocks (vLLM's
+      // parallel sampling: n child requests in one engine); different prompts are routed apart.
+      let rank: number | undefined = pinnedRank;
+      for (let c = 0; c < specs.length; c++) {
+        const spec = specs[c] as ChoiceSpec;
+        if (spec.index % sp.n === 0) rank = pinnedRank;
+        const childId = specs.length === 1 ? requestId : `${requestId}-${spec.index}`;
+        const handle = this.backend.submit({
+          requestId: childId, promptTokens: prompts[spec.promptIndex] as Uint32Array, maxTokens: spec.plan.numTokens, pinnedRank: rank, workerIndex, seed: spec.plan.seed,
+          stopAtEnd: spec.plan.finishReason === 'stop', paramsN: spec.index % sp.n === 0 ? sp.n : 0,
+        }, group.callbacks(c));
+        rank = handle.rank;
+        group.attach(c, handle);
+      }
+    } catch (err) {
+      group.cancel();
+      throw err;
+    }
+    group.start();
+  }
+
+  /**
+   * Checks one prompt against max-model-len and a rank's KV capacity; returns the tokens to
+   * generate: `requested`, or when null `fallback` (null: up to the context limit).
+   */
+  private checkPrompt(promptTokens: Uint32Array, requested: number | null, fallback: number | null, promptParam: string, maxParam: string): number {
+    const n = promptTokens.length;
+    const L = this.o.maxModelLen;
+    if (n === 0) throw badRequest(`${promptParam} has no tokens`, promptParam);
+    if (n >= L) {
+      throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, your request has ${n} input tokens, leaving no room for output. Please reduce the length of the input.`, promptParam);
+    }
+    const maxTokens = requested ?? (fallback === null ? L - n : Math.min(fallback, L - n));
+    if (n + maxTokens > L) {
+      throw contextLengthExceeded(`This model's maximum context length is ${L} tokens. However, you requested ${n + maxTokens} tokens (${n} in the ${promptParam}, ${maxTokens} in the completion). Please reduce the length of the ${promptParam} or completion.`, maxParam);
+    }
+    const capacity = this.backend.numGpuBlocks * this.backend.blockSize;
+    if (n + maxTokens > capacity) {
+      throw contextLengthExceeded(`This request needs ${n + maxTokens} tokens of KV cache (${n} prompt + ${maxTokens} completion) but a rank holds at most ${capacity} (${this.backend.numGpuBlocks} blocks of ${this.backend.blockSize}); it can never be scheduled.`, promptParam);
+    }
+    return maxTokens;
+  }
+
+  private nextSeed(seed: number | null): number {
+    return seed ?? this.seeds.nextI32();
+  }
+
+  /** /v1/responses and /v1/messages: one chat-templated prompt, one text output. */
+  private async textApi(api: 'responses' | 'messages', requestId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.authorize(req);
+    const body = parseJsonObject(await readBody(req, res, this.o.maxBodyBytes));
+    const forced = this.forcedError(req, this.o.servedModelNames[0] as string);
+    if (forced !== null) throw forced;
+    const parsed = api === 'responses' ? parseResponsesRequest(body) : parseMessagesRequest(body);
+    const model = this.resolveModel(parsed.model);
+    const pinnedRank = this.pinnedRank(req);
+    const promptTokens = this.o.tokenizer.encode(parsed.promptText);
+    const maxParam = api === 'responses' ? 'max_output_tokens' : 'max_tokens';
+    const maxTokens = this.checkPrompt(promptTokens, parsed.maxTokens, null, api === 'responses' ? 'input' : 'messages', maxParam);
+    const injected = this.failures.draw();
+    if (injected !== null) throw injectedFailure(injected, model);
+    const sampling: SamplingParams = {
+      n: 1, seed: null, stop: parsed.stop, stopTokenIds: [], includeStopStrInOutput: false, minTokens: 0, ignoreEos: false, logprobs: null, echo: false,
+    };
+    const plan = planChoice(this.vocabulary, this.o.tokenizer, sampling, this.nextSeed(null), maxTokens, this.o.eosProbability);
+    const instructions = typeof body['instructions'] === 'string' ? body['instructions'] : null;
+    const dialect = api === 'responses'
+      ? new ResponsesDialect(requestId, model, parsed.maxTokens, instructions, this.o.errorFormat)
+      : new AnthropicDialect(requestId, model, promptTokens.length);
+    const gen = new TextApiGeneration(res, dialect, plan, this.o.tokenizer, parsed.stream, this.scheduler);
+    const handle = this.backend.submit({
+      requestId, promptTokens, maxTokens: plan.numTokens, pinnedRank, workerIndex: this.o.workerIndex, seed: plan.seed, stopAtEnd: plan.finishReason === 'stop',
+    }, gen);
+    gen.start();
     gen.attach(handle);
+  }
+
+  private async embeddings(requestId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.authorize(req);
+    const body = parseJsonObject(await readBody(req, res, this.o.maxBodyBytes));
+    const forced = this.forcedError(req, this.o.servedModelNames[0] as string);
+    if (forced !== null) throw forced;
+    const parsed = parseEmbeddingsRequest(body);
+    const model = this.resolveModel(parsed.model);
+    const dim = parsed.dimensions ?? this.o.embeddingDim;
+    if (dim > this.o.embeddingDim) throw badRequest(`dimensions must be at most the model's ${this.o.embeddingDim}, got ${dim}`, 'dimensions');
+    const pinnedRank = this.pinnedRank(req);
+    const prompts = parsed.inputs.map((p) => p.ids ?? this.o.tokenizer.encode(p.text as string));
+    for (const p of prompts) this.checkPrompt(p, 1, null, 'input', 'input');
+    const injected = this.failures.draw();
+    if (injected !== null) throw injectedFailure(injected, model);
+    const gen = new EmbeddingsGeneration(res, prompts.map((p) => embeddingVector(p, dim)), parsed.base64, model, this.o.errorFormat);
+    try {
+      for (let i = 0; i < prompts.length; i++) {
+        const id = prompts.length === 1 ? requestId : `${requestId}-${i}`;
+        gen.attach(i, this.backend.submit({ requestId: id, promptTokens: prompts[i] as Uint32Array, maxTokens: 1, pinnedRank, workerIndex: this.o.workerIndex, seed: this.nextSeed(null) }, gen.callbacks(i)));
+      }
+    } catch (err) {
+      gen.cancel();
+      throw err;
+    }
+  }
+
+  /** vLLM's /detokenize: {tokens} -> {prompt}. */
+  private async detokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = parseJsonObject(await readBody(req, res, this.o.maxBodyBytes));
+    const m = body['model'];
+    if (m !== undefined && m !== null) {
+      if (typeof m !== 'string') throw badRequest('model must be a string', 'model');
+      this.resolveModel(m);
+    }
+    const tokens = body['tokens'];
+    if (!Array.isArray(tokens)) throw badRequest('tokens must be an array of token ids', 'tokens');
+    const ids = new Uint32Array(tokens.length);
+    for (let i = 0; i < tokens.length; i++) {
+      const t: unknown = tokens[i];
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffffffff) throw badRequest(`tokens[${i}] must be a token id`, 'tokens');
+      ids[i] = t;
+    }
+    sendJson(res, 200, JSON.stringify({ prompt: this.o.tokenizer.decode(ids) }));
   }
 
   private async tokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -390,7 +607,7 @@ class Frontend {
 }
 
 /** Answers requests node:http could not parse (bad Content-Length, broken framing, huge headers). */
-function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+function onClientError(format: ErrorFormat, err: NodeJS.ErrnoException, socket: Socket): void {
   const pending = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
   if (err.code === 'ECONNRESET' || !socket.writable || (pending !== undefined && pending !== null && pending.headersSent === true)) {
     socket.destroy();
@@ -400,10 +617,10 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   const status = kind === 'headers' ? 431 : kind === 'timeout' ? 408 : 400;
   const reason = kind === 'headers' ? 'Request Header Fields Too Large' : kind === 'timeout' ? 'Request Timeout' : 'Bad Request';
   const body = kind === 'headers'
-    ? errorJson('request headers too large', 'invalid_request_error', null, 'headers_too_large')
+    ? errorJson('request headers too large', 'invalid_request_error', null, 'headers_too_large', status, format)
     : kind === 'timeout'
-      ? errorJson('the request was not received in time', 'invalid_request_error', null, 'request_timeout')
-      : errorJson(`malformed HTTP request: ${err.code ?? err.message}`, 'invalid_request_error', null, 'malformed_request');
+      ? errorJson('the request was not received in time', 'invalid_request_error', null, 'request_timeout', status, format)
+      : errorJson(`malformed HTTP request: ${err.code ?? err.message}`, 'invalid_request_error', null, 'malformed_request', status, format);
   socket.end(`HTTP/1.1 ${status} ${reason}\r\n` +
     `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
@@ -412,9 +629,17 @@ export async function startHttpServer(backend: Backend, opts: HttpOptions): Prom
   const o = resolveOptions(backend, opts);
   const connections = new ConnectionTracker();
   const frontend = new Frontend(backend, o, connections);
-  const server = createServer((req, res) => frontend.handle(req, res));
+  const server = createServer({
+    // uvicorn's --timeout-keep-alive: how long an idle keep-alive connection stays open. Node
+    // announces it in `Keep-Alive: timeout=N`, so pooling clients retire sockets before the close.
+    keepAliveTimeout: o.keepAliveTimeoutMs,
+    // Slow-loris bounds, independent of keep-alive: headers (and a whole request) must arrive in time.
+    headersTimeout: o.headersTimeoutMs,
+    requestTimeout: o.requestTimeoutMs,
+    connectionsCheckingInterval: o.connectionsCheckingIntervalMs,
+  }, (req, res) => frontend.handle(req, res));
   server.on('connection', (socket: Socket) => connections.add(socket));
-  server.on('clientError', onClientError);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(o.errorFormat, err, socket));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port, o.host, () => {

@@ -18,12 +18,25 @@ export class TokenTextCache {
   /** Bytes of `"text"` + suffix, per token id, for chat and for completion chunks. */
   private readonly chatTails: (Buffer | undefined)[];
   private readonly completionTails: (Buffer | undefined)[];
+  /** Tails of tokens that start the output (their DecodeStream text may differ: no leading space). */
+  private readonly firstTails: Map<number, Buffer>;
 
   constructor(tokenizer: Tokenizer) {
     this.tokenizer = tokenizer;
     this.quoted = [];
     this.chatTails = [];
     this.completionTails = [];
+    this.firstTails = new Map();
+  }
+
+  /** tokenTail for the first generated token of a response. */
+  firstTokenTail(id: number, chat: boolean): Buffer {
+    const key = chat ? -1 - id : id;
+    const cached = this.firstTails.get(key);
+    if (cached !== undefined) return cached;
+    const b = Buffer.from(jsonAscii(this.tokenizer.decodeFirstToken(id)) + (chat ? CHAT_TOKEN_SUFFIX : COMPLETION_TOKEN_SUFFIX), 'latin1');
+    if (this.firstTails.size < 1 << 16) this.firstTails.set(key, b);
+    return b;
   }
 
   /** ASCII bytes of the token's quoted text followed by the chunk suffix of `chat` or completion responses. */

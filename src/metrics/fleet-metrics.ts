@@ -41,16 +41,21 @@ class SabMetric {
   reset(): void {}
 }
 
+/** Counter index meaning "always 1" in variants(). */
+const ONE = -2;
+
 export class FleetMetrics {
   private readonly registries = new Map<number, promClient.Registry>();
 
   constructor(private readonly c: Coordinator) {}
 
-  render(workerIndex?: number): Promise<string> {
-    const key = workerIndex ?? -1;
+  /** Prometheus text, or OpenMetrics 1.0 when `openMetrics` (the scraper's Accept asked for it). */
+  render(workerIndex?: number, openMetrics = false): Promise<string> {
+    const key = (workerIndex ?? -1) * 2 + (openMetrics ? 1 : 0);
     let reg = this.registries.get(key);
     if (reg === undefined) {
       reg = this.build(workerIndex);
+      if (openMetrics) reg.setContentType(promClient.openMetricsContentType as never);
       this.registries.set(key, reg);
     }
     return reg.metrics();
@@ -89,7 +94,7 @@ export class FleetMetrics {
             const ls = variantLabels[i] as Labels[];
             for (let k = 0; k < byValue.length; k++) {
               const idx = (byValue[k] as readonly [string, number])[1];
-              out.push({ value: idx < 0 ? 0 : (a[idx] as number), labels: ls[k] as Labels });
+              out.push({ value: idx === ONE ? 1 : idx < 0 ? 0 : (a[idx] as number), labels: ls[k] as Labels });
             }
           }
         }) as unknown as promClient.Metric,
@@ -118,19 +123,35 @@ export class FleetMetrics {
     scalar('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', 'gauge', Scalar.waiting);
     scalar('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', 'gauge', Scalar.kvUsage);
     const args = c.config.engineArgs;
+    // vLLM labels this info gauge with every CacheConfig field (CacheConfig.metrics_info()) plus
+    // engine, and no model_name; kv_cache_size_tokens is the capacity newer consumers read.
+    const cacheInfo: Labels = {
+      block_size: String(args.blockSize),
+      cache_dtype: 'auto',
+      calculate_kv_scales: 'False',
+      cpu_offload_gb: '0',
+      enable_prefix_caching: args.enablePrefixCaching ? 'True' : 'False',
+      gpu_memory_utilization: '0.9',
+      is_attention_free: 'False',
+      kv_cache_memory_bytes: 'None',
+      kv_cache_size_tokens: String(args.numGpuBlocks * args.blockSize),
+      kv_sharing_fast_prefill: 'False',
+      mamba_cache_dtype: 'auto',
+      mamba_page_size_padded: 'None',
+      mamba_ssm_cache_dtype: 'auto',
+      num_cpu_blocks: 'None',
+      num_gpu_blocks: String(args.numGpuBlocks),
+      num_gpu_blocks_override: String(args.numGpuBlocks),
+      prefix_caching_hash_algo: 'xxhash',
+      sliding_window: 'None',
+    };
     reg.registerMetric(
       new SabMetric('vllm:cache_config_info', 'Information of the LLMEngine CacheConfig', 'gauge', (out) => {
         for (let i = 0; i < ranks.length; i++) {
-          out.push({
-            value: 1,
-            labels: {
-              ...(labels[i] as Labels),
-              block_size: String(args.blockSize),
-              num_gpu_blocks: String(args.numGpuBlocks),
-              enable_prefix_caching: args.enablePrefixCaching ? 'True' : 'False',
-              cache_dtype: 'auto',
-            },
-          });
+          const l = labels[i] as Labels;
+          const own: Labels = { ...cacheInfo, engine: l['engine'] as string };
+          if (l['worker_id'] !== undefined) own['worker_id'] = l['worker_id'];
+          out.push({ value: 1, labels: own });
         }
       }) as unknown as promClient.Metric,
     );
@@ -139,13 +160,37 @@ export class FleetMetrics {
     scalar('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.', 'counter', Scalar.preemptions);
     scalar('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.', 'counter', Scalar.prefixQueries);
     scalar('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.', 'counter', Scalar.prefixHits);
-    // Every request generates exactly max_tokens (no EOS), so 'stop' stays 0.
     variants('vllm:request_success_total', 'Count of successfully processed requests.', 'counter', 'finished_reason', [
-      ['stop', -1],
+      ['stop', Scalar.successStop],
       ['length', Scalar.successLength],
       ['abort', Scalar.successAbort],
       ['error', Scalar.successError],
     ]);
+    // No KV connector transfers in mockfleet: external_kv_transfer stays 0 (as in vLLM without one).
+    variants('vllm:prompt_tokens_by_source_total', 'Number of prompt tokens by source.', 'counter', 'source', [
+      ['local_compute', Scalar.promptTokensLocalCompute],
+      ['local_cache_hit', Scalar.promptTokensLocalCacheHit],
+      ['external_kv_transfer', -1],
+    ]);
+    scalar('vllm:prompt_tokens_cached_total', 'Number of cached prompt tokens (local + external).', 'counter', Scalar.promptTokensCached);
+    scalar('vllm:prompt_tokens_recomputed_total', 'Number of cached tokens recomputed for forward pass.', 'counter', Scalar.promptTokensRecomputed);
+    // Ranks never sleep (no /sleep endpoint); the family exists as in every vLLM.
+    variants('vllm:engine_sleep_state', 'Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.', 'gauge', 'sleep_state', [
+      ['awake', ONE],
+      ['weights_offloaded', -1],
+      ['discard_all', -1],
+    ]);
+    // No KV connector and no multi-modal inputs: these count nothing, like vLLM without them.
+    for (const [name, help] of [
+      ['vllm:external_prefix_cache_queries_total', 'External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.'],
+      ['vllm:external_prefix_cache_hits_total', 'External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.'],
+      ['vllm:mm_cache_queries_total', 'Multi-modal cache queries, in terms of number of queried items.'],
+      ['vllm:mm_cache_hits_total', 'Multi-modal cache hits, in terms of number of cached items.'],
+    ] as const) {
+      reg.registerMetric(new SabMetric(name, help, 'counter', (out) => {
+        for (let i = 0; i < ranks.length; i++) out.push({ value: 0, labels: labels[i] as Labels });
+      }) as unknown as promClient.Metric);
+    }
     for (const h of c.layout.histograms) histogram(h);
 
     scalar('mockfleet_passes_total', 'Forward passes run by the rank.', 'counter', Scalar.passes);

@@ -22,8 +22,19 @@ export type FaultName = 'throw' | 'exit' | 'oom';
 
 export const InboxKind = { add: 1, abort: 2 } as const;
 
-/** add:   u32 kind | i32 requestId | i32 maxTokens | u32 numTokens | f64 arrivalEpochMs | u32 tokens[numTokens] */
-export const INBOX_ADD_HEADER = 24;
+/**
+ * add:   u32 kind | i32 requestId | i32 maxTokens | u32 numTokens | f64 arrivalEpochMs
+ *        | i32 seed | u32 flags | u32 tokens[numTokens]
+ * flags bit 0 (INBOX_FLAG_SEEDED): the request's tokens come from its seed (generated-tokens.ts);
+ * bit 1 (INBOX_FLAG_STOP): the frontend ends the request at a stop (string, token id, EOS): it
+ * finishes with finish_reason "stop" in vllm:request_success;
+ * bits 8-23: the request's `n` (vllm:request_params_n), 0 for the 2nd.. choice of a parallel-sampling group.
+ */
+export const INBOX_ADD_HEADER = 32;
+export const INBOX_FLAG_SEEDED = 1;
+export const INBOX_FLAG_STOP = 2;
+export const INBOX_N_SHIFT = 8;
+export const INBOX_N_MAX = 0xffff;
 /** abort: u32 kind | i32 requestId */
 export const INBOX_ABORT_BYTES = 8;
 

@@ -32,11 +32,17 @@ export const Scalar = {
   lastPassEpochMs: 21,
   inflight: 22,
   inactiveBlocks: 23,
+  /** vllm:prompt_tokens_by_source{source=local_compute|local_cache_hit}, prompt_tokens_cached/recomputed. */
+  promptTokensLocalCompute: 24,
+  promptTokensLocalCacheHit: 25,
+  promptTokensCached: 26,
+  promptTokensRecomputed: 27,
+  successStop: 28,
   /** Next KV event id / last FPM counter_id of the rank: kept here so a restart continues them. */
-  nextKvEventId: 24,
-  fpmCounterId: 25,
+  nextKvEventId: 29,
+  fpmCounterId: 30,
 } as const;
-const SCALAR_COUNT = 26;
+const SCALAR_COUNT = 31;
 
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
 const ITL_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
@@ -81,6 +87,10 @@ export interface CounterLayout {
   readonly requestPromptTokens: HistogramDef;
   readonly requestGenerationTokens: HistogramDef;
   readonly requestMaxTokens: HistogramDef;
+  readonly tpot: HistogramDef;
+  readonly requestMaxNumGenerationTokens: HistogramDef;
+  readonly requestParamsN: HistogramDef;
+  readonly requestPrefillKvComputed: HistogramDef;
   readonly histograms: readonly HistogramDef[];
 }
 
@@ -107,6 +117,10 @@ export function counterLayout(maxModelLen: number): CounterLayout {
     requestPromptTokens: def('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', tokenBuckets),
     requestGenerationTokens: def('vllm:request_generation_tokens', 'Number of generation tokens processed.', tokenBuckets),
     requestMaxTokens: def('vllm:request_params_max_tokens', 'Histogram of the max_tokens request parameter.', tokenBuckets),
+    tpot: def('vllm:request_time_per_output_token_seconds', 'Histogram of time_per_output_token_seconds per request.', ITL_BUCKETS),
+    requestMaxNumGenerationTokens: def('vllm:request_max_num_generation_tokens', 'Histogram of maximum number of requested generation tokens.', tokenBuckets),
+    requestParamsN: def('vllm:request_params_n', 'Histogram of the n request parameter.', [1, 2, 5, 10, 20]),
+    requestPrefillKvComputed: def('vllm:request_prefill_kv_computed_tokens', 'Histogram of new KV tokens computed during prefill (excluding cached tokens).', tokenBuckets),
     lateness: def(
       'mockfleet_pass_lateness_seconds',
       'How late a rank woke up after the modeled end of a forward pass (only passes that slept).',

@@ -22,6 +22,7 @@ import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router
 import { effectiveInputLength, synthesizePromptTokensInto } from '../trace/mooncake.js';
 import type { TraceRequest } from '../trace/mooncake.js';
 import { InvalidConfigError } from '../util/errors.js';
+import { LatencySketch } from '../report/sketch.js';
 import { TraceHashMemo } from './trace-hashes.js';
 
 export interface OfflineReplayOptions {
@@ -29,6 +30,8 @@ export interface OfflineReplayOptions {
   dataParallelSize: number;
   router: RouterPolicy;
   kvOverlapScoreWeight?: number;
+  /** kv router: 0 = lowest cost, > 0 = softmax sampling (seeded by `seed`). */
+  routerTemperature?: number;
   traceBlockSize: number;
   arrivalSpeedupRatio: number;
   speedupRatio: number;
@@ -39,6 +42,11 @@ export interface OfflineReplayOptions {
   perfModel?: PerfModel;
   /** Router seed (the random policy). */
   seed: number;
+  /**
+   * Also keep every inter-token gap (8 bytes per output token) in `itlMs`, for exact figures in
+   * tests; the report reads the sketches either way.
+   */
+  keepItlSamples?: boolean;
   /** Called every 65,536 events with the virtual time reached and the arrivals so far (a progress bar). */
   onProgress?: (simulatedMs: number, arrived: number, total: number) => void;
 }
@@ -60,14 +68,26 @@ export interface OfflineReplayResult {
   /** 1 = completed (reached its output length), 2 = rejected (can never fit a rank), 0 = unfinished. */
   status: Uint8Array;
   rank: Int32Array;
-  /** Every consecutive token gap of every request. */
-  itlMs: Float64Array;
+  /** Every consecutive token gap of every request, when `keepItlSamples` was set; else null. */
+  itlMs: Float64Array | null;
+  /** The report's distributions in fixed memory (src/report/sketch.ts). */
+  sketches: ReplaySketches;
   numPasses: number;
   numPreemptions: number;
   wallTimeMs: number;
   /** One-second virtual-time bins: output tokens emitted, requests in flight at the bin's last event. */
   binOutputTokens: Float64Array;
   binInFlight: Float64Array;
+}
+
+/** Latency distributions of a replay (definitions in src/replay/README.md, "Report"). */
+export interface ReplaySketches {
+  ttft: LatencySketch;
+  ttst: LatencySketch;
+  tpot: LatencySketch;
+  itl: LatencySketch;
+  e2e: LatencySketch;
+  outputTokPerUser: LatencySketch;
 }
 
 export const RequestStatus = { unfinished: 0, completed: 1, rejected: 2 } as const;
@@ -213,7 +233,11 @@ class OfflineSim {
   private readonly admitted: Uint8Array;
   private readonly status: Uint8Array;
   private readonly rankOf: Int32Array;
-  private readonly itl = new F64List();
+  private readonly itl: F64List | null;
+  private readonly sketches: ReplaySketches = {
+    ttft: new LatencySketch(), ttst: new LatencySketch(), tpot: new LatencySketch(),
+    itl: new LatencySketch(), e2e: new LatencySketch(), outputTokPerUser: new LatencySketch(),
+  };
   private readonly binOut = new F64List();
   private readonly binInFlight = new F64List();
   private inFlight = 0;
@@ -262,9 +286,11 @@ class OfflineSim {
       seed: opts.seed,
       blockSize: args.blockSize,
       ...(opts.kvOverlapScoreWeight === undefined ? {} : { kvOverlapScoreWeight: opts.kvOverlapScoreWeight }),
+      ...(opts.routerTemperature === undefined ? {} : { routerTemperature: opts.routerTemperature }),
     });
     this.useKv = this.router.policy === 'kv';
     this.kvIndex = this.router instanceof KvRouter ? this.router.index : null;
+    this.itl = opts.keepItlSamples === true ? new F64List() : null;
     this.tbs = opts.traceBlockSize;
     this.arrivalRatio = opts.arrivalSpeedupRatio;
     this.speed = opts.speedupRatio;
@@ -381,6 +407,7 @@ class OfflineSim {
       this.releaseNextTurn(i, t);
       return;
     }
+    this.router.onRouted(i, route, rank);
     this.inFlight++;
     this.binInFlight.data[b] = this.inFlight;
     if (this.nextPassAt[rank] === Number.POSITIVE_INFINITY) {
@@ -419,26 +446,45 @@ class OfflineSim {
       const b = this.markBin(end);
       this.binOut.data[b] = (this.binOut.data[b] as number) + numTokens;
       const ids = res.tokenRequestIds;
-      const counts = this.outputTokens, last = this.lastTokenMs, itl = this.itl;
+      const counts = this.outputTokens, last = this.lastTokenMs, itl = this.itl, router = this.router;
+      const itlSketch = this.sketches.itl;
+      // The tokens of a pass share its end, and requests that decoded in the previous pass share
+      // its end too: equal gaps come in runs, added to the sketch once with their count.
+      let runGap = -1, runCount = 0;
       for (let k = 0; k < numTokens; k++) {
         const id = ids[k] as number;
         const cnt = counts[id] as number;
-        if (cnt === 0) this.firstTokenMs[id] = end;
-        else {
+        if (cnt === 0) {
+          this.firstTokenMs[id] = end;
+          this.sketches.ttft.add(end - (this.arrivalMs[id] as number));
+          router.onPrefillDone(id);
+        } else {
           if (cnt === 1) this.secondTokenMs[id] = end;
-          itl.push(end - (last[id] as number));
+          const gap = end - (last[id] as number);
+          if (itl !== null) itl.push(gap);
+          if (gap === runGap) runCount++;
+          else {
+            if (runCount > 0) itlSketch.add(runGap, runCount);
+            runGap = gap;
+            runCount = 1;
+          }
         }
         last[id] = end;
         counts[id] = cnt + 1;
       }
+      if (runCount > 0) itlSketch.add(runGap, runCount);
     }
 
     if (res.numFinished > 0) {
       const b = this.markBin(end);
       for (let k = 0; k < res.numFinished; k++) {
         const id = res.finishedRequestIds[k] as number;
-        this.status[id] = res.finishedReasons[k] === FinishReason.length ? RequestStatus.completed : RequestStatus.rejected;
+        if (res.finishedReasons[k] === FinishReason.length) {
+          this.status[id] = RequestStatus.completed;
+          this.recordCompleted(id);
+        } else this.status[id] = RequestStatus.rejected;
         this.inFlight--;
+        this.router.onRequestFinished(id);
         this.releaseNextTurn(id, end);
       }
       this.binInFlight.data[b] = this.inFlight;
@@ -449,6 +495,20 @@ class OfflineSim {
     if (progressed && engine.hasWork()) {
       this.nextPassAt[rank] = end;
       this.passes.push(end, rank);
+    }
+  }
+
+  /** Per-request distributions of a completed request (its last token is stamped already). */
+  private recordCompleted(id: number): void {
+    const s = this.sketches;
+    const n = this.outputTokens[id] as number;
+    const arrival = this.arrivalMs[id] as number, first = this.firstTokenMs[id] as number, last = this.lastTokenMs[id] as number;
+    s.e2e.add(last - arrival);
+    if (n >= 2) {
+      s.ttst.add((this.secondTokenMs[id] as number) - first);
+      const tpot = (last - first) / (n - 1);
+      s.tpot.add(tpot);
+      if (tpot > 0) s.outputTokPerUser.add(1000 / tpot);
     }
   }
 
@@ -481,7 +541,8 @@ class OfflineSim {
       reusedTokens: this.reusedTokens,
       status: this.status,
       rank: this.rankOf,
-      itlMs: this.itl.view(),
+      itlMs: this.itl === null ? null : this.itl.view(),
+      sketches: this.sketches,
       numPasses: this.numPasses,
       numPreemptions: this.numPreemptions,
       wallTimeMs,

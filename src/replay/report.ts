@@ -7,6 +7,7 @@
 import type { Summary } from '../report/stats.js';
 import { fmt, renderTable } from '../report/table.js';
 import type { HtmlReportInput } from '../report/html.js';
+import { InvalidConfigError } from '../util/errors.js';
 import { RequestStatus } from './offline.js';
 import type { OfflineReplayResult } from './offline.js';
 
@@ -179,8 +180,12 @@ export function summarizeBySelection(values: ArrayLike<number>): Summary {
   return { count: n, mean, min, max, median: p50, p50, p75, p90, p95, p99, std: Math.sqrt(sq / n) };
 }
 
-/** Distribution samples over completed requests (TTFT also counts unfinished ones that got a first token). */
+/**
+ * Exact distribution samples over completed requests (TTFT also counts unfinished ones that got a
+ * first token). Needs a replay run with `keepItlSamples`; the report itself reads the sketches.
+ */
 export function collectSamples(r: OfflineReplayResult): ReplaySamples {
+  if (r.itlMs === null) throw new InvalidConfigError('keepItlSamples', 'exact samples need a replay run with keepItlSamples: true');
   const ttft: number[] = [];
   const ttst: number[] = [];
   const tpot: number[] = [];
@@ -212,7 +217,11 @@ export function collectSamples(r: OfflineReplayResult): ReplaySamples {
   };
 }
 
-export function buildReplayReport(r: OfflineReplayResult, samples: ReplaySamples = collectSamples(r)): ReplayReport {
+/**
+ * The replay report. Distributions come from the replay's sketches (percentiles within 0.5 %), or
+ * are exact when `samples` (collectSamples) are given.
+ */
+export function buildReplayReport(r: OfflineReplayResult, samples?: ReplaySamples): ReplayReport {
   let completed = 0;
   let totalIn = 0;
   let totalReused = 0;
@@ -228,14 +237,23 @@ export function buildReplayReport(r: OfflineReplayResult, samples: ReplaySamples
   }
   return assembleReplayReport(
     { numRequests: r.numRequests, completed, totalIn, totalReused, totalOut, durationMs: duration, wallTimeMs: r.wallTimeMs },
-    {
-      ttft: summarizeBySelection(samples.ttftMs),
-      ttst: summarizeBySelection(samples.ttstMs),
-      tpot: summarizeBySelection(samples.tpotMs),
-      itl: summarizeBySelection(samples.itlMs),
-      e2e: summarizeBySelection(samples.e2eMs),
-      outputTokPerUser: summarizeBySelection(samples.outputTokPerUser),
-    },
+    samples === undefined
+      ? {
+          ttft: r.sketches.ttft.summary(),
+          ttst: r.sketches.ttst.summary(),
+          tpot: r.sketches.tpot.summary(),
+          itl: r.sketches.itl.summary(),
+          e2e: r.sketches.e2e.summary(),
+          outputTokPerUser: r.sketches.outputTokPerUser.summary(),
+        }
+      : {
+          ttft: summarizeBySelection(samples.ttftMs),
+          ttst: summarizeBySelection(samples.ttstMs),
+          tpot: summarizeBySelection(samples.tpotMs),
+          itl: summarizeBySelection(samples.itlMs),
+          e2e: summarizeBySelection(samples.e2eMs),
+          outputTokPerUser: summarizeBySelection(samples.outputTokPerUser),
+        },
   );
 }
 
@@ -275,6 +293,15 @@ export function renderReplayReport(rep: ReplayReport, title = 'mockfleet offline
     ],
   );
   return `${dists}\n${totals}\n`;
+}
+
+/** Fixed-size stand-ins for the samples (2,000 evenly spaced quantiles of each sketch), for the HTML plots. */
+export function sketchSamples(r: OfflineReplayResult): ReplaySamples {
+  const s = r.sketches;
+  return {
+    ttftMs: s.ttft.quantileSample(), ttstMs: s.ttst.quantileSample(), tpotMs: s.tpot.quantileSample(),
+    itlMs: s.itl.quantileSample(), e2eMs: s.e2e.quantileSample(), outputTokPerUser: s.outputTokPerUser.quantileSample(),
+  };
 }
 
 /** Input for src/report/html.ts. */

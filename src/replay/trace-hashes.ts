@@ -14,15 +14,20 @@ import type { TraceRequest } from '../trace/mooncake.js';
 import { synthesizePromptTokens } from '../trace/mooncake.js';
 import { ChildTable } from '../trace/child-table.js';
 
-/** Trie size limit; beyond it requests are hashed directly (bounds memory on huge traces). */
-const MAX_NODES = 1 << 24;
+/**
+ * Trie size limit (≈ 100 MiB with 8 engine blocks per trace block). A day-long trace has tens of
+ * millions of distinct prefixes, nearly all unique prompts seen once: when the trie is full it is
+ * dropped and rebuilt from the next requests on, which re-learns the hot shared prefixes at once
+ * and keeps memory independent of the trace length. The hashes are the same either way.
+ */
+const MAX_NODES = 1 << 20;
 
 export class TraceHashMemo {
   private readonly tbs: number;
   private readonly bs: number;
   /** Engine blocks per trace block when aligned, else 0 (no memo). */
   private readonly per: number;
-  private readonly child = new ChildTable();
+  private child = new ChildTable();
   private numNodes = 1; // node 0 = root
   private hi = new Uint32Array(0);
   private lo = new Uint32Array(0);
@@ -32,7 +37,11 @@ export class TraceHashMemo {
   private readonly idTokens: Uint32Array;
   private readonly out = new Uint32Array(2);
 
-  constructor(traceBlockSize: number, blockSize: number) {
+  private readonly maxNodes: number;
+
+  /** `maxNodes` (tests) overrides the trie size limit. */
+  constructor(traceBlockSize: number, blockSize: number, maxNodes = MAX_NODES) {
+    this.maxNodes = maxNodes;
     this.tbs = traceBlockSize;
     this.bs = blockSize;
     this.per = traceBlockSize % blockSize === 0 ? traceBlockSize / blockSize : 0;
@@ -60,7 +69,12 @@ export class TraceHashMemo {
   private fill(req: TraceRequest, prompt: Uint32Array, outHi: Uint32Array, outLo: Uint32Array, tokHi: Uint32Array | null, tokLo: Uint32Array | null): number {
     const promptLen = prompt.length;
     const nb = Math.floor(promptLen / this.bs);
-    if (this.per === 0 || this.numNodes + Math.ceil(promptLen / this.tbs) >= MAX_NODES) {
+    const trieBlocks = Math.ceil(promptLen / this.tbs);
+    if (this.per > 0 && trieBlocks < this.maxNodes && this.numNodes + trieBlocks >= this.maxNodes) {
+      this.child = new ChildTable();
+      this.numNodes = 1;
+    }
+    if (this.per === 0 || this.numNodes + trieBlocks >= this.maxNodes) {
       if (tokHi !== null && tokLo !== null) return computeBlockHashes(prompt, promptLen, this.bs, outHi, outLo, tokHi, tokLo);
       return computeSequenceHashes(prompt, promptLen, this.bs, outHi, outLo);
     }

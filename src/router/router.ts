@@ -4,16 +4,21 @@
  * See src/router/README.md.
  */
 import { InvalidConfigError } from '../util/errors.js';
+import { ActiveSequences } from './active-sequences.js';
 import { PrefixIndex } from './prefix-index.js';
 import type { RankLoadView, RouteRequest, Router, RouterPolicy } from './types.js';
 
 export const ROUTER_POLICY_NAMES: readonly RouterPolicy[] = ['round_robin', 'random', 'least_loaded', 'kv'];
 /** Dynamo's --kv-overlap-score-weight default. */
 export const DEFAULT_KV_OVERLAP_SCORE_WEIGHT = 1.0;
+/** Dynamo's --router-temperature default (deterministic argmin). */
+export const DEFAULT_ROUTER_TEMPERATURE = 0;
 
 export interface RouterOptions {
   seed: number;
   kvOverlapScoreWeight?: number;
+  /** kv: 0 = lowest cost, > 0 = seeded softmax sampling over normalised costs. */
+  routerTemperature?: number;
   /** Tokens per KV block (the engines' block size; the hashes in RouteRequest use it). */
   blockSize: number;
 }
@@ -37,6 +42,9 @@ abstract class LoadOnlyRouter implements Router {
   onStored(): void {}
   onRemoved(): void {}
   onCleared(): void {}
+  onRouted(): void {}
+  onPrefillDone(): void {}
+  onRequestFinished(): void {}
 }
 
 class RoundRobinRouter extends LoadOnlyRouter {
@@ -52,25 +60,14 @@ class RoundRobinRouter extends LoadOnlyRouter {
 
 class RandomRouter extends LoadOnlyRouter {
   readonly policy = 'random' as const;
-  private state: number;
+  private readonly rng: SeededUniform;
   constructor(load: RankLoadView, seed: number) {
     super(load);
-    // splitmix32-style scramble so nearby seeds give unrelated streams.
-    let s = Math.imul((seed | 0) ^ 0x9e3779b9, 0x85ebca6b);
-    s ^= s >>> 13;
-    this.state = s | 0;
-  }
-  /** mulberry32: uniform u32. */
-  private nextU32(): number {
-    this.state = (this.state + 0x6d2b79f5) | 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
+    this.rng = new SeededUniform(seed);
   }
   pick(req: RouteRequest): number {
     checkCandidates(req, this.load.numRanks);
-    return req.firstRank + Math.floor((this.nextU32() / 4294967296) * req.numCandidateRanks);
+    return req.firstRank + Math.floor(this.rng.next() * req.numCandidateRanks);
   }
 }
 
@@ -97,31 +94,114 @@ class LeastLoadedRouter extends LoadOnlyRouter {
   }
 }
 
+/** Uniform float in [0, 1) from a seeded mulberry32 stream. */
+export class SeededUniform {
+  private state: number;
+  constructor(seed: number) {
+    // splitmix32-style scramble so nearby seeds give unrelated streams.
+    let s = Math.imul((seed | 0) ^ 0x9e3779b9, 0x85ebca6b);
+    s ^= s >>> 13;
+    this.state = s | 0;
+  }
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) | 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+}
+
 /**
- * KV-aware routing like Dynamo's KV router with temperature 0:
- * cost(rank) = kvOverlapScoreWeight × (numBlocks − overlap(rank)) + activeBlocks(rank),
- * where overlap is the number of leading request blocks the rank holds (from its KV events).
- * Lowest cost wins; ties go to fewer running + waiting requests (so requests that arrive
- * together before any rank has reported a change spread out), then to the lower rank.
+ * Dynamo's worker pick over costs (lower is better) of ranks [first, first + n)
+ * (`lib/kv-router/src/scheduling/selector/default.rs`): temperature 0 → the minimum, exact ties
+ * broken uniformly at random (reservoir sampling); temperature > 0 → softmax sampling over the
+ * costs normalised by their range, p(r) ∝ exp(−(cost(r) − min) / ((max − min) · temperature)),
+ * uniform when all costs are equal. `uniform` yields floats in [0, 1).
+ */
+export function pickByCost(cost: Float64Array, first: number, n: number, temperature: number, uniform: () => number): number {
+  const end = first + n;
+  if (temperature === 0) {
+    let best = first;
+    let bestCost = cost[first] as number;
+    let ties = 1;
+    for (let r = first + 1; r < end; r++) {
+      const c = cost[r] as number;
+      if (c < bestCost) {
+        best = r;
+        bestCost = c;
+        ties = 1;
+      } else if (c === bestCost) {
+        ties++;
+        if (Math.floor(uniform() * ties) === 0) best = r;
+      }
+    }
+    return best;
+  }
+  let min = Number.POSITIVE_INFINITY, max = Number.NEGATIVE_INFINITY;
+  for (let r = first; r < end; r++) {
+    const c = cost[r] as number;
+    if (c < min) min = c;
+    if (c > max) max = c;
+  }
+  const u = uniform();
+  if (min === max) return first + Math.min(n - 1, Math.floor(u * n));
+  const scale = -1 / ((max - min) * temperature);
+  let sum = 0;
+  for (let r = first; r < end; r++) sum += Math.exp(((cost[r] as number) - min) * scale);
+  let cumulative = 0;
+  for (let r = first; r < end; r++) {
+    cumulative += Math.exp(((cost[r] as number) - min) * scale) / sum;
+    if (u <= cumulative) return r;
+  }
+  return end - 1;
+}
+
+/**
+ * KV-aware routing with Dynamo's default cost (see README.md, "kv policy"):
+ *
+ *   prefill_blocks(r) = (activePrefillTokens(r) + max(0, promptTokens − overlap(r) × blockSize)) / blockSize
+ *   decode_blocks(r)  = activeBlocks(r) + (numBlocks − activeDepth(r))
+ *   cost(r)           = kvOverlapScoreWeight × prefill_blocks(r) + decode_blocks(r)
+ *
+ * overlap(r) = leading request blocks r caches (its KV events); activePrefillTokens,
+ * activeBlocks and activeDepth (leading request blocks already held by r's routed requests) are
+ * the router's own bookkeeping (ActiveSequences), fed by onRouted / onPrefillDone /
+ * onRequestFinished. The pick is pickByCost with --router-temperature.
  */
 export class KvRouter implements Router {
   readonly policy = 'kv' as const;
   readonly index: PrefixIndex;
-  private readonly load: RankLoadView;
+  readonly active: ActiveSequences;
   private readonly weight: number;
+  private readonly temperature: number;
+  private readonly blockSize: number;
   private readonly depth: Int32Array;
+  private readonly activeDepth: Int32Array;
+  /** Cost of every candidate of the latest pick() (other ranks hold stale values). */
+  readonly cost: Float64Array;
+  private readonly rng: SeededUniform;
+  private readonly uniform: () => number;
   /** Overlap (blocks) of the rank chosen by the latest pick(). */
   lastOverlapBlocks = 0;
+  private lastReq: RouteRequest | null = null;
+  private lastRank = -1;
 
-  constructor(load: RankLoadView, weight: number) {
-    this.load = load;
-    this.weight = weight;
+  constructor(load: RankLoadView, opts: { weight: number; temperature: number; blockSize: number; seed: number }) {
+    this.weight = opts.weight;
+    this.temperature = opts.temperature;
+    this.blockSize = opts.blockSize;
     // Start near the expected size (ranks × a typical cache) so early traffic does not rehash
     // repeatedly; capped so huge fleets grow on demand instead of reserving memory up front.
     let expected = 0;
     for (let r = 0; r < load.numRanks; r++) expected += load.totalBlocks(r);
     this.index = new PrefixIndex(load.numRanks, Math.min(2 * expected, 1 << 20));
+    this.active = new ActiveSequences(load.numRanks);
     this.depth = new Int32Array(load.numRanks);
+    this.activeDepth = new Int32Array(load.numRanks);
+    this.cost = new Float64Array(load.numRanks);
+    this.rng = new SeededUniform(opts.seed);
+    this.uniform = () => this.rng.next();
   }
 
   /** Leading blocks of req held by `rank` according to the index. */
@@ -131,26 +211,38 @@ export class KvRouter implements Router {
   }
 
   pick(req: RouteRequest): number {
-    const load = this.load;
-    checkCandidates(req, load.numRanks);
-    const depth = this.depth;
-    this.index.matchDepths(req.numBlocks, req.seqHashHi, req.seqHashLo, req.firstRank, req.numCandidateRanks, depth);
-    const end = req.firstRank + req.numCandidateRanks;
-    let best = -1;
-    let bestCost = Number.POSITIVE_INFINITY;
-    let bestReqs = 0;
-    for (let r = req.firstRank; r < end; r++) {
-      const cost = this.weight * (req.numBlocks - (depth[r] as number)) + load.activeBlocks(r);
-      if (cost > bestCost) continue;
-      const reqs = load.running(r) + load.waiting(r);
-      if (cost < bestCost || reqs < bestReqs) {
-        best = r;
-        bestCost = cost;
-        bestReqs = reqs;
-      }
+    checkCandidates(req, this.active.numRanks);
+    const first = req.firstRank, n = req.numCandidateRanks, end = first + n;
+    const nb = req.numBlocks, bs = this.blockSize, isl = req.promptTokens;
+    const depth = this.depth, activeDepth = this.activeDepth, cost = this.cost, active = this.active;
+    this.index.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, depth);
+    active.blocks.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, activeDepth);
+    for (let r = first; r < end; r++) {
+      const newTokens = Math.max(0, isl - (depth[r] as number) * bs);
+      const prefillBlocks = (active.activePrefillTokens(r) + newTokens) / bs;
+      const decodeBlocks = active.activeBlocks(r) + nb - (activeDepth[r] as number);
+      cost[r] = this.weight * prefillBlocks + decodeBlocks;
     }
+    const best = pickByCost(cost, first, n, this.temperature, this.uniform);
     this.lastOverlapBlocks = depth[best] as number;
+    this.lastReq = req;
+    this.lastRank = best;
     return best;
+  }
+
+  onRouted(requestId: number, req: RouteRequest, rank: number): void {
+    const overlap = req === this.lastReq && rank === this.lastRank ? this.lastOverlapBlocks : this.overlapOf(req, rank);
+    const prefillTokens = Math.max(0, req.promptTokens - overlap * this.blockSize);
+    this.active.add(requestId, rank, prefillTokens, req.numBlocks, req.seqHashHi, req.seqHashLo);
+    this.lastReq = null;
+  }
+
+  onPrefillDone(requestId: number): void {
+    this.active.prefillDone(requestId);
+  }
+
+  onRequestFinished(requestId: number): void {
+    this.active.finish(requestId);
   }
 
   onStored(rank: number, numBlocks: number, seqHashHi: Uint32Array, seqHashLo: Uint32Array, start: number): void {
@@ -191,7 +283,11 @@ export function createRouter(policy: RouterPolicy, load: RankLoadView, opts: Rou
       if (!Number.isFinite(w) || w < 0) {
         throw new InvalidConfigError('--kv-overlap-score-weight', `must be a finite number ≥ 0, got ${w}`);
       }
-      return new KvRouter(load, w);
+      const t = opts.routerTemperature ?? DEFAULT_ROUTER_TEMPERATURE;
+      if (!Number.isFinite(t) || t < 0) {
+        throw new InvalidConfigError('--router-temperature', `must be a finite number ≥ 0, got ${t}`);
+      }
+      return new KvRouter(load, { weight: w, temperature: t, blockSize: opts.blockSize, seed: opts.seed });
     }
   }
 }

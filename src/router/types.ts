@@ -34,4 +34,14 @@ export interface Router {
   onStored(rank: number, numBlocks: number, seqHashHi: Uint32Array, seqHashLo: Uint32Array, start: number): void;
   onRemoved(rank: number, numBlocks: number, seqHashHi: Uint32Array, seqHashLo: Uint32Array, start: number): void;
   onCleared(rank: number): void;
+  /**
+   * The request of the latest pick() (same `req`, unchanged) was sent to `rank` as `requestId`.
+   * The kv policy books its prefill tokens and prompt blocks there (router-side load, as
+   * Dynamo's scheduler does after a selection); the other policies ignore it.
+   */
+  onRouted(requestId: number, req: RouteRequest, rank: number): void;
+  /** The request's first token came back (Dynamo `mark_prefill_completed`). Unknown ids are ignored. */
+  onPrefillDone(requestId: number): void;
+  /** The request finished, failed or was aborted (Dynamo `free`). Unknown ids are ignored. */
+  onRequestFinished(requestId: number): void;
 }

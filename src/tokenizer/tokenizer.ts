@@ -11,8 +11,20 @@ import { WordTokenizer } from './word-tokenizer.js';
 export interface Tokenizer {
   /** Prompt text -> token ids (a fresh array the caller owns). */
   encode(text: string): Uint32Array;
-  /** Text of one generated token id, including its leading space when the vocabulary has one. */
+  /**
+   * Text one generated token adds after earlier output (Hugging Face DecodeStream: decode(prev +
+   * [id]) minus decode(prev)), including the space a space-inserting decoder puts before it.
+   */
   decodeToken(id: number): string;
+  /** Text of a generated token that starts the output (a DecodeStream's first step). */
+  decodeFirstToken(id: number): string;
+  /** Token ids -> text (/detokenize, echo of token-id prompts). */
+  decode(ids: Uint32Array): string;
+  /**
+   * The round-tripping subset of the vocabulary generated tokens are drawn from, computed once:
+   * any sequence of these ids, decoded as a stream, re-encodes to exactly the same ids.
+   */
+  generationVocabulary(): Uint32Array;
   readonly name: string;
 }
 

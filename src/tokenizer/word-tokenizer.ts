@@ -9,9 +9,11 @@
  *   - id = 1000 + FNV-1a-32(UTF-16 code units of the token) mod 49000, so ids lie in [1000, 50000).
  *   "Hello, world!" -> ["Hello", ",", "world", "!"] -> 4 ids.
  *
- * Decode rule (generated ids): " " + GENERATED_WORDS[id mod 256]. Every entry is a single word of
- * ASCII letters, so re-encoding generated text yields exactly one token per generated token (a
- * multi-turn chat that feeds answers back keeps its token accounting).
+ * Generated ids: the generation vocabulary is the ids of the 256 GENERATED_WORDS themselves
+ * (id = the word's own encode id), each decoding to " " + word. Every entry is a single word of
+ * ASCII letters, so generated text re-encodes to exactly the generated ids (a multi-turn chat that
+ * feeds answers back keeps its token accounting and its prefix-cache blocks). Any other id decodes
+ * to " " + GENERATED_WORDS[id mod 256] (the word tokenizer cannot invert its hash).
  */
 import type { Tokenizer } from './tokenizer.js';
 import { GENERATED_WORDS } from './generated-words.js';
@@ -49,12 +51,39 @@ export class WordTokenizer implements Tokenizer {
   /** Grows to the longest prompt seen; encode() returns a copy of the used prefix. */
   private scratch: Uint32Array;
   private readonly decoded: readonly string[];
+  /** Encode id of each generated word -> its decoded text. */
+  private readonly wordById: Map<number, string>;
+  private readonly vocabulary: Uint32Array;
 
   constructor() {
     this.scratch = new Uint32Array(1024);
     const decoded: string[] = new Array<string>(GENERATED_WORDS.length);
     for (let i = 0; i < GENERATED_WORDS.length; i++) decoded[i] = ' ' + (GENERATED_WORDS[i] as string);
     this.decoded = decoded;
+    this.wordById = new Map();
+    const ids: number[] = [];
+    for (const text of decoded) {
+      const id = this.encode(text)[0] as number;
+      // Two words hashing to one id would make decoding ambiguous: keep the first.
+      if (this.wordById.has(id)) continue;
+      this.wordById.set(id, text);
+      ids.push(id);
+    }
+    this.vocabulary = Uint32Array.from(ids);
+  }
+
+  generationVocabulary(): Uint32Array {
+    return this.vocabulary;
+  }
+
+  decodeFirstToken(id: number): string {
+    return this.decodeToken(id);
+  }
+
+  decode(ids: Uint32Array): string {
+    let out = '';
+    for (let i = 0; i < ids.length; i++) out += this.decodeToken(ids[i] as number);
+    return out;
   }
 
   encode(text: string): Uint32Array {
@@ -86,6 +115,6 @@ export class WordTokenizer implements Tokenizer {
   }
 
   decodeToken(id: number): string {
-    return this.decoded[(id >>> 0) % this.decoded.length] as string;
+    return this.wordById.get(id) ?? (this.decoded[(id >>> 0) % this.decoded.length] as string);
   }
 }

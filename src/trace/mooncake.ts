@@ -2,7 +2,8 @@
  * Mooncake trace JSONL (interfaces.md §6): reader with Dynamo's parsing rules, token synthesis
  * and trace statistics. See src/trace/README.md.
  */
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { TraceFormatError } from '../util/errors.js';
 import { summarize } from '../report/stats.js';
 import { ChildTable } from './child-table.js';
@@ -45,11 +46,10 @@ function describe(v: unknown): string {
  * Parse Mooncake JSONL text. `file` only names the source in error messages.
  * Throws TraceFormatError (file:line: field: problem) on the first unusable line.
  */
-export function parseMooncakeTrace(text: string, file: string): TraceRequest[] {
-  const out: TraceRequest[] = [];
-  // Per session: timestamp of its latest turn (to infer inter-turn delays).
-  const lastTurnTs = new Map<string, number>();
-  let lineNo = 0;
+export function parseMooncakeTrace(text: string, file: string, state: TraceParseState = newTraceParseState()): TraceRequest[] {
+  const out = state.out;
+  const lastTurnTs = state.lastTurnTs;
+  let lineNo = state.lineNo;
   let pos = 0;
   while (pos <= text.length) {
     let end = text.indexOf('\n', pos);
@@ -138,18 +138,62 @@ export function parseMooncakeTrace(text: string, file: string): TraceRequest[] {
     if (sessionId !== null) lastTurnTs.set(sessionId, timestampMs);
     out.push({ timestampMs, inputLength, outputLength, hashIds, sessionId, delayMs, line: lineNo });
   }
+  state.lineNo = lineNo;
   return out;
 }
 
+/** Parser state carried across chunks of one file (readMooncakeTrace parses in pieces). */
+export interface TraceParseState {
+  out: TraceRequest[];
+  /** Per session: timestamp of its latest turn (to infer inter-turn delays). */
+  lastTurnTs: Map<string, number>;
+  /** Lines consumed so far. */
+  lineNo: number;
+}
+
+export function newTraceParseState(): TraceParseState {
+  return { out: [], lastTurnTs: new Map(), lineNo: 0 };
+}
+
+/** Bytes read per chunk: a day-long trace (hundreds of MB) is never one string. */
+const READ_CHUNK_BYTES = 16 << 20;
+
 /** Read and parse a Mooncake trace file. Unreadable files throw TraceFormatError (line 0). */
 export async function readMooncakeTrace(path: string): Promise<TraceRequest[]> {
-  let text: string;
+  let fh: FileHandle;
   try {
-    text = await readFile(path, 'utf8');
+    fh = await open(path, 'r');
   } catch (err) {
     throw new TraceFormatError(path, 0, null, `cannot read trace file: ${(err as Error).message}`);
   }
-  return parseMooncakeTrace(text, path);
+  const state = newTraceParseState();
+  try {
+    const buf = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+    // Bytes of an unfinished last line carried into the next chunk.
+    let carry = Buffer.alloc(0);
+    for (;;) {
+      let n: number;
+      try {
+        ({ bytesRead: n } = await fh.read(buf, 0, buf.length, null));
+      } catch (err) {
+        throw new TraceFormatError(path, 0, null, `cannot read trace file: ${(err as Error).message}`);
+      }
+      if (n === 0) break;
+      const chunk = carry.length === 0 ? buf.subarray(0, n) : Buffer.concat([carry, buf.subarray(0, n)]);
+      const lastNl = chunk.lastIndexOf(10);
+      if (lastNl < 0) {
+        carry = Buffer.from(chunk);
+        continue;
+      }
+      // Whole lines only: a UTF-8 sequence never spans a newline byte.
+      parseMooncakeTrace(chunk.toString('utf8', 0, lastNl), path, state);
+      carry = Buffer.from(chunk.subarray(lastNl + 1));
+    }
+    if (carry.length > 0) parseMooncakeTrace(carry.toString('utf8'), path, state);
+  } finally {
+    await fh.close();
+  }
+  return state.out;
 }
 
 /** Prompt length after Dynamo's clamp to len(hash_ids) × traceBlockSize. */

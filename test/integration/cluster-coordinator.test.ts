@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Coordinator } from '../../src/cluster/coordinator.js';
+import { KvRouter } from '../../src/router/index.js';
 import type { ClusterConfig } from '../../src/cluster/coordinator.js';
 import type { GenerateFinish } from '../../src/cluster/backend.js';
 import { normalizeEngineArgs } from '../../src/engine/args.js';
@@ -195,6 +196,38 @@ test('cluster - several ranks per thread share one wait; a thread that dies rest
     assert.equal(c.rankRestarts(2), 1);
     assert.equal(c.rankRestarts(3), 1);
     assert.equal(c.rankRestarts(0), 0);
+  } finally {
+    await c.shutdown(1000);
+  }
+});
+
+test('cluster - the kv router books each routed request (prefill tokens, blocks) until its finish', async () => {
+  const c = await Coordinator.start(config({ router: 'kv', routerTemperature: 0 }));
+  try {
+    // Router-side bookkeeping, read through the router the coordinator owns.
+    const kv = (c as unknown as { router: KvRouter }).router;
+    assert.ok(kv instanceof KvRouter);
+    const prompt = Array.from({ length: 40 }, (_, i) => i + 1); // 10 blocks of 4 tokens
+    const a = generate(c, prompt, 20);
+    assert.equal(kv.active.size, 1);
+    assert.equal(kv.active.activePrefillTokens(a.rank), 40);
+    assert.equal(kv.active.activeBlocks(a.rank), 10);
+    // Same prompt at once: a's rank costs (40 queued + 40) / 4 + 10 active = 30, an idle rank
+    // 40 / 4 + 10 = 20 — the queued prefill sends it elsewhere before any KV event arrives.
+    const b = generate(c, prompt, 20);
+    assert.notEqual(b.rank, a.rank);
+    const outs = await Promise.all([a.done, b.done]);
+    for (const o of outs) assert.equal(o.finish.reason, 'length');
+    assert.equal(kv.active.size, 0);
+    for (let r = 0; r < c.numRanks; r++) {
+      assert.equal(kv.active.activePrefillTokens(r), 0);
+      assert.equal(kv.active.activeBlocks(r), 0);
+    }
+    // An aborted request is released too.
+    const d = generate(c, prompt, 200);
+    d.abort();
+    await d.done;
+    assert.equal(kv.active.size, 0);
   } finally {
     await c.shutdown(1000);
   }

@@ -5,7 +5,9 @@
  * idempotent and is followed by onFinish('abort') on a later turn; submit throws OverloadedError
  * when `maxLive` requests are already live.
  *
- * Generated token i of the k-th submitted request (k from 0) has id 1000 + ((7k + i) mod 1000).
+ * Generated token i of the k-th submitted request (k from 0) has id 1000 + ((7k + i) mod 1000);
+ * a request with a `seed` gets generatedTokenId(vocabulary, seed, i) like a real rank, with the
+ * vocabulary of `generatedVocabulary` (startFakeServer: the server's tokenizer's).
  */
 import type {
   Backend, GenerateCallbacks, GenerateFinish, GenerateHandle, GenerateRequest, RankInfo,
@@ -14,6 +16,8 @@ import { startHttpServer } from '../../src/http/server.js';
 import type { HttpOptions } from '../../src/http/options.js';
 import type { HttpServer } from '../../src/http/server.js';
 import { MockfleetError, OverloadedError } from '../../src/util/errors.js';
+import { generatedTokenId } from '../../src/engine/generated-tokens.js';
+import { WordTokenizer } from '../../src/tokenizer/word-tokenizer.js';
 
 export interface FakeBackendOptions {
   modelName?: string;
@@ -35,6 +39,8 @@ export interface FakeBackendOptions {
   /** Finish every request with reason 'error' and this error after its tokens. */
   failWith?: MockfleetError;
   ready?: boolean;
+  /** Token ids seeded requests generate. Default: the word tokenizer's generation vocabulary. */
+  generatedVocabulary?: Uint32Array;
 }
 
 interface LiveRequest {
@@ -74,7 +80,8 @@ export class FakeBackend implements Backend {
   onTokensCalls = 0;
   readonly metricsCalls: (number | undefined)[] = [];
 
-  private readonly opts: Required<Omit<FakeBackendOptions, 'stallAfter' | 'failWith' | 'maxLive'>> & FakeBackendOptions;
+  private readonly opts: Required<Omit<FakeBackendOptions, 'stallAfter' | 'failWith' | 'maxLive' | 'generatedVocabulary'>> & FakeBackendOptions;
+  private readonly vocabulary: Uint32Array;
   private readonly live: LiveRequest[] = [];
   private readonly borrowed: Uint32Array;
   private ticking = false;
@@ -103,6 +110,7 @@ export class FakeBackend implements Backend {
     this.numGpuBlocks = this.opts.numGpuBlocks;
     this.ready = this.opts.ready;
     this.borrowed = new Uint32Array(BORROWED_OFFSET + this.opts.tokensPerPass);
+    this.vocabulary = opts.generatedVocabulary ?? new WordTokenizer().generationVocabulary();
   }
 
   get liveCount(): number {
@@ -206,7 +214,12 @@ export class FakeBackend implements Backend {
         const limit = this.opts.stallAfter === undefined ? e.req.maxTokens : Math.min(this.opts.stallAfter, e.req.maxTokens);
         const count = Math.min(this.opts.tokensPerPass, limit - e.generated);
         if (count <= 0) break;
-        for (let i = 0; i < count; i++) this.borrowed[BORROWED_OFFSET + i] = 1000 + ((7 * e.seq + e.generated + i) % 1000);
+        const seed = e.req.seed;
+        for (let i = 0; i < count; i++) {
+          this.borrowed[BORROWED_OFFSET + i] = seed === undefined
+            ? 1000 + ((7 * e.seq + e.generated + i) % 1000)
+            : generatedTokenId(this.vocabulary, seed, e.generated + i);
+        }
         e.generated += count;
         this.onTokensCalls++;
         delivered = true;
@@ -232,7 +245,8 @@ export async function startFakeServer(
   backendOpts: FakeBackendOptions = {},
   httpOpts: HttpOptions = {},
 ): Promise<{ backend: FakeBackend; server: HttpServer; url: string }> {
-  const backend = new FakeBackend(backendOpts);
+  const vocabulary = backendOpts.generatedVocabulary ?? httpOpts.tokenizer?.generationVocabulary();
+  const backend = new FakeBackend(vocabulary === undefined ? backendOpts : { ...backendOpts, generatedVocabulary: vocabulary });
   const server = await startHttpServer(backend, { port: 0, ...httpOpts });
   return { backend, server, url: server.url };
 }

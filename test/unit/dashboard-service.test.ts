@@ -172,7 +172,8 @@ test('dashboard - routes answer only /dashboard paths, with errors for the rest 
     assert.equal(await (await fetch(`${url}/v1/models`)).text(), 'not mine', 'other paths fall through to the server');
     const missing = await fetch(`${url}/dashboard/nope`);
     assert.equal(missing.status, 404);
-    assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'not_found');
+    // vLLM's error shape, like the server the dashboard is mounted on (default --error-format).
+    assert.deepEqual(((await missing.json()) as { error: { code: number; type: string } }).error.code, 404);
     assert.equal((await fetch(`${url}/dashboard`, { method: 'POST' })).status, 405);
     const snap = await fetch(`${url}/dashboard/snapshot`);
     assert.equal(snap.status, 200);

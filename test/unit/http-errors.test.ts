@@ -33,7 +33,7 @@ function assertError(r: Reply, status: number, code: string | null, param?: stri
 const chat = (extra: Record<string, unknown> = {}) => ({ model: 'fake-model', messages: [{ role: 'user', content: 'hello there' }], max_tokens: 2, ...extra });
 
 test('http errors - api key is required on /v1 routes and answers 401 invalid_api_key', async () => {
-  const { server, url, backend } = await startFakeServer({}, { apiKey: 'sk-test' });
+  const { server, url, backend } = await startFakeServer({}, { errorFormat: 'openai', apiKey: 'sk-test' });
   try {
     assertError(await call(url, '/v1/chat/completions', { body: chat() }), 401, 'invalid_api_key');
     assertError(await call(url, '/v1/chat/completions', { body: chat(), headers: { authorization: 'Bearer wrong' } }), 401, 'invalid_api_key');
@@ -48,7 +48,7 @@ test('http errors - api key is required on /v1 routes and answers 401 invalid_ap
 });
 
 test('http errors - bodies over max body bytes answer 413 and the connection keeps serving', async () => {
-  const { server, url } = await startFakeServer({}, { maxBodyBytes: 1024 });
+  const { server, url } = await startFakeServer({}, { errorFormat: 'openai', maxBodyBytes: 1024 });
   try {
     const big = chat({ messages: [{ role: 'user', content: 'x '.repeat(2000) }] });
     assertError(await call(url, '/v1/chat/completions', { body: big }), 413, 'request_too_large');
@@ -71,10 +71,17 @@ test('http errors - bodies over max body bytes answer 413 and the connection kee
 });
 
 test('http errors - invalid fields answer 400 naming the parameter', async () => {
-  const { server, url, backend } = await startFakeServer();
+  const { server, url, backend } = await startFakeServer({}, { errorFormat: 'openai' });
   try {
     const cases: [Record<string, unknown>, string][] = [
-      [chat({ n: 2 }), 'n'],
+      [chat({ n: 0 }), 'n'],
+      [chat({ n: 1025 }), 'n'],
+      [chat({ stop: [''] }), 'stop'],
+      [chat({ top_logprobs: 3 }), 'top_logprobs'],
+      [chat({ logprobs: true, top_logprobs: 21 }), 'top_logprobs'],
+      [chat({ min_tokens: 9, max_tokens: 4 }), 'min_tokens'],
+      [chat({ stream_options: { include_usage: true } }), 'stream_options'],
+      [chat({ seed: 2 ** 64 }), 'seed'],
       [chat({ max_tokens: '5' }), 'max_tokens'],
       [chat({ max_tokens: 0 }), 'max_tokens'],
       [chat({ max_tokens: 1.5 }), 'max_tokens'],
@@ -88,7 +95,10 @@ test('http errors - invalid fields answer 400 naming the parameter', async () =>
       [chat({ ignore_eos: 'no' }), 'ignore_eos'],
     ];
     for (const [body, param] of cases) assertError(await call(url, '/v1/chat/completions', { body }), 400, 'invalid_request', param);
-    const prompts: unknown[] = [undefined, '', [], ['a', 'b'], [[1], [2]], [1, -1], [1, 2.5], [{}], 5];
+    const prompts: unknown[] = [undefined, '', [], ['a', ''], [[1], [-2]], [1, -1], [1, 2.5], [{}], 5];
+    assertError(await call(url, '/v1/completions', { body: { prompt: 'x', suffix: 'y' } }), 400, 'invalid_request', 'suffix');
+    assertError(await call(url, '/v1/completions', { body: { prompt: 'x', logprobs: 21 } }), 400, 'invalid_request', 'logprobs');
+    assertError(await call(url, '/v1/completions', { body: { prompt: ['a', 'b', 'c'], n: 400 } }), 400, 'invalid_request', 'n');
     for (const prompt of prompts) {
       assertError(await call(url, '/v1/completions', { body: { model: 'fake-model', prompt, max_tokens: 1 } }), 400, 'invalid_request', 'prompt');
     }
@@ -102,7 +112,7 @@ test('http errors - invalid fields answer 400 naming the parameter', async () =>
 });
 
 test('http errors - unknown routes, wrong methods and unknown models use OpenAI error JSON', async () => {
-  const { server, url } = await startFakeServer();
+  const { server, url } = await startFakeServer({}, { errorFormat: 'openai' });
   try {
     assertError(await call(url, '/v2/everything'), 404, 'not_found');
     const r = await call(url, '/v1/chat/completions');
@@ -117,7 +127,7 @@ test('http errors - unknown routes, wrong methods and unknown models use OpenAI 
 });
 
 test('http errors - prompts that cannot fit max_model_len answer 400 context_length_exceeded before submit', async () => {
-  const { server, url, backend } = await startFakeServer({}, { maxModelLen: 64 });
+  const { server, url, backend } = await startFakeServer({}, { errorFormat: 'openai', maxModelLen: 64 });
   try {
     assertError(await call(url, '/v1/completions', { body: { prompt: Array.from({ length: 64 }, (_, i) => i), max_tokens: 1 } }), 400, 'context_length_exceeded', 'prompt');
     assertError(await call(url, '/v1/completions', { body: { prompt: Array.from({ length: 60 }, (_, i) => i), max_tokens: 5 } }), 400, 'context_length_exceeded', 'max_tokens');
@@ -135,7 +145,7 @@ test('http errors - prompts that cannot fit max_model_len answer 400 context_len
 
 test('http errors - a request larger than a rank\'s whole KV cache answers 400 before submit', async () => {
   // fake backend: 1024 blocks of 16 tokens = 16384 tokens per rank
-  const { server, url, backend } = await startFakeServer({ maxModelLen: 100_000 });
+  const { server, url, backend } = await startFakeServer({ maxModelLen: 100_000 }, { errorFormat: 'openai' });
   try {
     const r = await call(url, '/v1/completions', { body: { prompt: [1, 2, 3], max_tokens: 16_382 } });
     assertError(r, 400, 'context_length_exceeded', 'prompt');
@@ -148,7 +158,7 @@ test('http errors - a request larger than a rank\'s whole KV cache answers 400 b
 });
 
 test('http errors - backend overload answers 429 and backend errors keep their status', { timeout: 30_000 }, async () => {
-  const { server, url, backend } = await startFakeServer({ maxLive: 1, stallAfter: 1 });
+  const { server, url, backend } = await startFakeServer({ maxLive: 1, stallAfter: 1 }, { errorFormat: 'openai' });
   try {
     const ac = new AbortController();
     const first = await fetch(url + '/v1/completions', { method: 'POST', body: JSON.stringify({ prompt: 'a', max_tokens: 5, stream: true }), signal: ac.signal });
@@ -162,7 +172,7 @@ test('http errors - backend overload answers 429 and backend errors keep their s
   } finally {
     await server.close();
   }
-  const failing = await startFakeServer({ failWith: new RankFailedError(1, 'thread exited') });
+  const failing = await startFakeServer({ failWith: new RankFailedError(1, 'thread exited') }, { errorFormat: 'openai' });
   try {
     const r = await call(failing.url, '/v1/completions', { body: { prompt: 'b', max_tokens: 3 } });
     assertError(r, 503, 'MOCKFLEET_ERR_RANK_FAILED');
@@ -173,7 +183,7 @@ test('http errors - backend overload answers 429 and backend errors keep their s
   } finally {
     await failing.server.close();
   }
-  const refusing = await startFakeServer();
+  const refusing = await startFakeServer({}, { errorFormat: 'openai' });
   refusing.backend.submit = () => {
     throw new InvalidRequestError('prompt needs more blocks than the cache has', 'prompt');
   };
@@ -185,7 +195,7 @@ test('http errors - backend overload answers 429 and backend errors keep their s
 });
 
 test('http errors - X-Return-Error forces that status without reaching the backend', async () => {
-  const { server, url, backend } = await startFakeServer();
+  const { server, url, backend } = await startFakeServer({}, { errorFormat: 'openai' });
   try {
     const expected: [string, number, string][] = [['429', 429, 'rate_limit_exceeded'], ['401', 401, 'invalid_api_key'], ['404', 404, 'model_not_found'],
       ['503', 503, 'server_error'], ['400', 400, 'invalid_request'], ['500', 500, 'http_500'], ['418', 418, 'http_418']];
@@ -201,7 +211,7 @@ test('http errors - X-Return-Error forces that status without reaching the backe
 });
 
 test('http errors - failure injection at 100 percent always answers the one configured type', async () => {
-  const { server, url, backend } = await startFakeServer({}, { failureRate: 100, failureTypes: ['server_error'] });
+  const { server, url, backend } = await startFakeServer({}, { errorFormat: 'openai', failureRate: 100, failureTypes: ['server_error'] });
   try {
     for (let i = 0; i < 20; i++) assertError(await call(url, '/v1/completions', { body: { prompt: 'x', max_tokens: 1 } }), 503, 'server_error');
     assert.equal(backend.submitted.length, 0);
@@ -213,7 +223,7 @@ test('http errors - failure injection at 100 percent always answers the one conf
 test('http errors - seeded failure injection at 50 percent is reproducible', async () => {
   const statuses: number[][] = [];
   for (let run = 0; run < 2; run++) {
-    const { server, url } = await startFakeServer({}, { failureRate: 50, failureTypes: ['rate_limit', 'model_not_found'], seed: 42 });
+    const { server, url } = await startFakeServer({}, { errorFormat: 'openai', failureRate: 50, failureTypes: ['rate_limit', 'model_not_found'], seed: 42 });
     const seen: number[] = [];
     try {
       for (let i = 0; i < 40; i++) seen.push((await call(url, '/v1/completions', { body: { prompt: 'x', max_tokens: 1 } })).status);
@@ -229,7 +239,7 @@ test('http errors - seeded failure injection at 50 percent is reproducible', asy
 });
 
 test('http errors - /health/ready answers 503 until the backend is ready', async () => {
-  const { server, url, backend } = await startFakeServer({ ready: false });
+  const { server, url, backend } = await startFakeServer({ ready: false }, { errorFormat: 'openai' });
   try {
     assertError(await call(url, '/health/ready'), 503, 'not_ready');
     assert.equal((await call(url, '/health')).status, 200);
@@ -241,7 +251,7 @@ test('http errors - /health/ready answers 503 until the backend is ready', async
 });
 
 test('http errors - /tokenize answers the vLLM shape for text, token ids and messages', async () => {
-  const { server, url } = await startFakeServer({}, { maxModelLen: 2048 });
+  const { server, url } = await startFakeServer({}, { errorFormat: 'openai', maxModelLen: 2048 });
   try {
     const r = await call(url, '/tokenize', { body: { prompt: 'Hello, world!' } });
     assert.equal(r.status, 200);
@@ -260,7 +270,7 @@ test('http errors - /tokenize answers the vLLM shape for text, token ids and mes
 });
 
 test('http errors - a per-worker endpoint pins requests and metrics to its worker', async () => {
-  const { server, url, backend } = await startFakeServer({ numWorkers: 2, ranksPerWorker: 2 }, { workerIndex: 1 });
+  const { server, url, backend } = await startFakeServer({ numWorkers: 2, ranksPerWorker: 2 }, { errorFormat: 'openai', workerIndex: 1 });
   try {
     const m = await call(url, '/metrics');
     assert.equal(m.status, 200);

@@ -33,17 +33,27 @@ function assertErrorJson(status: number, body: string, context: string): void {
 
 const BAD_VALUES: Record<string, unknown[]> = {
   model: [1, true, {}, [], 'no-such-model'],
-  prompt: ['', [], [-1], [1.5], [1e20], ['a', 'b'], [[1], [2]], {}, true, 3, [null], [[]], [[-3]]],
+  prompt: ['', [], [-1], [1.5], [1e20], ['a', ''], [[1], [-2]], {}, true, 3, [null], [[]], [[-3]], ['a', 5]],
   messages: ['hi', [], {}, [1], [{}], [{ role: 1 }], [{ role: 'user', content: 5 }], [{ role: 'user', content: [{ type: 'image_url' }] }],
     [{ role: 'user', content: [{ type: 'text', text: 3 }] }], [{ role: 'nobody', content: 'x' }], [null]],
   max_tokens: ['5', 0, -1, 1.5, true, {}, [], 1e300, Number.MAX_SAFE_INTEGER],
   max_completion_tokens: ['5', 0, -7, 2.5, false, 9007199254740993],
-  n: [2, 0, '1', 1.5, 100],
+  n: [0, '1', 1.5, -3, 1025, 1e9],
   best_of: [3, 'x'],
+  seed: ['1', 1.5, 1e30, {}, true],
+  stop: [5, [''], [1], { a: 1 }, ''],
+  stop_token_ids: ['x', [-1], [1.5], 7, [null]],
+  include_stop_str_in_output: ['yes', 1],
+  min_tokens: [-1, '2', 1.5, 1e9],
+  logprobs: ['x', -1, 21, 2.5, {}],
+  top_logprobs: [-1, 21, 'x', 1.5],
+  temperature: ['hot', -1, {}],
+  top_p: [2, 'x', -0.5],
+  suffix: ['x', 1],
   stream: ['true', 1, {}, []],
   stream_options: ['x', 1, [], { include_usage: 'yes' }],
   ignore_eos: ['false', 0],
-  echo: [true, 'x'],
+  echo: ['x', 1, {}],
 };
 
 function pick<T>(r: () => number, arr: readonly T[]): T {
@@ -66,7 +76,7 @@ function malformedBody(r: () => number, chat: boolean): string {
     case 1:
       return pick(r, ['1', '"str"', 'null', 'true', '[]', '[{"prompt":"x"}]', '', ' ', '\u0000', '{}']);
     case 2: {
-      const keys = Object.keys(BAD_VALUES).filter((k) => (chat ? k !== 'prompt' && k !== 'echo' : k !== 'messages' && k !== 'max_completion_tokens'));
+      const keys = Object.keys(BAD_VALUES).filter((k) => (chat ? k !== 'prompt' && k !== 'echo' && k !== 'suffix' : k !== 'messages' && k !== 'max_completion_tokens' && k !== 'top_logprobs'));
       const key = pick(r, keys);
       const body = { ...base, [key]: pick(r, BAD_VALUES[key] as unknown[]) };
       if (key === 'max_completion_tokens') delete body['max_tokens'];
@@ -95,7 +105,7 @@ function malformedBody(r: () => number, chat: boolean): string {
       return JSON.stringify(body);
     }
     default:
-      return JSON.stringify(base).replace(/"max_tokens":3/, `"max_tokens":${pick(r, ['"3"', '[3]', '{"v":3}', 'null,"n":2', '3.25'])}`);
+      return JSON.stringify(base).replace(/"max_tokens":3/, `"max_tokens":${pick(r, ['"3"', '[3]', '{"v":3}', 'null,"n":0', '3.25'])}`);
   }
 }
 
@@ -153,7 +163,7 @@ function parseRawResponse(text: string): { status: number; body: string } {
 }
 
 test('http fuzz - thousands of malformed bodies each get a well-formed 4xx error JSON', { timeout: 120_000 }, async () => {
-  const { server, url, backend } = await startFakeServer({}, { maxBodyBytes: 1 << 20 });
+  const { server, url, backend } = await startFakeServer({}, { errorFormat: 'openai', maxBodyBytes: 1 << 20 });
   const agent = new Agent({ keepAlive: true, maxSockets: 16 });
   const r = rng(20261127);
   try {
@@ -188,7 +198,7 @@ test('http fuzz - thousands of malformed bodies each get a well-formed 4xx error
 });
 
 test('http fuzz - malformed headers and broken framing get 4xx error JSON or a closed socket', { timeout: 120_000 }, async () => {
-  const { server, url, backend } = await startFakeServer({}, { maxBodyBytes: 4096 });
+  const { server, url, backend } = await startFakeServer({}, { errorFormat: 'openai', maxBodyBytes: 4096 });
   const port = server.port;
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
   try {
@@ -244,6 +254,55 @@ test('http fuzz - malformed headers and broken framing get 4xx error JSON or a c
     assert.equal(backend.submitted.length, 0);
     const ok = await post(url, agent, '/v1/completions', body);
     assert.equal(ok.status, 200, 'the server still serves a valid request');
+  } finally {
+    agent.destroy();
+    await server.close();
+  }
+});
+
+const WRONG: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -1e308, 2 ** 53 + 2, '', 'x', 'x'.repeat(5000), [], [null], [1, 'a'], {}, { a: 1 }, [[]], [{}]];
+
+/** Per endpoint: a valid body and the fields to break. */
+const ENDPOINTS: Record<string, { base: Record<string, unknown>; fields: string[] }> = {
+  '/v1/completions': { base: { prompt: 'hi', max_tokens: 2 }, fields: ['prompt', 'max_tokens', 'n', 'seed', 'stop', 'stop_token_ids', 'min_tokens', 'logprobs', 'echo', 'suffix', 'ignore_eos', 'include_stop_str_in_output', 'temperature', 'top_p', 'top_k', 'stream_options'] },
+  '/v1/chat/completions': { base: { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }, fields: ['messages', 'max_completion_tokens', 'n', 'seed', 'stop', 'logprobs', 'top_logprobs', 'min_tokens', 'stream'] },
+  '/v1/responses': { base: { input: 'hi', max_output_tokens: 2 }, fields: ['input', 'instructions', 'max_output_tokens', 'stream', 'temperature', 'top_p', 'model', 'previous_response_id'] },
+  '/v1/messages': { base: { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }, fields: ['messages', 'max_tokens', 'system', 'stop_sequences', 'stream', 'temperature', 'top_p', 'top_k', 'model'] },
+  '/v1/embeddings': { base: { input: 'hi' }, fields: ['input', 'encoding_format', 'dimensions', 'model'] },
+  '/detokenize': { base: { tokens: [1, 2] }, fields: ['tokens', 'model'] },
+};
+
+test('http fuzz - new fields and endpoints: wrong types and extreme values answer 4xx in the chosen format, never 500', { timeout: 120_000 }, async () => {
+  const { server, url, backend } = await startFakeServer({}, { maxBodyBytes: 1 << 20, embeddingDim: 16 });
+  const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+  let rejected = 0;
+  try {
+    for (const [path, { base, fields }] of Object.entries(ENDPOINTS)) {
+      const pending: Promise<void>[] = [];
+      for (const field of fields) {
+        for (const value of WRONG) {
+          const body = JSON.stringify({ ...base, [field]: value });
+          pending.push(post(url, agent, path, body).then((res) => {
+            const context = `${path} ${field}=${JSON.stringify(value)?.slice(0, 40)}`;
+            assert.ok(res.status < 500, `${context}: got ${res.status} ${res.body.slice(0, 200)}`);
+            if (res.status < 400) return;
+            rejected++;
+            const parsed = JSON.parse(res.body) as { type?: string; error: Record<string, unknown> };
+            if (path === '/v1/messages') {
+              assert.equal(parsed.type, 'error', context);
+              assert.equal(typeof parsed.error['type'], 'string', context);
+              assert.equal(typeof parsed.error['message'], 'string', context);
+            } else {
+              assert.equal(parsed.error['code'], res.status, `${context}: vLLM's integer code`);
+              assert.equal(typeof parsed.error['type'], 'string', context);
+            }
+          }));
+        }
+      }
+      await Promise.all(pending);
+    }
+    assert.ok(rejected > 400, `${rejected} bodies rejected`);
+    await backend.whenIdle();
   } finally {
     agent.destroy();
     await server.close();

@@ -15,7 +15,7 @@ const tokenizer = new WordTokenizer();
 before(async () => {
   const started = await startFakeServer(
     { modelName: 'fleet-model', cachedTokens: (req) => Math.min(3, req.promptTokens.length), tokensPerPass: 3 },
-    { servedModelNames: ['fleet-model', 'alias'], maxModelLen: 512 },
+    { servedModelNames: ['fleet-model', 'alias'], maxModelLen: 512, errorFormat: 'openai' },
   );
   backend = started.backend;
   server = started.server;
@@ -140,7 +140,7 @@ test('http sdk - errors surface as typed SDK errors with OpenAI codes', async ()
     (err: unknown) => err instanceof OpenAI.NotFoundError && err.code === 'model_not_found' && err.param === 'model',
   );
   await assert.rejects(
-    client.chat.completions.create({ model: 'fleet-model', messages: [{ role: 'user', content: 'x' }], max_tokens: 1, n: 2 }),
+    client.chat.completions.create({ model: 'fleet-model', messages: [{ role: 'user', content: 'x' }], max_tokens: 1, n: 0 }),
     (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === 'n',
   );
   await assert.rejects(

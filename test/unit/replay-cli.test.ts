@@ -37,6 +37,8 @@ test('replay-cli - offline replay prints the report table and writes the JSON an
     await runReplayCommand(args(dir, { json: join(dir, 'r.json'), html: join(dir, 'r.html') }), (s) => (out += s), () => {});
     assert.match(out, /Time to first token \(ms\)/);
     assert.match(out, /3 \/ 3 completed/);
+    // The last line: simulated requests per wall second.
+    assert.match(out.trimEnd().split('\n').at(-1) as string, /^simulated 3 requests \(.* s of traffic\) in .* s wall: \d+ simulated requests per wall second$/);
     const rep = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')) as Record<string, unknown>;
     for (const k of ['num_requests', 'completed_requests', 'total_input_tokens', 'total_reused_input_tokens', 'total_output_tokens', 'duration_ms',
       'wall_time_ms', 'request_throughput_rps', 'input_throughput_tok_s', 'output_throughput_tok_s', 'total_throughput_tok_s', 'prefix_cache_reused_ratio',
@@ -45,6 +47,7 @@ test('replay-cli - offline replay prints the report table and writes the JSON an
     }
     assert.equal(rep['num_requests'], 3);
     assert.equal(rep['router'], 'kv');
+    assert.equal(rep['router_temperature'], 0);
     assert.deepEqual(Object.keys(rep['ttft_ms'] as object), ['mean', 'min', 'max', 'median', 'p75', 'p90', 'p95', 'p99', 'std']);
     assert.match(readFileSync(join(dir, 'r.html'), 'utf8'), /<html/i);
     let first = '';
@@ -65,6 +68,7 @@ test('replay-cli - bad inputs raise usage errors that map to exit code 2', async
       [{ traceBlockSize: 0 }, InvalidConfigError, /--trace-block-size/],
       [{ numRequests: -2 }, InvalidConfigError, /--num-requests/],
       [{ router: 'fastest' }, InvalidConfigError, /--router/],
+      [{ routerTemperature: -1 }, InvalidConfigError, /--router-temperature/],
       [{ speedupRatio: 0 }, InvalidConfigError, /--speedup-ratio/],
       [{ numGpuBlocks: 0 }, InvalidConfigError, /num-gpu-blocks/],
       [{ trace: join(dir, 'missing.jsonl') }, TraceFormatError, /cannot read trace file/],

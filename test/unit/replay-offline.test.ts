@@ -120,9 +120,19 @@ test('replay-offline - the kv router keeps a shared prefix on one rank and gets 
 
 test('replay-offline - memoized router hashes equal hashing the synthesized prompt', () => {
   const memo = new TraceHashMemo(512, 64);
+  // A trie of at most 6 nodes is dropped and rebuilt several times over these requests.
+  const small = new TraceHashMemo(512, 64, 6);
   const outA = { hi: new Uint32Array(64), lo: new Uint32Array(64) };
   const outB = { hi: new Uint32Array(64), lo: new Uint32Array(64) };
-  const reqs = [tr(0, [0, 1, 2], 1500, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [9], 100, 1)];
+  const reqs = [tr(0, [0, 1, 2], 1500, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [9], 100, 1),
+    tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [7, 8, 5, 6, 2], 2560, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [1, 2, 3, 4, 5, 6, 7], 3584, 1)];
+  for (const req of reqs) {
+    const nSmall = traceRequestHashes(req, 512, 64, outA.hi, outA.lo);
+    const p = Uint32Array.from({ length: Math.min(req.inputLength, req.hashIds.length * 512) }, (_, i) => req.hashIds[Math.floor(i / 512)]!);
+    assert.equal(small.hashes(req, p, outB.hi, outB.lo), nSmall);
+    assert.deepEqual(outB.hi.subarray(0, nSmall), outA.hi.subarray(0, nSmall));
+    assert.deepEqual(outB.lo.subarray(0, nSmall), outA.lo.subarray(0, nSmall));
+  }
   for (const req of reqs) {
     const n = traceRequestHashes(req, 512, 64, outA.hi, outA.lo);
     const prompt = new Uint32Array(Math.min(req.inputLength, req.hashIds.length * 512));
@@ -161,7 +171,7 @@ test('replay-offline - memoized engine block hashes (sequence and tokens) equal 
 });
 
 test('replay-offline - a prompt larger than a rank is reported as rejected, not completed', () => {
-  const r = runOfflineReplay([tr(0, [1, 2, 3], 12, 2), tr(0, [4], 4, 1)], { ...TINY, engineArgs: { ...TINY.engineArgs, numGpuBlocks: 2 } });
+  const r = runOfflineReplay([tr(0, [1, 2, 3], 12, 2), tr(0, [4], 4, 1)], { ...TINY, keepItlSamples: true, engineArgs: { ...TINY.engineArgs, numGpuBlocks: 2 } });
   assert.equal(r.status[0], RequestStatus.rejected);
   assert.equal(r.status[1], RequestStatus.completed);
   const rep = buildReplayReport(r);

@@ -41,59 +41,6 @@ function store(router: ReturnType<typeof createRouter>, rank: number, blocks: Ar
 
 const OPTS = { seed: 1, blockSize: 16 };
 
-test('router-policies - kv sends a repeated prefix to the rank that holds it', () => {
-  const load = new FakeLoad(4);
-  const router = createRouter('kv', load, OPTS);
-  store(router, 2, blocksOf(7, 10));
-  load.active[2] = 5; // some load, but 10 cached blocks outweigh it
-  assert.equal(router.pick(request(blocksOf(7, 12))), 2);
-  assert.equal((router as KvRouter).lastOverlapBlocks, 10);
-  // A different prefix has no overlap anywhere: the idle rank 0 wins.
-  assert.equal(router.pick(request(blocksOf(8, 12))), 0);
-});
-
-test('router-policies - kv forgets removed blocks and cleared ranks', () => {
-  const load = new FakeLoad(4);
-  const router = createRouter('kv', load, OPTS);
-  const blocks = blocksOf(3, 6);
-  store(router, 1, blocks);
-  assert.equal(router.pick(request(blocks)), 1);
-  // Remove the first block: the leading run on rank 1 is now empty.
-  router.onRemoved(1, 1, Uint32Array.from([3]), Uint32Array.from([0]), 0);
-  assert.equal((router as KvRouter).overlapOf(request(blocks), 1), 0);
-  assert.equal(router.pick(request(blocks)), 0);
-  store(router, 3, blocks);
-  assert.equal(router.pick(request(blocks)), 3);
-  router.onCleared(3);
-  assert.equal(router.pick(request(blocks)), 0);
-});
-
-test('router-policies - kv weighs saved prefill blocks against active blocks with kvOverlapScoreWeight', () => {
-  const load = new FakeLoad(2);
-  const blocks = blocksOf(1, 10);
-  for (const [weight, expected] of [[1, 0], [0.2, 1], [2, 0]] as const) {
-    const router = createRouter('kv', load, { ...OPTS, kvOverlapScoreWeight: weight });
-    store(router, 0, blocks.slice(0, 6));
-    load.active[0] = 4;
-    load.active[1] = 0;
-    // cost0 = w*(10-6) + 4, cost1 = w*10 + 0
-    assert.equal(router.pick(request(blocks, 0, 2)), expected, `weight ${weight}`);
-  }
-});
-
-test('router-policies - kv breaks cost ties by fewer queued requests, then by the lower rank', () => {
-  const load = new FakeLoad(4);
-  const router = createRouter('kv', load, OPTS);
-  const req = request(blocksOf(9, 4));
-  assert.equal(router.pick(req), 0);
-  load.wait[0] = 1;
-  assert.equal(router.pick(req), 1);
-  load.run[1] = 1;
-  assert.equal(router.pick(req), 2);
-  // Candidates restrict the choice.
-  assert.equal(router.pick(request(blocksOf(9, 4), 1, 2)), 2);
-});
-
 test('router-policies - least_loaded prefers fewer requests, then fewer active blocks, then the lower rank', () => {
   const load = new FakeLoad(4);
   const router = createRouter('least_loaded', load, OPTS);

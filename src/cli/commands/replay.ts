@@ -14,7 +14,7 @@ import { runOnlineReplay } from '../../loadgen/online-replay.js';
 import type { OnlineReplayProgress } from '../../loadgen/online-replay.js';
 import { renderHtmlReport } from '../../report/html.js';
 import { runOfflineReplay } from '../../replay/offline.js';
-import { buildReplayReport, collectSamples, renderReplayReport, replayHtmlInput } from '../../replay/report.js';
+import { buildReplayReport, renderReplayReport, replayHtmlInput, sketchSamples } from '../../replay/report.js';
 import { DEFAULT_KV_OVERLAP_SCORE_WEIGHT, ROUTER_POLICY_NAMES, parseRouterPolicy } from '../../router/router.js';
 import type { RouterPolicy } from '../../router/types.js';
 import { DEFAULT_TRACE_BLOCK_SIZE, readMooncakeTrace } from '../../trace/mooncake.js';
@@ -30,6 +30,7 @@ interface ReplayArgs extends EngineFlagValues {
   dataParallelSize: number;
   router: string;
   kvOverlapScoreWeight: number;
+  routerTemperature?: number | undefined;
   traceBlockSize: number;
   arrivalSpeedupRatio: number;
   numRequests?: number | undefined;
@@ -130,6 +131,7 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
     dataParallelSize: a.dataParallelSize,
     router,
     kvOverlapScoreWeight: a.kvOverlapScoreWeight,
+    routerTemperature: a.routerTemperature ?? 0,
     traceBlockSize,
     arrivalSpeedupRatio: a.arrivalSpeedupRatio,
     speedupRatio: a.speedupRatio ?? 1,
@@ -139,8 +141,7 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
     ...(perfModel === undefined ? {} : { perfModel }),
   });
   if (drawn) process.stderr.write('\r\x1b[2K');
-  const samples = collectSamples(result);
-  const report = buildReplayReport(result, samples);
+  const report = buildReplayReport(result);
   const config = {
     mode: 'offline',
     trace: a.trace,
@@ -149,6 +150,7 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
     data_parallel_size: a.dataParallelSize,
     num_ranks: result.numRanks,
     kv_overlap_score_weight: a.kvOverlapScoreWeight,
+    router_temperature: a.routerTemperature ?? 0,
     trace_block_size: traceBlockSize,
     arrival_speedup_ratio: a.arrivalSpeedupRatio,
     speedup_ratio: a.speedupRatio ?? 1,
@@ -170,9 +172,11 @@ export async function runReplayCommand(a: ReplayArgs, stdout: (s: string) => voi
   if (a.json !== undefined) await writeFile(a.json, `${JSON.stringify({ ...report, ...config }, null, 2)}\n`);
   if (a.html !== undefined) {
     const subtitle = `${a.trace} · ${result.numRanks} rank(s) (${a.numWorkers} × ${a.dataParallelSize}) · router ${router} · arrival speedup ${a.arrivalSpeedupRatio}× · speedup ${a.speedupRatio ?? 1}×`;
-    await writeFile(a.html, renderHtmlReport(replayHtmlInput(report, result, samples, subtitle)));
+    await writeFile(a.html, renderHtmlReport(replayHtmlInput(report, result, sketchSamples(result), subtitle)));
   }
   stdout(renderReplayReport(report, `mockfleet offline replay: ${result.numRanks} rank(s), router ${router}`));
+  const wallS = result.wallTimeMs / 1000;
+  stdout(`simulated ${report.num_requests} requests (${(report.duration_ms / 1000).toFixed(1)} s of traffic) in ${wallS.toFixed(2)} s wall: ${wallS > 0 ? Math.round(report.num_requests / wallS) : 'n/a'} simulated requests per wall second\n`);
 }
 
 export const replayCommand: CommandModule<object, ReplayArgs> = {
@@ -203,7 +207,13 @@ export const replayCommand: CommandModule<object, ReplayArgs> = {
         'kv-overlap-score-weight': {
           type: 'number',
           default: DEFAULT_KV_OVERLAP_SCORE_WEIGHT,
-          describe: 'kv router: weight of prefill blocks saved by a cache hit against active blocks',
+          describe: 'kv router: weight of prefill blocks against decode blocks in the cost',
+          group: 'Fleet:',
+        },
+        'router-temperature': {
+          type: 'number',
+          default: 0,
+          describe: 'kv router: 0 = lowest cost; > 0 = softmax sampling over normalised costs (seeded by --seed)',
           group: 'Fleet:',
         },
       }) as unknown as Argv<ReplayArgs>,

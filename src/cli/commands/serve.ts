@@ -82,6 +82,7 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     maxWaiting: cfg.maxWaiting,
     router: cfg.router,
     kvOverlapScoreWeight: cfg.kvOverlapScoreWeight,
+    routerTemperature: cfg.routerTemperature,
     seed: cfg.seed,
     natsUrl: cfg.natsUrl,
     namespace: cfg.namespace,
@@ -98,6 +99,8 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     frontendCpus: cfg.frontendCpus,
     heartbeatMs: 1000,
     rankHeapMb: cfg.rankHeapMb,
+    // Ranks generate from the tokenizer's round-tripping words, so clients re-tokenise exactly.
+    generatedVocabulary: httpBase.tokenizer?.generationVocabulary(),
   });
   // Threads inherit their creator's affinity: pin the main thread only after the rank and
   // publisher threads exist, so --frontend-cpus does not leak into them.

@@ -9,6 +9,8 @@ import { summaryToJson } from '../../report/stats.js';
 import type { Summary } from '../../report/stats.js';
 import { fmt, renderTable } from '../../report/table.js';
 import { InvalidConfigError } from '../../util/errors.js';
+import { synthesizeTraceToFile } from '../../trace/synth.js';
+import { fileURLToPath } from 'node:url';
 
 interface TraceStatsArgs {
   trace: string;
@@ -88,10 +90,68 @@ const statsCommand: CommandModule<object, TraceStatsArgs> = {
   },
 };
 
+interface TraceSynthArgs {
+  like: string;
+  duration: string;
+  rateScale: number;
+  prefixLenMultiplier: number;
+  promptLenMultiplier: number;
+  seed: number;
+  out: string;
+  traceBlockSize: number;
+}
+
+/** `24h`, `90m`, `3600s`, `250ms` or a plain number of seconds → ms. */
+export function parseDurationMs(flag: string, v: unknown): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(String(v));
+  if (m === null) throw new InvalidConfigError(flag, `must be a duration like 24h, 90m, 3600s or 500ms, got ${JSON.stringify(v)}`);
+  const unit = m[2] ?? 's';
+  const ms = Number(m[1]) * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : unit === 'h' ? 3_600_000 : 86_400_000);
+  if (!(ms > 0)) throw new InvalidConfigError(flag, `must be > 0, got ${JSON.stringify(v)}`);
+  return ms;
+}
+
+/** `conversation` / `synthetic` name the traces shipped in data/mooncake; anything else is a path. */
+export function resolveTraceName(v: string): string {
+  if (v === 'conversation' || v === 'synthetic') return fileURLToPath(new URL(`../../../../data/mooncake/${v}_trace.jsonl`, import.meta.url));
+  return v;
+}
+
+const synthCommand: CommandModule<object, TraceSynthArgs> = {
+  command: 'synth',
+  describe: "Synthesize a Mooncake trace with a source trace's statistics (after Dynamo's datagen synthesize)",
+  builder: (y: Argv<object>) =>
+    y.options({
+      like: { type: 'string', demandOption: true, describe: 'Source trace: a path, or conversation / synthetic (shipped)' },
+      duration: { type: 'string', demandOption: true, describe: 'Span of the output, e.g. 24h, 90m, 3600s' },
+      'rate-scale': { type: 'number', default: 1, describe: "Arrival rate relative to the source's" },
+      'prefix-len-multiplier': { type: 'number', default: 1, describe: 'Stretch shared-prefix (core) chains by this factor' },
+      'prompt-len-multiplier': { type: 'number', default: 1, describe: 'Scale unique prompt (leaf) lengths by this factor' },
+      seed: { type: 'number', default: 0, describe: 'Random seed (same seed, same trace)' },
+      out: { type: 'string', demandOption: true, describe: 'Output JSONL file' },
+      'trace-block-size': { type: 'number', default: DEFAULT_TRACE_BLOCK_SIZE, describe: 'Tokens per trace hash id' },
+    }) as unknown as Argv<TraceSynthArgs>,
+  handler: async (argv: ArgumentsCamelCase<TraceSynthArgs>) => {
+    const opts = {
+      durationMs: parseDurationMs('--duration', argv.duration),
+      rateScale: argv.rateScale,
+      prefixLenMultiplier: argv.prefixLenMultiplier,
+      promptLenMultiplier: argv.promptLenMultiplier,
+      seed: argv.seed,
+      traceBlockSize: checkTraceBlockSize(argv.traceBlockSize),
+    };
+    const source = await readMooncakeTrace(resolveTraceName(argv.like));
+    const t0 = performance.now();
+    const s = await synthesizeTraceToFile(source, opts, argv.out);
+    const secs = (performance.now() - t0) / 1000;
+    process.stderr.write(`wrote ${argv.out}: ${s.requests} requests, ${s.sessions} sessions, span ${(s.spanMs / 1000).toFixed(0)} s, ${(s.bytes / 1048576).toFixed(1)} MiB in ${secs.toFixed(1)} s\n`);
+  },
+};
+
 export const traceCommand: CommandModule<object, object> = {
   command: 'trace',
-  describe: 'Inspect request traces (trace stats TRACE)',
-  builder: (y: Argv<object>) => y.command(statsCommand).demandCommand(1, 'name a trace subcommand: stats'),
+  describe: 'Inspect and synthesize request traces (trace stats TRACE, trace synth --like TRACE …)',
+  builder: (y: Argv<object>) => y.command(statsCommand).command(synthCommand).demandCommand(1, 'name a trace subcommand: stats, synth'),
   handler: () => {
     // Unreachable: demandCommand(1) rejects a bare `trace` before any handler runs.
   },

@@ -1,0 +1,190 @@
+/**
+ * Router-side load bookkeeping for the kv policy, after Dynamo's `ActiveSequences`
+ * (`lib/kv-router/src/sequences/` — formerly `lib/llm/src/kv_router/sequence.rs`): the router
+ * remembers what it sent where, so its load view is current at the instant of the next pick
+ * instead of lagging behind the ranks' reports.
+ *
+ * Per rank it tracks
+ * - **active prefill tokens**: for every routed request whose first token has not come back yet,
+ *   the tokens it must prefill there (`prompt − cached overlap × block size`, Dynamo's
+ *   `new_tokens`); dropped at the first token (`mark_prefill_completed`) or at the finish;
+ * - **active blocks**: the distinct prompt blocks (full blocks, by sequence hash) of the rank's
+ *   routed, unfinished requests — a prefix shared by two requests counts once
+ *   (`router_assume_kv_reuse: true`); output blocks are not added
+ *   (`router_track_output_blocks: false`, Dynamo's defaults).
+ *
+ * Block membership lives in a PrefixIndex (so one walk gives every candidate's depth) and the
+ * per-(rank, block) reference counts in an open-addressing table next to it.
+ */
+import { PrefixIndex } from './prefix-index.js';
+
+/** Requests a rank may have in flight before the id table grows (it grows on demand). */
+const MIN_REQUESTS = 1024;
+
+interface ActiveRequest {
+  rank: number;
+  /** Prefill tokens still counted on the rank (0 once the first token came back). */
+  prefillTokens: number;
+  numBlocks: number;
+  hi: Uint32Array;
+  lo: Uint32Array;
+}
+
+/** (rank, hi, lo) → reference count; linear probing with backward-shift deletion. */
+class BlockRefCounts {
+  /** [hi, lo, rank, count] per slot; count 0 = empty. */
+  private table = new Int32Array(4 * MIN_REQUESTS);
+  private mask = MIN_REQUESTS - 1;
+  private count = 0;
+
+  /** Add `delta` (±1) to the count of (rank, h, l); returns the new count. */
+  bump(rank: number, h: number, l: number, delta: number): number {
+    let T = this.table;
+    let s = this.home(rank, h, l);
+    for (;;) {
+      const b = s << 2;
+      const c = T[b + 3] as number;
+      if (c === 0) break;
+      if (T[b] === h && T[b + 1] === l && T[b + 2] === rank) {
+        const next = c + delta;
+        if (next === 0) this.deleteSlot(s);
+        else T[b + 3] = next;
+        return next;
+      }
+      s = (s + 1) & this.mask;
+    }
+    if (delta < 0) throw new RangeError(`block ${h >>> 0}:${l >>> 0} of rank ${rank} has no reference to release`);
+    if ((this.count + 1) * 2 > this.mask + 1) {
+      this.rehash((this.mask + 1) * 2);
+      T = this.table;
+      s = this.home(rank, h, l);
+      while (T[(s << 2) + 3] !== 0) s = (s + 1) & this.mask;
+    }
+    const b = s << 2;
+    T[b] = h;
+    T[b + 1] = l;
+    T[b + 2] = rank;
+    T[b + 3] = delta;
+    this.count++;
+    return delta;
+  }
+
+  private home(rank: number, h: number, l: number): number {
+    const x = Math.imul(l ^ Math.imul(h ^ Math.imul(rank, 0x27d4eb2f), 0x85ebca6b), 0x9e3779b1);
+    return (x ^ (x >>> 15)) & this.mask;
+  }
+
+  private deleteSlot(slot: number): void {
+    const T = this.table, mask = this.mask;
+    let hole = slot;
+    let j = slot;
+    for (;;) {
+      j = (j + 1) & mask;
+      const jb = j << 2;
+      if (T[jb + 3] === 0) break;
+      const k = this.home(T[jb + 2] as number, T[jb] as number, T[jb + 1] as number);
+      const inRange = hole <= j ? k > hole && k <= j : k > hole || k <= j;
+      if (inRange) continue;
+      T.copyWithin(hole << 2, jb, jb + 4);
+      hole = j;
+    }
+    T.fill(0, hole << 2, (hole << 2) + 4);
+    this.count--;
+  }
+
+  private rehash(cap: number): void {
+    const old = this.table;
+    this.table = new Int32Array(4 * cap);
+    this.mask = cap - 1;
+    const T = this.table;
+    for (let b = 0; b < old.length; b += 4) {
+      if (old[b + 3] === 0) continue;
+      let s = this.home(old[b + 2] as number, old[b] as number, old[b + 1] as number);
+      while (T[(s << 2) + 3] !== 0) s = (s + 1) & this.mask;
+      T.set(old.subarray(b, b + 4), s << 2);
+    }
+  }
+}
+
+export class ActiveSequences {
+  readonly numRanks: number;
+  /** Which ranks' active requests hold each prompt block. */
+  readonly blocks: PrefixIndex;
+  private readonly refs = new BlockRefCounts();
+  private readonly prefillTokens: Float64Array;
+  private readonly requestsOnRank: Int32Array;
+  private readonly requests = new Map<number, ActiveRequest>();
+
+  constructor(numRanks: number) {
+    this.numRanks = numRanks;
+    this.blocks = new PrefixIndex(numRanks, MIN_REQUESTS);
+    this.prefillTokens = new Float64Array(numRanks);
+    this.requestsOnRank = new Int32Array(numRanks);
+  }
+
+  /** Tokens queued or in prefill on the rank, as routed (Dynamo `active_tokens`). */
+  activePrefillTokens(rank: number): number {
+    return this.prefillTokens[rank] as number;
+  }
+
+  /** Distinct prompt blocks of the rank's routed, unfinished requests (Dynamo `active_blocks`). */
+  activeBlocks(rank: number): number {
+    return this.blocks.blocksOnRank(rank);
+  }
+
+  /** Routed requests not finished yet on the rank. */
+  activeRequests(rank: number): number {
+    return this.requestsOnRank[rank] as number;
+  }
+
+  get size(): number {
+    return this.requests.size;
+  }
+
+  has(requestId: number): boolean {
+    return this.requests.has(requestId);
+  }
+
+  /**
+   * Book a request on `rank`: `prefillTokens` new tokens to prefill and prompt blocks
+   * hi/lo[0 .. numBlocks). The hashes are copied. A duplicate id throws.
+   */
+  add(requestId: number, rank: number, prefillTokens: number, numBlocks: number, hi: Uint32Array, lo: Uint32Array): void {
+    if (this.requests.has(requestId)) throw new RangeError(`request ${requestId} is already routed`);
+    if (!Number.isInteger(rank) || rank < 0 || rank >= this.numRanks) throw new RangeError(`rank ${rank} is outside 0..${this.numRanks - 1}`);
+    const req: ActiveRequest = {
+      rank, prefillTokens, numBlocks, hi: hi.slice(0, numBlocks), lo: lo.slice(0, numBlocks),
+    };
+    this.requests.set(requestId, req);
+    this.prefillTokens[rank] = (this.prefillTokens[rank] as number) + prefillTokens;
+    this.requestsOnRank[rank]!++;
+    const refs = this.refs, idx = this.blocks;
+    for (let i = 0; i < numBlocks; i++) {
+      const h = (hi[i] as number) | 0, l = (lo[i] as number) | 0;
+      if (refs.bump(rank, h, l, 1) === 1) idx.add(rank, h, l);
+    }
+  }
+
+  /** The request's first token came back: its prefill no longer loads the rank. Unknown ids are ignored. */
+  prefillDone(requestId: number): void {
+    const req = this.requests.get(requestId);
+    if (req === undefined || req.prefillTokens === 0) return;
+    this.prefillTokens[req.rank] = (this.prefillTokens[req.rank] as number) - req.prefillTokens;
+    req.prefillTokens = 0;
+  }
+
+  /** The request finished (or failed, or was aborted): release everything it held. Unknown ids are ignored. */
+  finish(requestId: number): void {
+    const req = this.requests.get(requestId);
+    if (req === undefined) return;
+    this.prefillDone(requestId);
+    this.requests.delete(requestId);
+    const rank = req.rank;
+    this.requestsOnRank[rank]!--;
+    const refs = this.refs, idx = this.blocks, hi = req.hi, lo = req.lo;
+    for (let i = 0; i < req.numBlocks; i++) {
+      const h = (hi[i] as number) | 0, l = (lo[i] as number) | 0;
+      if (refs.bump(rank, h, l, -1) === 0) idx.remove(rank, h, l);
+    }
+  }
+}
