@@ -2,7 +2,7 @@
  * bench:pacing — many ranks at speedup 1 under light load: how fast the fleet starts, how much
  * memory it takes, and how precisely ranks wake at their modeled pass deadlines.
  *
- *   node dist/bench/pacing.js [--ranks 256] [--ranks-per-thread 1] [--busy-ranks N] [--seconds 10] [--warmup 2]
+ *   node dist/bench/pacing.js [--ranks 256] [--ranks-per-thread auto] [--busy-ranks N] [--seconds 10] [--warmup 2]
  *
  * Light load: one long request (max_tokens 100000, 128-token prompt) on each of the first
  * --busy-ranks ranks (default: every rank), so each busy rank runs ~6 ms decode passes and waits
@@ -10,14 +10,15 @@
  *
  * Prints one JSON line. Lateness percentiles come from mockfleet_pass_lateness_seconds
  * (bucket deltas over the measured interval, interpolated like histogram_quantile).
+ * serve_cpu_us_per_pass = serve's CPU time (all threads, /proc) over the measured interval ÷ the
+ * passes all ranks ran in it (mockfleet_passes_total delta).
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { histogramQuantile } from '../src/protocol/rank-counters.js';
-import { parseReadyLine } from '../src/cli/ready.js';
+import { cpuByRole, cpuMs, spawnReady, threadCpuMs, threadRoles } from './lib/process.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,7 +26,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
     'max-tokens': { type: 'string', default: '100000' },
-    'ranks-per-thread': { type: 'string', default: '1' },
+    'ranks-per-thread': { type: 'string', default: 'auto' },
     'busy-ranks': { type: 'string' },
   },
 });
@@ -33,26 +34,18 @@ const ranks = Number(values.ranks);
 const seconds = Number(values.seconds);
 const warmup = Number(values.warmup);
 const maxTokens = Number(values['max-tokens']);
-const ranksPerThread = Number(values['ranks-per-thread']);
+const ranksPerThread = values['ranks-per-thread'];
 const busyRanks = values['busy-ranks'] === undefined ? ranks : Number(values['busy-ranks']);
 
 const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const t0 = performance.now();
-const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--num-workers', String(ranks), '--speedup-ratio', '1', '--max-waiting', '100000', '--ranks-per-thread', String(ranksPerThread)], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
+// spawnReady parses the ready line only once it is complete (it is long at thousands of ranks).
+const spawned = await spawnReady([cli, 'serve', '--port', '0', '--num-workers', String(ranks), '--speedup-ratio', '1', '--max-waiting', '100000', '--ranks-per-thread', ranksPerThread], 'mockfleet ready', 300_000);
+const child = spawned.child;
+const ready = spawned.info as { url: string; model: string; pid: number };
 // Never leave the fleet running if this process dies (timeout, Ctrl-C).
 process.on('exit', () => child.kill('SIGKILL'));
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
-const ready = await new Promise<{ url: string; model: string; pid: number }>((resolve, reject) => {
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => {
-    out += c.toString();
-    const r = parseReadyLine<{ url: string; model: string; pid: number }>(out);
-    if (r !== null) resolve(r);
-  });
-  child.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
-});
 const startupS = (performance.now() - t0) / 1000;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: ranks + 8 });
@@ -103,8 +96,13 @@ function passes(text: string): number {
 
 await new Promise((r) => setTimeout(r, warmup * 1000));
 const before = await get('/metrics');
+const roles = threadRoles(before);
+const threadsBefore = threadCpuMs(ready.pid);
+const cpuBefore = cpuMs(ready.pid);
 const beforeAt = performance.now();
 await new Promise((r) => setTimeout(r, seconds * 1000));
+const cpuAfter = cpuMs(ready.pid);
+const threadsAfter = threadCpuMs(ready.pid);
 const after = await get('/metrics');
 const measuredS = (performance.now() - beforeAt) / 1000;
 const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${ready.pid}/status`, 'utf8'))?.[1] ?? 'NaN');
@@ -112,6 +110,10 @@ const a = lateness(before);
 const b = lateness(after);
 const delta = b.counts.map((c, i) => c - (a.counts[i] ?? 0));
 const passCount = passes(after) - passes(before);
+// Where serve's CPU per pass goes: main (HTTP + output fan-out), publisher, rank threads, and the
+// rest (V8 GC helpers, libuv pool).
+const perPassByRole = cpuByRole(threadsBefore, threadsAfter, roles);
+for (const k of Object.keys(perPassByRole)) perPassByRole[k] = passCount > 0 ? Number((((perPassByRole[k] as number) * 1000) / passCount).toFixed(2)) : 0;
 
 child.kill('SIGTERM');
 await new Promise((r) => child.on('exit', r));
@@ -127,6 +129,9 @@ console.log(
     startup_s: Number(startupS.toFixed(3)),
     rss_mib: Math.round(rssKb / 1024),
     passes_per_s: Math.round(passCount / measuredS),
+    serve_cpu_us_per_pass: passCount > 0 ? Number((((cpuAfter - cpuBefore) * 1000) / passCount).toFixed(2)) : null,
+    serve_cpu_cores: Number(((cpuAfter - cpuBefore) / (measuredS * 1000)).toFixed(3)),
+    serve_cpu_us_per_pass_by_thread: perPassByRole,
     lateness_p50_ms: Number((histogramQuantile(b.buckets, delta, 0.5) * 1000).toFixed(3)),
     lateness_p90_ms: Number((histogramQuantile(b.buckets, delta, 0.9) * 1000).toFixed(3)),
     lateness_p99_ms: Number((histogramQuantile(b.buckets, delta, 0.99) * 1000).toFixed(3)),

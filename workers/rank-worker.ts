@@ -9,7 +9,10 @@
  * deadline (speedup 0, or a pass whose CPU time exceeded its modeled time) costs no wait at all.
  * With several ranks per thread (--ranks-per-thread) one wait serves all of them: the thread
  * sleeps until the earliest deadline, stretched to cover others due within GROUP_WINDOW_MS, so a
- * wake-up (about 0.1 ms of CPU on a small VM) is shared.
+ * wake-up (about 0.1 ms of CPU on a small VM) is shared. A wake-up services only the ranks whose
+ * time came or that the coordinator marked (inbox record, fault, stop), so an idle rank costs
+ * nothing between its heartbeats, and idle heartbeats fall on a per-process grid
+ * (HEARTBEAT_GRID_MS) so all idle ranks of a thread send theirs in one wake-up.
  */
 import { threadId } from 'node:worker_threads';
 import { Engine, createPolynomialPerfModel, createInterpolatedPerfModel } from '../src/engine/engine.js';
@@ -17,8 +20,10 @@ import type { EngineArgs, PerfModel, StepResult } from '../src/engine/types.js';
 import { FinishReason, KvEventKind, AddOutcome } from '../src/engine/types.js';
 import type { PerfProfileArrays as ProfileArrays } from '../src/engine/perf-model.js';
 import { SpscRing, Doorbell } from '../src/protocol/ring.js';
+import type { RingMemory } from '../src/protocol/ring.js';
 import { RankEventWriter } from '../src/protocol/rank-events.js';
-import { Ctl, FaultKind, INBOX_ADD_HEADER, INBOX_FLAG_SEEDED, INBOX_FLAG_STOP, INBOX_N_MAX, INBOX_N_SHIFT, InboxKind, OUTPUT_HEADER, RankState } from '../src/protocol/rank-channel.js';
+import { MsgpackWriter } from '../src/protocol/wire.js';
+import { Ctl, FaultKind, INBOX_ADD_HEADER, INBOX_FLAG_SEEDED, INBOX_FLAG_STOP, INBOX_N_MAX, INBOX_N_SHIFT, InboxKind, OUTPUT_HEADER, RankState, takeThreadRanks } from '../src/protocol/rank-channel.js';
 import { Scalar, counterLayout, observe } from '../src/protocol/rank-counters.js';
 import { currentTid, pinThread } from '../src/util/affinity.js';
 
@@ -35,9 +40,9 @@ export interface RankTask {
   maxModelLen: number;
   heartbeatMs: number;
   ctl: SharedArrayBuffer;
-  inbox: SharedArrayBuffer;
-  output: SharedArrayBuffer;
-  events: SharedArrayBuffer;
+  inbox: RingMemory;
+  output: RingMemory;
+  events: RingMemory;
   counters: SharedArrayBuffer;
   outputBell: SharedArrayBuffer;
   publisherBell: SharedArrayBuffer;
@@ -59,6 +64,8 @@ export interface ThreadTask {
   ranks: RankTask[];
   /** Int32 wake word shared by these ranks: the coordinator bumps and notifies it after writing any of their inboxes. */
   wake: SharedArrayBuffer;
+  /** The thread's large inbox: add records too big for a rank's own inbox (InboxKind.addLarge). */
+  largeInbox: SharedArrayBuffer;
   cpu: number | null;
 }
 
@@ -69,9 +76,16 @@ export interface RankTaskResult {
 
 /** Ranks whose deadlines fall this close after the earliest one are woken by the same wait. */
 const GROUP_WINDOW_MS = 0.2;
+/** Idle heartbeats (FPM, ActiveLoad) are due on multiples of this (epoch ms), batching a thread's ranks. */
+const HEARTBEAT_GRID_MS = 250;
 
 const LOAD_DEBOUNCE_MS = 1;
 const LOAD_HEARTBEAT_MS = 5000;
+
+/** The first multiple of HEARTBEAT_GRID_MS at or after t. */
+function onGrid(t: number): number {
+  return Math.ceil(t / HEARTBEAT_GRID_MS) * HEARTBEAT_GRID_MS;
+}
 
 /** Wall clock shared by all threads of the process (performance.now has a per-thread origin). */
 function epochMs(): number {
@@ -91,25 +105,36 @@ export default function runRanks(task: ThreadTask): RankTaskResult {
     }
   }
   const wake = new Int32Array(task.wake);
-  const inboxScratch = new Uint8Array(Math.max(...task.ranks.map((r) => new SpscRing(r.inbox).capacity)));
-  const loops = task.ranks.map((r) => createRankLoop(r, inboxScratch));
+  const largeInbox = new SpscRing(task.largeInbox);
+  const inboxScratch = new Uint8Array(Math.max(largeInbox.capacity, ...task.ranks.map((r) => new SpscRing(r.inbox).capacity)));
+  const out = new Uint8Array(64 * 1024);
+  const shared: ThreadScratch = { inboxScratch, out, outView: new DataView(out.buffer), largeInbox, stash: new Map(), encoder: new MsgpackWriter(8192) };
+  const loops = task.ranks.map((r) => createRankLoop(r, shared));
   for (const l of loops) l.begin();
   const n = loops.length;
+  // When each rank next needs the thread (epoch ms; 0 = now, Infinity = stopped).
   const nextAt = new Float64Array(n);
+  const marked = new Uint8Array(n);
+  let stopped = 0;
   try {
     for (;;) {
       const seen = Atomics.load(wake, 0);
-      let stopped = 0;
+      takeThreadRanks(wake, marked);
       let earliest = Infinity;
+      let now = epochMs();
       for (let i = 0; i < n; i++) {
-        const l = loops[i] as RankLoop;
-        if (l.stopRequested()) stopped++;
-        const t = l.service(epochMs());
-        nextAt[i] = t;
+        let t = nextAt[i] as number;
+        if (t <= now || marked[i] === 1) {
+          marked[i] = 0;
+          if (t === Infinity) continue;
+          t = (loops[i] as RankLoop).service(now);
+          if (t === Infinity) stopped++;
+          nextAt[i] = t;
+          now = epochMs();
+        }
         if (t < earliest) earliest = t;
       }
       if (stopped === n) break;
-      const now = epochMs();
       if (earliest <= now) continue;
       let wakeAt = earliest;
       for (let i = 0; i < n; i++) {
@@ -124,7 +149,20 @@ export default function runRanks(task: ThreadTask): RankTaskResult {
   return { ranks: task.ranks.map((r) => r.rank), threadId };
 }
 
-function createRankLoop(task: RankTask, inboxScratch: Uint8Array): RankLoop {
+/** Buffers the ranks of one thread share (they run one at a time). */
+interface ThreadScratch {
+  readonly inboxScratch: Uint8Array;
+  /** Output record being built; grown by whichever rank needs more. */
+  out: Uint8Array;
+  outView: DataView;
+  /** Large add records in arrival order (any of the thread's ranks), and those read ahead of their marker, by request id. */
+  readonly largeInbox: SpscRing;
+  readonly stash: Map<number, Uint8Array>;
+  /** msgpack encoder of the ranks' event writers. */
+  readonly encoder: MsgpackWriter;
+}
+
+function createRankLoop(task: RankTask, shared: ThreadScratch): RankLoop {
   const ctl = new Int32Array(task.ctl);
   const counters = new Float64Array(task.counters);
   const layout = counterLayout(task.maxModelLen);
@@ -134,6 +172,7 @@ function createRankLoop(task: RankTask, inboxScratch: Uint8Array): RankLoop {
   const inbox = new SpscRing(task.inbox);
   const output = new SpscRing(task.output);
   const eventRing = new SpscRing(task.events);
+  const publisherBell = new Doorbell(task.publisherBell, task.rank);
   const writer = new RankEventWriter(eventRing, {
     workerId: BigInt(task.workerId),
     dpRank: task.dpRank,
@@ -143,27 +182,31 @@ function createRankLoop(task: RankTask, inboxScratch: Uint8Array): RankLoop {
     vllmBatches: task.vllmBatches,
     // In the coordinator's counters SAB: ids continue where a crashed thread stopped.
     idStore: { cells: counters, nextEventIdSlot: Scalar.nextKvEventId, counterIdSlot: Scalar.fpmCounterId },
+    // Rung per write call: a drain visits only rings that rang, also while a writer waits for room.
+    doorbell: publisherBell,
+    encoder: shared.encoder,
   });
-  return new RankLoop(task, ctl, counters, layout, engine, inbox, output, new Doorbell(task.outputBell), writer, eventRing, new Doorbell(task.publisherBell), inboxScratch);
+  return new RankLoop(task, ctl, counters, layout, engine, inbox, output, new Doorbell(task.outputBell, task.rank), writer, eventRing, shared);
 }
 
 /** Per-request timing kept by the rank for vLLM's latency histograms. */
 class RequestTimes {
   readonly slotById = new Map<number, number>();
   private freeSlots: number[] = [];
-  arrivalMs = new Float64Array(256);
-  scheduledMs = new Float64Array(256);
-  firstTokenMs = new Float64Array(256);
-  lastTokenMs = new Float64Array(256);
-  numGenerated = new Int32Array(256);
-  promptLen = new Int32Array(256);
-  maxTokens = new Int32Array(256);
+  // Small at first (an idle rank), doubled on demand.
+  arrivalMs = new Float64Array(8);
+  scheduledMs = new Float64Array(8);
+  firstTokenMs = new Float64Array(8);
+  lastTokenMs = new Float64Array(8);
+  numGenerated = new Int32Array(8);
+  promptLen = new Int32Array(8);
+  maxTokens = new Int32Array(8);
   /** `n` of the request (0: not observed, a later choice of a parallel-sampling group). */
-  paramsN = new Int32Array(256);
+  paramsN = new Int32Array(8);
   /** Prompt tokens served from the prefix cache at first admission (-1: not admitted yet). */
-  cachedTokens = new Int32Array(256);
+  cachedTokens = new Int32Array(8);
   /** 1: the request ends with finish_reason "stop" (INBOX_FLAG_STOP). */
-  stopAtEnd = new Uint8Array(256);
+  stopAtEnd = new Uint8Array(8);
   private next = 0;
 
   add(id: number, arrivalMs: number, promptLen: number, maxTokens: number, paramsN: number, stopAtEnd: boolean): void {
@@ -223,11 +266,8 @@ class RankLoop {
   private readonly times = new RequestTimes();
   private inboxScratch: Uint8Array;
   private inboxView: DataView;
-  private out: Uint8Array;
-  private outView: DataView;
   /** Rejections seen while draining the inbox, sent with the next output record. */
   private rejectedIds: number[] = [];
-  private lastFpmMs = epochMs();
   private lastLoadMs = 0;
   private lastLoadKey = -1;
   private readonly startMs = epochMs();
@@ -244,13 +284,10 @@ class RankLoop {
     private readonly outputBell: Doorbell,
     private readonly writer: RankEventWriter,
     private readonly eventRing: SpscRing,
-    private readonly publisherBell: Doorbell,
-    inboxScratch: Uint8Array,
+    private readonly shared: ThreadScratch,
   ) {
-    this.inboxScratch = inboxScratch;
-    this.inboxView = new DataView(inboxScratch.buffer, inboxScratch.byteOffset, inboxScratch.byteLength);
-    this.out = new Uint8Array(64 * 1024);
-    this.outView = new DataView(this.out.buffer);
+    this.inboxScratch = shared.inboxScratch;
+    this.inboxView = new DataView(this.inboxScratch.buffer, this.inboxScratch.byteOffset, this.inboxScratch.byteLength);
   }
 
   /** Pass in flight: its tokens are handed over at `deadline` (epoch ms). */
@@ -261,10 +298,10 @@ class RankLoop {
 
   begin(): void {
     const { engine, task } = this;
+    this.nextHeartbeatMs = onGrid(epochMs() + task.heartbeatMs);
     if (task.restarted) {
       engine.clearAll();
       this.publishEvents(epochMs());
-      this.publisherBell.ring();
     }
     Atomics.store(this.ctl, Ctl.state, RankState.running);
   }
@@ -297,14 +334,17 @@ class RankLoop {
     }
     this.updateGauges();
     this.maybePublishLoad(now);
-    if (now - this.lastFpmMs >= task.heartbeatMs) {
+    if (now >= this.nextHeartbeatMs) {
       this.writer.writeHeartbeat();
       this.c[Scalar.heartbeats] = (this.c[Scalar.heartbeats] as number) + 1;
-      this.publisherBell.ring();
-      this.lastFpmMs = now;
+      // Sent on a grid point (or just after): the next one is exactly one period later.
+      this.nextHeartbeatMs = onGrid(now + task.heartbeatMs - HEARTBEAT_GRID_MS / 2);
     }
-    return this.lastFpmMs + task.heartbeatMs;
+    return this.nextHeartbeatMs;
   }
+
+  /** When the next idle FPM heartbeat is due: heartbeatMs after the last FPM, rounded up to the grid. */
+  private nextHeartbeatMs = 0;
 
   private startPass(): void {
     const { engine, task } = this;
@@ -316,8 +356,7 @@ class RankLoop {
     // Visibility point of the vLLM flavour: KV events and FPM go out at pass start, before the wait.
     this.publishEvents(passStart);
     this.writer.writeFpm(res.fpm, modeledMs / 1000);
-    this.lastFpmMs = passStart;
-    this.publisherBell.ring();
+    this.nextHeartbeatMs = onGrid(passStart + task.heartbeatMs);
     this.passStart = passStart;
     this.deadline = passStart + modeledMs;
     this.waited = this.deadline > epochMs();
@@ -414,8 +453,12 @@ class RankLoop {
     for (;;) {
       const len = inbox.read(buf);
       if (len < 0) break;
-      const kind = view.getUint32(0, true);
+      let kind = view.getUint32(0, true);
       const id = view.getInt32(4, true);
+      if (kind === InboxKind.addLarge) {
+        this.takeLarge(id);
+        kind = InboxKind.add;
+      }
       if (kind === InboxKind.add) {
         const maxTokens = view.getInt32(8, true);
         const numTokens = view.getUint32(12, true);
@@ -439,6 +482,28 @@ class RankLoop {
     }
     const hw = inbox.highWaterBytes();
     if (hw > (c[Scalar.inboxRingHighWater] as number)) c[Scalar.inboxRingHighWater] = hw;
+  }
+
+  /**
+   * Put the large add record of request `id` in the inbox scratch: from the stash, or reading the
+   * thread's large inbox in order (stashing records of other ranks met on the way).
+   */
+  private takeLarge(id: number): void {
+    const { stash, largeInbox } = this.shared;
+    const buf = this.inboxScratch;
+    const kept = stash.get(id);
+    if (kept !== undefined) {
+      stash.delete(id);
+      buf.set(kept);
+      return;
+    }
+    for (;;) {
+      const len = largeInbox.read(buf);
+      if (len < 0) throw new Error(`rank ${this.task.rank}: marker for request ${id} but no record in the large inbox`);
+      const got = this.inboxView.getInt32(4, true);
+      if (got === id) return;
+      stash.set(got, buf.slice(0, len));
+    }
   }
 
   private publishEvents(nowMs: number): void {
@@ -480,11 +545,12 @@ class RankLoop {
   }
 
   private ensureOut(bytes: number): void {
-    if (bytes <= this.out.length) return;
-    let n = this.out.length;
+    const sh = this.shared;
+    if (bytes <= sh.out.length) return;
+    let n = sh.out.length;
     while (n < bytes) n *= 2;
-    this.out = new Uint8Array(n);
-    this.outView = new DataView(this.out.buffer);
+    sh.out = new Uint8Array(n);
+    sh.outView = new DataView(sh.out.buffer);
   }
 
   /** One output record: the pass's tokens, finishes, admissions, router feed, inbox rejections. */
@@ -501,7 +567,8 @@ class RankLoop {
     if (numTokens + numFinished + numAdmissions + nStored + nRemoved === 0 && !cleared) return;
     const bytes = OUTPUT_HEADER + 8 * (numTokens + numFinished + numAdmissions + nStored + nRemoved);
     this.ensureOut(bytes);
-    const v = this.outView;
+    const out = this.shared.out;
+    const v = this.shared.outView;
     v.setUint32(0, numTokens, true);
     v.setUint32(4, numFinished, true);
     v.setUint32(8, numAdmissions, true);
@@ -543,7 +610,7 @@ class RankLoop {
     this.feedRemovedLo.length = 0;
     this.feedCleared = false;
     // Tokens are never dropped: wait for the coordinator to make room (it drains every turn).
-    while (!this.output.writeBlocking(this.out, 0, o, 50)) {
+    while (!this.output.writeBlocking(out, 0, o, 50)) {
       if (Atomics.load(this.ctl, Ctl.stop) !== 0) return;
       this.outputBell.ring();
     }
@@ -572,7 +639,6 @@ class RankLoop {
     this.lastLoadKey = key;
     this.lastLoadMs = now;
     this.writer.writeLoad(e.numActiveBlocks, e.numActiveBlocks);
-    this.publisherBell.ring();
   }
 
   private maybeFault(): void {

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -63,3 +63,38 @@ export function cpuMs(pid: number): number {
   return ticks * 10;
 }
 
+
+/** CPU ms of each thread of a process (/proc/<pid>/task/<tid>/stat), by tid. */
+export function threadCpuMs(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), (Number(f[11]) + Number(f[12])) * 10);
+    } catch {
+      // the thread ended between readdir and read
+    }
+  }
+  return out;
+}
+
+/** Thread roles of a mockfleet serve from its mockfleet_thread_cpu_info series: tid -> main | publisher | ranks. */
+export function threadRoles(metricsText: string): Map<number, string> {
+  const roles = new Map<number, string>();
+  for (const m of metricsText.matchAll(/^mockfleet_thread_cpu_info\{[^}]*thread="([^"]+)",tid="(\d+)"/gm)) {
+    const name = m[1] as string;
+    roles.set(Number(m[2]), name === 'frontend' ? 'main' : name === 'publisher' ? 'publisher' : 'ranks');
+  }
+  return roles;
+}
+
+/** CPU ms per role between two threadCpuMs() readings (threads without a role count as other: GC helpers, libuv). */
+export function cpuByRole(before: Map<number, number>, after: Map<number, number>, roles: Map<number, string>): Record<string, number> {
+  const out: Record<string, number> = { main: 0, publisher: 0, ranks: 0, other: 0 };
+  for (const [tid, ms] of after) {
+    const role = roles.get(tid) ?? 'other';
+    out[role] = (out[role] ?? 0) + ms - (before.get(tid) ?? 0);
+  }
+  return out;
+}

@@ -86,9 +86,10 @@ export interface Backend {
    */
   submit(req: GenerateRequest, cb: GenerateCallbacks): GenerateHandle;
   /**
-   * Prometheus exposition text (OpenMetrics 1.0 when `openMetrics`); with workerIndex, only that
-   * worker's series, without worker_id.
+   * Prometheus exposition text (OpenMetrics 1.0 when `openMetrics`), or its UTF-8 bytes in
+   * consecutive chunks (sent as they are: a 4096-rank exposition is ~150 MiB, mostly kept from
+   * earlier scrapes); with workerIndex, only that worker's series, without worker_id.
    */
-  metrics(workerIndex?: number, openMetrics?: boolean): Promise<string>;
+  metrics(workerIndex?: number, openMetrics?: boolean): Promise<string | readonly Uint8Array[]>;
   readonly metricsContentType: string;
 }

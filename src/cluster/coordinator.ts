@@ -15,10 +15,12 @@ import { FinishReason } from '../engine/types.js';
 import { computeSequenceHashes } from '../engine/engine.js';
 import type { PerfProfileArrays as ProfileArrays } from '../engine/perf-model.js';
 import { SpscRing, Doorbell } from '../protocol/ring.js';
+import type { RingMemory } from '../protocol/ring.js';
 import {
   CTL_WORDS,
   Ctl,
-  EVENT_RING_BYTES,
+  INBOX_MARKER_BYTES,
+  INBOX_RING_BYTES,
   FaultKind,
   INBOX_ADD_HEADER,
   INBOX_FLAG_SEEDED,
@@ -30,7 +32,10 @@ import {
   OUTPUT_HEADER,
   OUTPUT_RING_BYTES,
   RankState,
-  inboxRingBytes,
+  eventRingBytes,
+  largeInboxRingBytes,
+  markThreadRank,
+  threadWakeBytes,
 } from '../protocol/rank-channel.js';
 import type { FaultName } from '../protocol/rank-channel.js';
 import { Scalar, counterLayout } from '../protocol/rank-counters.js';
@@ -102,6 +107,9 @@ interface RankThread {
   alive: boolean;
   /** Its ranks reached RankState.running at least once. */
   everRan: boolean;
+  /** Requests too big for a rank's own inbox (see largeInboxRingBytes). */
+  largeInboxSab: SharedArrayBuffer;
+  largeInbox: SpscRing;
 }
 
 interface RankSlot {
@@ -111,10 +119,10 @@ interface RankSlot {
   readonly workerId: bigint;
   readonly ctlSab: SharedArrayBuffer;
   readonly ctl: Int32Array;
-  readonly eventsSab: SharedArrayBuffer;
-  inboxSab: SharedArrayBuffer;
+  readonly eventsSab: RingMemory;
+  inboxSab: RingMemory;
   inbox: SpscRing;
-  outputSab: SharedArrayBuffer;
+  outputSab: RingMemory;
   output: SpscRing;
   inflight: number;
   restarts: number;
@@ -149,9 +157,12 @@ export class Coordinator implements Backend {
   readonly counters: Float64Array[];
   private readonly slots: RankSlot[] = [];
   private readonly pending = new Map<number, Pending>();
-  private readonly outputBellSab = Doorbell.allocate();
+  private readonly outputBellSab: SharedArrayBuffer;
   private readonly outputBell: Doorbell;
-  private readonly publisherBellSab = Doorbell.allocate();
+  private readonly publisherBellSab: SharedArrayBuffer;
+  /** Ranks whose output ring rang (drain scratch), and ranks holding aborts that did not fit their inbox. */
+  private readonly dirtyRanks: Int32Array;
+  private readonly abortBacklog = new Set<RankSlot>();
   private readonly router: Router;
   private readonly fleetMetrics: FleetMetrics;
   private pool: Piscina | null = null;
@@ -187,20 +198,34 @@ export class Coordinator implements Backend {
     this.numGpuBlocks = config.engineArgs.numGpuBlocks;
     this.maxModelLen = config.maxModelLen;
     this.layout = counterLayout(config.maxModelLen);
+    // Both bells track which rank rang, so a drain visits only those (O(busy ranks), not O(ranks)).
+    this.outputBellSab = Doorbell.allocate(this.numRanks);
+    this.publisherBellSab = Doorbell.allocate(this.numRanks);
     this.outputBell = new Doorbell(this.outputBellSab);
+    this.dirtyRanks = new Int32Array(this.numRanks);
     this.countersSab = [];
     this.counters = [];
-    const inboxBytes = inboxRingBytes(config.maxModelLen);
+    const eventBytes = eventRingBytes(config.engineArgs.maxNumBatchedTokens);
     this.inboxScratch = new Uint8Array(INBOX_ADD_HEADER + 4 * config.maxModelLen + 8);
     const vocab = config.generatedVocabulary;
     this.vocabularySab = vocab === undefined || vocab.length === 0 ? null : new SharedArrayBuffer(vocab.byteLength);
     if (this.vocabularySab !== null && vocab !== undefined) new Uint32Array(this.vocabularySab).set(vocab);
     this.inboxView = new DataView(this.inboxScratch.buffer);
+    // The rings of each thread's ranks share one SharedArrayBuffer (mapped lazily: an idle rank's
+    // rings cost the pages of their headers). A restarted rank gets rings of its own.
+    let rings: RingMemory[] = [];
     for (let r = 0; r < this.numRanks; r++) {
       const workerIndex = Math.floor(r / config.dataParallelSize);
       const ctlSab = new SharedArrayBuffer(CTL_WORDS * 4);
-      const inboxSab = SpscRing.allocate(inboxBytes);
-      const outputSab = SpscRing.allocate(OUTPUT_RING_BYTES);
+      if (r % config.ranksPerThread === 0) {
+        const n = Math.min(config.ranksPerThread, this.numRanks - r);
+        const sizes: number[] = [];
+        for (let k = 0; k < n; k++) sizes.push(INBOX_RING_BYTES, OUTPUT_RING_BYTES, eventBytes);
+        rings = SpscRing.allocateMany(sizes);
+      }
+      const k = 3 * (r % config.ranksPerThread);
+      const inboxSab = rings[k] as RingMemory;
+      const outputSab = rings[k + 1] as RingMemory;
       const countersSab = new SharedArrayBuffer(this.layout.floatsPerRank * 8);
       this.countersSab.push(countersSab);
       this.counters.push(new Float64Array(countersSab));
@@ -211,7 +236,7 @@ export class Coordinator implements Backend {
         workerId: workerIdFor(config.seed, workerIndex),
         ctlSab,
         ctl: new Int32Array(ctlSab),
-        eventsSab: SpscRing.allocate(EVENT_RING_BYTES),
+        eventsSab: rings[k + 2] as RingMemory,
         inboxSab,
         inbox: new SpscRing(inboxSab),
         outputSab,
@@ -223,10 +248,11 @@ export class Coordinator implements Backend {
       });
     }
     for (let t = 0; t * config.ranksPerThread < this.numRanks; t++) {
-      const wakeSab = new SharedArrayBuffer(8);
+      const wakeSab = new SharedArrayBuffer(threadWakeBytes(config.ranksPerThread));
       const ranks: number[] = [];
       for (let r = t * config.ranksPerThread; r < Math.min(this.numRanks, (t + 1) * config.ranksPerThread); r++) ranks.push(r);
-      this.threads.push({ index: t, ranks, wakeSab, wake: new Int32Array(wakeSab), alive: false, everRan: false });
+      const largeInboxSab = SpscRing.allocate(largeInboxRingBytes(config.maxModelLen));
+      this.threads.push({ index: t, ranks, wakeSab, wake: new Int32Array(wakeSab), alive: false, everRan: false, largeInboxSab, largeInbox: new SpscRing(largeInboxSab) });
     }
     const load: RankLoadView = {
       numRanks: this.numRanks,
@@ -300,12 +326,13 @@ export class Coordinator implements Backend {
 
   /** Resolves when every rank runs; rejects with the first rank's startup failure. */
   private async waitForRanks(): Promise<void> {
+    // Ranks come up roughly in order: resume from the first one not seen running (O(ranks) in all).
+    let next = 0;
     for (;;) {
       if (this.startupError !== null) throw this.startupError;
-      let all = true;
-      for (const slot of this.slots) if (Atomics.load(slot.ctl, Ctl.state) !== RankState.running) all = false;
-      if (all) return;
-      await new Promise((res) => setTimeout(res, 5));
+      while (next < this.slots.length && Atomics.load((this.slots[next] as RankSlot).ctl, Ctl.state) === RankState.running) next++;
+      if (next === this.slots.length) return;
+      await new Promise((res) => setTimeout(res, 10));
     }
   }
 
@@ -349,6 +376,7 @@ export class Coordinator implements Backend {
     const task: ThreadTask = {
       ranks,
       wake: thread.wakeSab,
+      largeInbox: thread.largeInboxSab,
       cpu: cfg.rankCpus === null ? null : (cfg.rankCpus[thread.index % cfg.rankCpus.length] as number),
     };
     thread.alive = true;
@@ -386,6 +414,7 @@ export class Coordinator implements Backend {
       }
       slot.inflight = 0;
       slot.pendingAborts.length = 0;
+      this.abortBacklog.delete(slot);
       this.router.onCleared(slot.rank);
       if (this.closing || this.closed) continue;
       slot.restarts++;
@@ -402,14 +431,15 @@ export class Coordinator implements Backend {
       slot.output = new SpscRing(slot.outputSab);
     }
     if (this.closing || this.closed) return;
+    thread.largeInboxSab = SpscRing.allocate(thread.largeInbox.capacity);
+    thread.largeInbox = new SpscRing(thread.largeInboxSab);
     this.launchThread(thread, true);
   }
 
-  /** Wake the thread that runs this rank (new inbox record, fault, stop). */
+  /** Wake the thread that runs this rank (new inbox record, fault, stop), marking the rank for service. */
   private wake(slot: RankSlot): void {
-    const w = (this.threads[slot.thread] as RankThread).wake;
-    Atomics.add(w, 0, 1);
-    Atomics.notify(w, 0);
+    const t = this.threads[slot.thread] as RankThread;
+    markThreadRank(t.wake, slot.rank - (t.ranks[0] as number));
   }
 
   isReady(): boolean {
@@ -479,8 +509,18 @@ export class Coordinator implements Backend {
     const paramsN = Math.min(INBOX_N_MAX, Math.max(0, req.paramsN ?? 1));
     v.setUint32(28, (req.seed === undefined ? 0 : INBOX_FLAG_SEEDED) | (req.stopAtEnd === true ? INBOX_FLAG_STOP : 0) | (paramsN << INBOX_N_SHIFT), true);
     new Uint32Array(this.inboxScratch.buffer, INBOX_ADD_HEADER, n).set(req.promptTokens);
-    if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_ADD_HEADER + 4 * n)) {
-      throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
+    const bytes = INBOX_ADD_HEADER + 4 * n;
+    if (bytes <= slot.inbox.maxRecordBytes) {
+      if (!slot.inbox.tryWrite(this.inboxScratch, 0, bytes)) throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
+    } else {
+      // The record goes to the thread's large inbox, then a marker in order in the rank's own;
+      // the marker's room is checked first (only this thread writes either ring).
+      const large = (this.threads[slot.thread] as RankThread).largeInbox;
+      if (slot.inbox.capacity - slot.inbox.usedBytes() < 4 + INBOX_MARKER_BYTES || !large.tryWrite(this.inboxScratch, 0, bytes)) {
+        throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
+      }
+      v.setUint32(0, InboxKind.addLarge, true);
+      if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_MARKER_BYTES)) throw new MockfleetError('MOCKFLEET_ERR_PROTOCOL', `rank ${rank} inbox lost room for a marker`);
     }
     this.wake(slot);
     slot.inflight++;
@@ -530,7 +570,10 @@ export class Coordinator implements Backend {
     if (p === undefined) return;
     this.pending.delete(id);
     const slot = this.slots[p.rank] as RankSlot;
-    if (!this.writeAbort(slot, id)) slot.pendingAborts.push(id);
+    if (slot.pendingAborts.length > 0 || !this.writeAbort(slot, id)) {
+      slot.pendingAborts.push(id);
+      this.abortBacklog.add(slot);
+    }
     this.finish(p, 'abort');
   }
 
@@ -558,15 +601,23 @@ export class Coordinator implements Backend {
     p.cb.onFinish(finish);
   }
 
-  /** Main-thread consumer of every rank's output ring. Yields a turn between drains so HTTP writes go out. */
+  /**
+   * Main-thread consumer of the output rings of the ranks that rang. Yields a turn between drains
+   * so HTTP writes go out.
+   */
   private async drainLoop(): Promise<void> {
+    const dirty = this.dirtyRanks;
     while (!this.closed) {
       let got = 0;
-      for (const slot of this.slots) {
-        got += this.drainRank(slot);
-        while (slot.pendingAborts.length > 0 && this.writeAbort(slot, slot.pendingAborts[0] as number)) slot.pendingAborts.shift();
+      const n = this.outputBell.takeDirty(dirty);
+      for (let i = 0; i < n; i++) got += this.drainRank(this.slots[dirty[i] as number] as RankSlot);
+      if (this.abortBacklog.size > 0) {
+        for (const slot of this.abortBacklog) {
+          while (slot.pendingAborts.length > 0 && this.writeAbort(slot, slot.pendingAborts[0] as number)) slot.pendingAborts.shift();
+          if (slot.pendingAborts.length === 0) this.abortBacklog.delete(slot);
+        }
       }
-      if (got === 0) await this.outputBell.wait(50);
+      if (got === 0) await this.outputBell.wait(this.abortBacklog.size > 0 ? 5 : 50);
       else await new Promise<void>((res) => setImmediate(res));
     }
   }
@@ -652,8 +703,13 @@ export class Coordinator implements Backend {
     this.wake(slot);
   }
 
-  metrics(workerIndex?: number, openMetrics?: boolean): Promise<string> {
+  metrics(workerIndex?: number, openMetrics?: boolean): Promise<Buffer[]> {
     return this.fleetMetrics.render(workerIndex, openMetrics === true);
+  }
+
+  /** Rank threads (ranks / --ranks-per-thread, rounded up). */
+  get numThreads(): number {
+    return this.threads.length;
   }
 
   /** Requests in flight (submitted, not finished). */

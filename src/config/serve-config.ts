@@ -7,6 +7,8 @@ import type { Options } from 'yargs';
 import { normalizeEngineArgs } from '../engine/args.js';
 import type { EngineArgs } from '../engine/types.js';
 import type { RouterPolicy } from '../router/types.js';
+import { availableParallelism } from 'node:os';
+import { autoRanksPerThread } from '../cluster/layout.js';
 import { InvalidConfigError } from '../util/errors.js';
 import { checkCpusAllowed, parseCpuList } from '../util/affinity.js';
 import { ENGINE_FLAG_OPTIONS } from './engine-flags.js';
@@ -27,7 +29,7 @@ export const SERVE_FLAG_OPTIONS = {
   'router-temperature': { type: 'number', default: 0, describe: 'kv router: 0 = lowest cost; > 0 = softmax sampling over normalised costs (seeded by --seed)', group: 'Fleet:' },
   'max-waiting': { type: 'number', default: 1000, describe: 'Waiting requests per rank before new ones get 429', group: 'Fleet:' },
   'worker-base-port': { type: 'number', describe: "Also serve worker i's own OpenAI API and /metrics on port P+i", group: 'Fleet:' },
-  'ranks-per-thread': { type: 'number', default: 1, describe: 'Ranks multiplexed on one thread (1 = one thread per rank); fewer threads start faster and share wake-ups', group: 'Placement:' },
+  'ranks-per-thread': { type: 'string', default: 'auto', describe: 'Ranks multiplexed on one thread: a number (1 = one thread per rank) or auto (one thread per rank up to 8 threads per core, then ranks spread over that many threads)', group: 'Placement:' },
   cpus: { type: 'string', describe: 'Pin rank threads round-robin over this CPU list (e.g. 0-1, 2,4-7)', group: 'Placement:' },
   'publisher-cpus': { type: 'string', describe: 'Pin the shared publisher thread to these CPUs', group: 'Placement:' },
   'frontend-cpus': { type: 'string', describe: 'Pin the main (HTTP) thread to these CPUs', group: 'Placement:' },
@@ -54,7 +56,7 @@ export interface ServeFlagValues extends EngineFlagValues {
   maxWaiting?: number | undefined;
   maxModelLen?: number | undefined;
   workerBasePort?: number | undefined;
-  ranksPerThread?: number | undefined;
+  ranksPerThread?: number | string | undefined;
   cpus?: string | undefined;
   publisherCpus?: string | undefined;
   frontendCpus?: string | undefined;
@@ -145,6 +147,14 @@ function oneOf<T extends string>(flag: string, v: string | undefined, options: r
   return x as T;
 }
 
+/** --ranks-per-thread: auto (default) or an integer in [1, 4096]. */
+function ranksPerThreadFlag(v: number | string | undefined, numRanks: number, rankCpus: readonly number[] | null): number {
+  if (v === undefined || v === 'auto') return autoRanksPerThread(numRanks, rankCpus === null ? availableParallelism() : rankCpus.length);
+  const n = typeof v === 'number' ? v : /^\d+$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 4096) throw new InvalidConfigError('--ranks-per-thread', `must be auto or an integer in [1, 4096], got ${String(v)}`);
+  return n;
+}
+
 export function normalizeServeConfig(f: ServeFlagValues): Readonly<ServeConfig> {
   const seed = intIn('seed', f.seed, 0, 0xffffffff, 0);
   const engineInput: Partial<{ -readonly [K in keyof EngineArgs]: EngineArgs[K] }> = { seed };
@@ -169,6 +179,7 @@ export function normalizeServeConfig(f: ServeFlagValues): Readonly<ServeConfig> 
     throw new InvalidConfigError('--nats', `expected a NATS URL like nats://127.0.0.1:4222, got "${nats}"`);
   }
   const speedupRatio = numIn('speedup-ratio', f.speedupRatio, 0, 1e12, 1);
+  const rankCpus = cpuFlag('cpus', f.cpus);
   const decodeSpeedupRatio = numIn('decode-speedup-ratio', f.decodeSpeedupRatio, 1e-9, 1e12, 1);
   const cfg: ServeConfig = {
     numWorkers,
@@ -183,8 +194,8 @@ export function normalizeServeConfig(f: ServeFlagValues): Readonly<ServeConfig> 
     maxWaiting: intIn('max-waiting', f.maxWaiting, 0, 1 << 24, 1000),
     maxModelLen,
     workerBasePort,
-    ranksPerThread: intIn('ranks-per-thread', f.ranksPerThread, 1, 4096, 1),
-    rankCpus: cpuFlag('cpus', f.cpus),
+    ranksPerThread: ranksPerThreadFlag(f.ranksPerThread, numWorkers * dataParallelSize, rankCpus),
+    rankCpus,
     publisherCpus: cpuFlag('publisher-cpus', f.publisherCpus),
     frontendCpus: cpuFlag('frontend-cpus', f.frontendCpus),
     natsUrl: nats,

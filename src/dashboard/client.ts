@@ -59,7 +59,7 @@ export const CLIENT_JS = String.raw`
   }
   function kvColor(kv) { return kvCache[Math.max(0, Math.min(100, Math.round(kv * 100)))]; }
 
-  var st = { init: null, fi: {}, hist: null, cap: 300, lastSeq: 0, tiles: [], hover: -1, tick: null, charts: [], cards: [], pub: {} };
+  var st = { dense: false, init: null, fi: {}, hist: null, cap: 300, lastSeq: 0, tiles: [], hover: -1, tick: null, charts: [], cards: [], pub: {} };
   window.mfDashboard = { ticks: 0, inits: 0, lastTick: null };
 
   // ---- cards ---------------------------------------------------------------------------------
@@ -114,6 +114,11 @@ export const CLIENT_JS = String.raw`
   function makeTile(rank) {
     var tile = el('div', 'db-tile');
     tile.setAttribute('data-rank', String(rank));
+    if (st.dense) {
+      // Thousands of ranks: a bare coloured cell (no text nodes); the tooltip has the numbers.
+      st.tiles[rank] = { el: tile, kv: null, qr: null, qw: null, rs: null, c: '', dark: false, k: -1, run: -1, wait: -1, rst: 0 };
+      return tile;
+    }
     var kvEl = el('span', 'kv', '0%');
     var qEl = el('span', 'q');
     var qr = document.createTextNode('0');
@@ -135,6 +140,8 @@ export const CLIENT_JS = String.raw`
     st.tiles = [];
     var compact = init.numRanks > 64;
     box.parentNode.classList.toggle('db-compact', compact);
+    st.dense = init.numRanks > 512;
+    box.parentNode.classList.toggle('db-dense', st.dense);
     var dp = init.dataParallelSize;
     var placement = init.placement.ranks;
     if (dp === 1) {
@@ -168,6 +175,10 @@ export const CLIENT_JS = String.raw`
       if (!x) continue;
       var kv = R.kv[r], col = kvColor(kv);
       if (x.c !== col.c) { x.el.style.backgroundColor = col.c; x.c = col.c; }
+      if (x.kv === null) {
+        if (x.rst !== R.rst[r]) { x.el.classList.toggle('restarted', R.rst[r] > 0); x.rst = R.rst[r]; }
+        continue;
+      }
       if (x.dark !== col.dark) { x.el.classList.toggle('dark', col.dark); x.dark = col.dark; }
       var k = Math.round(kv * 100);
       if (x.k !== k) { x.kv.textContent = k + '%'; x.k = k; }

@@ -56,6 +56,10 @@ const DASHBOARD_CSS = `
 .db-compact .db-tile .rs{min-width:9px;width:9px;height:9px;padding:0;right:-3px;bottom:-3px;font-size:0}
 .db-compact .db-worker{padding:4px 5px 5px}
 .db-compact .db-worker-label{font-size:10px;margin-bottom:3px}
+.db-dense .db-flat{grid-template-columns:repeat(auto-fill,9px)}
+.db-dense .db-tiles{gap:1px}
+.db-dense .db-tile{width:9px;height:9px;border-radius:1px;border:0;transition:none}
+.db-dense .db-tile.restarted{outline:1px solid ${PALETTE.bad};outline-offset:0}
 .db-tip{position:fixed;z-index:10;pointer-events:none;display:none;background:${PALETTE.header};color:${PALETTE.headerText};border-radius:8px;padding:8px 10px;font-size:12px;line-height:1.5;font-variant-numeric:tabular-nums;box-shadow:0 6px 20px rgba(16,24,40,.25);min-width:170px}
 .db-tip b{font-weight:650}
 .db-tip .k{color:#aab2c5;display:inline-block;min-width:86px}

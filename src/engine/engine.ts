@@ -222,8 +222,9 @@ export class Engine {
     this.rng = new Rng(this.args.seed);
     this.result = new StepResultBuffer(this.args.maxNumSeqs);
     this.running = new Int32Array(this.args.maxNumSeqs);
-    this.hitIds = new Int32Array(this.prefixCaching ? this.args.numGpuBlocks + 1 : 0);
-    this.growSlots(Math.min(this.args.maxNumSeqs, 1024) * 2);
+    this.hitIds = new Int32Array(this.prefixCaching ? 64 : 0);
+    // Grown ×2 on demand (addRequest): an idle rank keeps a few slots.
+    this.growSlots(16);
   }
 
   // ---------------------------------------------------------------- queries
@@ -457,7 +458,8 @@ export class Engine {
     const seqLens = this.slotSeqLen;
     const numBlocks = this.slotNumBlocks;
     const blocksBySlot = this.slotBlocks;
-    const full = this.pool.full;
+    // Re-read per use: the pool's arrays grow when the slow path below allocates a new block id.
+    const pool = this.pool;
     let budget = this.args.maxNumBatchedTokens;
     let fastN = 0;
     let fastKv = 0;
@@ -470,7 +472,7 @@ export class Engine {
       if (before === seqLen - 1 && before >= (promptLens[slot] as number)) {
         const nb = numBlocks[slot] as number;
         const cap = nb * bs;
-        if (seqLen < cap || (seqLen === cap && full[(blocksBySlot[slot] as Int32Array)[nb - 1] as number] === 1)) {
+        if (seqLen < cap || (seqLen === cap && pool.full[(blocksBySlot[slot] as Int32Array)[nb - 1] as number] === 1)) {
           // Not stamped: preemptAt() recognises inline-scheduled victims by their index.
           numComputed[slot] = seqLen;
           budget--;
@@ -555,6 +557,8 @@ export class Engine {
       const seqHi = this.slotSeqHi[slot] as Uint32Array;
       const seqLo = this.slotSeqLo[slot] as Uint32Array;
       const numFull = Math.floor(seqLen / bs);
+      // Sized to the longest prompt seen, not to the cache: an idle rank keeps it small.
+      if (this.hitIds.length < numFull + 1) this.hitIds = new Int32Array(Math.min(this.args.numGpuBlocks + 1, Math.max(numFull + 1, this.hitIds.length * 2)));
       const hitIds = this.hitIds;
       let warmed = 0;
       while (hits < numFull) {

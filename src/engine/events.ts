@@ -32,8 +32,9 @@ export class KvEventBuffer implements KvEventLog {
   constructor(blockSize: number, withTokens = true) {
     this.blockSize = blockSize;
     this.withTokens = withTokens;
-    const ev = 64;
-    const hs = 256;
+    // Small at first, doubled on demand: an idle rank should not hold a pass's worth of tokens.
+    const ev = 16;
+    const hs = 16;
     this.kind = new Uint8Array(ev);
     this.hasParent = new Uint8Array(ev);
     this.parentHi = new Uint32Array(ev);

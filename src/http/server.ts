@@ -374,7 +374,7 @@ class Frontend {
         // Like prometheus_client behind vLLM: OpenMetrics when the scraper's Accept asks for it.
         const openMetrics = /application\/openmetrics-text/i.test(headerString(req, 'accept') ?? '');
         this.backend.metrics(this.o.workerIndex, openMetrics).then(
-          (text) => res.writeHead(200, { 'content-type': openMetrics ? OPENMETRICS_CONTENT_TYPE : this.backend.metricsContentType }).end(text),
+          (body) => sendMetrics(res, openMetrics ? OPENMETRICS_CONTENT_TYPE : this.backend.metricsContentType, body),
           (err: unknown) => this.fail(res, err),
         );
         return;
@@ -668,4 +668,18 @@ export async function startHttpServer(backend: Backend, opts: HttpOptions): Prom
       return closing;
     },
   };
+}
+
+/** The exposition as one write, or its chunks corked into one writev. */
+function sendMetrics(res: ServerResponse, contentType: string, body: string | readonly Uint8Array[]): void {
+  if (typeof body === 'string') {
+    res.writeHead(200, { 'content-type': contentType }).end(body);
+    return;
+  }
+  let length = 0;
+  for (const chunk of body) length += chunk.byteLength;
+  res.writeHead(200, { 'content-type': contentType, 'content-length': length });
+  res.cork();
+  for (const chunk of body) res.write(chunk);
+  res.end();
 }

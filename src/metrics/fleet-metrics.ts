@@ -1,69 +1,122 @@
 /**
- * Prometheus exposition over the ranks' shared counters. prom-client formats and serves the
- * registry; each metric object reads the Float64Arrays at scrape time, so serving pays nothing
- * for metrics between scrapes. Names, types, labels and buckets follow vLLM
- * (vllm/v1/metrics/loggers.py): labels model_name + engine (dp rank) + worker_id (fleet view
- * only; a per-worker endpoint looks exactly like one vLLM server).
+ * Prometheus exposition over the ranks' shared counters, written by hand: each family reads the
+ * Float64Arrays at scrape time, so serving pays nothing for metrics between scrapes. Names,
+ * types, labels and buckets follow vLLM (vllm/v1/metrics/loggers.py): labels model_name + engine
+ * (dp rank) + worker_id (fleet view only; a per-worker endpoint looks exactly like one vLLM
+ * server). Output is the text format prom-client writes (HELP, TYPE, samples; labels in the
+ * order given, `le` last), but with each rank's label set and each bucket's `le` suffix
+ * rendered once, and each rank's histogram text kept as bytes until that histogram's count or
+ * sum moves: at 4096 ranks one scrape is ~1.3 M samples (~140 MiB), which prom-client's
+ * object-per-sample path formatted in tens of seconds; an idle fleet now costs a copy of the
+ * cached bytes plus the scalar lines (numbers in bench/README.md).
  */
-import promClient from 'prom-client';
 import type { Coordinator } from '../cluster/coordinator.js';
 import { Scalar } from '../protocol/rank-counters.js';
 import type { HistogramDef } from '../protocol/rank-counters.js';
 
 type Labels = Record<string, string | number>;
-interface Sample {
-  value: number;
-  labels: Labels;
-  metricName?: string;
-}
-interface MetricSnapshot {
-  name: string;
-  help: string;
-  type: 'counter' | 'gauge' | 'histogram';
-  values: Sample[];
-  aggregator: 'sum';
+
+interface Family {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'gauge' | 'histogram';
+  /** Appends this family's sample lines (text, or bytes kept from an earlier scrape). */
+  readonly write: (out: Array<string | Buffer>) => void;
 }
 
-/** The minimal shape prom-client's Registry needs from a metric. */
-class SabMetric {
-  readonly aggregator = 'sum';
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly type: 'counter' | 'gauge' | 'histogram',
-    private readonly collect: (out: Sample[]) => void,
-  ) {}
-  get(): MetricSnapshot {
-    const values: Sample[] = [];
-    this.collect(values);
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' };
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+/** `k="v",k2="v2"` for a label object, in key order. */
+function labelText(l: Labels): string {
+  let s = '';
+  for (const k of Object.keys(l)) s += `${s === '' ? '' : ','}${k}="${escapeLabel(String(l[k]))}"`;
+  return s;
+}
+
+/** Sample value as prom-client writes it. */
+function fmt(v: number): string {
+  if (Number.isNaN(v)) return 'Nan';
+  if (v === Infinity) return '+Inf';
+  if (v === -Infinity) return '-Inf';
+  return `${v}`;
+}
+
+/** The family registry of one view (fleet or one worker), in exposition order. */
+class Exposition {
+  private readonly families: Family[] = [];
+
+  registerMetric(f: Family): void {
+    // Counter samples are written under the family name; OpenMetrics needs it to end in _total.
+    if (f.type === 'counter' && !f.name.endsWith('_total')) throw new Error(`counter ${f.name} must end in _total`);
+    this.families.push(f);
   }
-  reset(): void {}
+
+  /**
+   * Prometheus text, or OpenMetrics 1.0 (as prom-client writes it: counter families named without
+   * `_total` in HELP/TYPE, samples unchanged, `# EOF` at the end).
+   */
+  metrics(openMetrics: boolean): Buffer[] {
+    const out: Array<string | Buffer> = [];
+    for (const f of this.families) {
+      const name = openMetrics && f.type === 'counter' ? f.name.slice(0, -'_total'.length) : f.name;
+      out.push(`# HELP ${name} ${escapeHelp(f.help)}\n# TYPE ${name} ${f.type}\n`);
+      f.write(out);
+    }
+    if (openMetrics) out.push('# EOF\n');
+    // Runs of text become one Buffer each; cached Buffers go out as they are (no copy of the whole).
+    const parts: Buffer[] = [];
+    let run: string[] = [];
+    for (const p of out) {
+      if (typeof p === 'string') run.push(p);
+      else {
+        if (run.length > 0) parts.push(Buffer.from(run.join(''), 'utf8'));
+        run = [];
+        parts.push(p);
+      }
+    }
+    if (run.length > 0) parts.push(Buffer.from(run.join(''), 'utf8'));
+    return parts;
+  }
+}
+
+/** A family whose samples are (labels, value) pairs computed at scrape time (info and publisher series). */
+function sampled(name: string, help: string, type: 'counter' | 'gauge', collect: (push: (value: number, labels: Labels) => void) => void): Family {
+  return {
+    name,
+    help,
+    type,
+    write: (out) => collect((value, labels) => out.push(`${name}{${labelText(labels)}} ${fmt(value)}\n`)),
+  };
 }
 
 /** Counter index meaning "always 1" in variants(). */
 const ONE = -2;
 
 export class FleetMetrics {
-  private readonly registries = new Map<number, promClient.Registry>();
+  private readonly registries = new Map<number, Exposition>();
 
   constructor(private readonly c: Coordinator) {}
 
   /** Prometheus text, or OpenMetrics 1.0 when `openMetrics` (the scraper's Accept asked for it). */
-  render(workerIndex?: number, openMetrics = false): Promise<string> {
-    const key = (workerIndex ?? -1) * 2 + (openMetrics ? 1 : 0);
+  render(workerIndex?: number, openMetrics = false): Promise<Buffer[]> {
+    const key = workerIndex ?? -1;
     let reg = this.registries.get(key);
     if (reg === undefined) {
       reg = this.build(workerIndex);
-      if (openMetrics) reg.setContentType(promClient.openMetricsContentType as never);
       this.registries.set(key, reg);
     }
-    return reg.metrics();
+    return Promise.resolve(reg.metrics(openMetrics));
   }
 
-  private build(workerIndex: number | undefined): promClient.Registry {
+  private build(workerIndex: number | undefined): Exposition {
     const c = this.c;
-    const reg = new promClient.Registry();
+    const reg = new Exposition();
     const ranks: number[] = [];
     for (let r = 0; r < c.numRanks; r++) {
       if (workerIndex === undefined || Math.floor(r / c.dataParallelSize) === workerIndex) ranks.push(r);
@@ -76,47 +129,79 @@ export class FleetMetrics {
       return l;
     });
     const f64 = (r: number): Float64Array => c.counters[r] as Float64Array;
+    /** `{labels}` of each rank, rendered once. */
+    const braced = labels.map((l) => `{${labelText(l)}}`);
 
     const scalar = (name: string, help: string, type: 'counter' | 'gauge', idx: number): void => {
-      reg.registerMetric(
-        new SabMetric(name, help, type, (out) => {
-          for (let i = 0; i < ranks.length; i++) out.push({ value: f64(ranks[i] as number)[idx] as number, labels: labels[i] as Labels });
-        }) as unknown as promClient.Metric,
-      );
+      const prefixes = braced.map((b) => `${name}${b} `);
+      reg.registerMetric({
+        name,
+        help,
+        type,
+        write: (out) => {
+          for (let i = 0; i < ranks.length; i++) out.push(`${prefixes[i] as string}${fmt(f64(ranks[i] as number)[idx] as number)}\n`);
+        },
+      });
     };
     /** One series per rank and per variant: variant label value -> counter index (-1 = always 0). */
     const variants = (name: string, help: string, type: 'counter' | 'gauge', label: string, byValue: ReadonlyArray<readonly [string, number]>): void => {
-      const variantLabels = labels.map((base) => byValue.map(([v]) => ({ ...base, [label]: v })));
-      reg.registerMetric(
-        new SabMetric(name, help, type, (out) => {
+      const prefixes = labels.map((base) => byValue.map(([v]) => `${name}{${labelText({ ...base, [label]: v })}} `));
+      reg.registerMetric({
+        name,
+        help,
+        type,
+        write: (out) => {
           for (let i = 0; i < ranks.length; i++) {
             const a = f64(ranks[i] as number);
-            const ls = variantLabels[i] as Labels[];
+            const ps = prefixes[i] as string[];
             for (let k = 0; k < byValue.length; k++) {
               const idx = (byValue[k] as readonly [string, number])[1];
-              out.push({ value: idx === ONE ? 1 : idx < 0 ? 0 : (a[idx] as number), labels: ls[k] as Labels });
+              out.push(`${ps[k] as string}${fmt(idx === ONE ? 1 : idx < 0 ? 0 : (a[idx] as number))}\n`);
             }
           }
-        }) as unknown as promClient.Metric,
-      );
+        },
+      });
     };
     const histogram = (h: HistogramDef): void => {
-      reg.registerMetric(
-        new SabMetric(h.name, h.help, 'histogram', (out) => {
+      const nb = h.buckets.length;
+      // Per rank: `name_bucket{labels,le="` once; per bucket: `x"} `.
+      const bucketPrefix = labels.map((l) => `${h.name}_bucket{${labelText(l)},le="`);
+      const leSuffix = [...h.buckets.map((b) => `${String(b)}"} `), '+Inf"} '];
+      const sumPrefix = braced.map((b) => `${h.name}_sum${b} `);
+      const countPrefix = braced.map((b) => `${h.name}_count${b} `);
+      // Every observation bumps count and sum, so unchanged (count, sum) = unchanged buckets.
+      const cached: Array<Buffer | null> = ranks.map(() => null);
+      const cachedCount = new Float64Array(ranks.length);
+      const cachedSum = new Float64Array(ranks.length);
+      reg.registerMetric({
+        name: h.name,
+        help: h.help,
+        type: 'histogram',
+        write: (out) => {
           for (let i = 0; i < ranks.length; i++) {
             const a = f64(ranks[i] as number);
-            const base = labels[i] as Labels;
-            let cum = 0;
-            for (let b = 0; b <= h.buckets.length; b++) {
-              cum += a[h.offset + b] as number;
-              const le = b === h.buckets.length ? '+Inf' : String(h.buckets[b]);
-              out.push({ metricName: `${h.name}_bucket`, value: cum, labels: { ...base, le } });
+            const sum = a[h.offset + nb + 1] as number;
+            const count = a[h.offset + nb + 2] as number;
+            const hit = cached[i];
+            if (hit !== null && hit !== undefined && cachedCount[i] === count && cachedSum[i] === sum) {
+              out.push(hit);
+              continue;
             }
-            out.push({ metricName: `${h.name}_sum`, value: a[h.offset + h.buckets.length + 1] as number, labels: base });
-            out.push({ metricName: `${h.name}_count`, value: a[h.offset + h.buckets.length + 2] as number, labels: base });
+            const bp = bucketPrefix[i] as string;
+            let cum = 0;
+            let text = '';
+            for (let b = 0; b <= nb; b++) {
+              cum += a[h.offset + b] as number;
+              text += `${bp}${leSuffix[b] as string}${fmt(cum)}\n`;
+            }
+            const bytes = Buffer.from(`${text}${sumPrefix[i] as string}${fmt(sum)}\n${countPrefix[i] as string}${fmt(count)}\n`, 'utf8');
+            cached[i] = bytes;
+            cachedCount[i] = count;
+            cachedSum[i] = sum;
+            out.push(bytes);
           }
-        }) as unknown as promClient.Metric,
-      );
+        },
+      });
     };
 
     scalar('vllm:num_requests_running', 'Number of requests in model execution batches.', 'gauge', Scalar.running);
@@ -146,14 +231,14 @@ export class FleetMetrics {
       sliding_window: 'None',
     };
     reg.registerMetric(
-      new SabMetric('vllm:cache_config_info', 'Information of the LLMEngine CacheConfig', 'gauge', (out) => {
+      sampled('vllm:cache_config_info', 'Information of the LLMEngine CacheConfig', 'gauge', (push) => {
         for (let i = 0; i < ranks.length; i++) {
           const l = labels[i] as Labels;
           const own: Labels = { ...cacheInfo, engine: l['engine'] as string };
           if (l['worker_id'] !== undefined) own['worker_id'] = l['worker_id'];
-          out.push({ value: 1, labels: own });
+          push(1, own);
         }
-      }) as unknown as promClient.Metric,
+      }),
     );
     scalar('vllm:prompt_tokens_total', 'Number of prefill tokens processed.', 'counter', Scalar.promptTokens);
     scalar('vllm:generation_tokens_total', 'Number of generation tokens processed.', 'counter', Scalar.generationTokens);
@@ -187,9 +272,8 @@ export class FleetMetrics {
       ['vllm:mm_cache_queries_total', 'Multi-modal cache queries, in terms of number of queried items.'],
       ['vllm:mm_cache_hits_total', 'Multi-modal cache hits, in terms of number of cached items.'],
     ] as const) {
-      reg.registerMetric(new SabMetric(name, help, 'counter', (out) => {
-        for (let i = 0; i < ranks.length; i++) out.push({ value: 0, labels: labels[i] as Labels });
-      }) as unknown as promClient.Metric);
+      const zeros = braced.map((b) => `${name}${b} 0\n`).join('');
+      reg.registerMetric({ name, help, type: 'counter', write: (out) => out.push(zeros) });
     }
     for (const h of c.layout.histograms) histogram(h);
 
@@ -205,47 +289,44 @@ export class FleetMetrics {
       ['events', Scalar.eventRingHighWater],
     ]);
     reg.registerMetric(
-      new SabMetric('mockfleet_thread_cpu_info', 'Thread placement: 1 per thread, labelled with its Linux TID and pinned CPU (none = not pinned).', 'gauge', (out) => {
+      sampled('mockfleet_thread_cpu_info', 'Thread placement: 1 per thread, labelled with its Linux TID and pinned CPU (none = not pinned).', 'gauge', (push) => {
         const now = c.ranks();
         for (let i = 0; i < ranks.length; i++) {
           const ri = now[ranks[i] as number];
-          out.push({
-            value: 1,
-            labels: { ...(labels[i] as Labels), thread: `rank${ranks[i] as number}`, tid: String(ri?.tid ?? 'unknown'), cpu: ri?.cpu === null || ri?.cpu === undefined ? 'none' : String(ri.cpu) },
-          });
+          push(1, { ...(labels[i] as Labels), thread: `rank${ranks[i] as number}`, tid: String(ri?.tid ?? 'unknown'), cpu: ri?.cpu === null || ri?.cpu === undefined ? 'none' : String(ri.cpu) });
         }
         const pub = c.publisherHandle();
         if (workerIndex === undefined) {
           const fcpus = c.config.frontendCpus;
-          out.push({ value: 1, labels: { model_name: c.modelName, thread: 'frontend', tid: String(process.pid), cpu: fcpus === null ? 'none' : fcpus.join(',') } });
+          push(1, { model_name: c.modelName, thread: 'frontend', tid: String(process.pid), cpu: fcpus === null ? 'none' : fcpus.join(',') });
         }
         if (workerIndex === undefined && pub !== null) {
           const cpus = c.config.publisherCpus;
-          out.push({ value: 1, labels: { model_name: c.modelName, thread: 'publisher', tid: String(pub.tid ?? 'unknown'), cpu: cpus === null ? 'none' : cpus.join(',') } });
+          push(1, { model_name: c.modelName, thread: 'publisher', tid: String(pub.tid ?? 'unknown'), cpu: cpus === null ? 'none' : cpus.join(',') });
         }
-      }) as unknown as promClient.Metric,
+      }),
     );
     if (workerIndex === undefined) {
       const pubCounter = (name: string, help: string, pick: (s: ReturnType<PublisherHandleLike['stats']>) => number, type: 'counter' | 'gauge' = 'counter'): void => {
         reg.registerMetric(
-          new SabMetric(name, help, type, (out) => {
+          sampled(name, help, type, (push) => {
             const pub = c.publisherHandle();
             if (pub === null) return;
-            out.push({ value: pick(pub.stats()), labels: { model_name: c.modelName } });
-          }) as unknown as promClient.Metric,
+            push(pick(pub.stats()), { model_name: c.modelName });
+          }),
         );
       };
       // transport="nats": the Dynamo event plane (NATS or the embedded sink); transport="zmq": vLLM
       // KV event batches on the per-rank PUB sockets (--kv-events-config).
       const byTransport = (name: string, help: string, nats: (s: ReturnType<PublisherHandleLike['stats']>) => number, zmq: (s: ReturnType<PublisherHandleLike['stats']>) => number): void => {
         reg.registerMetric(
-          new SabMetric(name, help, 'counter', (out) => {
+          sampled(name, help, 'counter', (push) => {
             const pub = c.publisherHandle();
             if (pub === null) return;
             const s = pub.stats();
-            out.push({ value: nats(s), labels: { model_name: c.modelName, transport: 'nats' } });
-            out.push({ value: zmq(s), labels: { model_name: c.modelName, transport: 'zmq' } });
-          }) as unknown as promClient.Metric,
+            push(nats(s), { model_name: c.modelName, transport: 'nats' });
+            push(zmq(s), { model_name: c.modelName, transport: 'zmq' });
+          }),
         );
       };
       byTransport('mockfleet_publisher_published_total', 'Messages the shared publisher sent.', (s) => s.published, (s) => s.zmq.published);

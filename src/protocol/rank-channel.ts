@@ -8,19 +8,52 @@
  *   STOP       main sets 1 to ask the rank to stop (its thread returns once all its ranks stopped)
  *   STATE      rank: 0 starting, 1 running, 2 stopped
  *   FAULT      main sets a FaultKind to make the rank fail on purpose (--enable-fault-injection)
- * After changing any of these or writing an inbox, main bumps and notifies the wake word of the
- * thread that runs the rank (ThreadTask.wake); that thread's only wait is on that word.
+ * After changing any of these or writing an inbox, main marks the rank in the wake word of the
+ * thread that runs it (ThreadTask.wake) and bumps and notifies that word; the thread's only wait
+ * is on it, and a wake-up services the marked ranks plus those whose deadline came.
+ *
+ * Thread wake word (Int32Array): [counter, unused, bitmap of the thread's ranks by local index].
  */
 
 export const Ctl = { stop: 0, state: 3, fault: 4 } as const;
 export const CTL_WORDS = 8;
+
+/** Bytes of a thread's wake word for this many ranks. */
+export function threadWakeBytes(ranksPerThread: number): number {
+  return 4 * (2 + Math.ceil(ranksPerThread / 32));
+}
+
+/** Main: mark the thread's local rank for service, then bump and notify the thread's wake word. */
+export function markThreadRank(wake: Int32Array, local: number): void {
+  Atomics.or(wake, 2 + (local >>> 5), 1 << (local & 31));
+  Atomics.add(wake, 0, 1);
+  Atomics.notify(wake, 0);
+}
+
+/** Rank thread: set marked[i] = 1 for every rank marked since the last call, clearing the marks. */
+export function takeThreadRanks(wake: Int32Array, marked: Uint8Array): void {
+  for (let w = 2; w < wake.length; w++) {
+    if (wake[w] === 0) continue;
+    let bits = Atomics.exchange(wake, w, 0);
+    while (bits !== 0) {
+      const low = bits & -bits;
+      marked[((w - 2) << 5) + 31 - Math.clz32(low)] = 1;
+      bits ^= low;
+    }
+  }
+}
 
 export const RankState = { starting: 0, running: 1, stopped: 2 } as const;
 
 export const FaultKind = { none: 0, throw: 1, exit: 2, oom: 3 } as const;
 export type FaultName = 'throw' | 'exit' | 'oom';
 
-export const InboxKind = { add: 1, abort: 2 } as const;
+/**
+ * addLarge: u32 kind | i32 requestId — the add record of that id waits in the thread's large
+ * inbox (a request too big for the rank's own compact inbox; see largeInboxRingBytes).
+ */
+export const InboxKind = { add: 1, abort: 2, addLarge: 3 } as const;
+export const INBOX_MARKER_BYTES = 8;
 
 /**
  * add:   u32 kind | i32 requestId | i32 maxTokens | u32 numTokens | f64 arrivalEpochMs
@@ -50,11 +83,24 @@ export const INBOX_ABORT_BYTES = 8;
  */
 export const OUTPUT_HEADER = 32;
 
-/** Ring sizes per rank. The inbox must hold one request of max-model-len tokens. */
-export function inboxRingBytes(maxModelLen: number): number {
+/**
+ * Ring sizes. Each rank has a compact inbox (64 KiB: requests up to ~16 K prompt tokens, aborts);
+ * each thread has one large inbox that holds one request of max-model-len tokens, shared by its
+ * ranks: a bigger request goes there and its rank gets an addLarge marker in its own inbox. So a
+ * rank costs 64 KiB of inbox instead of 4 MiB at the default max-model-len (the whole KV cache).
+ */
+export const INBOX_RING_BYTES = 1 << 16;
+export function largeInboxRingBytes(maxModelLen: number): number {
   // One max-length request must fit (record = 4-byte length + payload, padded to 4).
   const need = 4 + INBOX_ADD_HEADER + 4 * maxModelLen + 4;
-  return Math.max(1 << 20, 2 ** Math.ceil(Math.log2(need)));
+  return Math.max(1 << 16, 2 ** Math.ceil(Math.log2(need)));
 }
-export const OUTPUT_RING_BYTES = 1 << 20;
-export const EVENT_RING_BYTES = 1 << 20;
+/** A pass's output record is ~8 B per token/finish/admission/router hash: 256 KiB holds dozens of passes. */
+export const OUTPUT_RING_BYTES = 1 << 18;
+/**
+ * A pass's KV events are at most ~6 B per scheduled token (token ids in vLLM's layout) plus
+ * ~40 B per block; four full passes must fit so the publisher's ~1 ms drain never blocks a rank.
+ */
+export function eventRingBytes(maxNumBatchedTokens: number): number {
+  return Math.max(1 << 16, 2 ** Math.ceil(Math.log2(4 * 8 * maxNumBatchedTokens)));
+}

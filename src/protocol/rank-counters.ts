@@ -94,8 +94,19 @@ export interface CounterLayout {
   readonly histograms: readonly HistogramDef[];
 }
 
-/** Same layout on both sides: derived only from maxModelLen. */
+const layouts = new Map<number, CounterLayout>();
+
+/** Same layout on both sides: derived only from maxModelLen (built once per thread and length). */
 export function counterLayout(maxModelLen: number): CounterLayout {
+  let l = layouts.get(maxModelLen);
+  if (l === undefined) {
+    l = buildCounterLayout(maxModelLen);
+    layouts.set(maxModelLen, l);
+  }
+  return l;
+}
+
+function buildCounterLayout(maxModelLen: number): CounterLayout {
   let offset = SCALAR_COUNT;
   const histograms: HistogramDef[] = [];
   const def = (name: string, help: string, buckets: readonly number[]): HistogramDef => {

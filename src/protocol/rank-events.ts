@@ -51,6 +51,8 @@ export interface RankEventWriterOptions {
   doorbell?: Doorbell | null;
   /** Longest a write waits for ring space before dropping (default 20 ms). */
   blockTimeoutMs?: number;
+  /** Encoder to share with other writers used by the same thread one at a time (saves 8 KiB each). */
+  encoder?: MsgpackWriter;
 }
 
 export const DEFAULT_BLOCK_TIMEOUT_MS = 20;
@@ -81,7 +83,7 @@ export class RankEventWriter {
     }
     this.ring = ring;
     this.bell = opts.doorbell ?? null;
-    this.w = new MsgpackWriter(8192);
+    this.w = opts.encoder ?? new MsgpackWriter(8192);
     const { hi, lo } = splitU64(opts.workerId);
     this.workerHi = hi;
     this.workerLo = lo;

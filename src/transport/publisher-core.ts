@@ -20,7 +20,8 @@
  */
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { SpscRing } from '../protocol/ring.js';
+import { Doorbell, SpscRing } from '../protocol/ring.js';
+import type { RingMemory } from '../protocol/ring.js';
 import { TOPIC_COUNT, TOPIC_NAMES, TopicCode, buildSubject, endpointScoped } from '../protocol/topics.js';
 import type { DynamoWire, TopicName } from '../protocol/topics.js';
 import { envelopeTemplate, msgpackStr, splitU64 } from '../protocol/wire.js';
@@ -156,7 +157,9 @@ export class NatsSink implements PublisherSink {
 }
 
 export interface PublisherCoreOptions {
-  rings: readonly SharedArrayBuffer[];
+  rings: readonly RingMemory[];
+  /** The ranks' doorbell: when it tracks producers, a drain visits only the rings that rang. */
+  doorbell?: SharedArrayBuffer | undefined;
   /** publisher_id per rank; ranks sharing a worker id share its sequences. */
   rankWorkerIds: readonly bigint[];
   namespace: string;
@@ -190,6 +193,9 @@ const TWO32 = 4294967296;
 
 export class PublisherCore {
   private readonly rings: SpscRing[];
+  private readonly bell: Doorbell | null;
+  /** Rings that rang since the last drain (when the doorbell tracks producers). */
+  private readonly dirty: Int32Array;
   private readonly rankPublisher: Int32Array;
   private readonly pubHi: Uint32Array;
   private readonly pubLo: Uint32Array;
@@ -229,6 +235,9 @@ export class PublisherCore {
       throw new PublisherError(`${opts.rings.length} rings but ${opts.rankWorkerIds.length} worker ids`);
     }
     this.rings = opts.rings.map((s) => new SpscRing(s));
+    const bell = opts.doorbell === undefined ? null : new Doorbell(opts.doorbell);
+    this.bell = bell !== null && bell.tracksProducers ? bell : null;
+    this.dirty = new Int32Array(this.bell === null ? 0 : this.rings.length);
     const ids: bigint[] = [];
     this.rankPublisher = new Int32Array(opts.rankWorkerIds.length);
     for (let r = 0; r < opts.rankWorkerIds.length; r++) {
@@ -317,10 +326,14 @@ export class PublisherCore {
     const nowLo = now >>> 0;
     const headRoom = this.headRoom;
     let taken = 0;
-    for (let r = 0; r < this.rings.length; r++) {
+    const bell = this.bell;
+    const visits = bell === null ? this.rings.length : bell.takeDirty(this.dirty);
+    for (let v = 0; v < visits; v++) {
+      const r = bell === null ? v : this.dirty[v]!;
       const ring = this.rings[r]!;
       const pub = this.rankPublisher[r]!;
-      for (let k = 0; k < PER_RING_BATCH; k++) {
+      let k = 0;
+      for (; k < PER_RING_BATCH; k++) {
         let payloadAt = this.arenaPos + headRoom;
         let code = ring.readTagged(this.arena, payloadAt);
         if (code === -1) break;
@@ -369,6 +382,8 @@ export class PublisherCore {
         this.arenaPos = end;
         this.emit(code, arena.subarray(start, end));
       }
+      // Stopped at the batch limit: visit this ring again next pass.
+      if (k === PER_RING_BATCH && bell !== null) bell.markDirty(r);
       ring.commitReads();
     }
     if (this.eventsFile !== null) this.eventsFile.flush();

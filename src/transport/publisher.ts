@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { Doorbell } from '../protocol/ring.js';
 import type { ZmqPublishPlan } from '../config/kv-events-config.js';
+import type { RingMemory } from '../protocol/ring.js';
 import { buildSubject } from '../protocol/topics.js';
 import type { DynamoWire } from '../protocol/topics.js';
 import { InvalidConfigError, PublisherError } from '../util/errors.js';
@@ -22,7 +23,7 @@ export type { PublisherStats } from './stats.js';
 
 export interface PublisherOptions {
   /** One event ring per rank (SpscRing.allocate), in rank order. */
-  rings: SharedArrayBuffer[];
+  rings: RingMemory[];
   /** Doorbell every rank rings after writing (Doorbell.allocate). */
   doorbell: SharedArrayBuffer;
   /** publisher_id per rank (Dynamo worker id); equal ids share sequences. */
@@ -50,7 +51,7 @@ export interface PublisherOptions {
 
 /** workerData of workers/publisher-worker.ts. */
 export interface PublisherWorkerData {
-  rings: SharedArrayBuffer[];
+  rings: RingMemory[];
   doorbell: SharedArrayBuffer;
   stats: SharedArrayBuffer;
   rankWorkerIds: bigint[];

@@ -4,6 +4,7 @@
  * scrape). Rank-side drops live in each ring's header and are added on read.
  */
 import { SpscRing } from '../protocol/ring.js';
+import type { RingMemory } from '../protocol/ring.js';
 import { TOPIC_NAMES } from '../protocol/topics.js';
 import type { TopicName } from '../protocol/topics.js';
 
@@ -57,7 +58,7 @@ export class StatsReader {
   private readonly cells: BigInt64Array;
   private readonly rings: SpscRing[];
 
-  constructor(statsSab: SharedArrayBuffer, ringSabs: readonly SharedArrayBuffer[]) {
+  constructor(statsSab: SharedArrayBuffer, ringSabs: readonly RingMemory[]) {
     this.cells = new BigInt64Array(statsSab, 0, STAT_SLOTS);
     this.rings = ringSabs.map((s) => new SpscRing(s));
   }

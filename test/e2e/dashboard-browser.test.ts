@@ -156,6 +156,8 @@ test('dashboard - the page shows every rank live, moves under load and returns t
 for (const [workers, dp] of [
   [1, 1],
   [64, 4],
+  // Thousands of ranks: dense cells, still updated in place at 2 Hz without stalling the page.
+  [4096, 1],
 ] as const) {
   const ranks = workers * dp;
   test(`dashboard - with ${ranks === 1 ? 'one rank' : `${ranks} ranks`} the page renders every tile and updates it in place without errors`, { timeout: 120_000 }, async () => {
@@ -188,6 +190,17 @@ for (const [workers, dp] of [
         return n;
       });
       assert.equal(kept, ranks, 'ticks update the existing tile nodes instead of re-creating them');
+      assert.equal(await page.locator('.db-dense').count(), ranks > 512 ? 1 : 0, 'dense cells above 512 ranks');
+      if (ranks > 512) {
+        // No stall: the page answers at once and keeps taking ticks at 2 Hz.
+        const t0 = Date.now();
+        const before = await page.evaluate(() => window.mfDashboard.ticks);
+        assert.ok(Date.now() - t0 < 1000, `the page answered an evaluate in ${Date.now() - t0} ms`);
+        await page.waitForFunction((b) => window.mfDashboard.ticks >= b + 4, before, { timeout: 10_000 });
+        // Hovering a cell still shows that rank's numbers.
+        await page.locator('.db-tile[data-rank="4000"]').hover();
+        assert.match((await page.locator('#db-tip').textContent()) ?? '', /rank 4000/);
+      }
       assert.deepEqual(problems, []);
     } finally {
       if (browser !== null) await browser.close();

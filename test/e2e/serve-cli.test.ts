@@ -34,6 +34,7 @@ test('serve - bad flags print a message naming the flag and exit 2', async () =>
     [['serve', '--block-size', '-3'], /block-size/],
     [['serve', '--cpus', '4096'], /--cpus: CPU 4096 is not in this process's allowed set/],
     [['serve', '--router', 'nope'], /router/],
+    [['serve', '--ranks-per-thread', 'many'], /--ranks-per-thread: must be auto or an integer/],
     [['serve', '--bogus-flag'], /bogus-flag/],
     [['serve', '--config', '/nonexistent.yaml'], /--config: cannot read/],
   ] as const) {

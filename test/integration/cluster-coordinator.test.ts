@@ -201,6 +201,35 @@ test('cluster - several ranks per thread share one wait; a thread that dies rest
   }
 });
 
+test('cluster - requests too big for a rank inbox go through the thread large inbox, in order per rank', async () => {
+  // 20000-token prompts do not fit a rank's 64 KiB inbox; two ranks share one thread and its large inbox.
+  const c = await Coordinator.start(
+    config({
+      numWorkers: 2,
+      dataParallelSize: 1,
+      ranksPerThread: 2,
+      maxModelLen: 40000,
+      engineArgs: normalizeEngineArgs({ numGpuBlocks: 2048, blockSize: 64, maxNumSeqs: 8, maxNumBatchedTokens: 8192 }),
+    }),
+  );
+  try {
+    const big = (seed: number): number[] => Array.from({ length: 20000 }, (_, i) => ((i * 31 + seed) % 5000) + 1);
+    // Interleave small and large requests on both ranks, then abort one large request right away.
+    const runs = [generate(c, big(1), 3, 1), generate(c, [1, 2, 3], 2, 0), generate(c, big(2), 4, 0), generate(c, big(3), 2, 1)];
+    const aborted = generate(c, big(4), 50, 0);
+    aborted.abort();
+    const outs = await Promise.all(runs.map((r) => r.done));
+    assert.deepEqual(outs.map((o) => [o.finish.reason, o.tokens.length]), [['length', 3], ['length', 2], ['length', 4], ['length', 2]]);
+    assert.equal(outs[0]?.finish.promptTokens, 20000);
+    assert.equal((await aborted.done).finish.reason, 'abort');
+    await until(() => c.numPending === 0, 'all requests settled');
+    // The aborted request left no blocks behind on rank 0.
+    await until(() => (c.counters[0] as Float64Array)[Scalar.activeBlocks] === 0, 'rank 0 freed its blocks');
+  } finally {
+    await c.shutdown(0);
+  }
+});
+
 test('cluster - the kv router books each routed request (prefill tokens, blocks) until its finish', async () => {
   const c = await Coordinator.start(config({ router: 'kv', routerTemperature: 0 }));
   try {

@@ -5,7 +5,8 @@ import { parseCpuList, allowedCpus, checkCpusAllowed } from '../../src/util/affi
 import { InvalidConfigError } from '../../src/util/errors.js';
 import { counterLayout, observe, buckets125, histogramQuantile } from '../../src/protocol/rank-counters.js';
 import { workerIdFor } from '../../src/cluster/coordinator.js';
-import { inboxRingBytes } from '../../src/protocol/rank-channel.js';
+import { largeInboxRingBytes } from '../../src/protocol/rank-channel.js';
+import { autoRanksPerThread } from '../../src/cluster/layout.js';
 
 test('config - defaults give 8 workers x 1 rank, vLLM engine defaults and a whole-cache max-model-len', () => {
   const cfg = normalizeServeConfig({});
@@ -79,5 +80,20 @@ test('cluster - worker ids are deterministic, distinct and non-zero u64', () => 
   assert.equal(workerIdFor(0, 0), a);
   assert.notEqual(workerIdFor(1, 0), a);
   for (const id of [a, b]) assert.ok(id > 0n && id < 1n << 64n);
-  assert.ok(inboxRingBytes(16384 * 64) >= 4 * 16384 * 64 + 24);
+  assert.ok(largeInboxRingBytes(16384 * 64) >= 4 * 16384 * 64 + 24);
+});
+
+test('config - --ranks-per-thread auto keeps a thread per rank up to 8 threads per core, then spreads the ranks', () => {
+  assert.equal(autoRanksPerThread(16, 2), 1);
+  assert.equal(autoRanksPerThread(17, 2), 2);
+  assert.equal(autoRanksPerThread(4096, 2), 256);
+  assert.equal(autoRanksPerThread(4096, 4), 128);
+  assert.equal(autoRanksPerThread(1, 0), 1, 'never below one thread');
+  // --cpus decides the core count for auto; an explicit number wins.
+  assert.equal(normalizeServeConfig({ numWorkers: 64, cpus: String(allowedCpus()[0]) }).ranksPerThread, 8);
+  assert.equal(normalizeServeConfig({ numWorkers: 64, ranksPerThread: '3' }).ranksPerThread, 3);
+  assert.equal(normalizeServeConfig({ numWorkers: 64, ranksPerThread: 1 }).ranksPerThread, 1);
+  for (const bad of ['0', 'many', '1.5', '5000']) {
+    assert.throws(() => normalizeServeConfig({ ranksPerThread: bad }), (e: unknown) => e instanceof InvalidConfigError && /--ranks-per-thread/.test(e.message));
+  }
 });

@@ -108,3 +108,28 @@ test('kv block pool - checkInvariants detects a corrupted reference count', () =
   pool.refCount[a] = 0;
   assert.throws(() => pool.checkInvariants(), /active block 0 has refCount 0/);
 });
+
+test('kv block pool - memory follows use: an idle 16384-block pool holds a few KiB, grows with the ids used, and clear() gives it back', () => {
+  const pool = new BlockPool(16384, true, new KvEventRecorder(4));
+  const idle = pool.allocatedBytes;
+  assert.ok(idle < 8192, `idle pool holds ${idle} bytes`);
+  const ids: number[] = [];
+  for (let i = 0; i < 1000; i++) {
+    const id = pool.allocate();
+    pool.makeFull(id, i + 1, 0x9e3779b1 ^ i);
+    ids.push(id);
+  }
+  assert.deepEqual(ids.slice(0, 3), [0, 1, 2], 'ids still handed out lowest first');
+  const used = pool.allocatedBytes;
+  // 1000 blocks: arrays grown to 1024 ids (26 B each + links) and a table for 1000 entries (≤ 32 B each).
+  assert.ok(used > idle && used < 1024 * 34 + 2048 * 16 + 1024, `pool with 1000 full blocks holds ${used} bytes`);
+  for (const id of ids) pool.release(id);
+  pool.checkInvariants();
+  assert.equal(pool.numInactive, 1000);
+  assert.equal(pool.find(1, 0x9e3779b1), 0, 'cached blocks stay findable after the table grew');
+  pool.clear();
+  pool.checkInvariants();
+  assert.equal(pool.numFree, 16384);
+  assert.ok(pool.table.allocatedBytes <= 64 * 16, 'the hash table shrinks back on clear');
+  assert.deepEqual(pool.freeOrder().slice(0, 3), [0, 1, 2]);
+});

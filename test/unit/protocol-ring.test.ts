@@ -302,3 +302,35 @@ test('ring - two producer threads and one async consumer exchange 100k records e
   assert.ok(consumers[0]!.highWaterBytes() <= 1024);
   await Promise.all(workers.map((w) => w.terminate()));
 });
+
+test('ring - rings sliced from one SharedArrayBuffer are independent', () => {
+  const slices = SpscRing.allocateMany([64, 256, 64]);
+  assert.equal(new Set(slices.map((s) => s.sab)).size, 1, 'one SharedArrayBuffer');
+  const rings = slices.map((s) => new SpscRing(s));
+  assert.deepEqual(rings.map((r) => r.capacity), [64, 256, 64]);
+  const dst = new Uint8Array(256);
+  for (let i = 0; i < rings.length; i++) assert.ok((rings[i] as SpscRing).tryWrite(Uint8Array.of(i + 1, i + 1, i + 1), 0, 3));
+  // Fill the first ring to the brim: its neighbours' records stay intact.
+  while ((rings[0] as SpscRing).tryWrite(Uint8Array.of(9, 9, 9, 9), 0, 4));
+  for (let i = 2; i >= 0; i--) {
+    assert.equal((rings[i] as SpscRing).read(dst), 3);
+    assert.deepEqual([...dst.subarray(0, 3)], [i + 1, i + 1, i + 1]);
+  }
+  assert.throws(() => new SpscRing({ sab: slices[0]!.sab, offset: 8, bytes: 192 + 64 }), RangeError);
+});
+
+test('doorbell - a consumer learns exactly which producers rang, each once', () => {
+  const sab = Doorbell.allocate(70);
+  const consumer = new Doorbell(sab);
+  assert.ok(consumer.tracksProducers);
+  const out = new Int32Array(70);
+  assert.equal(consumer.takeDirty(out), 0);
+  for (const p of [69, 3, 31, 32, 3]) new Doorbell(sab, p).ring();
+  const n = consumer.takeDirty(out);
+  assert.deepEqual([...out.subarray(0, n)], [3, 31, 32, 69], 'ascending, no duplicates');
+  assert.equal(consumer.takeDirty(out), 0, 'taking clears the marks');
+  consumer.markDirty(5);
+  assert.deepEqual([...out.subarray(0, consumer.takeDirty(out))], [5]);
+  assert.throws(() => new Doorbell(sab, 96), RangeError, 'a producer outside the bitmap');
+  assert.equal(new Doorbell(Doorbell.allocate()).tracksProducers, false);
+});

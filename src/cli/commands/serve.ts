@@ -156,7 +156,7 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     pid: process.pid,
     placement,
   };
-  log(`mockfleet: ${coordinator.numRanks} ranks (${cfg.numWorkers} workers x ${cfg.dataParallelSize}) serving ${modelName} at ${mainUrl}`);
+  log(`mockfleet: ${coordinator.numRanks} ranks (${cfg.numWorkers} workers x ${cfg.dataParallelSize}) on ${coordinator.numThreads} rank threads (--ranks-per-thread ${cfg.ranksPerThread}) serving ${modelName} at ${mainUrl}`);
   announceReady(ready, typeof argv.readyFile === 'string' ? argv.readyFile : undefined);
   let closing: Promise<void> | null = null;
   return {

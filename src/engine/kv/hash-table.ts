@@ -1,32 +1,48 @@
 /**
  * Open-addressing hash table from a u64 sequence hash, carried as (hi, lo) u32 halves, to a
- * non-negative int32 value (a block id). Linear probing over one typed array allocated once, with
- * backward-shift deletion so there are no tombstones and lookups never degrade. Key halves and
- * value share a 16-byte entry so a probe touches one cache line.
+ * non-negative int32 value (a block id). Linear probing with backward-shift deletion so there
+ * are no tombstones and lookups never degrade. Key halves and value share a 16-byte entry so a
+ * probe touches one cache line.
  *
- *   entry:  0              1              2             capacity = power of two ≥ 2 × maxEntries
- *   cells [ v  hi  lo  - | -1  .  .  - | v  hi  lo  - ]  load factor ≤ 0.5, v = -1: empty
+ *   entry:  0              1              2             capacity = power of two ≥ 2 × entries
+ *   cells [ v+1 hi lo  - | 0   .  .   - | v+1 hi lo - ]  load factor ≤ 0.5, 0 = empty
  *
- * Keys are stored as int32 bit patterns (hi | 0, lo | 0).
+ * Values are stored + 1 so zeroed memory is an empty table: nothing is filled at construction.
+ * The table starts small and doubles (rehashing) as entries arrive, up to the capacity
+ * maxEntries needs, so memory follows the number of resident blocks (32 bytes per entry at the
+ * worst load). Keys are stored as int32 bit patterns (hi | 0, lo | 0).
  */
+/** Entries the table starts with (a power of two). */
+const INITIAL_CAPACITY = 64;
+
 export class BlockHashTable {
-  readonly capacity: number;
-  private readonly mask: number;
-  private readonly cells: Int32Array;
+  private cap: number;
+  private readonly maxCapacity: number;
+  private mask: number;
+  private cells: Int32Array;
   private count: number;
 
   constructor(maxEntries: number) {
-    let cap = 16;
-    while (cap < maxEntries * 2) cap *= 2;
-    this.capacity = cap;
-    this.mask = cap - 1;
-    this.cells = new Int32Array(cap * 4);
+    let max = INITIAL_CAPACITY;
+    while (max < maxEntries * 2) max *= 2;
+    this.maxCapacity = max;
+    this.cap = INITIAL_CAPACITY;
+    this.mask = this.cap - 1;
+    this.cells = new Int32Array(this.cap * 4);
     this.count = 0;
-    this.clear();
   }
 
   get size(): number {
     return this.count;
+  }
+
+  /** Entries the table has room for now (grows on demand). */
+  get capacity(): number {
+    return this.cap;
+  }
+
+  get allocatedBytes(): number {
+    return this.cells.byteLength;
   }
 
   private home(hi: number, lo: number): number {
@@ -44,8 +60,8 @@ export class BlockHashTable {
     for (;;) {
       const c = i << 2;
       const v = cells[c] as number;
-      if (v < 0) return -1;
-      if (cells[c + 2] === l && cells[c + 1] === h) return v;
+      if (v === 0) return -1;
+      if (cells[c + 2] === l && cells[c + 1] === h) return v - 1;
       i = (i + 1) & mask;
     }
   }
@@ -58,23 +74,24 @@ export class BlockHashTable {
   warm(hi: Uint32Array, lo: Uint32Array, from: number, to: number): number {
     const cells = this.cells;
     let acc = 0;
-    for (let b = from; b < to; b++) acc ^= cells[this.home(hi[b] as number, lo[b] as number) << 2] as number;
+    for (let b = from; b < to; b++) acc ^= (cells[this.home(hi[b] as number, lo[b] as number) << 2] as number) - 1;
     return acc;
   }
 
   /** The value in the key's home entry (whatever key it holds): a single read, for warming. */
   peek(hi: number, lo: number): number {
-    return this.cells[this.home(hi, lo) << 2] as number;
+    return (this.cells[this.home(hi, lo) << 2] as number) - 1;
   }
 
-  /** Insert a key that is not present. The caller guarantees capacity (≤ maxEntries entries). */
+  /** Insert a key that is not present. The caller guarantees at most maxEntries entries. */
   insert(hi: number, lo: number, v: number): void {
+    if ((this.count + 1) * 2 > this.cap && this.cap < this.maxCapacity) this.grow();
     const mask = this.mask;
     const cells = this.cells;
     let i = this.home(hi, lo);
-    while ((cells[i << 2] as number) >= 0) i = (i + 1) & mask;
+    while ((cells[i << 2] as number) !== 0) i = (i + 1) & mask;
     const c = i << 2;
-    cells[c] = v;
+    cells[c] = v + 1;
     cells[c + 1] = hi | 0;
     cells[c + 2] = lo | 0;
     this.count++;
@@ -90,11 +107,11 @@ export class BlockHashTable {
     for (;;) {
       const c = i << 2;
       const v = cells[c] as number;
-      if (v < 0) return -1;
+      if (v === 0) return -1;
       if (cells[c + 2] === l && cells[c + 1] === h) break;
       i = (i + 1) & mask;
     }
-    const removed = cells[i << 2] as number;
+    const removed = (cells[i << 2] as number) - 1;
     // Backward shift: pull later entries of the probe run into the hole when their home slot
     // does not lie cyclically in (hole, j].
     let hole = i;
@@ -103,7 +120,7 @@ export class BlockHashTable {
       j = (j + 1) & mask;
       const cj = j << 2;
       const v = cells[cj] as number;
-      if (v < 0) break;
+      if (v === 0) break;
       const kh = cells[cj + 1] as number;
       const kl = cells[cj + 2] as number;
       const home = this.home(kh, kl);
@@ -116,14 +133,42 @@ export class BlockHashTable {
         hole = j;
       }
     }
-    cells[hole << 2] = -1;
+    cells[hole << 2] = 0;
     this.count--;
     return removed;
   }
 
+  /** Empty the table and give back its memory (back to the initial size). */
   clear(): void {
-    const cells = this.cells;
-    for (let c = 0; c < cells.length; c += 4) cells[c] = -1;
+    if (this.cap !== INITIAL_CAPACITY) {
+      this.cap = INITIAL_CAPACITY;
+      this.mask = this.cap - 1;
+      this.cells = new Int32Array(this.cap * 4);
+    } else if (this.count > 0) {
+      this.cells.fill(0);
+    }
     this.count = 0;
+  }
+
+  /** Double the capacity and re-insert every entry. */
+  private grow(): void {
+    const old = this.cells;
+    this.cap *= 2;
+    this.mask = this.cap - 1;
+    const cells = new Int32Array(this.cap * 4);
+    const mask = this.mask;
+    for (let c = 0; c < old.length; c += 4) {
+      const v = old[c] as number;
+      if (v === 0) continue;
+      const kh = old[c + 1] as number;
+      const kl = old[c + 2] as number;
+      let i = this.home(kh, kl);
+      while ((cells[i << 2] as number) !== 0) i = (i + 1) & mask;
+      const d = i << 2;
+      cells[d] = v;
+      cells[d + 1] = kh;
+      cells[d + 2] = kl;
+    }
+    this.cells = cells;
   }
 }
