@@ -841,6 +841,10 @@ export class Engine {
     const tokensBySlot = this.slotTokens;
     const tokenRequestIds = r.tokenRequestIds;
     const tokenIds = r.tokenIds;
+    const seededBySlot = this.slotSeeded;
+    const seeds = this.slotSeed;
+    const promptLens = this.slotPromptLen;
+    const vocabulary = this.vocabulary;
     let numTokens = 0;
     let retired = 0;
     // Nothing below draws from the RNG except through these precomputed ids.
@@ -884,8 +888,8 @@ export class Engine {
         drawn++;
       }
       // A seeded request's token depends only on its seed and position (same output on any rank).
-      const tok = this.slotSeeded[slot] === 1
-        ? generatedTokenId(this.vocabulary, this.slotSeed[slot] as number, seqLen - (this.slotPromptLen[slot] as number))
+      const tok = seededBySlot[slot] === 1
+        ? generatedTokenId(vocabulary, seeds[slot] as number, seqLen - (promptLens[slot] as number))
         : tokenIds[numTokens] as number;
       tokenIds[numTokens] = tok;
       tokens[seqLen] = tok;

@@ -11,20 +11,33 @@ export const GEN_SALT_TOKEN = 0;
 export const GEN_SALT_EOS = 1;
 export const GEN_SALT_LOGPROB = 2;
 
-/** A 32-bit hash of (seed, index, salt) (murmur3 finalizer over a splitmix-style combination). */
-export function generatedHash(seed: number, index: number, salt: number): number {
+/** The hash as an int32 (stays a small integer in V8: no heap number, no float modulo). */
+function mix(seed: number, index: number, salt: number): number {
   let h = Math.imul((seed | 0) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul((index | 0) + 0x632be5ab, 0xc2b2ae35) ^ Math.imul(salt + 1, 0x27d4eb2f);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return h ^ (h >>> 16);
+}
+
+/** A 32-bit hash of (seed, index, salt) (murmur3 finalizer over a splitmix-style combination), in [0, 2^32). */
+export function generatedHash(seed: number, index: number, salt: number): number {
+  return mix(seed, index, salt) >>> 0;
+}
+
+/**
+ * Position in a vocabulary of `size` entries of the index-th generated token: the hash's top bits
+ * scaled to size (integer multiply-shift up to 65,536 entries).
+ */
+export function generatedTokenIndex(size: number, seed: number, index: number): number {
+  const h = mix(seed, index, GEN_SALT_TOKEN);
+  return size <= 65536 ? Math.imul(h >>> 16, size) >>> 16 : Math.floor(((h >>> 0) / 4294967296) * size);
 }
 
 /** The index-th generated token id (index 0 = first output token) of a request seeded with `seed`. */
 export function generatedTokenId(vocabulary: Uint32Array, seed: number, index: number): number {
-  return vocabulary[generatedHash(seed, index, GEN_SALT_TOKEN) % vocabulary.length] as number;
+  return vocabulary[generatedTokenIndex(vocabulary.length, seed, index)] as number;
 }
 
 /** Uniform in [0, 1) for (seed, index, salt). */

@@ -10,7 +10,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { GenerateCallbacks, GenerateFinish, GenerateHandle } from '../cluster/backend.js';
-import { GEN_SALT_TOKEN, generatedHash } from '../engine/generated-tokens.js';
+import { generatedHash, generatedTokenIndex } from '../engine/generated-tokens.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { HttpApiError } from '../util/errors.js';
 import { errorReply } from './errors.js';
@@ -234,7 +234,7 @@ function syntheticLogprobs(tokenizer: Tokenizer, vocabulary: Uint32Array, seed: 
   const want = Math.min(top, vocabulary.length);
   if (want === 0) return { logprob, top: entries };
   entries.push({ token: piece, logprob });
-  const chosenIdx = generatedHash(seed, k, GEN_SALT_TOKEN) % vocabulary.length;
+  const chosenIdx = generatedTokenIndex(vocabulary.length, seed, k);
   let lp = logprob;
   for (let j = 1; j < want; j++) {
     lp -= 0.05 + 2 * (generatedHash(seed, k, LOGPROB_SALT_BASE + j) / 4294967296);

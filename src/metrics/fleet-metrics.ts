@@ -230,16 +230,15 @@ export class FleetMetrics {
       prefix_caching_hash_algo: 'xxhash',
       sliding_window: 'None',
     };
-    reg.registerMetric(
-      sampled('vllm:cache_config_info', 'Information of the LLMEngine CacheConfig', 'gauge', (push) => {
-        for (let i = 0; i < ranks.length; i++) {
-          const l = labels[i] as Labels;
-          const own: Labels = { ...cacheInfo, engine: l['engine'] as string };
-          if (l['worker_id'] !== undefined) own['worker_id'] = l['worker_id'];
-          push(1, own);
-        }
-      }),
-    );
+    // Static: rendered once (18 labels × thousands of ranks was a large part of a scrape).
+    const cacheInfoLines = labels
+      .map((l) => {
+        const own: Labels = { ...cacheInfo, engine: l['engine'] as string };
+        if (l['worker_id'] !== undefined) own['worker_id'] = l['worker_id'];
+        return `vllm:cache_config_info{${labelText(own)}} 1\n`;
+      })
+      .join('');
+    reg.registerMetric({ name: 'vllm:cache_config_info', help: 'Information of the LLMEngine CacheConfig', type: 'gauge', write: (out) => out.push(cacheInfoLines) });
     scalar('vllm:prompt_tokens_total', 'Number of prefill tokens processed.', 'counter', Scalar.promptTokens);
     scalar('vllm:generation_tokens_total', 'Number of generation tokens processed.', 'counter', Scalar.generationTokens);
     scalar('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.', 'counter', Scalar.preemptions);
@@ -288,24 +287,38 @@ export class FleetMetrics {
       ['output', Scalar.outputRingHighWater],
       ['events', Scalar.eventRingHighWater],
     ]);
-    reg.registerMetric(
-      sampled('mockfleet_thread_cpu_info', 'Thread placement: 1 per thread, labelled with its Linux TID and pinned CPU (none = not pinned).', 'gauge', (push) => {
-        const now = c.ranks();
+    const placementLine: Array<string | undefined> = ranks.map(() => undefined);
+    const placementTid = new Float64Array(ranks.length);
+    const placementCpu = new Float64Array(ranks.length);
+    const threadInfo = 'mockfleet_thread_cpu_info';
+    reg.registerMetric({
+      name: threadInfo,
+      help: 'Thread placement: 1 per thread, labelled with its Linux TID and pinned CPU (none = not pinned).',
+      type: 'gauge',
+      write: (out) => {
+        // A rank's line changes only when its thread is replaced (new TID) or pinned elsewhere.
         for (let i = 0; i < ranks.length; i++) {
-          const ri = now[ranks[i] as number];
-          push(1, { ...(labels[i] as Labels), thread: `rank${ranks[i] as number}`, tid: String(ri?.tid ?? 'unknown'), cpu: ri?.cpu === null || ri?.cpu === undefined ? 'none' : String(ri.cpu) });
+          const a = f64(ranks[i] as number);
+          const tid = a[Scalar.tid] as number;
+          const cpu = a[Scalar.cpu] as number;
+          if (placementLine[i] === undefined || placementTid[i] !== tid || placementCpu[i] !== cpu) {
+            placementTid[i] = tid;
+            placementCpu[i] = cpu;
+            placementLine[i] = `mockfleet_thread_cpu_info{${labelText({ ...(labels[i] as Labels), thread: `rank${ranks[i] as number}`, tid: tid > 0 ? String(tid) : 'unknown', cpu: cpu >= 0 ? String(cpu) : 'none' })}} 1\n`;
+          }
+          out.push(placementLine[i] as string);
         }
         const pub = c.publisherHandle();
         if (workerIndex === undefined) {
           const fcpus = c.config.frontendCpus;
-          push(1, { model_name: c.modelName, thread: 'frontend', tid: String(process.pid), cpu: fcpus === null ? 'none' : fcpus.join(',') });
+          out.push(`${threadInfo}{${labelText({ model_name: c.modelName, thread: 'frontend', tid: String(process.pid), cpu: fcpus === null ? 'none' : fcpus.join(',') })}} 1\n`);
         }
         if (workerIndex === undefined && pub !== null) {
           const cpus = c.config.publisherCpus;
-          push(1, { model_name: c.modelName, thread: 'publisher', tid: String(pub.tid ?? 'unknown'), cpu: cpus === null ? 'none' : cpus.join(',') });
+          out.push(`${threadInfo}{${labelText({ model_name: c.modelName, thread: 'publisher', tid: String(pub.tid ?? 'unknown'), cpu: cpus === null ? 'none' : cpus.join(',') })}} 1\n`);
         }
-      }),
-    );
+      },
+    });
     if (workerIndex === undefined) {
       const pubCounter = (name: string, help: string, pick: (s: ReturnType<PublisherHandleLike['stats']>) => number, type: 'counter' | 'gauge' = 'counter'): void => {
         reg.registerMetric(

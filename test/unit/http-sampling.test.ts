@@ -54,11 +54,18 @@ test('http sampling - the same seed gives the same text and token ids on differe
 
 test('http sampling - a stop string cuts the text where it starts, ends the engine request there, and reports stop_reason', async () => {
   const full = (await completion({ prompt: 'x', max_tokens: 60, seed: 7 })).choices[0]?.text ?? '';
-  const pieces = full.split(' ').slice(1);
-  // A word that first occurs at token index >= 10: the stop string " <word>" is forced to occur.
+  const pieces = full.split(' ').slice(1).map((w) => ` ${w}`);
+  const offsets: number[] = [];
+  let at = 0;
+  for (const p of pieces) {
+    offsets.push(at);
+    at += p.length;
+  }
+  // A token at index >= 10 whose text first occurs in the output right there (not inside an
+  // earlier, longer word): the stop string is forced to occur, completed by token k.
   let k = 10;
-  while (pieces.indexOf(pieces[k] as string) !== k) k++;
-  const stopWord = ` ${pieces[k] as string}`;
+  while (full.indexOf(pieces[k] as string) !== offsets[k]) k++;
+  const stopWord = pieces[k] as string;
   const cut = full.indexOf(stopWord);
   const stopped = await completion({ prompt: 'x', max_tokens: 60, seed: 7, stop: [stopWord, 'never-occurs'] });
   const ch = stopped.choices[0];
