@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * mockfleet command line: serve | bench | replay | trace stats.
+ * mockfleet command line: serve | worker | bench | replay | trace stats.
  * Usage errors (bad flags, bad input files) print a message and exit 2; other failures exit 1.
  */
 import { readFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { serveCommand } from './commands/serve.js';
 import { benchCommand } from './commands/bench.js';
 import { replayCommand } from './commands/replay.js';
 import { traceCommand } from './commands/trace.js';
+import { workerCommand } from './commands/worker.js';
 import { InvalidConfigError, MockfleetError } from '../util/errors.js';
 import { exitCodeFor } from './exit.js';
 import { ignoreUnknownEnvFlags } from './env.js';
@@ -44,10 +45,11 @@ async function main(): Promise<void> {
     .command(benchCommand)
     .command(replayCommand)
     .command(traceCommand)
+    .command(workerCommand)
     .config('config', 'YAML or JSON file whose keys are flag names (flags and MOCKFLEET_* env override it)', loadConfigFile)
     .env('MOCKFLEET')
     .middleware(ignoreUnknownEnvFlags(process.env, hideBin(process.argv), (line) => process.stderr.write(`${line}\n`)) as unknown as MiddlewareFunction, true)
-    .demandCommand(1, 'name a command: serve, bench, replay or trace')
+    .demandCommand(1, 'name a command: serve, worker, bench, replay or trace')
     .strict()
     .recommendCommands()
     .help()

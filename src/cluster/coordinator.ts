@@ -88,6 +88,8 @@ export interface ClusterConfig {
   readonly rankHeapMb: number;
   /** Token ids seeded requests generate (Tokenizer.generationVocabulary()); default: the engine's. */
   readonly generatedVocabulary?: Uint32Array | undefined;
+  /** One 64-bit id per worker (fleet mode picks fleet-unique ids); default workerIdFor(seed, i). */
+  readonly workerIds?: readonly bigint[] | undefined;
 }
 
 interface Pending {
@@ -233,7 +235,7 @@ export class Coordinator implements Backend {
         rank: r,
         workerIndex,
         dpRank: r % config.dataParallelSize,
-        workerId: workerIdFor(config.seed, workerIndex),
+        workerId: config.workerIds?.[workerIndex] ?? workerIdFor(config.seed, workerIndex),
         ctlSab,
         ctl: new Int32Array(ctlSab),
         eventsSab: rings[k + 2] as RingMemory,

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { Coordinator } from '../../cluster/coordinator.js';
+import type { ClusterConfig } from '../../cluster/coordinator.js';
 import { SERVE_FLAG_OPTIONS, normalizeServeConfig, DEFAULT_MODEL_NAME } from '../../config/serve-config.js';
 import type { ServeConfig, ServeFlagValues } from '../../config/serve-config.js';
 import { loadPerfProfile } from '../../perf/profile-loader.js';
@@ -15,8 +16,10 @@ import { currentTid, pinCurrentThread } from '../../util/affinity.js';
 import { InvalidRequestError, MockfleetError } from '../../util/errors.js';
 import { DashboardService } from '../../dashboard/service.js';
 import { planZmqEndpoints } from '../../config/kv-events-config.js';
+import type { ZmqPublishPlan } from '../../config/kv-events-config.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../../http/options.js';
 import { READY_FLAGS, announceReady } from '../ready.js';
+import { FLEET_FLAGS, startFleetServe } from './serve-fleet.js';
 
 type ServeArgs = ServeFlagValues & { model?: string | undefined } & Record<string, unknown>;
 
@@ -59,18 +62,24 @@ function adminRoute(coordinator: Coordinator, cfg: ServeConfig): (req: IncomingM
   };
 }
 
-export async function startServe(argv: ServeArgs, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<ServeHandle> {
-  const cfg = normalizeServeConfig(argv);
-  const httpBase = await httpOptionsFromArgv(argv);
-  const modelName = httpBase.servedModelNames?.[0] ?? DEFAULT_MODEL_NAME;
-  const profile = cfg.plannerProfileData === null ? null : loadPerfProfile(cfg.plannerProfileData);
+/** Each rank's ZMQ sockets for --kv-events-config (null when vLLM would not publish), checked against the HTTP ports. */
+export function zmqPlanFromServe(cfg: ServeConfig, httpBase: { host?: string | undefined; port?: number | undefined }): ZmqPublishPlan | null {
   const httpPort = httpBase.port ?? DEFAULT_PORT;
-  const zmq = planZmqEndpoints(cfg.kvEventsConfig, cfg.numWorkers * cfg.dataParallelSize, httpBase.host ?? DEFAULT_HOST, [
+  return planZmqEndpoints(cfg.kvEventsConfig, cfg.numWorkers * cfg.dataParallelSize, httpBase.host ?? DEFAULT_HOST, [
     { flag: '--port', from: httpPort, to: httpPort },
     ...(cfg.workerBasePort === null ? [] : [{ flag: '--worker-base-port', from: cfg.workerBasePort, to: cfg.workerBasePort + cfg.numWorkers - 1 }]),
   ]);
+}
 
-  const coordinator = await Coordinator.start({
+/** The coordinator configuration `serve` (and `worker`, the fleet frontend) build from their flags. */
+export function clusterConfigFromServe(
+  cfg: ServeConfig,
+  modelName: string,
+  profile: ClusterConfig['profile'],
+  generatedVocabulary: Uint32Array | undefined,
+  zmq: ZmqPublishPlan | null = null,
+): ClusterConfig {
+  return {
     modelName,
     numWorkers: cfg.numWorkers,
     dataParallelSize: cfg.dataParallelSize,
@@ -100,8 +109,18 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     heartbeatMs: 1000,
     rankHeapMb: cfg.rankHeapMb,
     // Ranks generate from the tokenizer's round-tripping words, so clients re-tokenise exactly.
-    generatedVocabulary: httpBase.tokenizer?.generationVocabulary(),
-  });
+    generatedVocabulary,
+  };
+}
+
+export async function startServe(argv: ServeArgs, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<ServeHandle> {
+  const cfg = normalizeServeConfig(argv);
+  const httpBase = await httpOptionsFromArgv(argv);
+  const modelName = httpBase.servedModelNames?.[0] ?? DEFAULT_MODEL_NAME;
+  const profile = cfg.plannerProfileData === null ? null : loadPerfProfile(cfg.plannerProfileData);
+  const zmq = zmqPlanFromServe(cfg, httpBase);
+
+  const coordinator = await Coordinator.start(clusterConfigFromServe(cfg, modelName, profile, httpBase.tokenizer?.generationVocabulary(), zmq));
   // Threads inherit their creator's affinity: pin the main thread only after the rank and
   // publisher threads exist, so --frontend-cpus does not leak into them.
   if (cfg.frontendCpus !== null) {
@@ -180,9 +199,9 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
 export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve',
   describe: 'Run a simulated fleet behind an OpenAI-compatible API',
-  builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS, ...READY_FLAGS }) as unknown as Argv<ServeArgs>,
+  builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS, ...READY_FLAGS, ...FLEET_FLAGS }) as unknown as Argv<ServeArgs>,
   handler: async (argv: ArgumentsCamelCase<ServeArgs>) => {
-    const handle = await startServe(argv);
+    const handle = argv['fleet'] !== undefined ? await startFleetServe(argv) : await startServe(argv);
     let signals = 0;
     const stop = (sig: string): void => {
       signals++;
