@@ -8,9 +8,11 @@
  * rendered once, and each rank's histogram text kept as bytes until that histogram's count or
  * sum moves: at 4096 ranks one scrape is ~1.3 M samples (~140 MiB), which prom-client's
  * object-per-sample path formatted in tens of seconds; an idle fleet now costs a copy of the
- * cached bytes plus the scalar lines (numbers in bench/README.md).
+ * cached bytes plus the scalar lines (numbers in bench/README.md). prom-client still collects and
+ * formats the process's own series (`processMetrics`), which are few.
  */
 import type { Coordinator } from '../cluster/coordinator.js';
+import { Registry, collectDefaultMetrics } from 'prom-client';
 import { Scalar } from '../protocol/rank-counters.js';
 import type { HistogramDef } from '../protocol/rank-counters.js';
 
@@ -59,7 +61,7 @@ class Exposition {
 
   /**
    * Prometheus text, or OpenMetrics 1.0 (as prom-client writes it: counter families named without
-   * `_total` in HELP/TYPE, samples unchanged, `# EOF` at the end).
+   * `_total` in HELP/TYPE, samples unchanged; the caller ends the document with `# EOF`).
    */
   metrics(openMetrics: boolean): Buffer[] {
     const out: Array<string | Buffer> = [];
@@ -68,7 +70,6 @@ class Exposition {
       out.push(`# HELP ${name} ${escapeHelp(f.help)}\n# TYPE ${name} ${f.type}\n`);
       f.write(out);
     }
-    if (openMetrics) out.push('# EOF\n');
     // Runs of text become one Buffer each; cached Buffers go out as they are (no copy of the whole).
     const parts: Buffer[] = [];
     let run: string[] = [];
@@ -95,6 +96,32 @@ function sampled(name: string, help: string, type: 'counter' | 'gauge', collect:
   };
 }
 
+/**
+ * The serving process's own series (`process_*` CPU, memory, file descriptors and start time,
+ * `nodejs_*` heap, event-loop lag and GC), which vLLM's /metrics carries too (prometheus_client's
+ * default process collector) and which dashboards use for the server itself. prom-client collects
+ * and formats them at scrape time; they are few, so its object-per-sample path costs nothing here.
+ * One registry per format: OpenMetrics ends its document with `# EOF`, which is also the end of
+ * ours.
+ */
+let processRegistries: { text: Registry; openMetrics: Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE> } | null = null;
+
+function processMetrics(openMetrics: boolean): Promise<string> {
+  if (processRegistries === null) {
+    const text = new Registry();
+    const om = new Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>();
+    om.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+    for (const r of [text, om]) {
+      collectDefaultMetrics({ register: r });
+      // Gauges named `*_total` (promtool: "non-counter metrics should not have _total suffix"); the
+      // per-type nodejs_active_{handles,requests,resources} gauges beside them carry the same counts.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) r.removeSingleMetric(name);
+    }
+    processRegistries = { text, openMetrics: om };
+  }
+  return openMetrics ? processRegistries.openMetrics.metrics() : processRegistries.text.metrics();
+}
+
 /** Counter index meaning "always 1" in variants(). */
 const ONE = -2;
 
@@ -104,14 +131,16 @@ export class FleetMetrics {
   constructor(private readonly c: Coordinator) {}
 
   /** Prometheus text, or OpenMetrics 1.0 when `openMetrics` (the scraper's Accept asked for it). */
-  render(workerIndex?: number, openMetrics = false): Promise<Buffer[]> {
+  async render(workerIndex?: number, openMetrics = false): Promise<Buffer[]> {
     const key = workerIndex ?? -1;
     let reg = this.registries.get(key);
     if (reg === undefined) {
       reg = this.build(workerIndex);
       this.registries.set(key, reg);
     }
-    return Promise.resolve(reg.metrics(openMetrics));
+    const parts = reg.metrics(openMetrics);
+    parts.push(Buffer.from(await processMetrics(openMetrics), 'utf8'));
+    return parts;
   }
 
   private build(workerIndex: number | undefined): Exposition {

@@ -186,6 +186,9 @@ test('serve - NATS events, Prometheus metrics and pinned ranks end to end', asyn
     assert.match(metrics, /^vllm:request_success_total\{[^}]*finished_reason="length"\} \d+$/m);
     assert.match(metrics, /^vllm:time_to_first_token_seconds_bucket\{[^}]*le="\+Inf"\} \d+$/m);
     assert.match(metrics, /^mockfleet_publisher_published_total\{[^}]*\} [1-9]\d*$/m);
+    // The serving process's own series, as vLLM's prometheus_client exposes them.
+    assert.match(metrics, /^process_resident_memory_bytes [1-9]\d*$/m);
+    assert.match(metrics, /^process_start_time_seconds \d+$/m);
     assert.deepEqual(promtoolProblems(metrics), []);
     const success = [...metrics.matchAll(/^vllm:request_success_total\{[^}]*finished_reason="length"\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
     assert.equal(success, 42);
