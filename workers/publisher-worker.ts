@@ -10,6 +10,7 @@ import { Doorbell } from '../src/protocol/ring.js';
 import { EventsFileWriter } from '../src/transport/events-file.js';
 import { EmbeddedSink, NatsSink, PublisherCore } from '../src/transport/publisher-core.js';
 import type { PublisherSink } from '../src/transport/publisher-core.js';
+import { ZmqKvPublisher } from '../src/transport/zmq-publisher.js';
 import type { MainToPublisher, PublisherToMain, PublisherWorkerData } from '../src/transport/publisher.js';
 import { Stat } from '../src/transport/stats.js';
 import { MockfleetError } from '../src/util/errors.js';
@@ -85,6 +86,8 @@ async function main(): Promise<void> {
   } else {
     sink = new EmbeddedSink();
   }
+  // Bind every ZMQ socket before reporting ready: a port in use fails the start (exit 2).
+  const zmq = d.zmq === null ? null : await ZmqKvPublisher.open(d.zmq, (err) => post({ type: 'warning', message: `ZMQ: ${err.message}` }));
   const eventsFile = d.eventsFile !== null ? new EventsFileWriter(d.eventsFile) : null;
   core = new PublisherCore({
     rings: d.rings,
@@ -92,6 +95,10 @@ async function main(): Promise<void> {
     rankWorkerIds: d.rankWorkerIds,
     namespace: d.namespace,
     component: d.component,
+    endpoint: d.endpoint,
+    dynamoWire: d.dynamoWire,
+    zmq,
+    natsVllm: d.natsVllm,
     sink,
     stats: d.stats,
     eventsFile,
@@ -150,6 +157,12 @@ async function main(): Promise<void> {
   }
   core.dropBuffered();
   await sink.close(Math.max(1, deadline - performance.now()));
+  if (zmq !== null) {
+    // Let the last sends settle (their promises count them), then close the sockets.
+    await yieldToLoop();
+    core.storeStats();
+    zmq.close();
+  }
   if (eventsFile !== null) eventsFile.close();
   core.storeStats();
   post({ type: 'closed' });

@@ -48,6 +48,9 @@ export interface RankTask {
   publisherBell: SharedArrayBuffer;
   kvEventsFormat: 'dynamo' | 'vllm' | 'both';
   vllmEncoding: 'array' | 'map';
+  dynamoWire: 'current' | 'legacy';
+  /** vLLM KVEventBatch records for the ZMQ publisher, whatever kvEventsFormat says. */
+  vllmBatches: boolean;
   /** Forward stored/removed hashes to the coordinator (kv router). */
   routerFeed: boolean;
   /** A replacement after a crash: announce an empty cache (AllBlocksCleared). */
@@ -175,6 +178,10 @@ function createRankLoop(task: RankTask, shared: ThreadScratch): RankLoop {
     dpRank: task.dpRank,
     kvEventsFormat: task.kvEventsFormat,
     vllmEncoding: task.vllmEncoding,
+    dynamoWire: task.dynamoWire,
+    vllmBatches: task.vllmBatches,
+    // In the coordinator's counters SAB: ids continue where a crashed thread stopped.
+    idStore: { cells: counters, nextEventIdSlot: Scalar.nextKvEventId, counterIdSlot: Scalar.fpmCounterId },
     // Rung per write call: a drain visits only rings that rang, also while a writer waits for room.
     doorbell: publisherBell,
     encoder: shared.encoder,
@@ -631,8 +638,7 @@ class RankLoop {
     if (!due && (key === this.lastLoadKey || now - this.lastLoadMs < LOAD_DEBOUNCE_MS)) return;
     this.lastLoadKey = key;
     this.lastLoadMs = now;
-    const queuedPrefill = e.hasWork() && this.lastResult !== null ? this.lastResult.fpm.sumQueuedPrefillTokens : 0;
-    this.writer.writeLoad(e.numActiveBlocks, queuedPrefill, e.numActiveBlocks);
+    this.writer.writeLoad(e.numActiveBlocks, e.numActiveBlocks);
   }
 
   private maybeFault(): void {

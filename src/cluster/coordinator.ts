@@ -41,6 +41,8 @@ import type { FaultName } from '../protocol/rank-channel.js';
 import { Scalar, counterLayout } from '../protocol/rank-counters.js';
 import type { CounterLayout } from '../protocol/rank-counters.js';
 import { startPublisher } from '../transport/publisher.js';
+import type { ZmqPublishPlan } from '../config/kv-events-config.js';
+import type { DynamoWire } from '../protocol/topics.js';
 import type { PublisherHandle } from '../transport/publisher.js';
 import { createRouter } from '../router/index.js';
 import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
@@ -67,6 +69,12 @@ export interface ClusterConfig {
   readonly component: string;
   readonly kvEventsFormat: 'dynamo' | 'vllm' | 'both';
   readonly vllmEventEncoding: 'array' | 'map';
+  /** Dynamo endpoint of endpoint-scoped subjects (default "generate"). */
+  readonly endpoint?: string;
+  /** Dynamo payloads and subjects (default current). */
+  readonly dynamoWire?: DynamoWire;
+  /** vLLM KV events over ZMQ, one PUB (+ replay ROUTER) per rank; null = off. */
+  readonly zmq?: ZmqPublishPlan | null;
   readonly eventsFile: string | null;
   /** Rank threads are pinned round-robin over these CPUs (one CPU per thread), or null = not pinned. */
   readonly rankCpus: readonly number[] | null;
@@ -281,6 +289,10 @@ export class Coordinator implements Backend {
       natsUrl: cfg.natsUrl,
       namespace: cfg.namespace,
       component: cfg.component,
+      endpoint: cfg.endpoint ?? 'generate',
+      dynamoWire: cfg.dynamoWire ?? 'current',
+      zmq: cfg.zmq ?? null,
+      natsVllm: cfg.kvEventsFormat !== 'dynamo',
       eventsFile: cfg.eventsFile,
       cpus: cfg.publisherCpus === null ? null : [...cfg.publisherCpus],
     });
@@ -351,6 +363,8 @@ export class Coordinator implements Backend {
       publisherBell: this.publisherBellSab,
       kvEventsFormat: cfg.kvEventsFormat,
       vllmEncoding: cfg.vllmEventEncoding,
+      dynamoWire: cfg.dynamoWire ?? 'current',
+      vllmBatches: (cfg.zmq ?? null) !== null,
       routerFeed: cfg.router === 'kv',
       restarted,
       generatedVocabulary: this.vocabularySab,

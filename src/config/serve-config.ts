@@ -12,6 +12,9 @@ import { autoRanksPerThread } from '../cluster/layout.js';
 import { InvalidConfigError } from '../util/errors.js';
 import { checkCpusAllowed, parseCpuList } from '../util/affinity.js';
 import { ENGINE_FLAG_OPTIONS } from './engine-flags.js';
+import { parseKvEventsConfig } from './kv-events-config.js';
+import type { KvEventsConfig } from './kv-events-config.js';
+import type { DynamoWire } from '../protocol/topics.js';
 import type { EngineFlagValues } from './engine-flags.js';
 
 export const DEFAULT_MODEL_NAME = 'mockfleet/mock-llm';
@@ -34,7 +37,10 @@ export const SERVE_FLAG_OPTIONS = {
   namespace: { type: 'string', default: 'dynamo', describe: 'Dynamo namespace in subjects', group: 'Events:' },
   component: { type: 'string', default: 'backend', describe: 'Dynamo component in subjects', group: 'Events:' },
   'kv-events-format': { type: 'string', default: 'dynamo', choices: ['dynamo', 'vllm', 'both'], describe: 'KV event payloads: Dynamo RouterEvent, vLLM KVEventBatch, or both', group: 'Events:' },
-  'vllm-event-encoding': { type: 'string', default: 'array', choices: ['array', 'map'], describe: 'msgpack layout of vLLM KVEventBatch payloads', group: 'Events:' },
+  'vllm-event-encoding': { type: 'string', default: 'map', choices: ['array', 'map'], describe: 'vLLM KVEventBatch events: map = vLLM >= 0.24 (tagged maps), array = vLLM <= 0.23 (positional)', group: 'Events:' },
+  'kv-events-config': { type: 'string', describe: 'vLLM KV events over ZMQ, vLLM\'s JSON: {"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557","replay_endpoint":"tcp://*:5657"}; rank r binds port + r', group: 'Events:' },
+  endpoint: { type: 'string', default: 'generate', describe: 'Dynamo endpoint in endpoint-scoped subjects (namespace.NS.component.C.endpoint.EP.TOPIC)', group: 'Events:' },
+  'dynamo-wire': { type: 'string', default: 'current', choices: ['current', 'legacy'], describe: 'current = Dynamo routers since July 2026 (batched kv-events, endpoint-scoped feeds); legacy = one RouterEvent per message, component-scoped', group: 'Events:' },
   'events-file': { type: 'string', describe: 'Also write every published message as a JSON line to this file', group: 'Events:' },
   'drain-timeout': { type: 'number', default: 10, describe: 'Seconds to let in-flight requests finish on SIGTERM/SIGINT', group: 'Server:' },
   'enable-fault-injection': { type: 'boolean', default: false, describe: 'Enable POST /admin/fault to crash a rank on purpose', group: 'Server:' },
@@ -59,6 +65,9 @@ export interface ServeFlagValues extends EngineFlagValues {
   component?: string | undefined;
   kvEventsFormat?: string | undefined;
   vllmEventEncoding?: string | undefined;
+  kvEventsConfig?: string | undefined;
+  endpoint?: string | undefined;
+  dynamoWire?: string | undefined;
   eventsFile?: string | undefined;
   drainTimeout?: number | undefined;
   enableFaultInjection?: boolean | undefined;
@@ -87,6 +96,10 @@ export interface ServeConfig {
   readonly component: string;
   readonly kvEventsFormat: 'dynamo' | 'vllm' | 'both';
   readonly vllmEventEncoding: 'array' | 'map';
+  /** --kv-events-config, parsed (endpoints are resolved per rank at start, see kv-events-config.ts). */
+  readonly kvEventsConfig: KvEventsConfig | null;
+  readonly endpoint: string;
+  readonly dynamoWire: DynamoWire;
   readonly eventsFile: string | null;
   readonly drainTimeoutMs: number;
   readonly enableFaultInjection: boolean;
@@ -189,7 +202,10 @@ export function normalizeServeConfig(f: ServeFlagValues): Readonly<ServeConfig> 
     namespace: subjectToken('namespace', f.namespace, 'dynamo'),
     component: subjectToken('component', f.component, 'backend'),
     kvEventsFormat: oneOf('kv-events-format', f.kvEventsFormat, ['dynamo', 'vllm', 'both'] as const, 'dynamo'),
-    vllmEventEncoding: oneOf('vllm-event-encoding', f.vllmEventEncoding, ['array', 'map'] as const, 'array'),
+    vllmEventEncoding: oneOf('vllm-event-encoding', f.vllmEventEncoding, ['array', 'map'] as const, 'map'),
+    kvEventsConfig: parseKvEventsConfig(f.kvEventsConfig === undefined ? undefined : String(f.kvEventsConfig)),
+    endpoint: subjectToken('endpoint', f.endpoint, 'generate'),
+    dynamoWire: oneOf('dynamo-wire', f.dynamoWire, ['current', 'legacy'] as const, 'current'),
     eventsFile: f.eventsFile === undefined || f.eventsFile === '' ? null : String(f.eventsFile),
     drainTimeoutMs: numIn('drain-timeout', f.drainTimeout, 0, 86400, 10) * 1000,
     enableFaultInjection: f.enableFaultInjection === true,

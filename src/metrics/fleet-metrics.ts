@@ -358,9 +358,22 @@ export class FleetMetrics {
           }),
         );
       };
-      pubCounter('mockfleet_publisher_published_total', 'Messages the shared publisher sent (NATS or embedded sink).', (s) => s.published);
-      pubCounter('mockfleet_publisher_dropped_total', 'Messages the shared publisher could not deliver (counted, never silent).', (s) => s.dropped);
-      pubCounter('mockfleet_publisher_bytes_total', 'Payload bytes the shared publisher sent.', (s) => s.bytes);
+      // transport="nats": the Dynamo event plane (NATS or the embedded sink); transport="zmq": vLLM
+      // KV event batches on the per-rank PUB sockets (--kv-events-config).
+      const byTransport = (name: string, help: string, nats: (s: ReturnType<PublisherHandleLike['stats']>) => number, zmq: (s: ReturnType<PublisherHandleLike['stats']>) => number): void => {
+        reg.registerMetric(
+          sampled(name, help, 'counter', (push) => {
+            const pub = c.publisherHandle();
+            if (pub === null) return;
+            const s = pub.stats();
+            push(nats(s), { model_name: c.modelName, transport: 'nats' });
+            push(zmq(s), { model_name: c.modelName, transport: 'zmq' });
+          }),
+        );
+      };
+      byTransport('mockfleet_publisher_published_total', 'Messages the shared publisher sent.', (s) => s.published, (s) => s.zmq.published);
+      byTransport('mockfleet_publisher_dropped_total', 'Messages the shared publisher could not deliver (counted, never silent).', (s) => s.dropped, (s) => s.zmq.dropped);
+      byTransport('mockfleet_publisher_bytes_total', 'Payload bytes the shared publisher sent.', (s) => s.bytes, (s) => s.zmq.bytes);
       pubCounter('mockfleet_publisher_nats_connected', '1 when the publisher is connected to NATS.', (s) => (s.natsConnected ? 1 : 0), 'gauge');
     }
     return reg;
@@ -368,5 +381,5 @@ export class FleetMetrics {
 }
 
 interface PublisherHandleLike {
-  stats(): { published: number; dropped: number; bytes: number; natsConnected: boolean };
+  stats(): { published: number; dropped: number; bytes: number; natsConnected: boolean; zmq: { published: number; dropped: number; bytes: number } };
 }

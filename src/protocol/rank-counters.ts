@@ -38,8 +38,11 @@ export const Scalar = {
   promptTokensCached: 26,
   promptTokensRecomputed: 27,
   successStop: 28,
+  /** Next KV event id / last FPM counter_id of the rank: kept here so a restart continues them. */
+  nextKvEventId: 29,
+  fpmCounterId: 30,
 } as const;
-const SCALAR_COUNT = 29;
+const SCALAR_COUNT = 31;
 
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
 const ITL_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];

@@ -5,8 +5,14 @@
  *   ring record = [topic code (1 B) | msgpack payload]
  *
  * The publisher adds the envelope, the per-publisher sequence and the subject; the rank only
- * stamps what upstream stamps per rank: event ids (from the engine's log), the FPM counter_id
- * (per rank, first message 1) and dp_rank.
+ * stamps what upstream stamps per rank: event ids, the FPM counter_id (per rank, first message 1)
+ * and dp_rank.
+ *
+ * Ids outlive the rank thread: the next event id and the last counter_id live in `idStore`
+ * (a Float64Array over the coordinator's per-rank counters SAB), updated before a record is
+ * written. A restarted rank's writer continues from there, so its AllBlocksCleared and
+ * everything after carry ids above every id the crashed thread used — Dynamo's router
+ * (RankState::observe_live_event) drops a Cleared whose id is not above the last applied one.
  *
  * Ring full: the writer sleeps up to `blockTimeoutMs` for the publisher to free space, then
  * drops the record and counts it (here and in the ring header, which the publisher reports as
@@ -15,16 +21,32 @@
 import type { FpmSnapshot, KvEventLog } from '../engine/types.js';
 import type { Doorbell, SpscRing } from './ring.js';
 import { TopicCode } from './topics.js';
+import type { DynamoWire } from './topics.js';
 import type { VllmEncoding } from './wire.js';
-import { MsgpackWriter, ZERO_FPM, encodeActiveLoad, encodeFpm, encodeRouterEvent, encodeVllmBatch, msgpackStr, splitU64 } from './wire.js';
+import { MsgpackWriter, ZERO_FPM, dynamoBatchEnd, encodeActiveLoad, encodeFpm, encodeRouterEvent, encodeVllmBatch, msgpackStr, splitU64 } from './wire.js';
 
 export type KvEventsFormat = 'dynamo' | 'vllm' | 'both';
+
+/** Where a rank's id counters live (see the file comment). */
+export interface RankIdStore {
+  cells: Float64Array;
+  /** Slot of the next KV event id (0 before the first event). */
+  nextEventIdSlot: number;
+  /** Slot of the last FPM counter_id (0 before the first FPM). */
+  counterIdSlot: number;
+}
 
 export interface RankEventWriterOptions {
   workerId: bigint;
   dpRank: number;
   kvEventsFormat: KvEventsFormat;
   vllmEncoding: VllmEncoding;
+  /** Dynamo payload layout: current = array of RouterEvents per pass, legacy = one per message. */
+  dynamoWire?: DynamoWire;
+  /** Also write vLLM KVEventBatch records (ZMQ publishing) whatever kvEventsFormat says. */
+  vllmBatches?: boolean;
+  /** Id counters that survive the rank thread; omit for private ones starting at 0. */
+  idStore?: RankIdStore | null;
   /** Rung once per write*() call that wrote something. Omit to ring it yourself. */
   doorbell?: Doorbell | null;
   /** Longest a write waits for ring space before dropping (default 20 ms). */
@@ -46,8 +68,13 @@ export class RankEventWriter {
   private readonly dynamo: boolean;
   private readonly vllm: boolean;
   private readonly vllmEncoding: VllmEncoding;
+  private readonly batched: boolean;
   private readonly blockTimeoutMs: number;
-  private fpmCounter: number;
+  private readonly ids: Float64Array;
+  private readonly nextIdSlot: number;
+  private readonly counterSlot: number;
+  /** Added to the engine's event ids: the next id when this writer was created. */
+  private readonly eventIdBase: number;
   private dropped: number;
 
   constructor(ring: SpscRing, opts: RankEventWriterOptions) {
@@ -63,10 +90,15 @@ export class RankEventWriter {
     this.workerIdStr = msgpackStr(opts.workerId.toString(10));
     this.dpRank = opts.dpRank;
     this.dynamo = opts.kvEventsFormat === 'dynamo' || opts.kvEventsFormat === 'both';
-    this.vllm = opts.kvEventsFormat === 'vllm' || opts.kvEventsFormat === 'both';
+    this.vllm = opts.kvEventsFormat === 'vllm' || opts.kvEventsFormat === 'both' || opts.vllmBatches === true;
     this.vllmEncoding = opts.vllmEncoding;
+    this.batched = (opts.dynamoWire ?? 'current') === 'current';
     this.blockTimeoutMs = opts.blockTimeoutMs ?? DEFAULT_BLOCK_TIMEOUT_MS;
-    this.fpmCounter = 0;
+    const store = opts.idStore ?? null;
+    this.ids = store === null ? new Float64Array(2) : store.cells;
+    this.nextIdSlot = store === null ? 0 : store.nextEventIdSlot;
+    this.counterSlot = store === null ? 1 : store.counterIdSlot;
+    this.eventIdBase = this.ids[this.nextIdSlot]!;
     this.dropped = 0;
   }
 
@@ -77,20 +109,44 @@ export class RankEventWriter {
 
   /** counter_id of the last FPM written (0 before the first). */
   get lastCounterId(): number {
-    return this.fpmCounter;
+    return this.ids[this.counterSlot]!;
   }
 
-  /** Dynamo: one record per event (RouterEvent). vLLM: one KVEventBatch record for the log. */
+  /** Event id the next KV event gets. */
+  get nextEventId(): number {
+    return this.ids[this.nextIdSlot]!;
+  }
+
+  /**
+   * Dynamo current: one record per batch of RouterEvents (split like upstream, see
+   * dynamoBatchEnd); legacy: one record per RouterEvent. vLLM: one KVEventBatch record for the log.
+   */
   writeKvEvents(log: KvEventLog, nowMs: number): void {
     if (log.count === 0) return;
     const w = this.w;
+    const base = this.eventIdBase;
+    // Reserve the ids before writing: whatever happens next, they are never handed out again.
+    this.ids[this.nextIdSlot] = base + log.firstEventId + log.count;
     if (this.dynamo) {
-      for (let i = 0; i < log.count; i++) {
-        w.pos = 0;
-        w.ensure(1);
-        w.u8(TopicCode.kvEvents);
-        encodeRouterEvent(w, this.workerHi, this.workerLo, this.dpRank, log, i);
-        this.push();
+      if (this.batched) {
+        for (let i = 0; i < log.count; ) {
+          const end = dynamoBatchEnd(log, i);
+          w.pos = 0;
+          w.ensure(6);
+          w.u8(TopicCode.kvEvents);
+          w.arrayHeader(end - i);
+          for (let k = i; k < end; k++) encodeRouterEvent(w, this.workerHi, this.workerLo, this.dpRank, log, k, base);
+          this.push();
+          i = end;
+        }
+      } else {
+        for (let i = 0; i < log.count; i++) {
+          w.pos = 0;
+          w.ensure(1);
+          w.u8(TopicCode.kvEvents);
+          encodeRouterEvent(w, this.workerHi, this.workerLo, this.dpRank, log, i, base);
+          this.push();
+        }
       }
     }
     if (this.vllm) {
@@ -105,12 +161,13 @@ export class RankEventWriter {
 
   /** One FPM v1 message; counter_id increments before each message (first = 1). */
   writeFpm(fpm: FpmSnapshot, wallTimeS: number): void {
-    this.fpmCounter++;
+    const counterId = this.ids[this.counterSlot]! + 1;
+    this.ids[this.counterSlot] = counterId;
     const w = this.w;
     w.pos = 0;
     w.ensure(1);
     w.u8(TopicCode.forwardPassMetrics);
-    encodeFpm(w, this.workerIdStr, this.dpRank, this.fpmCounter, wallTimeS, fpm);
+    encodeFpm(w, this.workerIdStr, this.dpRank, counterId, wallTimeS, fpm);
     this.push();
     if (this.bell !== null) this.bell.ring();
   }
@@ -120,13 +177,13 @@ export class RankEventWriter {
     this.writeFpm(ZERO_FPM, 0);
   }
 
-  /** ActiveLoad on kv_metrics. */
-  writeLoad(activeDecodeBlocks: number, activePrefillTokens: number, kvUsedBlocks: number): void {
+  /** ActiveLoad on kv_metrics (active_prefill_tokens nil, like upstream workers). */
+  writeLoad(activeDecodeBlocks: number, kvUsedBlocks: number): void {
     const w = this.w;
     w.pos = 0;
     w.ensure(1);
     w.u8(TopicCode.kvMetrics);
-    encodeActiveLoad(w, this.workerHi, this.workerLo, this.dpRank, activeDecodeBlocks, activePrefillTokens, kvUsedBlocks);
+    encodeActiveLoad(w, this.workerHi, this.workerLo, this.dpRank, activeDecodeBlocks, kvUsedBlocks);
     this.push();
     if (this.bell !== null) this.bell.ring();
   }

@@ -22,11 +22,29 @@ export const TOPIC_COUNT = 4;
 const TOKEN_RE = /^[^\s.*>]+$/;
 
 /**
- * `namespace.{ns}.component.{component}.{topic}`, validated. Called once per topic at publisher
- * start; the strings are cached and reused for every message.
+ * Which Dynamo routers the NATS feeds are for:
+ *   current — routers since July 2026: every worker feed endpoint-scoped
+ *             (ai-dynamo/dynamo PR #11841, EventScope::Endpoint) and kv-events carrying an
+ *             array of RouterEvents per message (PR #11776);
+ *   legacy  — older routers: one RouterEvent per message, kv-events and forward-pass-metrics
+ *             component-scoped. kv_metrics (WorkerMetricsPublisher) is endpoint-scoped in both.
  */
-export function buildSubject(namespace: string, component: string, topic: TopicName): string {
+export type DynamoWire = 'current' | 'legacy';
+
+/** Where a topic's subject is scoped under each wire. */
+export function endpointScoped(topic: TopicName, wire: DynamoWire): boolean {
+  return wire === 'current' || topic === 'kv_metrics';
+}
+
+/**
+ * `namespace.{ns}.component.{component}.{topic}` (endpoint null) or
+ * `namespace.{ns}.component.{component}.endpoint.{endpoint}.{topic}`, validated. Called once per
+ * topic at publisher start; the strings are cached and reused for every message.
+ */
+export function buildSubject(namespace: string, component: string, topic: TopicName, endpoint: string | null = null): string {
   if (!TOKEN_RE.test(namespace)) throw new InvalidConfigError('namespace', `"${namespace}" is not a valid NATS subject token (non-empty, no whitespace, '.', '*' or '>')`);
   if (!TOKEN_RE.test(component)) throw new InvalidConfigError('component', `"${component}" is not a valid NATS subject token (non-empty, no whitespace, '.', '*' or '>')`);
-  return `namespace.${namespace}.component.${component}.${topic}`;
+  if (endpoint === null) return `namespace.${namespace}.component.${component}.${topic}`;
+  if (!TOKEN_RE.test(endpoint)) throw new InvalidConfigError('endpoint', `"${endpoint}" is not a valid NATS subject token (non-empty, no whitespace, '.', '*' or '>')`);
+  return `namespace.${namespace}.component.${component}.endpoint.${endpoint}.${topic}`;
 }

@@ -221,9 +221,6 @@ const K = {
   sequence: msgpackStr('sequence'),
   published_at: msgpackStr('published_at'),
   payload: msgpackStr('payload'),
-  ts: msgpackStr('ts'),
-  events: msgpackStr('events'),
-  data_parallel_rank: msgpackStr('data_parallel_rank'),
   type: msgpackStr('type'),
   parent_block_hash: msgpackStr('parent_block_hash'),
   token_ids: msgpackStr('token_ids'),
@@ -231,6 +228,9 @@ const K = {
   lora_id: msgpackStr('lora_id'),
   medium: msgpackStr('medium'),
   lora_name: msgpackStr('lora_name'),
+  extra_keys: msgpackStr('extra_keys'),
+  group_idx: msgpackStr('group_idx'),
+  kv_cache_spec_kind: msgpackStr('kv_cache_spec_kind'),
 } as const;
 
 const V = {
@@ -240,6 +240,7 @@ const V = {
   BlockRemoved: msgpackStr('BlockRemoved'),
   AllBlocksCleared: msgpackStr('AllBlocksCleared'),
   GPU: msgpackStr('GPU'),
+  full_attention: msgpackStr('full_attention'),
 } as const;
 
 /** Bytes of fixed overhead (keys, headers) generously covered for one RouterEvent / vLLM event. */
@@ -253,8 +254,10 @@ const EVENT_OVERHEAD = 256;
  * {worker_id: u64, storage_tier: "device", event: {event_id: u64, data, dp_rank: u32}}, data =
  * {"stored": {parent_hash: u64|nil, blocks: [{block_hash, tokens_hash, mm_extra_info: nil}]}} |
  * {"removed": {block_hashes: [u64]}} | "cleared". Field order follows the Rust structs.
+ * event_id = eventIdBase + log.firstEventId + i: the base carries a rank's ids across a restart
+ * of its engine (RankEventWriter keeps it in shared memory).
  */
-export function encodeRouterEvent(w: MsgpackWriter, workerHi: number, workerLo: number, dpRank: number, log: KvEventLog, i: number): void {
+export function encodeRouterEvent(w: MsgpackWriter, workerHi: number, workerLo: number, dpRank: number, log: KvEventLog, i: number, eventIdBase = 0): void {
   const kind = log.kind[i]!;
   const start = log.hashStart[i]!;
   const count = kind === KvEventKind.cleared ? 0 : log.hashCount[i]!;
@@ -267,7 +270,7 @@ export function encodeRouterEvent(w: MsgpackWriter, workerHi: number, workerLo: 
   w.raw(K.event);
   w.mapHeader(3);
   w.raw(K.event_id);
-  w.u64n(log.firstEventId + i);
+  w.u64n(eventIdBase + log.firstEventId + i);
   w.raw(K.data);
   if (kind === KvEventKind.stored) {
     w.mapHeader(1);
@@ -301,6 +304,29 @@ export function encodeRouterEvent(w: MsgpackWriter, workerHi: number, workerLo: 
   }
   w.raw(K.dp_rank);
   w.uint(dpRank);
+}
+
+/**
+ * Current Dynamo (ai-dynamo/dynamo PR #11776, lib/llm/src/kv_router/publisher/sinks.rs
+ * `event_plane_event_batches`): a pass's RouterEvents go out as msgpack arrays, cut at event
+ * boundaries so that no batch holds more than 128 events or 8192 blocks (stored: blocks,
+ * removed: hashes, cleared: 0); a single event above the block cap travels alone, intact.
+ */
+export const DYNAMO_BATCH_MAX_EVENTS = 128;
+export const DYNAMO_BATCH_MAX_BLOCKS = 8192;
+
+/** End (exclusive) of the batch that starts at event `start` of the log. */
+export function dynamoBatchEnd(log: KvEventLog, start: number): number {
+  let end = start;
+  let blocks = 0;
+  while (end < log.count) {
+    const b = log.kind[end] === KvEventKind.cleared ? 0 : log.hashCount[end]!;
+    const n = end - start;
+    if (n > 0 && (n >= DYNAMO_BATCH_MAX_EVENTS || blocks + b > DYNAMO_BATCH_MAX_BLOCKS)) break;
+    blocks += b;
+    end++;
+  }
+  return end;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,12 +389,12 @@ export const ZERO_FPM: Readonly<FpmSnapshot> = Object.freeze(emptyFpmSnapshot())
 // ActiveLoad for kv_metrics (engine-spec §9)
 
 /**
- * {worker_id: u64, dp_rank: u32, active_decode_blocks: u64, active_prefill_tokens: u64,
- * kv_used_blocks: u64}. All three loads are always present (upstream they are Option<u64>;
- * the worker-side publisher fills kv_used_blocks, the mocker's active block count fills
- * active_decode_blocks).
+ * {worker_id: u64, dp_rank: u32, active_decode_blocks: u64, active_prefill_tokens: nil,
+ * kv_used_blocks: u64} (ActiveLoad in lib/kv-router/src/protocols.rs; all three loads are
+ * Option<u64>). Like upstream workers, active_prefill_tokens stays nil: the router's own
+ * scheduler publishes that field on the same topic.
  */
-export function encodeActiveLoad(w: MsgpackWriter, workerHi: number, workerLo: number, dpRank: number, activeDecodeBlocks: number, activePrefillTokens: number, kvUsedBlocks: number): void {
+export function encodeActiveLoad(w: MsgpackWriter, workerHi: number, workerLo: number, dpRank: number, activeDecodeBlocks: number, kvUsedBlocks: number): void {
   w.ensure(160);
   w.mapHeader(5);
   w.raw(K.worker_id);
@@ -378,7 +404,7 @@ export function encodeActiveLoad(w: MsgpackWriter, workerHi: number, workerLo: n
   w.raw(K.active_decode_blocks);
   w.u64n(activeDecodeBlocks);
   w.raw(K.active_prefill_tokens);
-  w.u64n(activePrefillTokens);
+  w.nil();
   w.raw(K.kv_used_blocks);
   w.u64n(kvUsedBlocks);
 }
@@ -470,19 +496,25 @@ export function envelopeTemplate(topicStr: Uint8Array, publisherHi: number, publ
 }
 
 // ---------------------------------------------------------------------------------------------
-// vLLM-native KVEventBatch (engine-spec §6.2, interfaces §2)
+// vLLM-native KVEventBatch (vllm-project/vllm vllm/distributed/kv_events.py)
 
 export type VllmEncoding = 'array' | 'map';
 
 /**
- * KVEventBatch(ts, events, data_parallel_rank) for all events of the log.
- * array: [ts, [["BlockStored", hashes, parent|nil, token_ids, block_size, nil, "GPU", nil] |
- *              ["BlockRemoved", hashes, "GPU"] | ["AllBlocksCleared"]], dp_rank]
- * map:   {ts, events: [{type: "BlockStored", block_hashes, parent_block_hash, token_ids,
- *              block_size, lora_id: nil, medium: "GPU", lora_name: nil} | {type: "BlockRemoved",
- *              block_hashes, medium: "GPU"} | {type: "AllBlocksCleared"}], data_parallel_rank}
- * Block hashes and parents are the sequence hashes (what Dynamo's ZMQ relay forwards); the
- * stored event carries the token ids of its blocks (n_blocks x block_size).
+ * KVEventBatch(ts, events, data_parallel_rank) for all events of the log. The batch is
+ * positional in every vLLM (EventBatch keeps array_like=True); the events are
+ *   map   (vLLM >= 0.24, PR #42892 dropped array_like from the event structs): msgspec tagged
+ *         maps, tag first, then the fields in declaration order, omit_defaults=True —
+ *         {type: "BlockStored", block_hashes, parent_block_hash, token_ids, block_size,
+ *          lora_id: nil, medium: "GPU", lora_name: nil, extra_keys: [nil per block],
+ *          group_idx: 0, kv_cache_spec_kind: "full_attention"}
+ *       | {type: "BlockRemoved", block_hashes, medium: "GPU", group_idx: 0}
+ *       | {type: "AllBlocksCleared"}
+ *         (kv_cache_spec_sliding_window and locality default to None and are omitted, as vLLM
+ *         omits them for a full-attention group)
+ *   array (vLLM <= 0.23): the same values positionally, tag first.
+ * Block hashes and parents are the sequence hashes; the stored event carries the token ids of
+ * its blocks (n_blocks x block_size).
  */
 export function encodeVllmBatch(w: MsgpackWriter, encoding: VllmEncoding, tsS: number, dpRank: number, log: KvEventLog): void {
   const n = log.count;
@@ -490,17 +522,11 @@ export function encodeVllmBatch(w: MsgpackWriter, encoding: VllmEncoding, tsS: n
   let bound = 64;
   for (let i = 0; i < n; i++) {
     const c = log.kind[i] === KvEventKind.cleared ? 0 : log.hashCount[i]!;
-    bound += EVENT_OVERHEAD + c * 9 + (log.kind[i] === KvEventKind.stored ? c * log.blockSize * 5 : 0);
+    bound += EVENT_OVERHEAD + c * 10 + (log.kind[i] === KvEventKind.stored ? c * log.blockSize * 5 : 0);
   }
   w.ensure(bound);
-  if (asMap) {
-    w.mapHeader(3);
-    w.raw(K.ts);
-  } else {
-    w.arrayHeader(3);
-  }
+  w.arrayHeader(3);
   w.f64(tsS);
-  if (asMap) w.raw(K.events);
   w.arrayHeader(n);
   for (let i = 0; i < n; i++) {
     const kind = log.kind[i]!;
@@ -508,10 +534,10 @@ export function encodeVllmBatch(w: MsgpackWriter, encoding: VllmEncoding, tsS: n
     if (kind === KvEventKind.stored) {
       const count = log.hashCount[i]!;
       if (asMap) {
-        w.mapHeader(8);
+        w.mapHeader(11);
         w.raw(K.type);
       } else {
-        w.arrayHeader(8);
+        w.arrayHeader(11);
       }
       w.raw(V.BlockStored);
       if (asMap) w.raw(K.block_hashes);
@@ -533,13 +559,20 @@ export function encodeVllmBatch(w: MsgpackWriter, encoding: VllmEncoding, tsS: n
       w.raw(V.GPU);
       if (asMap) w.raw(K.lora_name);
       w.nil();
+      if (asMap) w.raw(K.extra_keys);
+      w.arrayHeader(count);
+      for (let j = 0; j < count; j++) w.nil();
+      if (asMap) w.raw(K.group_idx);
+      w.uint(0);
+      if (asMap) w.raw(K.kv_cache_spec_kind);
+      w.raw(V.full_attention);
     } else if (kind === KvEventKind.removed) {
       const count = log.hashCount[i]!;
       if (asMap) {
-        w.mapHeader(3);
+        w.mapHeader(4);
         w.raw(K.type);
       } else {
-        w.arrayHeader(3);
+        w.arrayHeader(4);
       }
       w.raw(V.BlockRemoved);
       if (asMap) w.raw(K.block_hashes);
@@ -547,6 +580,8 @@ export function encodeVllmBatch(w: MsgpackWriter, encoding: VllmEncoding, tsS: n
       for (let j = start; j < start + count; j++) w.u64(log.seqHashHi[j]!, log.seqHashLo[j]!);
       if (asMap) w.raw(K.medium);
       w.raw(V.GPU);
+      if (asMap) w.raw(K.group_idx);
+      w.uint(0);
     } else if (kind === KvEventKind.cleared) {
       if (asMap) {
         w.mapHeader(1);
@@ -559,6 +594,5 @@ export function encodeVllmBatch(w: MsgpackWriter, encoding: VllmEncoding, tsS: n
       throw new RangeError(`encodeVllmBatch: unknown KV event kind ${kind} at index ${i}`);
     }
   }
-  if (asMap) w.raw(K.data_parallel_rank);
   w.uint(dpRank);
 }

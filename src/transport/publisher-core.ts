@@ -22,13 +22,14 @@ import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Doorbell, SpscRing } from '../protocol/ring.js';
 import type { RingMemory } from '../protocol/ring.js';
-import { TOPIC_COUNT, TOPIC_NAMES, buildSubject } from '../protocol/topics.js';
-import type { TopicName } from '../protocol/topics.js';
+import { TOPIC_COUNT, TOPIC_NAMES, TopicCode, buildSubject, endpointScoped } from '../protocol/topics.js';
+import type { DynamoWire, TopicName } from '../protocol/topics.js';
 import { envelopeTemplate, msgpackStr, splitU64 } from '../protocol/wire.js';
 import type { EnvelopeTemplate } from '../protocol/wire.js';
 import { PublisherError } from '../util/errors.js';
 import type { EventsFileWriter } from './events-file.js';
 import { STAT_SLOTS, Stat } from './stats.js';
+import type { ZmqKvPublisher } from './zmq-publisher.js';
 
 /** Where envelopes go. */
 export interface PublisherSink {
@@ -163,6 +164,14 @@ export interface PublisherCoreOptions {
   rankWorkerIds: readonly bigint[];
   namespace: string;
   component: string;
+  /** Dynamo endpoint of endpoint-scoped subjects (default "generate"). */
+  endpoint?: string;
+  /** Subject scope of the Dynamo feeds (default current; see src/protocol/topics.ts). */
+  dynamoWire?: DynamoWire;
+  /** vLLM batch records go to these per-rank ZMQ sockets (--kv-events-config). */
+  zmq?: ZmqKvPublisher | null;
+  /** vLLM batch records also go to NATS (kv-events-vllm; --kv-events-format vllm|both). */
+  natsVllm?: boolean;
   sink: PublisherSink;
   stats: SharedArrayBuffer;
   eventsFile: EventsFileWriter | null;
@@ -206,6 +215,8 @@ export class PublisherCore {
   private readonly maxBufferedBytes: number;
   private readonly nowMs: () => number;
   private readonly onPublishError: (err: unknown) => void;
+  private readonly zmq: ZmqKvPublisher | null;
+  private readonly natsVllm: boolean;
 
   private readonly pendingSubjects: string[];
   private readonly pendingData: Uint8Array[];
@@ -245,9 +256,11 @@ export class PublisherCore {
     this.seq = new Float64Array(ids.length * SEQ_STRIDE);
     this.subjects = [''];
     const topicStrs: Uint8Array[] = [new Uint8Array(0)];
+    const wire = opts.dynamoWire ?? 'current';
+    const endpoint = opts.endpoint ?? 'generate';
     for (let code = 1; code <= TOPIC_COUNT; code++) {
       const name = TOPIC_NAMES[code] as TopicName;
-      this.subjects.push(buildSubject(opts.namespace, opts.component, name));
+      this.subjects.push(buildSubject(opts.namespace, opts.component, name, endpointScoped(name, wire) ? endpoint : null));
       topicStrs.push(msgpackStr(name));
     }
     this.templates = [];
@@ -271,6 +284,8 @@ export class PublisherCore {
     this.onPublishError = opts.onPublishError ?? ((err: unknown) => {
       throw err;
     });
+    this.zmq = opts.zmq ?? null;
+    this.natsVllm = opts.natsVllm ?? true;
     this.pendingSubjects = [];
     this.pendingData = [];
     this.pendingCodes = [];
@@ -332,6 +347,10 @@ export class PublisherCore {
           throw new PublisherError(`rank ${r}: corrupt event ring record (topic code ${code}, ${ring.lastLength} bytes)`);
         }
         const payloadLen = ring.lastLength - 1;
+        if (code === TopicCode.kvEventsVllm) {
+          if (this.zmq !== null) this.zmq.publish(r, this.arena, payloadAt, payloadLen);
+          if (!this.natsVllm) continue;
+        }
         const end = payloadAt + payloadLen;
         const si = pub * SEQ_STRIDE + code;
         const sequence = this.seq[si]!;
@@ -410,6 +429,12 @@ export class PublisherCore {
     Atomics.store(c, Stat.natsConnected, this.sink.connected ? 1n : 0n);
     Atomics.store(c, Stat.bufferedMessages, BigInt(this.bufferedMessages));
     Atomics.store(c, Stat.bufferedBytes, BigInt(this.pendingBytes));
+    const z = this.zmq;
+    if (z !== null) {
+      Atomics.store(c, Stat.zmqPublished, BigInt(z.published));
+      Atomics.store(c, Stat.zmqDropped, BigInt(z.dropped));
+      Atomics.store(c, Stat.zmqBytes, BigInt(z.bytes));
+    }
   }
 
   /** Adds to a counter the sink side owns (reconnects, disconnects, flush failures). */

@@ -9,8 +9,10 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { Doorbell } from '../protocol/ring.js';
+import type { ZmqPublishPlan } from '../config/kv-events-config.js';
 import type { RingMemory } from '../protocol/ring.js';
 import { buildSubject } from '../protocol/topics.js';
+import type { DynamoWire } from '../protocol/topics.js';
 import { InvalidConfigError, PublisherError } from '../util/errors.js';
 import { DEFAULT_MAX_BUFFERED_BYTES } from './publisher-core.js';
 import type { NatsStatusKind } from './publisher-core.js';
@@ -31,6 +33,14 @@ export interface PublisherOptions {
   natsUrl: string | null;
   namespace: string;
   component: string;
+  /** Dynamo endpoint in endpoint-scoped subjects (default "generate"). */
+  endpoint?: string;
+  /** current (default): batched kv-events, endpoint-scoped feeds; legacy: pre-July-2026 routers. */
+  dynamoWire?: DynamoWire;
+  /** vLLM batches to per-rank ZMQ sockets (--kv-events-config), or null. */
+  zmq?: ZmqPublishPlan | null;
+  /** vLLM batches also to NATS kv-events-vllm (default true). */
+  natsVllm?: boolean;
   /** Append one decoded JSON line per published message to this file. */
   eventsFile: string | null;
   /** Pin the publisher thread to these CPUs (taskset). */
@@ -48,6 +58,10 @@ export interface PublisherWorkerData {
   natsUrl: string | null;
   namespace: string;
   component: string;
+  endpoint: string;
+  dynamoWire: DynamoWire;
+  zmq: ZmqPublishPlan | null;
+  natsVllm: boolean;
   eventsFile: string | null;
   cpus: number[] | null;
   maxBufferedBytes: number;
@@ -153,7 +167,7 @@ export async function startPublisher(opts: PublisherOptions): Promise<PublisherH
   if (opts.rankWorkerIds.length !== n) throw new InvalidConfigError('rankWorkerIds', `expected ${n} worker ids, got ${opts.rankWorkerIds.length}`);
   if (opts.rankDpRanks.length !== n) throw new InvalidConfigError('rankDpRanks', `expected ${n} dp ranks, got ${opts.rankDpRanks.length}`);
   // Validate the subject tokens here so a bad namespace fails in the caller's thread.
-  buildSubject(opts.namespace, opts.component, 'kv-events');
+  buildSubject(opts.namespace, opts.component, 'kv-events', opts.endpoint ?? 'generate');
   const maxBufferedBytes = opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
   if (!(maxBufferedBytes >= 0)) throw new InvalidConfigError('maxBufferedBytes', `must be >= 0, got ${maxBufferedBytes}`);
 
@@ -166,6 +180,10 @@ export async function startPublisher(opts: PublisherOptions): Promise<PublisherH
     natsUrl: opts.natsUrl,
     namespace: opts.namespace,
     component: opts.component,
+    endpoint: opts.endpoint ?? 'generate',
+    dynamoWire: opts.dynamoWire ?? 'current',
+    zmq: opts.zmq ?? null,
+    natsVllm: opts.natsVllm ?? true,
     eventsFile: opts.eventsFile,
     cpus: opts.cpus ?? null,
     maxBufferedBytes,
@@ -190,6 +208,12 @@ export async function startPublisher(opts: PublisherOptions): Promise<PublisherH
           handle.emit('warning', m.message);
           break;
         case 'fatal': {
+          if (!ready && m.code === 'MOCKFLEET_ERR_INVALID_CONFIG') {
+            // A ZMQ endpoint that cannot be bound: a usage error naming the flag (exit 2).
+            const sep = m.message.indexOf(': ');
+            reject(new InvalidConfigError(m.message.slice(0, sep), m.message.slice(sep + 2)));
+            break;
+          }
           const err = new PublisherError(`publisher thread failed: ${m.code}: ${m.message}`);
           err.stack = m.stack;
           if (ready) handle.emit('error', err);

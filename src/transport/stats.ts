@@ -25,6 +25,10 @@ export const Stat = {
   bufferedBytes: 11,
   /** nats flush() calls that failed or timed out (messages may have been lost with the socket). */
   flushFailures: 12,
+  /** vLLM batches sent on ZMQ PUB sockets / dropped (a subscriber queue at hwm) / bytes sent. */
+  zmqPublished: 13,
+  zmqDropped: 14,
+  zmqBytes: 15,
 } as const;
 export const STAT_SLOTS = 16;
 
@@ -46,6 +50,8 @@ export interface PublisherStats {
   bufferedMessages: number;
   bufferedBytes: number;
   flushFailures: number;
+  /** vLLM KVEventBatch messages on ZMQ (--kv-events-config); not part of the NATS counts above. */
+  zmq: { published: number; dropped: number; bytes: number };
 }
 
 export class StatsReader {
@@ -88,6 +94,7 @@ export class StatsReader {
       bufferedMessages: this.get(Stat.bufferedMessages),
       bufferedBytes: this.get(Stat.bufferedBytes),
       flushFailures: this.get(Stat.flushFailures),
+      zmq: { published: this.get(Stat.zmqPublished), dropped: this.get(Stat.zmqDropped), bytes: this.get(Stat.zmqBytes) },
     };
   }
 }

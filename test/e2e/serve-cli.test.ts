@@ -106,8 +106,11 @@ test('serve - NATS events, Prometheus metrics and pinned ranks end to end', asyn
     await new Promise((r) => setTimeout(r, 1500));
     await nc.flush();
 
-    const kv = messages.filter((m) => m.subject === 'namespace.dynamo.component.backend.kv-events');
-    const fpm = messages.filter((m) => m.subject === 'namespace.dynamo.component.backend.forward-pass-metrics');
+    // Current Dynamo wire (default): endpoint-scoped feeds, kv-events = an array of RouterEvents per pass.
+    const kv = messages.filter((m) => m.subject === 'namespace.dynamo.component.backend.endpoint.generate.kv-events');
+    const fpm = messages.filter((m) => m.subject === 'namespace.dynamo.component.backend.endpoint.generate.forward-pass-metrics');
+    for (const m of kv) assert.ok(Array.isArray(m.payload) && m.payload.length > 0, 'kv-events payload is a non-empty array of RouterEvents');
+    const routerEvents = kv.flatMap((m) => m.payload as unknown as Array<Record<string, unknown>>);
     assert.ok(kv.length > 0 && fpm.length > 0, `kv ${kv.length} fpm ${fpm.length}`);
 
     // Envelope: field order, u64 ids, per-publisher monotonic sequences.
@@ -141,9 +144,9 @@ test('serve - NATS events, Prometheus metrics and pinned ranks end to end', asyn
     // KV events into a consumer-side prefix index (per worker id + dp rank).
     const index = new Map<string, Set<bigint>>();
     let sawVector = false;
-    for (const m of kv) {
-      const ev = m.payload['event'] as Record<string, unknown>;
-      const k = `${String(m.payload['worker_id'])}/${String(ev['dp_rank'])}`;
+    for (const re of routerEvents) {
+      const ev = re['event'] as Record<string, unknown>;
+      const k = `${String(re['worker_id'])}/${String(ev['dp_rank'])}`;
       const set = index.get(k) ?? new Set<bigint>();
       index.set(k, set);
       const data = ev['data'];
@@ -279,13 +282,13 @@ test('serve - --kv-events-format both also publishes vLLM KVEventBatch payloads 
       try {
         const batches: unknown[] = [];
         const routerEvents: unknown[] = [];
-        nc.subscribe('namespace.dynamo.component.backend.kv-events-vllm', {
+        nc.subscribe('namespace.dynamo.component.backend.endpoint.generate.kv-events-vllm', {
           callback: (_e, m) => {
             const env = unpackr.unpack(m.data) as Record<string, unknown>;
             batches.push(unpackr.unpack(env['payload'] as Uint8Array));
           },
         });
-        nc.subscribe('namespace.dynamo.component.backend.kv-events', { callback: (_e, m) => { routerEvents.push(m.data); } });
+        nc.subscribe('namespace.dynamo.component.backend.endpoint.generate.kv-events', { callback: (_e, m) => { routerEvents.push(m.data); } });
         await nc.flush();
         const r = await complete(serve.ready.url, serve.ready.model, [1, 2, 3, 4, 5, 6, 7, 8, 9], 2);
         assert.equal(r.status, 200);
@@ -295,9 +298,9 @@ test('serve - --kv-events-format both also publishes vLLM KVEventBatch payloads 
         const first = batches[0];
         let stored: { hashes: unknown; tokens: unknown } | undefined;
         if (encoding === 'map') {
-          const b = first as { events: Array<Record<string, unknown>>; data_parallel_rank: number };
-          assert.equal(b.data_parallel_rank, 0);
-          const ev = b.events.find((e) => e['type'] === 'BlockStored');
+          const b = first as [number, Array<Record<string, unknown>>, number];
+          assert.equal(b[2], 0, 'positional batch, data_parallel_rank last');
+          const ev = b[1].find((e) => e['type'] === 'BlockStored');
           stored = ev === undefined ? undefined : { hashes: ev['block_hashes'], tokens: ev['token_ids'] };
         } else {
           const b = first as [number, unknown[][], number];

@@ -55,16 +55,16 @@ test('publisher-nats - envelopes on cached subjects decode with a plain decoder,
   const bellSab = Doorbell.allocate();
   const bell = new Doorbell(bellSab);
   const ids = [1001n, 0x9000_0000_0000_0000n];
-  const pub = await startPublisher({ rings, doorbell: bellSab, rankWorkerIds: ids, rankDpRanks: [0, 0], natsUrl: server.url, namespace: 'itest', component: 'mocker', eventsFile: null });
+  const pub = await startPublisher({ rings, doorbell: bellSab, rankWorkerIds: ids, rankDpRanks: [0, 0], natsUrl: server.url, namespace: 'itest', component: 'mocker', dynamoWire: 'legacy', eventsFile: null });
   t.after(() => pub.flushAndClose(100));
   await waitFor('NATS connected', () => pub.stats().natsConnected);
-  const w = rings.map((s, r) => new RankEventWriter(new SpscRing(s), { workerId: ids[r]!, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'array', doorbell: bell }));
+  const w = rings.map((s, r) => new RankEventWriter(new SpscRing(s), { workerId: ids[r]!, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'array', dynamoWire: 'legacy', doorbell: bell }));
   for (let i = 0; i < 50; i++) {
     w[0]!.writeKvEvents(twoEventLog(i * 2), i);
     w[1]!.writeFpm(FPM, 0.001 * (i + 1));
   }
   w[1]!.writeHeartbeat();
-  w[0]!.writeLoad(7, 8, 9);
+  w[0]!.writeLoad(7, 9);
   const total = 100 + 50 + 1 + 1;
   await waitFor('all messages received', () => got.length === total);
   await pub.flushAndClose(5000);
@@ -72,7 +72,9 @@ test('publisher-nats - envelopes on cached subjects decode with a plain decoder,
   assert.equal(pub.stats().dropped, 0);
 
   for (const r of got) {
-    assert.equal(r.subject, `namespace.itest.component.mocker.${r.env.topic}`);
+    // legacy wire: component scope, except kv_metrics (endpoint-scoped in every Dynamo version)
+    const scope = r.env.topic === 'kv_metrics' ? 'endpoint.generate.' : '';
+    assert.equal(r.subject, `namespace.itest.component.mocker.${scope}${r.env.topic}`);
     assert.deepEqual(Object.keys(r.env), ['topic', 'publisher_id', 'sequence', 'published_at', 'payload']);
     assert.equal(typeof r.env.sequence, 'bigint', 'sequence is a 64-bit integer, not a float');
     assert.equal(typeof r.env.published_at, 'bigint');
@@ -94,7 +96,7 @@ test('publisher-nats - envelopes on cached subjects decode with a plain decoder,
   assert.deepEqual(Object.values(hb.scheduled_requests), [0, 0, 0, 0, 0, 0, 0]);
   assert.deepEqual(Object.values(hb.queued_requests), [0, 0, 0, 0, 0, 0]);
   const load = got.find((r) => r.env.topic === 'kv_metrics')!.payload;
-  assert.deepEqual(load, { worker_id: 1001n, dp_rank: 0, active_decode_blocks: 7n, active_prefill_tokens: 8n, kv_used_blocks: 9n });
+  assert.deepEqual(load, { worker_id: 1001n, dp_rank: 0, active_decode_blocks: 7n, active_prefill_tokens: null, kv_used_blocks: 9n });
 });
 
 test('publisher-nats - NATS killed and restarted while publishing: publishing resumes and every loss is counted', async (t) => {
@@ -112,6 +114,7 @@ test('publisher-nats - NATS killed and restarted while publishing: publishing re
     natsUrl: server.url,
     namespace: 'itest',
     component: 'mocker',
+    dynamoWire: 'legacy',
     eventsFile: null,
     maxBufferedBytes: 16 * 1024,
   });
@@ -124,7 +127,7 @@ test('publisher-nats - NATS killed and restarted while publishing: publishing re
   const got: Received[] = [];
   await subscribeAll(sub, 'namespace.itest.component.mocker.forward-pass-metrics', got);
 
-  const writers = rings.map((s, r) => new RankEventWriter(new SpscRing(s), { workerId: ids[r]!, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'array', doorbell: bell, blockTimeoutMs: 5 }));
+  const writers = rings.map((s, r) => new RankEventWriter(new SpscRing(s), { workerId: ids[r]!, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'array', dynamoWire: 'legacy', doorbell: bell, blockTimeoutMs: 5 }));
   let attempts = 0;
   let writing = true;
   const writer = (async () => {
@@ -179,9 +182,9 @@ test('publisher-nats - with NATS unreachable the ranks keep writing and close co
   await server.stop(true);
   const rings = [SpscRing.allocate(1 << 16)];
   const bellSab = Doorbell.allocate();
-  const pub = await startPublisher({ rings, doorbell: bellSab, rankWorkerIds: [3n], rankDpRanks: [0], natsUrl: url, namespace: 'itest', component: 'mocker', eventsFile: null, maxBufferedBytes: 4096 });
+  const pub = await startPublisher({ rings, doorbell: bellSab, rankWorkerIds: [3n], rankDpRanks: [0], natsUrl: url, namespace: 'itest', component: 'mocker', dynamoWire: 'legacy', eventsFile: null, maxBufferedBytes: 4096 });
   t.after(() => pub.flushAndClose(100));
-  const w = new RankEventWriter(new SpscRing(rings[0]!), { workerId: 3n, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'array', doorbell: new Doorbell(bellSab), blockTimeoutMs: 0 });
+  const w = new RankEventWriter(new SpscRing(rings[0]!), { workerId: 3n, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'array', dynamoWire: 'legacy', doorbell: new Doorbell(bellSab), blockTimeoutMs: 0 });
   for (let i = 0; i < 200; i++) w.writeFpm(FPM, 0.001);
   const accounted = (): number => pub.stats().dropped + pub.stats().bufferedMessages;
   await waitFor('every record held or counted', () => accounted() === 200);

@@ -27,20 +27,21 @@ test('publisher - embedded sink counts every message and the events file holds d
     natsUrl: null,
     namespace: 'testns',
     component: 'mocker',
+    dynamoWire: 'legacy',
     eventsFile,
   });
   t.after(() => pub.flushAndClose(100));
   assert.ok(typeof pub.threadId === 'number');
   assert.ok(pub.tid === null || pub.tid > 0);
   const writers = rings.map(
-    (s, r) => new RankEventWriter(new SpscRing(s), { workerId: ids[r]!, dpRank: r === 1 ? 1 : 0, kvEventsFormat: r === 2 ? 'both' : 'dynamo', vllmEncoding: 'array', doorbell: bell }),
+    (s, r) => new RankEventWriter(new SpscRing(s), { workerId: ids[r]!, dpRank: r === 1 ? 1 : 0, kvEventsFormat: r === 2 ? 'both' : 'dynamo', vllmEncoding: 'array', dynamoWire: 'legacy', doorbell: bell }),
   );
   writers[0]!.writeKvEvents(twoEventLog(0), 1000);
   writers[0]!.writeFpm(FPM, 0.01);
   writers[1]!.writeFpm(FPM, 0.02);
   writers[1]!.writeHeartbeat();
   writers[2]!.writeKvEvents(twoEventLog(5), 2000);
-  writers[2]!.writeLoad(3, 0, 4);
+  writers[2]!.writeLoad(3, 4);
   writers[0]!.writeFpm(FPM, 0.03);
   const total = 2 + 1 + 2 + 2 + 1 + 1 + 1;
   await waitFor('all messages published', () => pub.stats().published === total);
@@ -55,7 +56,8 @@ test('publisher - embedded sink counts every message and the events file holds d
   const lines = readFileSync(eventsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, total);
   for (const l of lines) {
-    assert.equal(l.subject, `namespace.testns.component.mocker.${l.topic}`);
+    const scope = l.topic === 'kv_metrics' ? 'endpoint.generate.' : '';
+    assert.equal(l.subject, `namespace.testns.component.mocker.${scope}${l.topic}`);
     assert.deepEqual(Object.keys(l), ['subject', 'topic', 'publisher_id', 'sequence', 'published_at', 'payload']);
     assert.equal(typeof l.sequence, 'string', 'u64 fields are decimal strings');
   }
@@ -77,9 +79,9 @@ test('publisher - embedded sink counts every message and the events file holds d
   });
   const vllm = lines.find((l) => l.topic === 'kv-events-vllm');
   assert.equal(vllm.payload[0], 2);
-  assert.deepEqual(vllm.payload[1][1], ['BlockRemoved', ['18446744069414584321'], 'GPU']);
+  assert.deepEqual(vllm.payload[1][1], ['BlockRemoved', ['18446744069414584321'], 'GPU', 0]);
   const load = lines.find((l) => l.topic === 'kv_metrics');
-  assert.deepEqual(load.payload, { worker_id: '18446744073709551615', dp_rank: 0, active_decode_blocks: '3', active_prefill_tokens: '0', kv_used_blocks: '4' });
+  assert.deepEqual(load.payload, { worker_id: '18446744073709551615', dp_rank: 0, active_decode_blocks: '3', active_prefill_tokens: null, kv_used_blocks: '4' });
 });
 
 test('publisher - invalid subject tokens are rejected before the thread starts', async () => {

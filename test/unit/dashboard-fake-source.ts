@@ -48,6 +48,7 @@ export class FakeSource implements DashboardSource {
         dropped: this.pub.dropped,
         droppedByPublisher: this.pub.dropped,
         droppedByRanks: 0,
+        zmq: { published: 0, dropped: 0, bytes: 0 },
         bytes: this.pub.bytes,
         publishedByTopic: {} as PublisherStats['publishedByTopic'],
         natsConnected: this.pub.natsConnected,

@@ -5,7 +5,7 @@ import type { KvEventLog } from '../../src/engine/types.js';
 import { KvEventKind } from '../../src/engine/types.js';
 import { RankEventWriter } from '../../src/protocol/rank-events.js';
 import { SpscRing } from '../../src/protocol/ring.js';
-import { TopicCode, buildSubject } from '../../src/protocol/topics.js';
+import { TopicCode, buildSubject, endpointScoped } from '../../src/protocol/topics.js';
 import {
   MsgpackWriter,
   ZERO_FPM,
@@ -14,6 +14,7 @@ import {
   encodeFpm,
   encodeRouterEvent,
   encodeVllmBatch,
+  dynamoBatchEnd,
   envelopeOverhead,
   envelopeTemplate,
   msgpackStr,
@@ -252,13 +253,14 @@ test('wire - the FPM heartbeat is a zeroed snapshot with float wall_time 0', () 
   for (const v of Object.values(d.queued_requests)) assert.equal(v, 0);
 });
 
-test('wire - ActiveLoad carries all load fields as uint64', () => {
+test('wire - ActiveLoad carries the worker loads as uint64 and leaves active_prefill_tokens nil', () => {
   const { hi, lo } = splitU64(WORKER);
-  const b = encodeOne((w) => encodeActiveLoad(w, hi, lo, 4, 120, 0, 130));
+  const b = encodeOne((w) => encodeActiveLoad(w, hi, lo, 4, 120, 130));
   const d = decode(b);
-  assert.deepEqual(d, { worker_id: WORKER, dp_rank: 4, active_decode_blocks: 120n, active_prefill_tokens: 0n, kv_used_blocks: 130n });
+  assert.deepEqual(d, { worker_id: WORKER, dp_rank: 4, active_decode_blocks: 120n, active_prefill_tokens: null, kv_used_blocks: 130n });
   assert.deepEqual(Object.keys(d), ['worker_id', 'dp_rank', 'active_decode_blocks', 'active_prefill_tokens', 'kv_used_blocks']);
-  assert.ok(contains(b, u64Bytes(120n)) && contains(b, u64Bytes(0n)) && contains(b, u64Bytes(130n)));
+  assert.equal(afterKey(b, 'active_prefill_tokens'), 0xc0, 'nil, like Option::None from rmp-serde');
+  assert.ok(contains(b, u64Bytes(120n)) && contains(b, u64Bytes(130n)));
 });
 
 test('wire - the envelope is an ordered map with uint64 ids and a bin payload', () => {
@@ -320,9 +322,9 @@ test('wire - vLLM KVEventBatch array encoding is positional with the tag first',
   assert.deepEqual(d, [
     1751234567.25,
     [
-      ['BlockStored', [H1, H2], null, tokens0, 2, null, 'GPU', null],
-      ['BlockStored', [T1], H2, tokens1, 2, null, 'GPU', null],
-      ['BlockRemoved', [H1], 'GPU'],
+      ['BlockStored', [H1, H2], null, tokens0, 2, null, 'GPU', null, [null, null], 0, 'full_attention'],
+      ['BlockStored', [T1], H2, tokens1, 2, null, 'GPU', null, [null], 0, 'full_attention'],
+      ['BlockRemoved', [H1], 'GPU', 0],
       ['AllBlocksCleared'],
     ],
     3,
@@ -331,13 +333,15 @@ test('wire - vLLM KVEventBatch array encoding is positional with the tag first',
   assert.ok(contains(b, u64Bytes(H2)), 'hashes are uint64');
 });
 
-test('wire - vLLM KVEventBatch map encoding uses field names and the "type" tag', () => {
+test('wire - vLLM >= 0.24 map encoding: positional batch, tagged-map events in declaration order', () => {
   const log = makeLog(VLOG_SPECS, 2, 0);
   const d = decode(encodeOne((w) => encodeVllmBatch(w, 'map', 10.5, 0, log)));
-  assert.deepEqual(Object.keys(d), ['ts', 'events', 'data_parallel_rank']);
-  assert.equal(d.ts, 10.5);
-  assert.equal(d.data_parallel_rank, 0);
-  assert.deepEqual(d.events[0], {
+  assert.ok(Array.isArray(d) && d.length === 3, 'EventBatch stays array_like');
+  assert.equal(d[0], 10.5);
+  assert.equal(d[2], 0);
+  const events = d[1];
+  assert.deepEqual(Object.keys(events[0]), ['type', 'block_hashes', 'parent_block_hash', 'token_ids', 'block_size', 'lora_id', 'medium', 'lora_name', 'extra_keys', 'group_idx', 'kv_cache_spec_kind']);
+  assert.deepEqual(events[0], {
     type: 'BlockStored',
     block_hashes: [H1, H2],
     parent_block_hash: null,
@@ -346,11 +350,39 @@ test('wire - vLLM KVEventBatch map encoding uses field names and the "type" tag'
     lora_id: null,
     medium: 'GPU',
     lora_name: null,
+    extra_keys: [null, null],
+    group_idx: 0,
+    kv_cache_spec_kind: 'full_attention',
   });
-  assert.equal(Object.keys(d.events[0])[0], 'type', 'tag first, as msgspec writes it');
-  assert.equal(d.events[1].parent_block_hash, H2);
-  assert.deepEqual(d.events[2], { type: 'BlockRemoved', block_hashes: [H1], medium: 'GPU' });
-  assert.deepEqual(d.events[3], { type: 'AllBlocksCleared' });
+  assert.equal(events[1].parent_block_hash, H2);
+  assert.deepEqual(events[2], { type: 'BlockRemoved', block_hashes: [H1], medium: 'GPU', group_idx: 0 });
+  assert.deepEqual(Object.keys(events[2]), ['type', 'block_hashes', 'medium', 'group_idx']);
+  assert.deepEqual(events[3], { type: 'AllBlocksCleared' });
+});
+
+test('wire - Dynamo batches split at 128 events or 8192 blocks; a bigger event travels alone', () => {
+  const one = (n: number): EvSpec => ({ kind: 'removed', blocks: Array.from({ length: n }, (_, i) => ({ seq: BigInt(i + 1) })) });
+  const ends = (specs: EvSpec[]): number[] => {
+    const log = makeLog(specs, 1, 0);
+    const out: number[] = [];
+    for (let i = 0; i < log.count; ) {
+      i = dynamoBatchEnd(log, i);
+      out.push(i);
+    }
+    return out;
+  };
+  assert.deepEqual(ends(Array.from({ length: 300 }, () => ({ kind: 'cleared' }) as EvSpec)), [128, 256, 300]);
+  assert.deepEqual(ends([one(8000), one(192), one(1)]), [2, 3], '8000 + 192 = 8192 fits, the next block does not');
+  assert.deepEqual(ends([one(5), one(9000), one(5)]), [1, 2, 3], 'an event above the cap is emitted intact, alone');
+});
+
+test('topics - endpoint scope: current scopes every feed, legacy only kv_metrics', () => {
+  assert.equal(buildSubject('dynamo', 'backend', 'kv-events', 'generate'), 'namespace.dynamo.component.backend.endpoint.generate.kv-events');
+  assert.deepEqual(
+    (['kv-events', 'forward-pass-metrics', 'kv_metrics'] as const).map((t) => [endpointScoped(t, 'current'), endpointScoped(t, 'legacy')]),
+    [[true, false], [true, false], [true, true]],
+  );
+  assert.throws(() => buildSubject('dynamo', 'backend', 'kv-events', 'gen.erate'), InvalidConfigError);
 });
 
 test('topics - subjects follow namespace.{ns}.component.{component}.{topic} and reject bad tokens', () => {
@@ -375,34 +407,61 @@ test('rank-events - the writer frames records with a topic code and numbers FPM 
   wr.writeKvEvents(log, 2500);
   wr.writeFpm(FPM, 0.02);
   wr.writeHeartbeat();
-  wr.writeLoad(10, 20, 30);
+  wr.writeLoad(10, 30);
   const recs = readAll(ring);
+  assert.deepEqual(recs.map((r) => r.code), [TopicCode.kvEvents, TopicCode.kvEventsVllm, TopicCode.forwardPassMetrics, TopicCode.forwardPassMetrics, TopicCode.kvMetrics]);
+  assert.ok(Array.isArray(recs[0]!.payload), 'current Dynamo wire: one array of RouterEvents per pass');
   assert.deepEqual(
-    recs.map((r) => r.code),
-    [TopicCode.kvEvents, TopicCode.kvEvents, TopicCode.kvEvents, TopicCode.kvEvents, TopicCode.kvEventsVllm, TopicCode.forwardPassMetrics, TopicCode.forwardPassMetrics, TopicCode.kvMetrics],
-  );
-  assert.deepEqual(
-    recs.slice(0, 4).map((r) => r.payload.event.event_id),
+    recs[0]!.payload.map((e: any) => e.event.event_id),
     [40n, 41n, 42n, 43n],
-    'one RouterEvent per engine event, event ids from the log',
+    'event ids from the log, in order',
   );
-  assert.equal(recs[4]!.payload.ts, 2.5, 'vLLM batch ts in seconds');
-  assert.equal(recs[4]!.payload.events.length, 4);
-  assert.equal(recs[5]!.payload.counter_id, 1, 'first FPM has counter_id 1');
-  assert.equal(recs[5]!.payload.worker_id, WORKER.toString());
-  assert.equal(recs[5]!.payload.wall_time, 0.02);
-  assert.equal(recs[6]!.payload.counter_id, 2, 'heartbeat continues the counter');
-  assert.equal(recs[6]!.payload.wall_time, 0);
-  assert.equal(recs[6]!.payload.scheduled_requests.num_decode_requests, 0);
-  assert.deepEqual(recs[7]!.payload, { worker_id: WORKER, dp_rank: 1, active_decode_blocks: 10n, active_prefill_tokens: 20n, kv_used_blocks: 30n });
+  assert.equal(recs[1]!.payload[0], 2.5, 'vLLM batch ts in seconds');
+  assert.equal(recs[1]!.payload[1].length, 4);
+  assert.equal(recs[1]!.payload[2], 1, 'data_parallel_rank');
+  assert.equal(recs[2]!.payload.counter_id, 1, 'first FPM has counter_id 1');
+  assert.equal(recs[2]!.payload.worker_id, WORKER.toString());
+  assert.equal(recs[2]!.payload.wall_time, 0.02);
+  assert.equal(recs[3]!.payload.counter_id, 2, 'heartbeat continues the counter');
+  assert.equal(recs[3]!.payload.wall_time, 0);
+  assert.equal(recs[3]!.payload.scheduled_requests.num_decode_requests, 0);
+  assert.deepEqual(recs[4]!.payload, { worker_id: WORKER, dp_rank: 1, active_decode_blocks: 10n, active_prefill_tokens: null, kv_used_blocks: 30n });
   assert.equal(wr.droppedRecords, 0);
+});
+
+test('rank-events - legacy wire writes one RouterEvent map per engine event', () => {
+  const ring = new SpscRing(SpscRing.allocate(1 << 16));
+  new RankEventWriter(ring, { workerId: WORKER, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'map', dynamoWire: 'legacy' }).writeKvEvents(makeLog(VLOG_SPECS, 2, 7), 0);
+  const recs = readAll(ring);
+  assert.deepEqual(recs.map((r) => r.payload.event.event_id), [7n, 8n, 9n, 10n]);
+});
+
+test('rank-events - ids kept in an id store continue across writers (a restarted rank)', () => {
+  const cells = new Float64Array(4);
+  const store = { cells, nextEventIdSlot: 2, counterIdSlot: 3 };
+  const ring = new SpscRing(SpscRing.allocate(1 << 16));
+  const first = new RankEventWriter(ring, { workerId: 1n, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'map', idStore: store });
+  first.writeKvEvents(makeLog(VLOG_SPECS, 2, 0), 0);
+  first.writeFpm(FPM, 0.01);
+  first.writeKvEvents(makeLog([{ kind: 'removed', blocks: [{ seq: H1 }] }], 2, 4), 0);
+  assert.deepEqual([cells[2], cells[3]], [5, 1]);
+  // The engine of a new thread numbers its events from 0 again; the writer continues the ids.
+  const second = new RankEventWriter(ring, { workerId: 1n, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'map', idStore: store });
+  second.writeKvEvents(makeLog([{ kind: 'cleared' }, { kind: 'removed', blocks: [{ seq: H2 }] }], 2, 0), 0);
+  second.writeHeartbeat();
+  const recs = readAll(ring);
+  const ids = recs.filter((r) => r.code === TopicCode.kvEvents).flatMap((r) => r.payload.map((e: any) => Number(e.event.event_id)));
+  assert.deepEqual(ids, [0, 1, 2, 3, 4, 5, 6]);
+  const counters = recs.filter((r) => r.code === TopicCode.forwardPassMetrics).map((r) => r.payload.counter_id);
+  assert.deepEqual(counters, [1, 2]);
+  assert.equal(second.nextEventId, 7);
 });
 
 test('rank-events - the dynamo format writes no vLLM batch and the vllm format no RouterEvents', () => {
   const log = makeLog(VLOG_SPECS, 2, 0);
   const r1 = new SpscRing(SpscRing.allocate(1 << 14));
   new RankEventWriter(r1, { workerId: 1n, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'array' }).writeKvEvents(log, 0);
-  assert.deepEqual(readAll(r1).map((r) => r.code), [1, 1, 1, 1]);
+  assert.deepEqual(readAll(r1).map((r) => r.code), [TopicCode.kvEvents]);
   const r2 = new SpscRing(SpscRing.allocate(1 << 14));
   new RankEventWriter(r2, { workerId: 1n, dpRank: 0, kvEventsFormat: 'vllm', vllmEncoding: 'array' }).writeKvEvents(log, 0);
   const recs = readAll(r2);
@@ -416,7 +475,7 @@ test('rank-events - a full ring makes the writer drop and count, visible in the 
   const wr = new RankEventWriter(ring, { workerId: 1n, dpRank: 0, kvEventsFormat: 'dynamo', vllmEncoding: 'array', blockTimeoutMs: 0 });
   let written = 0;
   for (let i = 0; i < 10; i++) {
-    wr.writeLoad(i, i, i);
+    wr.writeLoad(i, i);
     written++;
   }
   assert.ok(wr.droppedRecords > 0, 'some loads did not fit');

@@ -19,7 +19,7 @@ import { currentTid, pinCurrentThread } from '../../util/affinity.js';
 import { InvalidConfigError } from '../../util/errors.js';
 import { DashboardService } from '../../dashboard/service.js';
 import type { DashboardSource } from '../../dashboard/source.js';
-import { clusterConfigFromServe } from './serve.js';
+import { clusterConfigFromServe, zmqPlanFromServe } from './serve.js';
 import { announceReady } from '../ready.js';
 
 export const FLEET_FLAGS = {
@@ -74,7 +74,7 @@ export async function startFleetServe(argv: FleetArgs, log: (line: string) => vo
   // The fleet router decides; local ranks publish their KV events to NATS like remote ones.
   const local = numLocalWorkers === 0
     ? null
-    : await Coordinator.start({ ...clusterConfigFromServe(cfg, modelName, profile, httpBase.tokenizer?.generationVocabulary()), router: 'round_robin', workerIds: fleetWorkerIds(cfg.numWorkers, undefined) });
+    : await Coordinator.start({ ...clusterConfigFromServe(cfg, modelName, profile, httpBase.tokenizer?.generationVocabulary(), zmqPlanFromServe(cfg, httpBase)), router: 'round_robin', workerIds: fleetWorkerIds(cfg.numWorkers, undefined) });
   let fleet: FleetBackend;
   try {
     if (cfg.frontendCpus !== null) pinCurrentThread(cfg.frontendCpus);

@@ -15,6 +15,9 @@ import { HTTP_FLAGS, httpOptionsFromArgv } from '../../http/flags.js';
 import { currentTid, pinCurrentThread } from '../../util/affinity.js';
 import { InvalidRequestError, MockfleetError } from '../../util/errors.js';
 import { DashboardService } from '../../dashboard/service.js';
+import { planZmqEndpoints } from '../../config/kv-events-config.js';
+import type { ZmqPublishPlan } from '../../config/kv-events-config.js';
+import { DEFAULT_HOST, DEFAULT_PORT } from '../../http/options.js';
 import { READY_FLAGS, announceReady } from '../ready.js';
 import { FLEET_FLAGS, startFleetServe } from './serve-fleet.js';
 
@@ -59,12 +62,22 @@ function adminRoute(coordinator: Coordinator, cfg: ServeConfig): (req: IncomingM
   };
 }
 
+/** Each rank's ZMQ sockets for --kv-events-config (null when vLLM would not publish), checked against the HTTP ports. */
+export function zmqPlanFromServe(cfg: ServeConfig, httpBase: { host?: string | undefined; port?: number | undefined }): ZmqPublishPlan | null {
+  const httpPort = httpBase.port ?? DEFAULT_PORT;
+  return planZmqEndpoints(cfg.kvEventsConfig, cfg.numWorkers * cfg.dataParallelSize, httpBase.host ?? DEFAULT_HOST, [
+    { flag: '--port', from: httpPort, to: httpPort },
+    ...(cfg.workerBasePort === null ? [] : [{ flag: '--worker-base-port', from: cfg.workerBasePort, to: cfg.workerBasePort + cfg.numWorkers - 1 }]),
+  ]);
+}
+
 /** The coordinator configuration `serve` (and `worker`, the fleet frontend) build from their flags. */
 export function clusterConfigFromServe(
   cfg: ServeConfig,
   modelName: string,
   profile: ClusterConfig['profile'],
   generatedVocabulary: Uint32Array | undefined,
+  zmq: ZmqPublishPlan | null = null,
 ): ClusterConfig {
   return {
     modelName,
@@ -85,6 +98,9 @@ export function clusterConfigFromServe(
     component: cfg.component,
     kvEventsFormat: cfg.kvEventsFormat,
     vllmEventEncoding: cfg.vllmEventEncoding,
+    endpoint: cfg.endpoint,
+    dynamoWire: cfg.dynamoWire,
+    zmq,
     eventsFile: cfg.eventsFile,
     rankCpus: cfg.rankCpus,
     ranksPerThread: cfg.ranksPerThread,
@@ -102,8 +118,9 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
   const httpBase = await httpOptionsFromArgv(argv);
   const modelName = httpBase.servedModelNames?.[0] ?? DEFAULT_MODEL_NAME;
   const profile = cfg.plannerProfileData === null ? null : loadPerfProfile(cfg.plannerProfileData);
+  const zmq = zmqPlanFromServe(cfg, httpBase);
 
-  const coordinator = await Coordinator.start(clusterConfigFromServe(cfg, modelName, profile, httpBase.tokenizer?.generationVocabulary()));
+  const coordinator = await Coordinator.start(clusterConfigFromServe(cfg, modelName, profile, httpBase.tokenizer?.generationVocabulary(), zmq));
   // Threads inherit their creator's affinity: pin the main thread only after the rank and
   // publisher threads exist, so --frontend-cpus does not leak into them.
   if (cfg.frontendCpus !== null) {
@@ -149,6 +166,11 @@ export async function startServe(argv: ServeArgs, log: (line: string) => void = 
     worker_ids: [...new Set(coordinator.ranks().map((r) => r.workerId.toString()))],
     worker_urls: servers.slice(1).map((s) => s.url),
     nats: cfg.natsUrl,
+    // vLLM-native KV events (--kv-events-config): where each rank's PUB / replay ROUTER listens.
+    kv_events_endpoints: zmq === null ? [] : zmq.ranks.map((z) => {
+      const r = coordinator.ranks()[z.rank];
+      return { rank: z.rank, worker_id: r?.workerId.toString(), dp_rank: r?.dpRank, endpoint: z.endpoint, replay_endpoint: z.replayEndpoint, topic: zmq.topic };
+    }),
     router: cfg.router,
     pid: process.pid,
     placement,

@@ -13,7 +13,7 @@ import { startHttpServer } from '../../http/server.js';
 import { HTTP_FLAGS, httpOptionsFromArgv } from '../../http/flags.js';
 import { currentTid, pinCurrentThread } from '../../util/affinity.js';
 import { InvalidConfigError, MockfleetError } from '../../util/errors.js';
-import { clusterConfigFromServe } from './serve.js';
+import { clusterConfigFromServe, zmqPlanFromServe } from './serve.js';
 import { READY_FLAGS, announceReady } from '../ready.js';
 import { FLEET_FLAGS, checkFleetArgs, fleetWorkerIds } from './serve-fleet.js';
 import type { FleetArgs } from './serve-fleet.js';
@@ -40,7 +40,7 @@ export async function startWorker(argv: WorkerArgs, log: (line: string) => void 
   const profile = cfg.plannerProfileData === null ? null : loadPerfProfile(cfg.plannerProfileData);
   const workerIds = fleetWorkerIds(cfg.numWorkers, argv.workerId);
   // Frontends route to a rank; the coordinator's own router only serves this worker's own API.
-  const coordinator = await Coordinator.start({ ...clusterConfigFromServe(cfg, modelName, profile, httpBase.tokenizer?.generationVocabulary()), workerIds });
+  const coordinator = await Coordinator.start({ ...clusterConfigFromServe(cfg, modelName, profile, httpBase.tokenizer?.generationVocabulary(), zmqPlanFromServe(cfg, httpBase)), workerIds });
   let server;
   let worker: FleetWorker;
   try {
