@@ -31,7 +31,7 @@ import {
   fleetSubjects,
   frontendOfOutput,
 } from './remote-wire.js';
-import { InvalidConfigError, MockfleetError } from '../util/errors.js';
+import { InvalidConfigError, MockfleetError, OverloadedError } from '../util/errors.js';
 
 const gzipAsync = promisify(gzip);
 export const FLEET_PROTOCOL_VERSION = '1.0.0';
@@ -41,6 +41,8 @@ const DUPLICATE_CHECK_MS = 300;
 const FRONTEND_CHECK_MS = 1000;
 const PING_WAIT_MS = 300;
 const FRONTEND_GONE_MS = 3000;
+/** How long a submit may wait for room in a full rank inbox before it fails with the 429. */
+const BACKLOG_MS = 2000;
 
 export interface FleetWorkerOptions {
   readonly fleet: string;
@@ -85,11 +87,13 @@ class FrontendLink {
 
 class RemoteRequest implements GenerateCallbacks {
   handle: GenerateHandle | null = null;
+  /** Aborted while still held back (no handle yet). */
+  cancelled = false;
   /** Set when the worker lost NATS while the request ran: it ends as an error naming that. */
   lostReason: string | null = null;
   constructor(
     private readonly worker: FleetWorker,
-    private readonly link: FrontendLink,
+    readonly link: FrontendLink,
     readonly id: number,
   ) {}
 
@@ -115,6 +119,11 @@ class RemoteRequest implements GenerateCallbacks {
     this.worker.scheduleFlush(link);
   }
 
+  abort(): void {
+    if (this.handle !== null) this.handle.abort();
+    else this.cancelled = true;
+  }
+
   onFinish(f: GenerateFinish): void {
     this.link.requests.delete(this.id);
     this.worker.writeFinish(this.link, this.id, f, this.lostReason);
@@ -129,6 +138,9 @@ export class FleetWorker {
   private flushQueued = false;
   private readonly reader = new WordReader();
   private loadTimer: NodeJS.Timeout | null = null;
+  private readonly backlog: Array<{ req: RemoteRequest; gen: GenerateRequest }> = [];
+  private readonly backlogDeadline = new Map<RemoteRequest, number>();
+  private backlogTimer: NodeJS.Timeout | null = null;
   private frontendTimer: NodeJS.Timeout | null = null;
   private checkingFrontends = false;
   private draining = false;
@@ -240,7 +252,7 @@ export class FleetWorker {
           link.pairsAt = -1;
           for (const r of [...link.requests.values()]) {
             r.lostReason = reason;
-            r.handle?.abort();
+            r.abort();
           }
         }
       } else if (s.type === 'reconnect') {
@@ -276,7 +288,7 @@ export class FleetWorker {
       if (seen.has(link.frontendId)) link.lastSeen = now;
       else if (link.requests.size > 0 && now - link.lastSeen > FRONTEND_GONE_MS) {
         this.opts.log(`mockfleet: frontend ${link.frontendId} has not answered for ${now - link.lastSeen} ms; aborting its ${link.requests.size} requests`);
-        for (const r of [...link.requests.values()]) r.handle?.abort();
+        for (const r of [...link.requests.values()]) r.abort();
       }
     }
   }
@@ -318,7 +330,7 @@ export class FleetWorker {
         });
         o += 8 + n;
       } else if (kind === RequestKind.abort) {
-        link.requests.get(w[o + 1] as number)?.handle?.abort();
+        link.requests.get(w[o + 1] as number)?.abort();
         o += 2;
       } else {
         this.opts.log(`mockfleet: fleet request message with unknown record kind ${kind} from ${reply}; rest ignored`);
@@ -335,13 +347,53 @@ export class FleetWorker {
       return;
     }
     link.requests.set(id, req);
+    if (this.backlog.length > 0) {
+      this.defer(req, gen);
+      return;
+    }
+    this.trySubmit(req, gen, false);
+  }
+
+  /** Submit to the coordinator; false when it was deferred again (rank inbox momentarily full). */
+  private trySubmit(req: RemoteRequest, gen: GenerateRequest, deferred: boolean): boolean {
     try {
       req.handle = this.opts.coordinator.submit(gen, req);
+      return true;
     } catch (err) {
-      link.requests.delete(id);
+      // A burst of submits (a whole frontend turn arrives as one message) can fill a rank's
+      // inbox ring for a moment. The frontend's stream has already begun, so a 429 would reach
+      // the client as a stream error: hold such submits (in order) for up to BACKLOG_MS instead.
+      if (err instanceof OverloadedError && (!deferred || Date.now() < (this.backlogDeadline.get(req) ?? 0))) {
+        if (!deferred) this.defer(req, { ...gen, promptTokens: gen.promptTokens.slice() });
+        return false;
+      }
+      req.link.requests.delete(req.id);
       const e = err instanceof MockfleetError ? err : new MockfleetError('MOCKFLEET_ERR_INTERNAL', err instanceof Error ? err.message : String(err));
-      this.writeError(link, id, prompt.length, e);
+      this.writeError(req.link, req.id, gen.promptTokens.length, e);
+      return true;
     }
+  }
+
+  private defer(req: RemoteRequest, gen: GenerateRequest): void {
+    // The prompt view points into the reused message buffer: keep a copy.
+    const own = gen.promptTokens.buffer === this.reader.u32.buffer ? { ...gen, promptTokens: gen.promptTokens.slice() } : gen;
+    this.backlog.push({ req, gen: own });
+    this.backlogDeadline.set(req, Date.now() + BACKLOG_MS);
+    if (this.backlogTimer === null) this.backlogTimer = setTimeout(() => this.drainBacklog(), 1);
+  }
+
+  private drainBacklog(): void {
+    this.backlogTimer = null;
+    while (this.backlog.length > 0) {
+      const d = this.backlog[0] as { req: RemoteRequest; gen: GenerateRequest };
+      if (d.req.cancelled) {
+        d.req.link.requests.delete(d.req.id);
+        d.req.onFinish({ reason: 'abort', rank: -1, promptTokens: d.gen.promptTokens.length, completionTokens: 0, cachedTokens: 0 });
+      } else if (!this.trySubmit(d.req, d.gen, true)) break;
+      this.backlog.shift();
+      this.backlogDeadline.delete(d.req);
+    }
+    if (this.backlog.length > 0) this.backlogTimer = setTimeout(() => this.drainBacklog(), 1);
   }
 
   private writeError(link: FrontendLink, id: number, promptTokens: number, e: MockfleetError): void {
@@ -443,6 +495,7 @@ export class FleetWorker {
     this.closed = true;
     if (this.loadTimer !== null) clearInterval(this.loadTimer);
     if (this.frontendTimer !== null) clearInterval(this.frontendTimer);
+    if (this.backlogTimer !== null) clearTimeout(this.backlogTimer);
     this.flush();
     try {
       this.publishLoad(LoadFlag.gone);
