@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +27,8 @@ test('run-tests - a file that hangs fails at its timeout, named with the test th
     file,
     "import { test } from 'node:test';\nimport { spawn } from 'node:child_process';\n" +
       "test('finishes', () => {});\n" +
-      "test('waits on a child forever', async () => { const c = spawn('sleep', ['300']); await new Promise((r) => c.on('exit', r)); });\n",
+      "import { writeFileSync } from 'node:fs';\n" +
+      `test('waits on a child forever', async () => { const c = spawn('sleep', ['300']); writeFileSync(${JSON.stringify(join(dir, 'child.pid'))}, String(c.pid)); await new Promise((r) => c.on('exit', r)); });\n`,
   );
   const script = fileURLToPath(new URL('../../../scripts/run-tests.mjs', import.meta.url));
   const t0 = Date.now();
@@ -40,8 +41,21 @@ test('run-tests - a file that hangs fails at its timeout, named with the test th
   assert.ok(Date.now() - t0 < 40_000);
   assert.match(r.stdout, /hang\.test\.js ran over 3000 ms in the test after "finishes"$/m);
   assert.match(r.stdout, /^tests: 1 passed, 1 failed$/m);
-  const sleeping = spawnSync('pgrep', ['-f', 'sleep 300'], { encoding: 'utf8' });
-  assert.equal(sleeping.stdout.trim(), '', 'the watchdog also killed the child the test spawned');
+  // The child the hung test spawned (its pid written by the test) is gone with the file's process group.
+  const pid = Number(readFileSync(join(dir, 'child.pid'), 'utf8'));
+  assert.ok(pid > 0);
+  // SIGKILL is delivered asynchronously and init reaps the orphan: allow a moment, and count a
+  // zombie (state Z) as dead.
+  const alive = (): boolean => {
+    try {
+      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  const until = Date.now() + 5000;
+  while (alive() && Date.now() < until) spawnSync('sleep', ['0.05']);
+  assert.equal(alive(), false, `the test's child ${pid} was killed with its file`);
 });
 
 test('run-tests - a file whose first test never settles fails at its timeout', { timeout: 60_000 }, () => {
