@@ -99,6 +99,15 @@ interface Pending {
   readonly promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
+  /** Still in its rank's add backlog on this thread (never written to the inbox). */
+  queued: boolean;
+}
+
+/** A request admitted while its rank's inbox had no room: written when the rank drains it. */
+interface QueuedAdd {
+  readonly id: number;
+  readonly req: GenerateRequest;
+  readonly arrivalMs: number;
 }
 
 interface RankThread {
@@ -132,6 +141,12 @@ interface RankSlot {
   readonly thread: number;
   /** Abort records that did not fit the inbox yet. */
   pendingAborts: number[];
+  /**
+   * Admitted requests that did not fit the inbox yet, in arrival order (bounded by
+   * --max-waiting, which counts them): a burst larger than the compact inbox waits here instead
+   * of being refused.
+   */
+  pendingAdds: QueuedAdd[];
 }
 
 /** Deterministic 64-bit worker ids (splitmix64 of seed and worker index), never 0. */
@@ -164,7 +179,8 @@ export class Coordinator implements Backend {
   private readonly publisherBellSab: SharedArrayBuffer;
   /** Ranks whose output ring rang (drain scratch), and ranks holding aborts that did not fit their inbox. */
   private readonly dirtyRanks: Int32Array;
-  private readonly abortBacklog = new Set<RankSlot>();
+  /** Ranks with queued abort or add records (retried by the drain loop). */
+  private readonly inboxBacklog = new Set<RankSlot>();
   private readonly router: Router;
   private readonly fleetMetrics: FleetMetrics;
   private pool: Piscina | null = null;
@@ -247,6 +263,7 @@ export class Coordinator implements Backend {
         restarts: 0,
         thread: Math.floor(r / config.ranksPerThread),
         pendingAborts: [],
+        pendingAdds: [],
       });
     }
     for (let t = 0; t * config.ranksPerThread < this.numRanks; t++) {
@@ -416,7 +433,8 @@ export class Coordinator implements Backend {
       }
       slot.inflight = 0;
       slot.pendingAborts.length = 0;
-      this.abortBacklog.delete(slot);
+      slot.pendingAdds.length = 0;
+      this.inboxBacklog.delete(slot);
       this.router.onCleared(slot.rank);
       if (this.closing || this.closed) continue;
       slot.restarts++;
@@ -501,36 +519,52 @@ export class Coordinator implements Backend {
     }
     const id = this.nextId;
     this.nextId = this.nextId >= 0x7ffffff0 ? 1 : this.nextId + 1;
+    const arrivalMs = performance.timeOrigin + performance.now();
+    // FIFO per rank: once anything waits in the backlog, later requests queue behind it.
+    const queued = slot.pendingAdds.length > 0 || !this.writeAdd(slot, id, req, arrivalMs);
+    if (queued) {
+      // The caller may reuse its prompt array once submit returns; the backlog keeps a copy.
+      slot.pendingAdds.push({ id, req: { ...req, promptTokens: req.promptTokens.slice() }, arrivalMs });
+      this.inboxBacklog.add(slot);
+      this.outputBell.ring();
+    } else {
+      this.wake(slot);
+    }
+    slot.inflight++;
+    (this.counters[rank] as Float64Array)[Scalar.inflight] = slot.inflight;
+    this.pending.set(id, { id, cb, rank, promptTokens: n, completionTokens: 0, cachedTokens: 0, queued });
+    // Router-side load bookkeeping (kv: prefill tokens and blocks booked on the rank until done).
+    if (this.lastRoute !== null) this.router.onRouted(id, this.lastRoute, rank);
+    return { rank, abort: () => this.abort(id) };
+  }
+
+  /** Write one add record (or a large-inbox marker) for `req`; false when the rank has no room now. */
+  private writeAdd(slot: RankSlot, id: number, req: GenerateRequest, arrivalMs: number): boolean {
+    const n = req.promptTokens.length;
     const v = this.inboxView;
     v.setUint32(0, InboxKind.add, true);
     v.setInt32(4, id, true);
     v.setInt32(8, req.maxTokens, true);
     v.setUint32(12, n, true);
-    v.setFloat64(16, performance.timeOrigin + performance.now(), true);
+    v.setFloat64(16, arrivalMs, true);
     v.setInt32(24, req.seed === undefined ? 0 : req.seed | 0, true);
     const paramsN = Math.min(INBOX_N_MAX, Math.max(0, req.paramsN ?? 1));
     v.setUint32(28, (req.seed === undefined ? 0 : INBOX_FLAG_SEEDED) | (req.stopAtEnd === true ? INBOX_FLAG_STOP : 0) | (paramsN << INBOX_N_SHIFT), true);
     new Uint32Array(this.inboxScratch.buffer, INBOX_ADD_HEADER, n).set(req.promptTokens);
     const bytes = INBOX_ADD_HEADER + 4 * n;
     if (bytes <= slot.inbox.maxRecordBytes) {
-      if (!slot.inbox.tryWrite(this.inboxScratch, 0, bytes)) throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
+      if (!slot.inbox.tryWrite(this.inboxScratch, 0, bytes)) return false;
     } else {
       // The record goes to the thread's large inbox, then a marker in order in the rank's own;
       // the marker's room is checked first (only this thread writes either ring).
       const large = (this.threads[slot.thread] as RankThread).largeInbox;
       if (slot.inbox.capacity - slot.inbox.usedBytes() < 4 + INBOX_MARKER_BYTES || !large.tryWrite(this.inboxScratch, 0, bytes)) {
-        throw new OverloadedError(`rank ${rank} inbox is full; retry later`);
+        return false;
       }
       v.setUint32(0, InboxKind.addLarge, true);
-      if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_MARKER_BYTES)) throw new MockfleetError('MOCKFLEET_ERR_PROTOCOL', `rank ${rank} inbox lost room for a marker`);
+      if (!slot.inbox.tryWrite(this.inboxScratch, 0, INBOX_MARKER_BYTES)) throw new MockfleetError('MOCKFLEET_ERR_PROTOCOL', `rank ${slot.rank} inbox lost room for a marker`);
     }
-    this.wake(slot);
-    slot.inflight++;
-    (this.counters[rank] as Float64Array)[Scalar.inflight] = slot.inflight;
-    this.pending.set(id, { id, cb, rank, promptTokens: n, completionTokens: 0, cachedTokens: 0 });
-    // Router-side load bookkeeping (kv: prefill tokens and blocks booked on the rank until done).
-    if (this.lastRoute !== null) this.router.onRouted(id, this.lastRoute, rank);
-    return { rank, abort: () => this.abort(id) };
+    return true;
   }
 
   private pickRank(req: GenerateRequest): number {
@@ -572,9 +606,13 @@ export class Coordinator implements Backend {
     if (p === undefined) return;
     this.pending.delete(id);
     const slot = this.slots[p.rank] as RankSlot;
-    if (slot.pendingAborts.length > 0 || !this.writeAbort(slot, id)) {
+    if (p.queued) {
+      // Never reached the rank: drop it from the backlog, nothing to tell the rank.
+      const at = slot.pendingAdds.findIndex((q) => q.id === id);
+      if (at >= 0) slot.pendingAdds.splice(at, 1);
+    } else if (slot.pendingAborts.length > 0 || !this.writeAbort(slot, id)) {
       slot.pendingAborts.push(id);
-      this.abortBacklog.add(slot);
+      this.inboxBacklog.add(slot);
     }
     this.finish(p, 'abort');
   }
@@ -613,14 +651,30 @@ export class Coordinator implements Backend {
       let got = 0;
       const n = this.outputBell.takeDirty(dirty);
       for (let i = 0; i < n; i++) got += this.drainRank(this.slots[dirty[i] as number] as RankSlot);
-      if (this.abortBacklog.size > 0) {
-        for (const slot of this.abortBacklog) {
-          while (slot.pendingAborts.length > 0 && this.writeAbort(slot, slot.pendingAborts[0] as number)) slot.pendingAborts.shift();
-          if (slot.pendingAborts.length === 0) this.abortBacklog.delete(slot);
-        }
-      }
-      if (got === 0) await this.outputBell.wait(this.abortBacklog.size > 0 ? 5 : 50);
+      if (this.inboxBacklog.size > 0) this.flushInboxBacklog();
+      // With a backlog, look again soon even if no rank rings (room appears as a rank reads).
+      if (got === 0) await this.outputBell.wait(this.inboxBacklog.size > 0 ? 1 : 50);
       else await new Promise<void>((res) => setImmediate(res));
+    }
+  }
+
+  /** Write queued aborts, then queued adds in arrival order, while each rank's inbox has room. */
+  private flushInboxBacklog(): void {
+    for (const slot of this.inboxBacklog) {
+      while (slot.pendingAborts.length > 0 && this.writeAbort(slot, slot.pendingAborts[0] as number)) slot.pendingAborts.shift();
+      let written = 0;
+      while (written < slot.pendingAdds.length) {
+        const q = slot.pendingAdds[written] as QueuedAdd;
+        if (!this.writeAdd(slot, q.id, q.req, q.arrivalMs)) break;
+        const p = this.pending.get(q.id);
+        if (p !== undefined) p.queued = false;
+        written++;
+      }
+      if (written > 0) {
+        slot.pendingAdds.splice(0, written);
+        this.wake(slot);
+      }
+      if (slot.pendingAborts.length === 0 && slot.pendingAdds.length === 0) this.inboxBacklog.delete(slot);
     }
   }
 

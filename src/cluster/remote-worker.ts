@@ -41,7 +41,7 @@ const DUPLICATE_CHECK_MS = 300;
 const FRONTEND_CHECK_MS = 1000;
 const PING_WAIT_MS = 300;
 const FRONTEND_GONE_MS = 3000;
-/** How long a submit may wait for room in a full rank inbox before it fails with the 429. */
+/** How long an overloaded submit (--max-waiting) may wait for room before it fails with the 429. */
 const BACKLOG_MS = 2000;
 
 export interface FleetWorkerOptions {
@@ -354,15 +354,15 @@ export class FleetWorker {
     this.trySubmit(req, gen, false);
   }
 
-  /** Submit to the coordinator; false when it was deferred again (rank inbox momentarily full). */
+  /** Submit to the coordinator; false when it was deferred again (rank momentarily over --max-waiting). */
   private trySubmit(req: RemoteRequest, gen: GenerateRequest, deferred: boolean): boolean {
     try {
       req.handle = this.opts.coordinator.submit(gen, req);
       return true;
     } catch (err) {
-      // A burst of submits (a whole frontend turn arrives as one message) can fill a rank's
-      // inbox ring for a moment. The frontend's stream has already begun, so a 429 would reach
-      // the client as a stream error: hold such submits (in order) for up to BACKLOG_MS instead.
+      // The coordinator queues a burst that overfills a rank's inbox itself; what still throws
+      // here is --max-waiting. The frontend's stream has already begun, so a 429 would reach the
+      // client as a stream error: hold such submits (in order) for up to BACKLOG_MS instead.
       if (err instanceof OverloadedError && (!deferred || Date.now() < (this.backlogDeadline.get(req) ?? 0))) {
         if (!deferred) this.defer(req, { ...gen, promptTokens: gen.promptTokens.slice() });
         return false;

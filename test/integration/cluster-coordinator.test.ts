@@ -261,3 +261,29 @@ test('cluster - the kv router books each routed request (prefill tokens, blocks)
     await c.shutdown(1000);
   }
 });
+
+test('cluster - a burst larger than a rank inbox waits on the main thread instead of 429, in order; queued aborts never reach the rank', async () => {
+  // 200 prompts of 1024 tokens (~800 KiB of add records) to one rank whose inbox holds ~15 of them.
+  const c = await Coordinator.start(
+    config({
+      numWorkers: 1,
+      dataParallelSize: 1,
+      maxModelLen: 4096,
+      engineArgs: normalizeEngineArgs({ numGpuBlocks: 4096, blockSize: 16, maxNumSeqs: 64, maxNumBatchedTokens: 8192 }),
+    }),
+  );
+  try {
+    const prompt = (k: number): number[] => Array.from({ length: 1024 }, (_, i) => ((i * 7 + k * 13) % 3000) + 1);
+    const runs = Array.from({ length: 200 }, (_, k) => generate(c, prompt(k), 2, 0));
+    // The last one certainly waits in the backlog: aborting it settles it without the rank.
+    const last = runs.pop()!;
+    last.abort();
+    assert.equal((await last.done).finish.reason, 'abort');
+    const outs = await Promise.all(runs.map((r) => r.done));
+    assert.deepEqual(new Set(outs.map((o) => `${o.finish.reason}/${o.tokens.length}/${o.finish.promptTokens}`)), new Set(['length/2/1024']));
+    await until(() => c.numPending === 0, 'all requests settled');
+    assert.equal((c.counters[0] as Float64Array)[Scalar.inflight], 0, 'in-flight count back to 0');
+  } finally {
+    await c.shutdown(1000);
+  }
+});
