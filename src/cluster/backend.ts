@@ -3,6 +3,7 @@
  * cluster coordinator (src/cluster/coordinator.ts); tests may implement it with a fake.
  */
 import type { MockfleetError } from '../util/errors.js';
+import { InvalidRequestError } from '../util/errors.js';
 
 export interface GenerateRequest {
   /** External id (X-Request-Id or generated); used in logs and errors. */
@@ -92,4 +93,23 @@ export interface Backend {
    */
   metrics(workerIndex?: number, openMetrics?: boolean): Promise<string | readonly Uint8Array[]>;
   readonly metricsContentType: string;
+}
+
+/**
+ * The checks every Backend makes before routing (vLLM's wording and codes); returns the prompt
+ * length.
+ */
+export function checkGenerateRequest(req: GenerateRequest, maxModelLen: number): number {
+  const n = req.promptTokens.length;
+  if (n === 0) throw new InvalidRequestError('prompt must contain at least one token', 'prompt');
+  if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) throw new InvalidRequestError('max_tokens must be a positive integer', 'max_tokens');
+  if (n + req.maxTokens > maxModelLen) {
+    throw new InvalidRequestError(
+      `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${n + req.maxTokens} tokens (${n} in the messages, ${req.maxTokens} in the completion).`,
+      'messages',
+      400,
+      'context_length_exceeded',
+    );
+  }
+  return n;
 }

@@ -7,6 +7,7 @@
  *                                            |
  *   callbacks <--------- output ring -------+   (one record per pass; doorbell wakes main)
  */
+import { checkGenerateRequest } from './backend.js';
 import { Piscina } from 'piscina';
 import type { RankTask, RankTaskResult, ThreadTask } from '../../workers/rank-worker.js';
 import type { Backend, GenerateCallbacks, GenerateHandle, GenerateRequest, RankInfo } from './backend.js';
@@ -497,17 +498,7 @@ export class Coordinator implements Backend {
       throw new MockfleetError('MOCKFLEET_ERR_SHUTTING_DOWN', 'server is shutting down', { status: 503, type: 'server_error' });
     }
     if (!this.ready) throw new MockfleetError('MOCKFLEET_ERR_NOT_READY', 'ranks are still starting', { status: 503, type: 'server_error' });
-    const n = req.promptTokens.length;
-    if (n === 0) throw new InvalidRequestError('prompt must contain at least one token', 'prompt');
-    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) throw new InvalidRequestError('max_tokens must be a positive integer', 'max_tokens');
-    if (n + req.maxTokens > this.maxModelLen) {
-      throw new InvalidRequestError(
-        `This model's maximum context length is ${this.maxModelLen} tokens. However, you requested ${n + req.maxTokens} tokens (${n} in the messages, ${req.maxTokens} in the completion).`,
-        'messages',
-        400,
-        'context_length_exceeded',
-      );
-    }
+    const n = checkGenerateRequest(req, this.maxModelLen);
     const rank = this.pickRank(req);
     const slot = this.slots[rank] as RankSlot;
     if (!(this.threads[slot.thread] as RankThread).alive || Atomics.load(slot.ctl, Ctl.state) !== RankState.running) {

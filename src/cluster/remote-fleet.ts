@@ -7,6 +7,7 @@
  * worker that joins takes a contiguous run of free slots and gives them back when it leaves.
  * The router spans all slots; empty slots look infinitely loaded and are never picked.
  */
+import { checkGenerateRequest } from './backend.js';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
@@ -411,17 +412,7 @@ export class FleetBackend implements Backend {
 
   submit(req: GenerateRequest, cb: GenerateCallbacks): GenerateHandle {
     if (this.closing) throw new MockfleetError('MOCKFLEET_ERR_SHUTTING_DOWN', 'server is shutting down', { status: 503, type: 'server_error' });
-    const n = req.promptTokens.length;
-    if (n === 0) throw new InvalidRequestError('prompt must contain at least one token', 'prompt');
-    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) throw new InvalidRequestError('max_tokens must be a positive integer', 'max_tokens');
-    if (n + req.maxTokens > this.maxModelLen) {
-      throw new InvalidRequestError(
-        `This model's maximum context length is ${this.maxModelLen} tokens. However, you requested ${n + req.maxTokens} tokens (${n} in the messages, ${req.maxTokens} in the completion).`,
-        'messages',
-        400,
-        'context_length_exceeded',
-      );
-    }
+    const n = checkGenerateRequest(req, this.maxModelLen);
     const r = this.pick(req);
     const slot = this.slots[r] as Slot;
     const route = this.lastRoute;

@@ -13,11 +13,12 @@ import { loadPerfProfile } from '../../perf/profile-loader.js';
 import { readBody, sendError, startHttpServer } from '../../http/server.js';
 import { HTTP_FLAGS, httpOptionsFromArgv } from '../../http/flags.js';
 import { currentTid, pinCurrentThread } from '../../util/affinity.js';
-import { InvalidRequestError, MockfleetError } from '../../util/errors.js';
+import { InvalidRequestError } from '../../util/errors.js';
 import { DashboardService } from '../../dashboard/service.js';
 import { planZmqEndpoints } from '../../config/kv-events-config.js';
 import type { ZmqPublishPlan } from '../../config/kv-events-config.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../../http/options.js';
+import { exitOnSignals } from '../lifecycle.js';
 import { READY_FLAGS, announceReady } from '../ready.js';
 import { FLEET_FLAGS, startFleetServe } from './serve-fleet.js';
 
@@ -202,23 +203,6 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS, ...READY_FLAGS, ...FLEET_FLAGS }) as unknown as Argv<ServeArgs>,
   handler: async (argv: ArgumentsCamelCase<ServeArgs>) => {
     const handle = argv['fleet'] !== undefined ? await startFleetServe(argv) : await startServe(argv);
-    let signals = 0;
-    const stop = (sig: string): void => {
-      signals++;
-      if (signals > 1) {
-        process.stderr.write(`mockfleet: second ${sig}, exiting now\n`);
-        process.exit(130);
-      }
-      process.stderr.write(`mockfleet: ${sig}, draining (up to ${argv.drainTimeout ?? 10} s)\n`);
-      handle.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          process.stderr.write(`mockfleet: shutdown failed: ${err instanceof MockfleetError ? err.message : String(err)}\n`);
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    exitOnSignals(handle, argv.drainTimeout ?? 10);
   },
 };

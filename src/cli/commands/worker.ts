@@ -12,8 +12,9 @@ import { loadPerfProfile } from '../../perf/profile-loader.js';
 import { startHttpServer } from '../../http/server.js';
 import { HTTP_FLAGS, httpOptionsFromArgv } from '../../http/flags.js';
 import { currentTid, pinCurrentThread } from '../../util/affinity.js';
-import { InvalidConfigError, MockfleetError } from '../../util/errors.js';
+import { InvalidConfigError } from '../../util/errors.js';
 import { clusterConfigFromServe, zmqPlanFromServe } from './serve.js';
+import { exitOnSignals } from '../lifecycle.js';
 import { READY_FLAGS, announceReady } from '../ready.js';
 import { FLEET_FLAGS, checkFleetArgs, fleetWorkerIds } from './serve-fleet.js';
 import type { FleetArgs } from './serve-fleet.js';
@@ -103,23 +104,6 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
   builder: (y: Argv<object>) => y.options({ ...SERVE_FLAG_OPTIONS, ...HTTP_FLAGS, ...READY_FLAGS, ...FLEET_FLAGS, ...WORKER_FLAGS }).demandOption(['nats', 'fleet']) as unknown as Argv<WorkerArgs>,
   handler: async (argv: ArgumentsCamelCase<WorkerArgs>) => {
     const handle = await startWorker(argv);
-    let signals = 0;
-    const stop = (sig: string): void => {
-      signals++;
-      if (signals > 1) {
-        process.stderr.write(`mockfleet: second ${sig}, exiting now\n`);
-        process.exit(130);
-      }
-      process.stderr.write(`mockfleet: ${sig}, draining (up to ${argv.drainTimeout ?? 10} s)\n`);
-      handle.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          process.stderr.write(`mockfleet: shutdown failed: ${err instanceof MockfleetError ? err.message : String(err)}\n`);
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    exitOnSignals(handle, argv.drainTimeout ?? 10);
   },
 };
