@@ -12,15 +12,7 @@ import { cpus, loadavg } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import { runBench, DEFAULT_BENCH_OPTIONS } from '../src/loadgen/bench.js';
 import { startNatsServer } from '../test/support/nats-server.js';
-import { cpuMs, root, spawnReady, stop } from './lib/process.js';
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} must be a number > 0, got ${process.argv[i + 1]}`);
-  return v;
-}
+import { cpuMs, flag, root, spawnReady, stop } from './lib/process.js';
 
 const durationS = flag('--duration', 15);
 const warmupS = flag('--warmup', 3);

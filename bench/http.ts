@@ -18,19 +18,11 @@ import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runBench, DEFAULT_BENCH_OPTIONS } from '../src/loadgen/bench.js';
-import { cpuMs, spawnReady, stop } from './lib/process.js';
+import { cpuMs, flag, spawnReady, stop } from './lib/process.js';
 import type { BenchResult } from '../src/loadgen/bench.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} must be a number > 0, got ${process.argv[i + 1]}`);
-  return v;
-}
 
 function stringFlag(name: string): string | undefined {
   const i = process.argv.indexOf(name);

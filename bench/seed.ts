@@ -10,15 +10,7 @@ import { join } from 'node:path';
 import { cpus } from 'node:os';
 import { runBench, DEFAULT_BENCH_OPTIONS } from '../src/loadgen/bench.js';
 import { startNatsServer } from '../test/support/nats-server.js';
-import { cpuMs, root, spawnReady, stop } from './lib/process.js';
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} must be a number > 0, got ${process.argv[i + 1]}`);
-  return v;
-}
+import { cpuMs, flag, root, spawnReady, stop } from './lib/process.js';
 
 const workers = flag('--workers', 1);
 const durationS = flag('--duration', 20);

@@ -98,3 +98,12 @@ export function cpuByRole(before: Map<number, number>, after: Map<number, number
   }
   return out;
 }
+
+/** A positive number flag of a benchmark (`--name 12`), or `fallback` when absent. */
+export function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return fallback;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} must be a number > 0, got ${process.argv[i + 1]}`);
+  return v;
+}
