@@ -27,7 +27,6 @@ import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createServer } from 'node:net';
 // zeromq is loaded only by the threads that use it (main, subscriber), never by rank threads.
 const zmq = async (): Promise<typeof import('zeromq')> => import('zeromq');
 import type { ZmqPublishPlan } from '../src/config/kv-events-config.js';
@@ -42,6 +41,7 @@ import { TOPIC_NAMES, TopicCode, buildSubject } from '../src/protocol/topics.js'
 import { MsgpackWriter, encodeEnvelope, encodeFpm, encodeRouterEvent, encodeVllmBatch, envelopeOverhead, msgpackStr, splitU64 } from '../src/protocol/wire.js';
 import { startPublisher } from '../src/transport/publisher.js';
 import { startNatsServer } from '../test/support/nats-server.js';
+import { freePort } from '../test/support/ports.js';
 
 const KV_PER_PASS = 12;
 const NS = 'bench';
@@ -245,17 +245,6 @@ async function subscriberProcess(): Promise<void> {
   const at = performance.timeOrigin + performance.now();
   sub.close();
   process.send!({ received: n, at }, () => process.exit(0));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** A live subscriber process; `done` resolves with the epoch ms at which it had every last seq. */

@@ -5,9 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { CLI } from './serve-process.js';
 import { parseReadyLine } from '../../src/cli/ready.js';
+import { freePort } from './ports.js';
 
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -19,17 +19,6 @@ export interface NatsNode {
   readonly url: string;
   readonly child: ChildProcess;
   kill(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function exitOf(child: ChildProcess): Promise<void> {
