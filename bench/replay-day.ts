@@ -55,6 +55,8 @@ try {
     simulated_requests_per_wall_s: Number((report.num_requests / wallS).toFixed(1)),
     simulated_duration_s: Number((report.duration_ms / 1000).toFixed(1)),
     passes: result.numPasses,
+    engine_steps: result.numEngineSteps,
+    coasted_passes: result.numCoastedPasses,
     prefix_cache_reused_ratio: report.prefix_cache_reused_ratio === null ? null : Number(report.prefix_cache_reused_ratio.toFixed(4)),
     ttft_p50_ms: report.ttft_ms.median,
     ttft_p90_ms: report.ttft_ms.p90,

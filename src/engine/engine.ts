@@ -1034,10 +1034,11 @@ export class Engine {
    * (the RNG's draws, seeded requests' own ids), tokens written to the slots, a block's hashes
    * when a token fills it, sequence and computed lengths, the pass counter. Each pass's modeled
    * decode time goes to decodeMsOut[0..k). The step result afterwards describes the last of the
-   * k passes, as after the k-th step(). Throws EngineInvariantError when k exceeds
+   * k passes, as after the k-th step() (its tokenRequestIds list the running requests in
+   * emission order); it is returned. Throws EngineInvariantError when k exceeds
    * decodeRunLength(k). Allocates nothing (unless a slot's token buffer must grow, as in step()).
    */
-  advanceDecode(k: number, decodeMsOut: Float64Array): void {
+  advanceDecode(k: number, decodeMsOut: Float64Array): StepResult {
     this.decodeRunMs(k, decodeMsOut);
     const n = this.numRunningQ;
     const bs = this.bs;
@@ -1109,6 +1110,7 @@ export class Engine {
     fpm.sumDecodeKvTokens = sumKv;
     fpm.varDecodeKvTokens = populationVariance(n, sumKv, sumSq);
     this.fillQueuedFpm();
+    return r;
   }
 
   private checkDecodeRun(k: number, decodeMsOut: Float64Array): void {
