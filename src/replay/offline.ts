@@ -567,15 +567,23 @@ class OfflineSim {
     const itl = this.itl;
     const itlSketch = this.sketches.itl;
     const binOut = this.binOut;
+    // Equal gaps of consecutive passes go to the sketch as one entry (its bins count the same).
+    let runGap = -1, runCount = 0;
     for (let p = 1; p < j; p++) {
       const prev = end;
       end = prev + (ms[p] as number) / decodeSpeed;
       const gap = end - prev;
-      itlSketch.add(gap, n);
+      if (gap === runGap) runCount += n;
+      else {
+        if (runCount > 0) itlSketch.add(runGap, runCount);
+        runGap = gap;
+        runCount = n;
+      }
       if (itl !== null) for (let m = 0; m < n; m++) itl.push(gap);
       const b = this.markBin(end);
       binOut.data[b] = (binOut.data[b] as number) + n;
     }
+    if (runCount > 0) itlSketch.add(runGap, runCount);
     if (j > 1) {
       const counts = this.outputTokens, last = this.lastTokenMs;
       for (let m = 0; m < n; m++) {
