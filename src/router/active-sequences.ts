@@ -13,8 +13,10 @@
  *   (`router_assume_kv_reuse: true`); output blocks are not added
  *   (`router_track_output_blocks: false`, Dynamo's defaults).
  *
- * Block membership lives in a PrefixIndex (so one walk gives every candidate's depth) and the
- * per-(rank, block) reference counts in an open-addressing table next to it.
+ * Block membership lives in a refCounted PrefixIndex (so one walk gives every candidate's depth):
+ * a rank's first reference on a block is its bit there, and only the extra references of blocks a
+ * rank holds more than once (shared prefixes) go to an open-addressing table next to it, so most
+ * blocks cost one probe per add and per finish.
  */
 import { PrefixIndex } from './prefix-index.js';
 
@@ -30,7 +32,7 @@ interface ActiveRequest {
   lo: Uint32Array;
 }
 
-/** (rank, hi, lo) → reference count; linear probing with backward-shift deletion. */
+/** (rank, hi, lo) → extra reference count (count − 1); linear probing with backward-shift deletion. */
 class BlockRefCounts {
   /** [hi, lo, rank, count] per slot; count 0 = empty. */
   private table = new Int32Array(4 * MIN_REQUESTS);
@@ -114,10 +116,12 @@ export class ActiveSequences {
   private readonly prefillTokens: Float64Array;
   private readonly requestsOnRank: Int32Array;
   private readonly requests = new Map<number, ActiveRequest>();
+  /** Keeps the warm-up reads observable (see PrefixIndex.warm). */
+  warmSink = 0;
 
   constructor(numRanks: number) {
     this.numRanks = numRanks;
-    this.blocks = new PrefixIndex(numRanks, MIN_REQUESTS);
+    this.blocks = new PrefixIndex(numRanks, MIN_REQUESTS, true);
     this.prefillTokens = new Float64Array(numRanks);
     this.requestsOnRank = new Int32Array(numRanks);
   }
@@ -159,9 +163,11 @@ export class ActiveSequences {
     this.prefillTokens[rank] = (this.prefillTokens[rank] as number) + prefillTokens;
     this.requestsOnRank[rank]!++;
     const refs = this.refs, idx = this.blocks;
+    // Independent reads of every block's home slot first: their cache misses overlap.
+    this.warmSink ^= idx.warm(hi, lo, 0, numBlocks);
     for (let i = 0; i < numBlocks; i++) {
       const h = (hi[i] as number) | 0, l = (lo[i] as number) | 0;
-      if (refs.bump(rank, h, l, 1) === 1) idx.add(rank, h, l);
+      if (!idx.acquire(rank, h, l)) refs.bump(rank, h, l, 1);
     }
   }
 
@@ -182,9 +188,11 @@ export class ActiveSequences {
     const rank = req.rank;
     this.requestsOnRank[rank]!--;
     const refs = this.refs, idx = this.blocks, hi = req.hi, lo = req.lo;
+    this.warmSink ^= idx.warm(hi, lo, 0, req.numBlocks);
     for (let i = 0; i < req.numBlocks; i++) {
       const h = (hi[i] as number) | 0, l = (lo[i] as number) | 0;
-      if (refs.bump(rank, h, l, -1) === 0) idx.remove(rank, h, l);
+      const shared = idx.release(rank, h, l);
+      if (shared >= 0 && refs.bump(rank, h, l, -1) === 0) idx.unshareAt(shared, rank);
     }
   }
 }

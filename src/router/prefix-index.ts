@@ -8,6 +8,10 @@
  * words] — so a probe touches one cache line (16 bytes per slot for up to 32 ranks). A slot is in
  * use while its rank count is > 0.
  *
+ * With `refCounted` (ActiveSequences) a slot has W more words, the ranks holding the block more
+ * than once: acquire()/release() keep reference counts where a count of 1 — most blocks — costs
+ * no probe beyond the slot, and only counts ≥ 2 need the caller's side table (see acquire()).
+ *
  * Memory: 2 × distinct hashes × (12 + 4 × ceil(numRanks / 32)) bytes at the 0.5 load limit;
  * e.g. 16 ranks × 16384 distinct blocks = 8 MiB, 256 ranks × 16384 distinct blocks with nothing
  * shared = 704 MiB (the worst case; shared prefixes share a slot).
@@ -19,7 +23,7 @@ export class PrefixIndex {
   readonly numRanks: number;
   /** Bitset words per slot. */
   private readonly words: number;
-  /** Int32 words per slot: hi, lo, rank count, bitset. */
+  /** Int32 words per slot: hi, lo, rank count, bitset[, shared bitset]. */
   private readonly stride: number;
   private capacity = 0;
   private mask = 0;
@@ -27,12 +31,15 @@ export class PrefixIndex {
   private count = 0;
   private readonly perRank: Int32Array;
   private readonly alive: Int32Array;
+  private readonly refCounted: boolean;
 
-  constructor(numRanks: number, initialCapacity = MIN_CAPACITY) {
+  /** `refCounted`: slots also carry the shared bitset that acquire()/release() use. */
+  constructor(numRanks: number, initialCapacity = MIN_CAPACITY, refCounted = false) {
     if (!Number.isInteger(numRanks) || numRanks < 1) throw new RangeError(`numRanks must be a positive integer, got ${numRanks}`);
     this.numRanks = numRanks;
     this.words = (numRanks + 31) >>> 5;
-    this.stride = 3 + this.words;
+    this.stride = 3 + (refCounted ? 2 : 1) * this.words;
+    this.refCounted = refCounted;
     this.perRank = new Int32Array(numRanks);
     this.alive = new Int32Array(this.words);
     let cap = MIN_CAPACITY;
@@ -87,7 +94,12 @@ export class PrefixIndex {
   }
 
   private addUnchecked(rank: number, h: number, l: number): void {
-    let slot = this.find(h, l);
+    this.setBit(this.find(h, l), rank, h, l);
+  }
+
+  /** Set the rank's bit in `slot` (the block's slot, or -1 when it has none yet). */
+  private setBit(found: number, rank: number, h: number, l: number): void {
+    let slot = found;
     const T = this.table;
     if (slot < 0) {
       if ((this.count + 1) * 2 > this.capacity) {
@@ -120,7 +132,11 @@ export class PrefixIndex {
 
   private removeUnchecked(rank: number, h: number, l: number): void {
     const slot = this.find(h, l);
-    if (slot < 0) return;
+    if (slot >= 0) this.clearBit(slot, rank);
+  }
+
+  /** Clear the rank's bit (and shared bit) in `slot`; the slot is deleted when no rank is left. */
+  private clearBit(slot: number, rank: number): void {
     const T = this.table;
     const base = slot * this.stride;
     const w = base + 3 + (rank >>> 5);
@@ -128,10 +144,69 @@ export class PrefixIndex {
     const cur = T[w] as number;
     if ((cur & bit) === 0) return;
     T[w] = cur & ~bit;
+    if (this.refCounted) T[w + this.words] = (T[w + this.words] as number) & ~bit;
     this.perRank[rank]!--;
     const left = (T[base + 2] as number) - 1;
     T[base + 2] = left;
     if (left === 0) this.deleteSlot(slot);
+  }
+
+  /**
+   * Take one reference of `rank` on the block (refCounted indexes). Returns true when this is the
+   * rank's first reference: the block is added as by add(). Otherwise the rank's shared bit is set
+   * and the caller counts the extra reference (count − 1) in its own table.
+   */
+  acquire(rank: number, hi: number, lo: number): boolean {
+    if (!this.refCounted) throw new TypeError('acquire() needs a refCounted PrefixIndex');
+    const h = hi | 0, l = lo | 0;
+    const slot = this.find(h, l);
+    if (slot >= 0) {
+      const T = this.table;
+      const w = slot * this.stride + 3 + (rank >>> 5);
+      const bit = 1 << (rank & 31);
+      if (((T[w] as number) & bit) !== 0) {
+        const sw = w + this.words;
+        T[sw] = (T[sw] as number) | bit;
+        return false;
+      }
+    }
+    this.setBit(slot, rank, h, l);
+    return true;
+  }
+
+  /**
+   * Drop one reference of `rank` on the block (refCounted indexes). Returns -1 when the rank held
+   * its only reference (the block is removed as by remove()), or, when the rank's shared bit is
+   * set, the slot: the caller decrements its extra count and, when that reaches 0, calls
+   * unshareAt(slot, rank) before any other change to the index. Throws RangeError when the rank
+   * holds no reference.
+   */
+  release(rank: number, hi: number, lo: number): number {
+    if (!this.refCounted) throw new TypeError('release() needs a refCounted PrefixIndex');
+    const h = hi | 0, l = lo | 0;
+    const slot = this.find(h, l);
+    const T = this.table;
+    const w = slot * this.stride + 3 + (rank >>> 5);
+    const bit = 1 << (rank & 31);
+    if (slot < 0 || ((T[w] as number) & bit) === 0) {
+      throw new RangeError(`block ${h >>> 0}:${l >>> 0} of rank ${rank} has no reference to release`);
+    }
+    if (((T[w + this.words] as number) & bit) !== 0) return slot;
+    this.clearBit(slot, rank);
+    return -1;
+  }
+
+  /** The rank is down to one reference on the block in `slot` (see release()). */
+  unshareAt(slot: number, rank: number): void {
+    const sw = slot * this.stride + 3 + this.words + (rank >>> 5);
+    this.table[sw] = (this.table[sw] as number) & ~(1 << (rank & 31));
+  }
+
+  /** Whether the rank holds more than one reference on the block (tests). */
+  isShared(rank: number, hi: number, lo: number): boolean {
+    const slot = this.find(hi | 0, lo | 0);
+    if (slot < 0 || !this.refCounted) return false;
+    return ((this.table[slot * this.stride + 3 + this.words + (rank >>> 5)] as number) & (1 << (rank & 31))) !== 0;
   }
 
   /** Forget every block of one rank. */
@@ -147,6 +222,7 @@ export class PrefixIndex {
       const cur = T[base + word] as number;
       if ((cur & bit) !== 0) {
         T[base + word] = cur & ~bit;
+        if (this.refCounted) T[base + word + this.words] = (T[base + word + this.words] as number) & ~bit;
         T[base + 2] = (T[base + 2] as number) - 1;
       }
     }
