@@ -18,6 +18,8 @@
  */
 
 const MIN_CAPACITY = 1024;
+/** Blocks whose home slots matchDepths() reads ahead at a time. */
+const MATCH_WARM_STEP = 32;
 
 export class PrefixIndex {
   readonly numRanks: number;
@@ -32,6 +34,8 @@ export class PrefixIndex {
   private readonly perRank: Int32Array;
   private readonly alive: Int32Array;
   private readonly refCounted: boolean;
+  /** Keeps the read-ahead in matchDepths() observable. */
+  private warmSink = 0;
 
   /** `refCounted`: slots also carry the shared bitset that acquire()/release() use. */
   constructor(numRanks: number, initialCapacity = MIN_CAPACITY, refCounted = false) {
@@ -246,7 +250,14 @@ export class PrefixIndex {
     }
     const T = this.table;
     let i = 0;
+    let warmed = 0;
     for (; i < numBlocks; i++) {
+      if (i === warmed) {
+        // Read the next few home slots together (overlapping misses); a step past the end of the
+        // match wastes little.
+        warmed = numBlocks - i > MATCH_WARM_STEP ? i + MATCH_WARM_STEP : numBlocks;
+        this.warmSink ^= this.warm(hi, lo, i, warmed);
+      }
       const slot = this.find((hi[i] as number) | 0, (lo[i] as number) | 0);
       if (slot < 0) break;
       const base = slot * this.stride + 3;

@@ -173,3 +173,36 @@ test('router-kv-cost - invalid temperature is rejected naming the flag', () => {
     assert.throws(() => kv(2, { routerTemperature: t }), (e: unknown) => e instanceof InvalidConfigError && /--router-temperature/.test(e.message));
   }
 });
+
+test('router-kv-cost - active blocks match a reference count under random overlapping requests', () => {
+  let x = 7;
+  const next = (): number => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
+  const numRanks = 3;
+  const act = new ActiveSequences(numRanks);
+  const live = new Map<number, { rank: number; keys: string[] }>();
+  const hi = new Uint32Array(12), lo = new Uint32Array(12);
+  for (let id = 0; id < 4000; id++) {
+    // Prompts share prefixes from a small tree, so ranks hold blocks once, twice or more.
+    const n = 1 + (next() % 12);
+    const keys: string[] = [];
+    for (let b = 0; b < n; b++) { hi[b] = next() % (b + 2); lo[b] = b; keys.push(`${hi[b]}:${b}`); }
+    const rank = next() % numRanks;
+    act.add(id, rank, 1, n, hi, lo);
+    live.set(id, { rank, keys });
+    if (next() % 2 === 0) {
+      const ids = [...live.keys()];
+      const victim = ids[next() % ids.length] as number;
+      act.finish(victim);
+      live.delete(victim);
+    }
+    if (id % 500 === 0 || id === 3999) {
+      for (let r = 0; r < numRanks; r++) {
+        const distinct = new Set<string>();
+        for (const v of live.values()) if (v.rank === r) for (const k of v.keys) distinct.add(k);
+        assert.equal(act.activeBlocks(r), distinct.size);
+      }
+    }
+  }
+  for (const id of [...live.keys()]) act.finish(id);
+  for (let r = 0; r < numRanks; r++) assert.equal(act.activeBlocks(r), 0);
+});

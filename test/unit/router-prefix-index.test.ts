@@ -107,3 +107,57 @@ test('router-prefix-index - matchDepths counts leading blocks held per candidate
   assert.equal(depth[0], -1);
   assert.equal(depth[35], -1);
 });
+
+test('router-prefix-index - refCounted acquire/release keep per-rank reference counts exactly', () => {
+  const next = rng(23);
+  const numRanks = 40; // two bitset words, two shared words
+  const idx = new PrefixIndex(numRanks, 16, true);
+  // The caller's side table of extra references (count − 1), as ActiveSequences keeps it.
+  const extra = new Map<string, number>();
+  const count = new Map<string, number>();
+  const keys: Array<[number, number]> = [];
+  for (let i = 0; i < 2000; i++) keys.push([next() & 7, next()]);
+  for (let step = 0; step < 60000; step++) {
+    const [hi, lo] = keys[next() % keys.length]!;
+    const rank = next() % numRanks;
+    const k = `${rank}:${hi}:${lo}`;
+    const c = count.get(k) ?? 0;
+    if (c === 0 || next() % 2 === 0) {
+      const first = idx.acquire(rank, hi, lo);
+      assert.equal(first, c === 0);
+      if (!first) extra.set(k, (extra.get(k) ?? 0) + 1);
+      count.set(k, c + 1);
+    } else {
+      const slot = idx.release(rank, hi, lo);
+      assert.equal(slot >= 0, c > 1, 'release reports the shared slot exactly when the rank holds more than one reference');
+      if (slot >= 0) {
+        const e = (extra.get(k) as number) - 1;
+        if (e === 0) {
+          extra.delete(k);
+          idx.unshareAt(slot, rank);
+        } else extra.set(k, e);
+      }
+      if (c === 1) count.delete(k);
+      else count.set(k, c - 1);
+    }
+  }
+  const perRank = new Array<number>(numRanks).fill(0);
+  const distinct = new Set<string>();
+  for (const [k, c] of count) {
+    const [r, hi, lo] = k.split(':').map(Number) as [number, number, number];
+    assert.ok(idx.has(r, hi, lo));
+    assert.equal(idx.isShared(r, hi, lo), c > 1);
+    perRank[r]!++;
+    distinct.add(`${hi}:${lo}`);
+  }
+  assert.equal(idx.size, distinct.size);
+  for (let r = 0; r < numRanks; r++) assert.equal(idx.blocksOnRank(r), perRank[r]);
+  for (const [hi, lo] of keys) for (let r = 0; r < numRanks; r++) assert.equal(idx.has(r, hi, lo), count.has(`${r}:${hi}:${lo}`));
+  // A rank with no reference cannot release; plain indexes have no reference counts.
+  const [hi, lo] = keys[0]!;
+  let free = 0;
+  while (count.has(`${free}:${hi}:${lo}`)) free++;
+  assert.throws(() => idx.release(free, hi, lo), RangeError);
+  assert.throws(() => new PrefixIndex(2).acquire(0, 1, 1), TypeError);
+  assert.throws(() => new PrefixIndex(2).release(0, 1, 1), TypeError);
+});
