@@ -28,8 +28,8 @@ interface ActiveRequest {
   /** Prefill tokens still counted on the rank (0 once the first token came back). */
   prefillTokens: number;
   numBlocks: number;
-  hi: Uint32Array;
-  lo: Uint32Array;
+  /** Hash halves: hi at [0, cap), lo at [cap, 2 × cap); cap = hashes.length / 2 is a power of two. */
+  hashes: Uint32Array;
 }
 
 /** (rank, hi, lo) → extra reference count (count − 1); linear probing with backward-shift deletion. */
@@ -116,6 +116,11 @@ export class ActiveSequences {
   private readonly prefillTokens: Float64Array;
   private readonly requestsOnRank: Int32Array;
   private readonly requests = new Map<number, ActiveRequest>();
+  /**
+   * Hash buffers of finished requests by size class (2^k blocks), reused by later ones: no
+   * allocation per request once the classes in use are stocked (at most the peak in flight).
+   */
+  private readonly spare: Uint32Array[][] = [];
   /** Keeps the warm-up reads observable (see PrefixIndex.warm). */
   warmSink = 0;
 
@@ -156,9 +161,12 @@ export class ActiveSequences {
   add(requestId: number, rank: number, prefillTokens: number, numBlocks: number, hi: Uint32Array, lo: Uint32Array): void {
     if (this.requests.has(requestId)) throw new RangeError(`request ${requestId} is already routed`);
     if (!Number.isInteger(rank) || rank < 0 || rank >= this.numRanks) throw new RangeError(`rank ${rank} is outside 0..${this.numRanks - 1}`);
-    const req: ActiveRequest = {
-      rank, prefillTokens, numBlocks, hi: hi.slice(0, numBlocks), lo: lo.slice(0, numBlocks),
-    };
+    const cls = numBlocks <= 1 ? 0 : 32 - Math.clz32(numBlocks - 1);
+    const cap = 1 << cls;
+    const hashes = this.spare[cls]?.pop() ?? new Uint32Array(2 * cap);
+    hashes.set(hi.subarray(0, numBlocks), 0);
+    hashes.set(lo.subarray(0, numBlocks), cap);
+    const req: ActiveRequest = { rank, prefillTokens, numBlocks, hashes };
     this.requests.set(requestId, req);
     this.prefillTokens[rank] = (this.prefillTokens[rank] as number) + prefillTokens;
     this.requestsOnRank[rank]!++;
@@ -187,12 +195,15 @@ export class ActiveSequences {
     this.requests.delete(requestId);
     const rank = req.rank;
     this.requestsOnRank[rank]!--;
-    const refs = this.refs, idx = this.blocks, hi = req.hi, lo = req.lo;
-    this.warmSink ^= idx.warm(hi, lo, 0, req.numBlocks);
+    const refs = this.refs, idx = this.blocks, hashes = req.hashes;
+    const cap = hashes.length >>> 1;
+    this.warmSink ^= idx.warm(hashes, hashes, 0, req.numBlocks, cap);
     for (let i = 0; i < req.numBlocks; i++) {
-      const h = (hi[i] as number) | 0, l = (lo[i] as number) | 0;
+      const h = (hashes[i] as number) | 0, l = (hashes[cap + i] as number) | 0;
       const shared = idx.release(rank, h, l);
       if (shared >= 0 && refs.bump(rank, h, l, -1) === 0) idx.unshareAt(shared, rank);
     }
+    const cls = 31 - Math.clz32(cap);
+    (this.spare[cls] ??= []).push(hashes);
   }
 }

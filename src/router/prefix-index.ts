@@ -82,12 +82,13 @@ export class PrefixIndex {
   /**
    * Read the home slots of blocks hi/lo[start .. end) and return a value derived from them. The
    * loads are independent, so the CPU overlaps their cache misses; updates of the same blocks right
-   * after (a batch of KV events) then mostly hit the cache. Pure read.
+   * after (a batch of KV events) then mostly hit the cache. Pure read. Block i's lo half is
+   * lo[i + loOffset].
    */
-  warm(hi: Uint32Array, lo: Uint32Array, start: number, end: number): number {
+  warm(hi: Uint32Array, lo: Uint32Array, start: number, end: number, loOffset = 0): number {
     const T = this.table, stride = this.stride;
     let acc = 0;
-    for (let i = start; i < end; i++) acc ^= T[this.home((hi[i] as number) | 0, (lo[i] as number) | 0) * stride + 2] as number;
+    for (let i = start; i < end; i++) acc ^= T[this.home((hi[i] as number) | 0, (lo[i + loOffset] as number) | 0) * stride + 2] as number;
     return acc;
   }
 
