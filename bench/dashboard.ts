@@ -42,6 +42,7 @@ class SyntheticSource implements DashboardSource {
   step(i: number): void {
     for (let r = 0; r < this.numRanks; r++) {
       const c = this.counters[r] as Float64Array;
+      c[Scalar.passes] = (c[Scalar.passes] as number) + 1;
       c[Scalar.generationTokens] = (c[Scalar.generationTokens] as number) + 50;
       c[Scalar.successLength] = (c[Scalar.successLength] as number) + 1;
       c[Scalar.kvUsage] = ((i + r) % 100) / 100;
