@@ -10,10 +10,10 @@
  * lines for a group of `ranksPerChunk` consecutive ranks (a family's lines stay contiguous, as
  * the text format requires). Each chunk is kept only as a compressed segment (gzip-segments.ts)
  * together with the counter values it was rendered from; a scrape re-renders and recompresses
- * only the chunks whose values changed, compressing on the libuv pool while the main thread
- * renders the next one, and answers gzip with the cached segments stitched into one member (one
- * writev) or identity by inflating them. Headers, process-level series and the publisher's
- * counters are small and rendered and compressed every scrape. Figures are in README.md.
+ * only the chunks whose values changed (yielding to the event loop every few ms), and answers
+ * gzip with the cached segments stitched into one member (one writev) or identity by inflating
+ * them. HELP/TYPE lines are compressed once per format; the process-level series and the
+ * publisher's counters are small and compressed every scrape. Figures are in README.md.
  */
 import { setImmediate as yieldTurn } from 'node:timers/promises';
 import { Registry, collectDefaultMetrics } from 'prom-client';
