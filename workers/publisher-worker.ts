@@ -15,9 +15,13 @@ import type { MainToPublisher, PublisherToMain, PublisherWorkerData } from '../s
 import { Stat } from '../src/transport/stats.js';
 import { MockfleetError } from '../src/util/errors.js';
 
-/** Idle wait between drain passes when no rank rang the doorbell. */
-/** Events may reach NATS up to this much later than their pass start; it bounds wake-ups to ~1/ms. */
+/**
+ * Events may reach NATS up to this much later than their pass start; it bounds wake-ups to ~1/ms.
+ * While drains find records the publisher drains on this cadence without waiting on the doorbell,
+ * so the bell's waiting flag stays clear and ranks never pay a futex wake for it.
+ */
 const GATHER_MS = 1;
+/** Idle wait between drain passes when no rank rang the doorbell. */
 const IDLE_WAIT_MS = 50;
 /** Round-trip to NATS after this many published bytes, bounding what sits in socket buffers. */
 const FLUSH_EVERY_BYTES = 4 << 20;
@@ -131,11 +135,22 @@ async function main(): Promise<void> {
         if (inFlight !== null && !(await inFlight)) core.bumpStat(Stat.flushFailures);
         inFlight = sink.connected ? sink.flush(FLUSH_TIMEOUT_MS) : null;
       }
-      if (sinceYield >= YIELD_EVERY) {
-        sinceYield = 0;
-        await yieldToLoop();
-        core.recycleArena();
+      if (core.moreWaiting) {
+        if (sinceYield >= YIELD_EVERY) {
+          sinceYield = 0;
+          await yieldToLoop();
+          core.recycleArena();
+        }
+        continue;
       }
+      sinceYield = 0;
+      if (closeTimeoutMs < 0) {
+        await gather(GATHER_MS);
+        core.recycleArena();
+        continue;
+      }
+      await yieldToLoop();
+      core.recycleArena();
       continue;
     }
     sinceYield = 0;

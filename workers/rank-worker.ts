@@ -13,6 +13,11 @@
  * time came or that the coordinator marked (inbox record, fault, stop), so an idle rank costs
  * nothing between its heartbeats, and idle heartbeats fall on a per-process grid
  * (HEARTBEAT_GRID_MS) so all idle ranks of a thread send theirs in one wake-up.
+ *
+ * Doorbells: a rank marks its bit in the output and publisher doorbells after each write, and the
+ * thread signals each bell at most once per service round (one wake-up of the main thread or the
+ * publisher for all ranks serviced together, not one per pass). Output records nobody waits for
+ * yet (tokens of non-streaming requests) are only marked (OUTPUT_LAZY in rank-channel.ts).
  */
 import { threadId } from 'node:worker_threads';
 import { Engine, createPolynomialPerfModel, createInterpolatedPerfModel } from '../src/engine/engine.js';
@@ -22,8 +27,9 @@ import type { PerfProfileArrays as ProfileArrays } from '../src/engine/perf-mode
 import { SpscRing, Doorbell } from '../src/protocol/ring.js';
 import type { RingMemory } from '../src/protocol/ring.js';
 import { RankEventWriter } from '../src/protocol/rank-events.js';
+import type { PendingSignal } from '../src/protocol/rank-events.js';
 import { MsgpackWriter } from '../src/protocol/wire.js';
-import { Ctl, FaultKind, INBOX_ADD_HEADER, INBOX_FLAG_SEEDED, INBOX_FLAG_STOP, INBOX_N_MAX, INBOX_N_SHIFT, InboxKind, OUTPUT_HEADER, RankState, takeThreadRanks } from '../src/protocol/rank-channel.js';
+import { Ctl, FaultKind, INBOX_ADD_HEADER, INBOX_FLAG_SEEDED, INBOX_FLAG_STOP, INBOX_FLAG_URGENT, INBOX_N_MAX, OUTPUT_LAZY_FILL, INBOX_N_SHIFT, InboxKind, OUTPUT_HEADER, RankState, takeThreadRanks } from '../src/protocol/rank-channel.js';
 import { Scalar, counterLayout, observe } from '../src/protocol/rank-counters.js';
 import { currentTid, pinThread } from '../src/util/affinity.js';
 
@@ -108,9 +114,27 @@ export default function runRanks(task: ThreadTask): RankTaskResult {
   const largeInbox = new SpscRing(task.largeInbox);
   const inboxScratch = new Uint8Array(Math.max(largeInbox.capacity, ...task.ranks.map((r) => new SpscRing(r.inbox).capacity)));
   const out = new Uint8Array(64 * 1024);
-  const shared: ThreadScratch = { inboxScratch, out, outView: new DataView(out.buffer), largeInbox, stash: new Map(), encoder: new MsgpackWriter(8192) };
+  const first = task.ranks[0];
+  const shared: ThreadScratch = {
+    inboxScratch, out, outView: new DataView(out.buffer), largeInbox, stash: new Map(), encoder: new MsgpackWriter(8192),
+    outputDue: { pending: false }, eventsDue: { pending: false },
+  };
+  // Signal-only instances (no producer bit): the ranks mark their own bits.
+  const outputBell = first === undefined ? null : new Doorbell(first.outputBell);
+  const publisherBell = first === undefined ? null : new Doorbell(first.publisherBell);
+  const signalBells = (): void => {
+    if (shared.outputDue.pending) {
+      shared.outputDue.pending = false;
+      outputBell!.signal();
+    }
+    if (shared.eventsDue.pending) {
+      shared.eventsDue.pending = false;
+      publisherBell!.signal();
+    }
+  };
   const loops = task.ranks.map((r) => createRankLoop(r, shared));
   for (const l of loops) l.begin();
+  signalBells();
   const n = loops.length;
   // When each rank next needs the thread (epoch ms; 0 = now, Infinity = stopped).
   const nextAt = new Float64Array(n);
@@ -134,6 +158,7 @@ export default function runRanks(task: ThreadTask): RankTaskResult {
         }
         if (t < earliest) earliest = t;
       }
+      signalBells();
       if (stopped === n) break;
       if (earliest <= now) continue;
       let wakeAt = earliest;
@@ -160,6 +185,9 @@ interface ThreadScratch {
   readonly stash: Map<number, Uint8Array>;
   /** msgpack encoder of the ranks' event writers. */
   readonly encoder: MsgpackWriter;
+  /** A rank marked the output / publisher doorbell and wants it signalled at the end of this service round. */
+  readonly outputDue: PendingSignal;
+  readonly eventsDue: PendingSignal;
 }
 
 function createRankLoop(task: RankTask, shared: ThreadScratch): RankLoop {
@@ -182,8 +210,9 @@ function createRankLoop(task: RankTask, shared: ThreadScratch): RankLoop {
     vllmBatches: task.vllmBatches,
     // In the coordinator's counters SAB: ids continue where a crashed thread stopped.
     idStore: { cells: counters, nextEventIdSlot: Scalar.nextKvEventId, counterIdSlot: Scalar.fpmCounterId },
-    // Rung per write call: a drain visits only rings that rang, also while a writer waits for room.
+    // Marked per write call (a drain visits only rings that rang), signalled once per service round.
     doorbell: publisherBell,
+    deferredSignal: shared.eventsDue,
     encoder: shared.encoder,
   });
   return new RankLoop(task, ctl, counters, layout, engine, inbox, output, new Doorbell(task.outputBell, task.rank), writer, eventRing, shared);
@@ -207,9 +236,11 @@ class RequestTimes {
   cachedTokens = new Int32Array(8);
   /** 1: the request ends with finish_reason "stop" (INBOX_FLAG_STOP). */
   stopAtEnd = new Uint8Array(8);
+  /** 1: its client reads tokens as they come (INBOX_FLAG_URGENT): a pass with its tokens signals the coordinator. */
+  urgent = new Uint8Array(8);
   private next = 0;
 
-  add(id: number, arrivalMs: number, promptLen: number, maxTokens: number, paramsN: number, stopAtEnd: boolean): void {
+  add(id: number, arrivalMs: number, promptLen: number, maxTokens: number, paramsN: number, stopAtEnd: boolean, urgent: boolean): void {
     let slot = this.freeSlots.pop();
     if (slot === undefined) {
       slot = this.next++;
@@ -226,6 +257,7 @@ class RequestTimes {
     this.paramsN[slot] = paramsN;
     this.cachedTokens[slot] = -1;
     this.stopAtEnd[slot] = stopAtEnd ? 1 : 0;
+    this.urgent[slot] = urgent ? 1 : 0;
   }
 
   release(id: number): void {
@@ -259,6 +291,9 @@ class RequestTimes {
     const stop = new Uint8Array(n);
     stop.set(this.stopAtEnd);
     this.stopAtEnd = stop;
+    const urgent = new Uint8Array(n);
+    urgent.set(this.urgent);
+    this.urgent = urgent;
   }
 }
 
@@ -327,7 +362,7 @@ class RankLoop {
     if (this.stopRequested()) return Infinity;
     this.maybeFault();
     this.drainInbox();
-    if (this.rejectedIds.length > 0) this.writeOutput(0, now);
+    if (this.rejectedIds.length > 0) this.writeOutput(0, now, true);
     if (engine.hasWork()) {
       this.startPass();
       return this.deadline;
@@ -372,15 +407,19 @@ class RankLoop {
     if (this.waited) observe(c, 0, layout.lateness, Math.max(0, now - this.deadline) / 1000);
     c[Scalar.passes] = (c[Scalar.passes] as number) + 1;
     if (res.numScheduledTokens > 0) observe(c, 0, layout.iterationTokens, res.numScheduledTokens);
-    this.recordPass(res, this.passStart, now);
-    this.writeOutput(res.numTokens + res.numFinished + res.numAdmissions, now);
+    const urgentTokens = this.recordPass(res, this.passStart, now);
+    this.writeOutput(res.numTokens + res.numFinished + res.numAdmissions, now, urgentTokens || res.numFinished > 0 || res.numAdmissions > 0);
     this.updateGauges();
     this.maybePublishLoad(now);
   }
 
-  /** Latency histograms and token counters, vLLM definitions (loggers.py / stats.py). */
-  private recordPass(res: StepResult, passStart: number, tokenMs: number): void {
+  /**
+   * Latency histograms and token counters, vLLM definitions (loggers.py / stats.py). Returns
+   * whether a token of the pass is awaited now: an urgent request's, or a request's first.
+   */
+  private recordPass(res: StepResult, passStart: number, tokenMs: number): boolean {
     const { c, layout, times } = this;
+    let awaited = false;
     for (let i = 0; i < res.numAdmissions; i++) {
       const slot = times.slotById.get(res.admissionRequestIds[i] as number);
       if (slot === undefined) continue;
@@ -404,6 +443,7 @@ class RankLoop {
       const slot = times.slotById.get(res.tokenRequestIds[i] as number);
       if (slot === undefined) continue;
       const n = times.numGenerated[slot] as number;
+      if (n === 0 || times.urgent[slot] === 1) awaited = true;
       if (n === 0) {
         times.firstTokenMs[slot] = tokenMs;
         observe(c, 0, layout.ttft, Math.max(0, tokenMs - (times.arrivalMs[slot] as number)) / 1000);
@@ -446,6 +486,7 @@ class RankLoop {
       }
       times.release(id);
     }
+    return awaited;
   }
 
   private drainInbox(): void {
@@ -473,7 +514,7 @@ class RankLoop {
           this.rejectedIds.push(id);
           c[Scalar.successError] = (c[Scalar.successError] as number) + 1;
         } else {
-          times.add(id, arrivalMs, numTokens, maxTokens, (flags >>> INBOX_N_SHIFT) & INBOX_N_MAX, (flags & INBOX_FLAG_STOP) !== 0);
+          times.add(id, arrivalMs, numTokens, maxTokens, (flags >>> INBOX_N_SHIFT) & INBOX_N_MAX, (flags & INBOX_FLAG_STOP) !== 0, (flags & INBOX_FLAG_URGENT) !== 0);
         }
       } else if (kind === InboxKind.abort) {
         if (engine.abortRequest(id)) c[Scalar.successAbort] = (c[Scalar.successAbort] as number) + 1;
@@ -553,8 +594,11 @@ class RankLoop {
     sh.outView = new DataView(sh.out.buffer);
   }
 
-  /** One output record: the pass's tokens, finishes, admissions, router feed, inbox rejections. */
-  private writeOutput(items: number, tokenMs: number): void {
+  /**
+   * One output record: the pass's tokens, finishes, admissions, router feed, inbox rejections.
+   * `urgent`: someone waits for it now (OUTPUT_LAZY in rank-channel.ts).
+   */
+  private writeOutput(items: number, tokenMs: number, urgent: boolean): void {
     const res = items === 0 ? null : this.lastResult;
     const rejected = this.rejectedIds;
     const numTokens = res === null ? 0 : res.numTokens;
@@ -609,12 +653,18 @@ class RankLoop {
     this.feedRemovedHi.length = 0;
     this.feedRemovedLo.length = 0;
     this.feedCleared = false;
-    // Tokens are never dropped: wait for the coordinator to make room (it drains every turn).
-    while (!this.output.writeBlocking(out, 0, o, 50)) {
-      if (Atomics.load(this.ctl, Ctl.stop) !== 0) return;
+    const output = this.output;
+    if (!output.tryWrite(out, 0, o)) {
+      // Tokens are never dropped: wake the coordinator and wait for it to make room.
       this.outputBell.ring();
+      while (!output.writeBlocking(out, 0, o, 50)) {
+        if (Atomics.load(this.ctl, Ctl.stop) !== 0) return;
+        this.outputBell.ring();
+      }
     }
-    this.outputBell.ring();
+    this.outputBell.mark();
+    // KV-router hashes steer routing: never lazy.
+    if (urgent || nStored + nRemoved > 0 || cleared || output.usedAbove(output.capacity * OUTPUT_LAZY_FILL)) this.shared.outputDue.pending = true;
     const hw = this.output.highWaterBytes();
     if (hw > (this.c[Scalar.outputRingHighWater] as number)) this.c[Scalar.outputRingHighWater] = hw;
   }

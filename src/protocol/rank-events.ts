@@ -49,6 +49,11 @@ export interface RankEventWriterOptions {
   idStore?: RankIdStore | null;
   /** Rung once per write*() call that wrote something. Omit to ring it yourself. */
   doorbell?: Doorbell | null;
+  /**
+   * With a doorbell: write*() only marks it and sets `pending`; the owner signals the bell once
+   * for many writes (a rank thread, once per service round). A full ring still rings at once.
+   */
+  deferredSignal?: PendingSignal | null;
   /** Longest a write waits for ring space before dropping (default 20 ms). */
   blockTimeoutMs?: number;
   /** Encoder to share with other writers used by the same thread one at a time (saves 8 KiB each). */
@@ -57,9 +62,15 @@ export interface RankEventWriterOptions {
 
 export const DEFAULT_BLOCK_TIMEOUT_MS = 20;
 
+/** Set by writers that marked a doorbell without signalling it (RankEventWriterOptions.deferredSignal). */
+export interface PendingSignal {
+  pending: boolean;
+}
+
 export class RankEventWriter {
   private readonly ring: SpscRing;
   private readonly bell: Doorbell | null;
+  private readonly deferred: PendingSignal | null;
   private readonly w: MsgpackWriter;
   private readonly workerHi: number;
   private readonly workerLo: number;
@@ -83,6 +94,7 @@ export class RankEventWriter {
     }
     this.ring = ring;
     this.bell = opts.doorbell ?? null;
+    this.deferred = opts.deferredSignal ?? null;
     this.w = opts.encoder ?? new MsgpackWriter(8192);
     const { hi, lo } = splitU64(opts.workerId);
     this.workerHi = hi;
@@ -156,7 +168,7 @@ export class RankEventWriter {
       encodeVllmBatch(w, this.vllmEncoding, nowMs / 1000, this.dpRank, log);
       this.push();
     }
-    if (this.bell !== null) this.bell.ring();
+    this.rang();
   }
 
   /** One FPM v1 message; counter_id increments before each message (first = 1). */
@@ -169,7 +181,7 @@ export class RankEventWriter {
     w.u8(TopicCode.forwardPassMetrics);
     encodeFpm(w, this.workerIdStr, this.dpRank, counterId, wallTimeS, fpm);
     this.push();
-    if (this.bell !== null) this.bell.ring();
+    this.rang();
   }
 
   /** Idle heartbeat: a zeroed snapshot with wall_time 0, on the same counter sequence. */
@@ -185,7 +197,18 @@ export class RankEventWriter {
     w.u8(TopicCode.kvMetrics);
     encodeActiveLoad(w, this.workerHi, this.workerLo, this.dpRank, activeDecodeBlocks, kvUsedBlocks);
     this.push();
-    if (this.bell !== null) this.bell.ring();
+    this.rang();
+  }
+
+  private rang(): void {
+    const bell = this.bell;
+    if (bell === null) return;
+    if (this.deferred === null) {
+      bell.ring();
+    } else {
+      bell.mark();
+      this.deferred.pending = true;
+    }
   }
 
   private push(): void {

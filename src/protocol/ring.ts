@@ -9,13 +9,16 @@
  *   line 2, shared:           PRODUCER_WAITING (free bytes the sleeping producer waits for; 0 = no)
  *   Separate lines keep the producer's and the consumer's stores from invalidating each other.
  *
- *   record = [u32 LE length | payload | pad to 4]
+ *   record = [u32 length (native order: both ends are threads of one process) | payload | pad to 4]
  *
  * One producer instance and one consumer instance per ring (any number of observers calling
  * usedBytes/highWaterBytes/droppedRecords). The consumer caches its tail and the last HEAD it
  * saw; readTagged() publishes TAIL every READ_COMMIT_BATCH records (and whenever the ring looks
  * empty, and on commitReads()), so a busy consumer does not bounce TAIL's cache line to the
- * producer on every record. read() publishes TAIL at once.
+ * producer on every record. read() publishes TAIL at once. Likewise the producer keeps HEAD (it
+ * is the only writer) and the last TAIL it loaded, reloading TAIL only when the cached view says
+ * the ring is too full: a write costs one atomic store, not three cross-core loads. Records copy
+ * as 32-bit words when source and destination are 4-byte aligned (the common case).
  *
  * Invariants: capacity is a power of two (so `counter & mask` stays correct across u32 wrap),
  * records start 4-byte aligned (so the length word never straddles the end), used bytes =
@@ -35,6 +38,8 @@ const READ_COMMIT_BATCH = 64;
 
 /** Below this size a byte loop beats `set(subarray())`, which allocates a view per call. */
 const SMALL_COPY = 48;
+/** Up to this many 32-bit words an element loop beats `set(subarray())` (no view allocated). */
+const SMALL_WORD_COPY = 512;
 
 type WaitAsyncResult = { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
 /** Node 20 has Atomics.waitAsync; lib es2023 does not declare it. */
@@ -98,12 +103,20 @@ export class SpscRing {
   lastLength: number;
   private readonly header: Int32Array;
   private readonly data: Uint8Array;
-  private readonly view: DataView;
+  private readonly data32: Int32Array;
   private readonly mask: number;
   /** Consumer: its tail (published to TAIL on commit) and the last HEAD it loaded. */
   private cTail: number;
   private cHead: number;
   private uncommitted: number;
+  /** Producer: its head (published to HEAD per record) and the last TAIL it loaded. */
+  private pHead: number;
+  private pTail: number;
+  /** Int32 view of the last source/destination buffer, for aligned word copies (cached: sources are reused). */
+  private wordBuf: ArrayBufferLike | null;
+  private wordOff: number;
+  private wordLen: number;
+  private words: Int32Array | null;
 
   constructor(mem: RingMemory) {
     const sab = mem instanceof SharedArrayBuffer ? mem : mem.sab;
@@ -119,10 +132,16 @@ export class SpscRing {
     this.lastLength = 0;
     this.header = new Int32Array(sab, offset, HEADER_BYTES / 4);
     this.data = new Uint8Array(sab, offset + HEADER_BYTES, capacity);
-    this.view = new DataView(sab, offset + HEADER_BYTES, capacity);
+    this.data32 = new Int32Array(sab, offset + HEADER_BYTES, capacity >>> 2);
     this.cTail = Atomics.load(this.header, TAIL) >>> 0;
     this.cHead = this.cTail;
     this.uncommitted = 0;
+    this.pHead = Atomics.load(this.header, HEAD) >>> 0;
+    this.pTail = this.cTail;
+    this.wordBuf = null;
+    this.wordOff = 0;
+    this.wordLen = 0;
+    this.words = null;
   }
 
   // ---- producer ----
@@ -133,21 +152,39 @@ export class SpscRing {
       throw new RangeError(`SpscRing.tryWrite: record of ${len} bytes exceeds the ring's maximum of ${this.maxRecordBytes}`);
     }
     const h = this.header;
-    const head = Atomics.load(h, HEAD) >>> 0;
-    const tail = Atomics.load(h, TAIL) >>> 0;
-    const used = (head - tail) >>> 0;
+    const head = this.pHead;
     const need = 4 + ((len + 3) & ~3);
-    if (need > this.capacity - used) return false;
+    let used = (head - this.pTail) >>> 0;
+    if (need > this.capacity - used) {
+      this.pTail = Atomics.load(h, TAIL) >>> 0;
+      used = (head - this.pTail) >>> 0;
+      if (need > this.capacity - used) return false;
+    }
     const pos = head & this.mask;
-    this.view.setUint32(pos, len, true);
+    this.data32[pos >>> 2] = len;
     const p = (pos + 4) & this.mask;
     const first = Math.min(len, this.capacity - p);
     this.copyIn(src, start, p, first);
     if (first < len) this.copyIn(src, start + first, 0, len - first);
-    Atomics.store(h, HEAD, (head + need) | 0);
-    const nowUsed = used + need;
-    if (nowUsed > h[HIGH_WATER]!) Atomics.store(h, HIGH_WATER, nowUsed);
+    this.pHead = (head + need) >>> 0;
+    Atomics.store(h, HEAD, this.pHead | 0);
+    // The cached TAIL may be stale (overstating use): check a new high-water mark against a fresh one.
+    if (used + need > h[HIGH_WATER]!) {
+      this.pTail = Atomics.load(h, TAIL) >>> 0;
+      const nowUsed = (this.pHead - this.pTail) >>> 0;
+      if (nowUsed > h[HIGH_WATER]!) Atomics.store(h, HIGH_WATER, nowUsed);
+    }
     return true;
+  }
+
+  /**
+   * Producer: whether more than `bytes` are in use. Reloads TAIL only when the cached view says
+   * so, so it is cheap while the consumer keeps up.
+   */
+  usedAbove(bytes: number): boolean {
+    if (((this.pHead - this.pTail) >>> 0) <= bytes) return false;
+    this.pTail = Atomics.load(this.header, TAIL) >>> 0;
+    return ((this.pHead - this.pTail) >>> 0) > bytes;
   }
 
   /**
@@ -195,7 +232,7 @@ export class SpscRing {
   /** Length of the next record, or -1 when the ring is empty. Does not consume. */
   peekLength(): number {
     if (!this.hasRecord()) return -1;
-    return this.view.getUint32(this.cTail & this.mask, true);
+    return this.data32[(this.cTail & this.mask) >>> 2]! >>> 0;
   }
 
   /** Byte i of the next record (the caller checked peekLength() > i). Does not consume. */
@@ -214,7 +251,7 @@ export class SpscRing {
       return -1;
     }
     const pos = this.cTail & this.mask;
-    const len = this.view.getUint32(pos, true);
+    const len = this.data32[pos >>> 2]! >>> 0;
     const n = len - skip;
     if (n < 0 || dst.length - dstOffset < n) {
       throw new RangeError(`SpscRing.read: destination has ${dst.length - dstOffset} bytes, record needs ${n}`);
@@ -242,7 +279,7 @@ export class SpscRing {
       return -1;
     }
     const pos = this.cTail & this.mask;
-    const len = this.view.getUint32(pos, true);
+    const len = this.data32[pos >>> 2]! >>> 0;
     this.lastLength = len;
     let tag = 0;
     if (len > 0) {
@@ -285,7 +322,34 @@ export class SpscRing {
     return Atomics.load(this.header, DROPPED) >>> 0;
   }
 
+  /** Int32 view of `buf` when its bytes start 4-byte aligned, else null (cached for the last buffer seen). */
+  private wordsOf(buf: Uint8Array): Int32Array | null {
+    if (buf.buffer !== this.wordBuf || buf.byteOffset !== this.wordOff || buf.byteLength !== this.wordLen) {
+      this.wordBuf = buf.buffer;
+      this.wordOff = buf.byteOffset;
+      this.wordLen = buf.byteLength;
+      this.words = (buf.byteOffset & 3) === 0 ? new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2) : null;
+    }
+    return this.words;
+  }
+
+  /** `to` is 4-byte aligned (a payload start or the ring's start); the ring's padding absorbs a partial last word. */
   private copyIn(src: Uint8Array, from: number, to: number, n: number): void {
+    const nw = (n + 3) >>> 2;
+    if ((from & 3) === 0 && from + 4 * nw <= src.length) {
+      const s32 = this.wordsOf(src);
+      if (s32 !== null) {
+        const d32 = this.data32;
+        const f = from >>> 2;
+        const t = to >>> 2;
+        if (nw <= SMALL_WORD_COPY) {
+          for (let i = 0; i < nw; i++) d32[t + i] = s32[f + i]!;
+        } else {
+          d32.set(s32.subarray(f, f + nw), t);
+        }
+        return;
+      }
+    }
     const d = this.data;
     if (n <= SMALL_COPY) {
       for (let i = 0; i < n; i++) d[to + i] = src[from + i]!;
@@ -296,6 +360,21 @@ export class SpscRing {
 
   private copyOut(from: number, dst: Uint8Array, to: number, n: number): void {
     const d = this.data;
+    if (((from | to | n) & 3) === 0) {
+      const d32 = this.wordsOf(dst);
+      if (d32 !== null) {
+        const s32 = this.data32;
+        const f = from >>> 2;
+        const t = to >>> 2;
+        const nw = n >>> 2;
+        if (nw <= SMALL_WORD_COPY) {
+          for (let i = 0; i < nw; i++) d32[t + i] = s32[f + i]!;
+        } else {
+          d32.set(s32.subarray(f, f + nw), t);
+        }
+        return;
+      }
+    }
     if (n <= SMALL_COPY) {
       for (let i = 0; i < n; i++) dst[to + i] = d[from + i]!;
     } else {
@@ -386,8 +465,23 @@ export class Doorbell {
 
   /** Producer, after a write. Only the first ring after the consumer went to sleep notifies. */
   ring(): void {
+    this.mark();
+    this.signal();
+  }
+
+  /**
+   * Producer, after a write: mark this producer's bit without waking the consumer. The write is
+   * drained on the consumer's next wake-up (any signal(), or its wait timeout). A thread writing
+   * for several producers marks per write and signals once (see rank-worker's service round).
+   */
+  mark(): void {
     const c = this.cell;
     if (this.bitWord >= 0 && (Atomics.load(c, this.bitWord) & this.bitMask) === 0) Atomics.or(c, this.bitWord, this.bitMask);
+  }
+
+  /** Wake the consumer for everything marked (or written) before this call. Any instance may signal. */
+  signal(): void {
+    const c = this.cell;
     Atomics.add(c, BELL_COUNTER, 1);
     if (Atomics.load(c, BELL_WAITING) !== 0 && Atomics.exchange(c, BELL_WAITING, 0) !== 0) Atomics.notify(c, BELL_COUNTER);
   }

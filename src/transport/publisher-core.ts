@@ -229,6 +229,8 @@ export class PublisherCore {
   private bytes: number;
   private readonly byTopic: Float64Array;
   private bytesSinceFlush: number;
+  /** The last drainPass left records behind (a ring stopped at PER_RING_BATCH). */
+  moreWaiting: boolean;
 
   constructor(opts: PublisherCoreOptions) {
     if (opts.rings.length !== opts.rankWorkerIds.length) {
@@ -296,6 +298,7 @@ export class PublisherCore {
     this.bytes = 0;
     this.byTopic = new Float64Array(SEQ_STRIDE);
     this.bytesSinceFlush = 0;
+    this.moreWaiting = false;
   }
 
   /** Subject for a topic, as built once at construction. */
@@ -326,6 +329,7 @@ export class PublisherCore {
     const nowLo = now >>> 0;
     const headRoom = this.headRoom;
     let taken = 0;
+    this.moreWaiting = false;
     const bell = this.bell;
     const visits = bell === null ? this.rings.length : bell.takeDirty(this.dirty);
     for (let v = 0; v < visits; v++) {
@@ -383,7 +387,10 @@ export class PublisherCore {
         this.emit(code, arena.subarray(start, end));
       }
       // Stopped at the batch limit: visit this ring again next pass.
-      if (k === PER_RING_BATCH && bell !== null) bell.markDirty(r);
+      if (k === PER_RING_BATCH) {
+        this.moreWaiting = true;
+        if (bell !== null) bell.markDirty(r);
+      }
       ring.commitReads();
     }
     if (this.eventsFile !== null) this.eventsFile.flush();
