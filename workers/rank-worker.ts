@@ -29,7 +29,7 @@ import type { RingMemory } from '../src/protocol/ring.js';
 import { RankEventWriter } from '../src/protocol/rank-events.js';
 import type { PendingSignal } from '../src/protocol/rank-events.js';
 import { MsgpackWriter } from '../src/protocol/wire.js';
-import { Ctl, FaultKind, INBOX_ADD_HEADER, INBOX_FLAG_SEEDED, INBOX_FLAG_STOP, INBOX_FLAG_URGENT, INBOX_N_MAX, OUTPUT_LAZY_FILL, INBOX_N_SHIFT, InboxKind, OUTPUT_HEADER, RankState, takeThreadRanks } from '../src/protocol/rank-channel.js';
+import { Ctl, FaultKind, INBOX_ADD_HEADER, INBOX_FLAG_SEEDED, INBOX_FLAG_STOP, INBOX_FLAG_URGENT, INBOX_N_MAX, OUTPUT_LAZY_FILL, OUTPUT_LAZY_MAX_MS, OUTPUT_LAZY_MAX_TOKENS, INBOX_N_SHIFT, InboxKind, OUTPUT_HEADER, RankState, takeThreadRanks } from '../src/protocol/rank-channel.js';
 import { Scalar, counterLayout, observe } from '../src/protocol/rank-counters.js';
 import { currentTid, pinThread } from '../src/util/affinity.js';
 
@@ -303,6 +303,13 @@ class RankLoop {
   private inboxView: DataView;
   /** Rejections seen while draining the inbox, sent with the next output record. */
   private rejectedIds: number[] = [];
+  /**
+   * Tokens of passes nobody waits for yet (OUTPUT_LAZY): (request id, token id) pairs, oldest
+   * first, written ahead of the next record's own tokens. Grown on demand up to OUTPUT_LAZY_MAX_TOKENS.
+   */
+  private lazyTokens = new Int32Array(0);
+  private lazyCount = 0;
+  private lazySinceMs = 0;
   private lastLoadMs = 0;
   private lastLoadKey = -1;
   private readonly startMs = epochMs();
@@ -367,6 +374,8 @@ class RankLoop {
       this.startPass();
       return this.deadline;
     }
+    // Idle with lazy tokens left (their requests were aborted): hand them over, nothing follows.
+    if (this.lazyCount > 0) this.writeOutput(0, now, false);
     this.updateGauges();
     this.maybePublishLoad(now);
     if (now >= this.nextHeartbeatMs) {
@@ -407,8 +416,12 @@ class RankLoop {
     if (this.waited) observe(c, 0, layout.lateness, Math.max(0, now - this.deadline) / 1000);
     c[Scalar.passes] = (c[Scalar.passes] as number) + 1;
     if (res.numScheduledTokens > 0) observe(c, 0, layout.iterationTokens, res.numScheduledTokens);
-    const urgentTokens = this.recordPass(res, this.passStart, now);
-    this.writeOutput(res.numTokens + res.numFinished + res.numAdmissions, now, urgentTokens || res.numFinished > 0 || res.numAdmissions > 0);
+    const urgent = this.recordPass(res, this.passStart, now) || res.numFinished > 0 || res.numAdmissions > 0;
+    if (!urgent && !this.hasRouterFeed() && !this.keepLazy(res, now)) {
+      this.writeOutput(res.numTokens, now, false);
+    } else if (urgent || this.hasRouterFeed()) {
+      this.writeOutput(res.numTokens + res.numFinished + res.numAdmissions, now, urgent);
+    }
     this.updateGauges();
     this.maybePublishLoad(now);
   }
@@ -585,6 +598,36 @@ class RankLoop {
     }
   }
 
+  private hasRouterFeed(): boolean {
+    return this.feedStoredHi.length + this.feedRemovedHi.length > 0 || this.feedCleared;
+  }
+
+  /**
+   * A pass whose tokens nobody waits for yet: keep them for a later record (true), unless the
+   * oldest kept token is OUTPUT_LAZY_MAX_MS old or OUTPUT_LAZY_MAX_TOKENS would be exceeded.
+   */
+  private keepLazy(res: StepResult, now: number): boolean {
+    const n = res.numTokens;
+    if (n === 0) return true;
+    const count = this.lazyCount;
+    if (count + n > OUTPUT_LAZY_MAX_TOKENS || (count > 0 && now - this.lazySinceMs >= OUTPUT_LAZY_MAX_MS)) return false;
+    if (2 * (count + n) > this.lazyTokens.length) {
+      let size = Math.max(64, this.lazyTokens.length);
+      while (size < 2 * (count + n)) size *= 2;
+      const grown = new Int32Array(size);
+      grown.set(this.lazyTokens.subarray(0, 2 * count));
+      this.lazyTokens = grown;
+    }
+    const t = this.lazyTokens;
+    for (let i = 0; i < n; i++) {
+      t[2 * (count + i)] = res.tokenRequestIds[i] as number;
+      t[2 * (count + i) + 1] = res.tokenIds[i] as number;
+    }
+    if (count === 0) this.lazySinceMs = now;
+    this.lazyCount = count + n;
+    return true;
+  }
+
   private ensureOut(bytes: number): void {
     const sh = this.shared;
     if (bytes <= sh.out.length) return;
@@ -601,7 +644,9 @@ class RankLoop {
   private writeOutput(items: number, tokenMs: number, urgent: boolean): void {
     const res = items === 0 ? null : this.lastResult;
     const rejected = this.rejectedIds;
-    const numTokens = res === null ? 0 : res.numTokens;
+    const lazy = this.lazyCount;
+    const numTokens = lazy + (res === null ? 0 : res.numTokens);
+    // A lazy record (urgent false, items = its tokens) carries no finishes or admissions: there were none.
     const engineFinished = res === null ? 0 : res.numFinished;
     const numFinished = engineFinished + rejected.length;
     const numAdmissions = res === null ? 0 : res.numAdmissions;
@@ -621,8 +666,14 @@ class RankLoop {
     v.setUint32(20, cleared ? 1 : 0, true);
         v.setFloat64(24, tokenMs, true);
     let o = OUTPUT_HEADER;
+    const lt = this.lazyTokens;
+    for (let i = 0; i < lazy; i++, o += 8) {
+      v.setInt32(o, lt[2 * i] as number, true);
+      v.setUint32(o + 4, lt[2 * i + 1] as number, true);
+    }
+    this.lazyCount = 0;
     if (res !== null) {
-      for (let i = 0; i < numTokens; i++, o += 8) {
+      for (let i = 0; i < res.numTokens; i++, o += 8) {
         v.setInt32(o, res.tokenRequestIds[i] as number, true);
         v.setUint32(o + 4, res.tokenIds[i] as number, true);
       }

@@ -96,6 +96,12 @@ export const OUTPUT_HEADER = 32;
  */
 export const OUTPUT_LAZY_FILL = 1 / 4;
 export const OUTPUT_LAZY_MAX_MS = 50;
+/**
+ * A rank also coalesces such passes: their tokens wait in the rank and go out in one record with
+ * the next awaited one, or once the oldest is OUTPUT_LAZY_MAX_MS old or OUTPUT_LAZY_MAX_TOKENS
+ * are kept. A record's passEndEpochMs is then its last pass's.
+ */
+export const OUTPUT_LAZY_MAX_TOKENS = 1024;
 
 /**
  * Ring sizes. Each rank has a compact inbox (64 KiB: requests up to ~16 K prompt tokens, aborts);
