@@ -149,9 +149,10 @@ export default function runRanks(task: ThreadTask): RankTaskResult {
       for (let i = 0; i < n; i++) {
         let t = nextAt[i] as number;
         if (t <= now || marked[i] === 1) {
+          const wasMarked = marked[i] === 1;
           marked[i] = 0;
           if (t === Infinity) continue;
-          t = (loops[i] as RankLoop).service(now);
+          t = (loops[i] as RankLoop).service(now, wasMarked);
           if (t === Infinity) stopped++;
           nextAt[i] = t;
           now = epochMs();
@@ -357,18 +358,29 @@ class RankLoop {
   }
 
   /**
+   * The coordinator marked this rank (inbox record, stop, fault) and it has not looked yet. Only
+   * then are the control words and the inbox read: a pass touches no line the coordinator writes.
+   */
+  private attention = true;
+
+  /**
    * Advance this rank as far as it can without waiting. Returns the epoch ms at which it next
    * needs the thread: a pass deadline, the idle heartbeat, or a time <= now for "call again".
+   * `marked`: the coordinator marked the rank in the thread's wake word since the last call.
    */
-  service(now: number): number {
+  service(now: number, marked: boolean): number {
     const { engine, task } = this;
+    if (marked) this.attention = true;
     if (this.sleeping) {
       if (now < this.deadline) return this.deadline;
       this.finishPass(now);
     }
-    if (this.stopRequested()) return Infinity;
-    this.maybeFault();
-    this.drainInbox();
+    if (this.attention) {
+      this.attention = false;
+      if (this.stopRequested()) return Infinity;
+      this.maybeFault();
+      this.drainInbox();
+    }
     if (this.rejectedIds.length > 0) this.writeOutput(0, now, true);
     if (engine.hasWork()) {
       this.startPass();

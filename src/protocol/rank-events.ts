@@ -2,7 +2,8 @@
  * Rank-side event writer: encodes KV events, forward-pass metrics and load metrics into the
  * rank's SPSC ring for the shared publisher thread. Runs on the rank worker thread.
  *
- *   ring record = [topic code (1 B) | msgpack payload]
+ *   ring record = [topic code (1 B) | 3 zero bytes | msgpack payload]   (TAG_BYTES header: the
+ *                 payload stays 4-byte aligned, so the publisher copies it out as words)
  *
  * The publisher adds the envelope, the per-publisher sequence and the subject; the rank only
  * stamps what upstream stamps per rank: event ids, the FPM counter_id (per rank, first message 1)
@@ -19,6 +20,7 @@
  * mockfleet_publisher_dropped_total). Nothing is lost silently.
  */
 import type { FpmSnapshot, KvEventLog } from '../engine/types.js';
+import { TAG_BYTES } from './ring.js';
 import type { Doorbell, SpscRing } from './ring.js';
 import { TopicCode } from './topics.js';
 import type { DynamoWire } from './topics.js';
@@ -144,8 +146,8 @@ export class RankEventWriter {
         for (let i = 0; i < log.count; ) {
           const end = dynamoBatchEnd(log, i);
           w.pos = 0;
-          w.ensure(6);
-          w.u8(TopicCode.kvEvents);
+          w.ensure(TAG_BYTES + 5);
+          this.tag(TopicCode.kvEvents);
           w.arrayHeader(end - i);
           for (let k = i; k < end; k++) encodeRouterEvent(w, this.workerHi, this.workerLo, this.dpRank, log, k, base);
           this.push();
@@ -154,8 +156,8 @@ export class RankEventWriter {
       } else {
         for (let i = 0; i < log.count; i++) {
           w.pos = 0;
-          w.ensure(1);
-          w.u8(TopicCode.kvEvents);
+          w.ensure(TAG_BYTES);
+          this.tag(TopicCode.kvEvents);
           encodeRouterEvent(w, this.workerHi, this.workerLo, this.dpRank, log, i, base);
           this.push();
         }
@@ -163,8 +165,8 @@ export class RankEventWriter {
     }
     if (this.vllm) {
       w.pos = 0;
-      w.ensure(1);
-      w.u8(TopicCode.kvEventsVllm);
+      w.ensure(TAG_BYTES);
+      this.tag(TopicCode.kvEventsVllm);
       encodeVllmBatch(w, this.vllmEncoding, nowMs / 1000, this.dpRank, log);
       this.push();
     }
@@ -177,8 +179,8 @@ export class RankEventWriter {
     this.ids[this.counterSlot] = counterId;
     const w = this.w;
     w.pos = 0;
-    w.ensure(1);
-    w.u8(TopicCode.forwardPassMetrics);
+    w.ensure(TAG_BYTES);
+    this.tag(TopicCode.forwardPassMetrics);
     encodeFpm(w, this.workerIdStr, this.dpRank, counterId, wallTimeS, fpm);
     this.push();
     this.rang();
@@ -193,11 +195,18 @@ export class RankEventWriter {
   writeLoad(activeDecodeBlocks: number, kvUsedBlocks: number): void {
     const w = this.w;
     w.pos = 0;
-    w.ensure(1);
-    w.u8(TopicCode.kvMetrics);
+    w.ensure(TAG_BYTES);
+    this.tag(TopicCode.kvMetrics);
     encodeActiveLoad(w, this.workerHi, this.workerLo, this.dpRank, activeDecodeBlocks, kvUsedBlocks);
     this.push();
     this.rang();
+  }
+
+  /** The ring record's frame header (TAG_BYTES): topic code, zero padding. The caller ensured room. */
+  private tag(code: number): void {
+    const w = this.w;
+    w.u8(code);
+    for (let i = 1; i < TAG_BYTES; i++) w.u8(0);
   }
 
   private rang(): void {

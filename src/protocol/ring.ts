@@ -33,6 +33,12 @@ const TAIL = 16;
 const PRODUCER_WAITING = 32;
 const HEADER_BYTES = 192;
 
+/**
+ * A tagged record (readTagged) starts with a frame header of this many bytes: the tag, then zero
+ * padding, so its payload stays 4-byte aligned and copies out as words.
+ */
+export const TAG_BYTES = 4;
+
 /** readTagged() records consumed before TAIL is published. */
 const READ_COMMIT_BATCH = 64;
 
@@ -267,10 +273,11 @@ export class SpscRing {
   }
 
   /**
-   * Consumer fast path for framed records: copies the next record minus its first byte (the
-   * frame tag) into dst at dstOffset and returns the tag, or -1 when the ring is empty. The
-   * record length is left in `lastLength`. Returns -2, consuming nothing, when dst has no room
-   * for the lastLength - 1 payload bytes. Space is released in batches: call commitReads()
+   * Consumer fast path for framed records: copies the next record minus its TAG_BYTES frame
+   * header into dst at dstOffset and returns the tag (the header's first byte), or -1 when the
+   * ring is empty. The record length is left in `lastLength`. Returns -2, consuming nothing, when
+   * dst has no room for the lastLength - TAG_BYTES payload bytes. A record shorter than the
+   * header returns tag 0. Space is released in batches: call commitReads()
    * when stopping before the ring is empty.
    */
   readTagged(dst: Uint8Array, dstOffset: number): number {
@@ -282,11 +289,11 @@ export class SpscRing {
     const len = this.data32[pos >>> 2]! >>> 0;
     this.lastLength = len;
     let tag = 0;
-    if (len > 0) {
-      const n = len - 1;
+    if (len >= TAG_BYTES) {
+      const n = len - TAG_BYTES;
       if (dst.length - dstOffset < n) return -2;
       tag = this.data[(pos + 4) & this.mask]!;
-      const p = (pos + 5) & this.mask;
+      const p = (pos + 4 + TAG_BYTES) & this.mask;
       const first = Math.min(n, this.capacity - p);
       this.copyOut(p, dst, dstOffset, first);
       if (first < n) this.copyOut(0, dst, dstOffset + first, n - first);
@@ -358,9 +365,10 @@ export class SpscRing {
     }
   }
 
+  /** `from` is 4-byte aligned; with `to` aligned too, whole words copy as words, the rest as bytes. */
   private copyOut(from: number, dst: Uint8Array, to: number, n: number): void {
     const d = this.data;
-    if (((from | to | n) & 3) === 0) {
+    if (((from | to) & 3) === 0 && n >= 16) {
       const d32 = this.wordsOf(dst);
       if (d32 !== null) {
         const s32 = this.data32;
@@ -372,6 +380,7 @@ export class SpscRing {
         } else {
           d32.set(s32.subarray(f, f + nw), t);
         }
+        for (let i = nw << 2; i < n; i++) dst[to + i] = d[from + i]!;
         return;
       }
     }

@@ -20,7 +20,7 @@
  */
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Doorbell, SpscRing } from '../protocol/ring.js';
+import { Doorbell, SpscRing, TAG_BYTES } from '../protocol/ring.js';
 import type { RingMemory } from '../protocol/ring.js';
 import { TOPIC_COUNT, TOPIC_NAMES, TopicCode, buildSubject, endpointScoped } from '../protocol/topics.js';
 import type { DynamoWire, TopicName } from '../protocol/topics.js';
@@ -338,19 +338,20 @@ export class PublisherCore {
       const pub = this.rankPublisher[r]!;
       let k = 0;
       for (; k < PER_RING_BATCH; k++) {
-        let payloadAt = this.arenaPos + headRoom;
+        // 4-byte aligned, so the ring copies the payload as words.
+        let payloadAt = (this.arenaPos + headRoom + 3) & ~3;
         let code = ring.readTagged(this.arena, payloadAt);
         if (code === -1) break;
         if (code === -2) {
-          this.newArena(headRoom + ring.lastLength);
-          payloadAt = headRoom;
+          this.newArena(headRoom + 3 + ring.lastLength);
+          payloadAt = (headRoom + 3) & ~3;
           code = ring.readTagged(this.arena, payloadAt);
         }
         taken++;
         if (code < 1 || code > TOPIC_COUNT) {
           throw new PublisherError(`rank ${r}: corrupt event ring record (topic code ${code}, ${ring.lastLength} bytes)`);
         }
-        const payloadLen = ring.lastLength - 1;
+        const payloadLen = ring.lastLength - TAG_BYTES;
         if (code === TopicCode.kvEventsVllm) {
           if (this.zmq !== null) this.zmq.publish(r, this.arena, payloadAt, payloadLen);
           if (!this.natsVllm) continue;

@@ -163,7 +163,7 @@ test('ring - 200k records of varying size pass through in order', () => {
   assert.equal(next, 200_000);
 });
 
-test('ring - readTagged strips the tag byte and releases space in batches until commitReads', () => {
+test('ring - readTagged strips the 4-byte frame header and releases space in batches until commitReads', () => {
   const sab = SpscRing.allocate(1024);
   const producer = new SpscRing(sab);
   const consumer = new SpscRing(sab);
@@ -175,15 +175,17 @@ test('ring - readTagged strips the tag byte and releases space in batches until 
   }
   const used = producer.usedBytes();
   const dst = new Uint8Array(100);
-  assert.equal(consumer.readTagged(dst, 90), -2, 'no room for 29 payload bytes at offset 90: nothing consumed');
+  assert.equal(consumer.readTagged(dst, 90), -2, 'no room for 26 payload bytes at offset 90: nothing consumed');
   assert.equal(consumer.lastLength, 30);
   for (let i = 0; i < 3; i++) {
-    const tag = consumer.readTagged(dst, 5);
+    // Offset 5: unaligned destinations copy too; offset 8: the aligned word path.
+    const at = i === 1 ? 8 : 5;
+    const tag = consumer.readTagged(dst, at);
     assert.equal(tag, (i % 4) + 1);
     assert.equal(consumer.lastLength, 30);
     const expect = new Uint8Array(30);
     fill(expect, i, 30);
-    assert.deepEqual([...dst.subarray(5, 34)], [...expect.subarray(1, 30)], `record ${i} payload without its tag`);
+    assert.deepEqual([...dst.subarray(at, at + 26)], [...expect.subarray(4, 30)], `record ${i} payload without its header`);
   }
   assert.equal(producer.usedBytes(), used, 'space is not released record by record');
   consumer.commitReads();
