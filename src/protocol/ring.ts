@@ -303,6 +303,24 @@ export class SpscRing {
     return tag;
   }
 
+  /**
+   * Like readTagged, but consumes the next record without copying it: returns its tag (or -1
+   * when the ring is empty) and leaves its length in `lastLength`.
+   */
+  skipTagged(): number {
+    if (!this.hasRecord()) {
+      this.commitReads();
+      return -1;
+    }
+    const pos = this.cTail & this.mask;
+    const len = this.data32[pos >>> 2]! >>> 0;
+    this.lastLength = len;
+    const tag = len >= TAG_BYTES ? this.data[(pos + 4) & this.mask]! : 0;
+    this.cTail = (this.cTail + 4 + ((len + 3) & ~3)) >>> 0;
+    if (++this.uncommitted >= READ_COMMIT_BATCH) this.commitReads();
+    return tag;
+  }
+
   /** Consumer: publishes the consumed space to the producer and wakes it if it waits for it. */
   commitReads(): void {
     if (this.uncommitted === 0) return;

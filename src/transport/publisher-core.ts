@@ -217,6 +217,11 @@ export class PublisherCore {
   private readonly onPublishError: (err: unknown) => void;
   private readonly zmq: ZmqKvPublisher | null;
   private readonly natsVllm: boolean;
+  /**
+   * Nothing reads the envelopes (embedded sink, no events file, no ZMQ): records are counted
+   * (messages, envelope bytes, per topic, sequences) without being copied or wrapped.
+   */
+  private readonly countOnly: boolean;
 
   private readonly pendingSubjects: string[];
   private readonly pendingData: Uint8Array[];
@@ -288,6 +293,7 @@ export class PublisherCore {
     });
     this.zmq = opts.zmq ?? null;
     this.natsVllm = opts.natsVllm ?? true;
+    this.countOnly = opts.sink instanceof EmbeddedSink && opts.eventsFile === null && this.zmq === null;
     this.pendingSubjects = [];
     this.pendingData = [];
     this.pendingCodes = [];
@@ -337,7 +343,15 @@ export class PublisherCore {
       const ring = this.rings[r]!;
       const pub = this.rankPublisher[r]!;
       let k = 0;
-      for (; k < PER_RING_BATCH; k++) {
+      if (this.countOnly) {
+        for (; k < PER_RING_BATCH; k++) {
+          const code = ring.skipTagged();
+          if (code === -1) break;
+          taken++;
+          this.countRecord(r, pub, code, ring.lastLength - TAG_BYTES);
+        }
+      }
+      for (; k < PER_RING_BATCH && !this.countOnly; k++) {
         // 4-byte aligned, so the ring copies the payload as words.
         let payloadAt = (this.arenaPos + headRoom + 3) & ~3;
         let code = ring.readTagged(this.arena, payloadAt);
@@ -448,6 +462,21 @@ export class PublisherCore {
   /** Adds to a counter the sink side owns (reconnects, disconnects, flush failures). */
   bumpStat(index: number): void {
     Atomics.add(this.cells, index, 1n);
+  }
+
+  /** countOnly: what send() would count for this record's envelope. */
+  private countRecord(r: number, pub: number, code: number, payloadLen: number): void {
+    if (code < 1 || code > TOPIC_COUNT) {
+      throw new PublisherError(`rank ${r}: corrupt event ring record (topic code ${code}, ${payloadLen + TAG_BYTES} bytes)`);
+    }
+    if (code === TopicCode.kvEventsVllm && !this.natsVllm) return;
+    const si = pub * SEQ_STRIDE + code;
+    this.seq[si] = this.seq[si]! + 1;
+    const bytes = this.templates[si]!.bytes.length + (payloadLen < 256 ? 2 : payloadLen < 65536 ? 3 : 5) + payloadLen;
+    this.published++;
+    this.bytes += bytes;
+    this.bytesSinceFlush += bytes;
+    this.byTopic[code] = this.byTopic[code]! + 1;
   }
 
   private emit(code: number, msg: Uint8Array): void {
