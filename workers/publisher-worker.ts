@@ -21,6 +21,8 @@ import { MockfleetError } from '../src/util/errors.js';
  * so the bell's waiting flag stays clear and ranks never pay a futex wake for it.
  */
 const GATHER_MS = 1;
+/** The same when nothing reads the envelopes (PublisherCore.countOnly): only the counters wait. */
+const COUNT_ONLY_GATHER_MS = 10;
 /** Idle wait between drain passes when no rank rang the doorbell. */
 const IDLE_WAIT_MS = 50;
 /** Round-trip to NATS after this many published bytes, bounding what sits in socket buffers. */
@@ -113,6 +115,7 @@ async function main(): Promise<void> {
   if (nats !== null) nats.start();
 
   const bell = new Doorbell(d.doorbell);
+  const gatherMs = core.countOnly ? COUNT_ONLY_GATHER_MS : GATHER_MS;
   let closeTimeoutMs = -1;
   // This listener also keeps the thread alive while it only awaits Atomics.waitAsync.
   port!.on('message', (m: MainToPublisher) => {
@@ -145,7 +148,7 @@ async function main(): Promise<void> {
       }
       sinceYield = 0;
       if (closeTimeoutMs < 0) {
-        await gather(GATHER_MS);
+        await gather(gatherMs);
         core.recycleArena();
         continue;
       }
@@ -160,7 +163,7 @@ async function main(): Promise<void> {
     // Gather for a moment before draining: with hundreds of ranks each pass would otherwise wake
     // this thread on its own (a futex wake and a context switch per pass). Meanwhile the
     // doorbell's waiting flag is clear, so ranks skip the notify altogether.
-    if (closeTimeoutMs < 0) await gather(GATHER_MS);
+    if (closeTimeoutMs < 0) await gather(gatherMs);
   }
   if (inFlight !== null && !(await inFlight)) core.bumpStat(Stat.flushFailures);
 

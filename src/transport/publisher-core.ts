@@ -221,7 +221,7 @@ export class PublisherCore {
    * Nothing reads the envelopes (embedded sink, no events file, no ZMQ): records are counted
    * (messages, envelope bytes, per topic, sequences) without being copied or wrapped.
    */
-  private readonly countOnly: boolean;
+  readonly countOnly: boolean;
 
   private readonly pendingSubjects: string[];
   private readonly pendingData: Uint8Array[];
