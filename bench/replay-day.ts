@@ -31,11 +31,13 @@ try {
   const reqs = await readMooncakeTrace(file);
   const t2 = performance.now();
   const interactive = process.stderr.isTTY;
+  const cpu0 = process.cpuUsage();
   const result = runOfflineReplay(reqs, {
     numWorkers: workers, dataParallelSize: 1, router: 'kv', traceBlockSize: 512, arrivalSpeedupRatio: 1,
     speedupRatio: 1, decodeSpeedupRatio: 1, engineArgs: {}, seed: 0,
     ...(interactive ? { onProgress: (ms: number, n: number, total: number) => process.stderr.write(`\r${n}/${total} arrived, simulated ${(ms / 1000).toFixed(0)} s `) } : {}),
   });
+  const cpu = process.cpuUsage(cpu0);
   if (interactive) process.stderr.write('\r\x1b[2K');
   const report = buildReplayReport(result);
   const tEnd = performance.now();
@@ -51,10 +53,13 @@ try {
     synth_s: Number(((t1 - tStart) / 1000).toFixed(2)),
     parse_s: Number(((t2 - t1) / 1000).toFixed(2)),
     wall_s: Number(wallS.toFixed(2)),
+    cpu_s: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)),
     total_s: Number(((tEnd - tStart) / 1000).toFixed(2)),
     simulated_requests_per_wall_s: Number((report.num_requests / wallS).toFixed(1)),
     simulated_duration_s: Number((report.duration_ms / 1000).toFixed(1)),
     passes: result.numPasses,
+    engine_steps: result.numEngineSteps,
+    coasted_passes: result.numCoastedPasses,
     prefix_cache_reused_ratio: report.prefix_cache_reused_ratio === null ? null : Number(report.prefix_cache_reused_ratio.toFixed(4)),
     ttft_p50_ms: report.ttft_ms.median,
     ttft_p90_ms: report.ttft_ms.p90,

@@ -67,6 +67,8 @@ console.log(JSON.stringify({
   simulated_duration_s: Number((report.duration_ms / 1000).toFixed(1)),
   prefix_cache_reused_ratio: r4(report.prefix_cache_reused_ratio),
   passes: result.numPasses,
+  engine_steps: result.numEngineSteps,
+  coasted_passes: result.numCoastedPasses,
   workers,
   parse_s: Number(((t1 - t0) / 1000).toFixed(3)),
   report_s: Number(((t3 - t2) / 1000).toFixed(3)),

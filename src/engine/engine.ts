@@ -962,6 +962,164 @@ export class Engine {
     fpm.varQueuedDecodeKvTokens = populationVariance(this.qDecodeN, this.qDecodeSum, this.qDecodeSumSq);
   }
 
+  // ---------------------------------------------------------------- decode runs (fast-forward)
+  //
+  // A "plain decode pass" is a step() in which nothing but decoding happens: no waiting request,
+  // every running request takes step()'s inline path (its last token is the only uncomputed one,
+  // its prompt is computed, its blocks cover the token) and emits one token without allocating a
+  // block, promoting one (KV event) or finishing. Such a pass changes only slot-internal state
+  // (tokens, counters, the RNG, a block's content hash when the token fills it); queue lengths,
+  // active blocks and KV events are untouched. decodeRunLength() bounds how many of the next
+  // passes are plain; advanceDecode() applies them in bulk, bit-identically to as many step()s.
+
+  /**
+   * How many of the next passes (at most maxPasses) are guaranteed plain decode passes if no
+   * request is added or aborted meanwhile; 0 when the next pass may do anything else. Per running
+   * request with s known tokens, e = end length and blocks covering c = numBlocks × blockSize
+   * tokens, pass p (0-based) emits token s + p: it allocates a block when s + p = c (and the pass
+   * after a block fills promotes it), and finishes the request when s + p + 1 ≥ e, so the run is
+   * min(c − s, e − s − 1) over the running requests.
+   */
+  decodeRunLength(maxPasses: number): number {
+    const n = this.numRunningQ;
+    if (n === 0 || this.numWaitingQ !== 0 || n > this.args.maxNumBatchedTokens) return 0;
+    const bs = this.bs;
+    const running = this.running;
+    const seqLens = this.slotSeqLen;
+    const numComputed = this.slotNumComputed;
+    const promptLens = this.slotPromptLen;
+    const numBlocks = this.slotNumBlocks;
+    const endLens = this.slotEndLen;
+    let k = maxPasses;
+    for (let i = 0; i < n; i++) {
+      const slot = running[i] as number;
+      const s = seqLens[slot] as number;
+      const before = numComputed[slot] as number;
+      if (before !== s - 1 || before < (promptLens[slot] as number)) return 0;
+      const toBoundary = (numBlocks[slot] as number) * bs - s;
+      if (toBoundary < k) k = toBoundary;
+      const toFinish = (endLens[slot] as number) - s - 1;
+      if (toFinish < k) k = toFinish;
+      if (k <= 0) return 0;
+    }
+    return k;
+  }
+
+  /**
+   * The modeled decode time (unscaled ms) of each of the next k plain decode passes into
+   * decodeMsOut[0..k), computed exactly as step() would (same perf-model call and arguments, same
+   * PerfModelError check), without changing anything. Requires k ≤ decodeRunLength(k).
+   */
+  decodeRunMs(k: number, decodeMsOut: Float64Array): void {
+    this.checkDecodeRun(k, decodeMsOut);
+    const n = this.numRunningQ;
+    const running = this.running;
+    const seqLens = this.slotSeqLen;
+    // step() sums the batch's context lengths in integers, exact below 2^53, so Σ + n·p is the
+    // very same number it would reach on pass p.
+    let sumKv = 0;
+    for (let i = 0; i < n; i++) sumKv += seqLens[running[i] as number] as number;
+    const perf = this.perf;
+    const activeKv = this.pool.numActive * this.bs;
+    const totalKv = this.cacheTokens;
+    for (let p = 0; p < k; p++) {
+      const ms = perf.decodeMs(activeKv, totalKv, (sumKv + n * p) / n);
+      if (!(ms >= 0 && ms < Infinity)) throw new PerfModelError(`perf model returned ${ms} ms for a decode pass`);
+      decodeMsOut[p] = ms;
+    }
+  }
+
+  /**
+   * Apply the next k plain decode passes, with the same effect as k step() calls: token ids
+   * (the RNG's draws, seeded requests' own ids), tokens written to the slots, a block's hashes
+   * when a token fills it, sequence and computed lengths, the pass counter. Each pass's modeled
+   * decode time goes to decodeMsOut[0..k). The step result afterwards describes the last of the
+   * k passes, as after the k-th step() (its tokenRequestIds list the running requests in
+   * emission order); it is returned. Throws EngineInvariantError when k exceeds
+   * decodeRunLength(k). Allocates nothing (unless a slot's token buffer must grow, as in step()).
+   */
+  advanceDecode(k: number, decodeMsOut: Float64Array): StepResult {
+    this.decodeRunMs(k, decodeMsOut);
+    const n = this.numRunningQ;
+    const bs = this.bs;
+    const running = this.running;
+    const seqLens = this.slotSeqLen;
+    const numComputed = this.slotNumComputed;
+    const numBlocks = this.slotNumBlocks;
+    const promptLens = this.slotPromptLen;
+    const seeded = this.slotSeeded;
+    const seeds = this.slotSeed;
+    const vocabulary = this.vocabulary;
+    const r = this.result;
+    const tokenRequestIds = r.tokenRequestIds;
+    const tokenIds = r.tokenIds;
+    // Pass p draws n ids from s0 + (p·n + m + 1) × step for its m-th ready request (emitTokens).
+    const s0 = this.rng.state;
+    let sumKv = 0;
+    let sumSq = 0;
+    for (let m = 0; m < n; m++) {
+      const slot = running[m] as number;
+      const s = seqLens[slot] as number;
+      let tokens = this.slotTokens[slot] as Uint32Array;
+      while (tokens.length < s + k) tokens = this.growSlotBuffers(slot, tokens.length + 1);
+      let tok = 0;
+      if (seeded[slot] === 1) {
+        const seed = seeds[slot] as number;
+        const gen0 = s - (promptLens[slot] as number);
+        for (let p = 0; p < k; p++) {
+          tok = generatedTokenId(vocabulary, seed, gen0 + p);
+          tokens[s + p] = tok;
+        }
+      } else {
+        for (let p = 0; p < k; p++) {
+          tok = tokenId((s0 + Math.imul(p * n + m + 1, RNG_STEP)) | 0);
+          tokens[s + p] = tok;
+        }
+      }
+      const last = s + k - 1;
+      seqLens[slot] = s + k;
+      numComputed[slot] = last;
+      const nb = numBlocks[slot] as number;
+      if (this.prefixCaching && s + k === nb * bs) {
+        // The last token filled the block (see emitTokens): hash it now.
+        hashBlocks(tokens, bs, nb - 1, nb, this.slotSeqHi[slot] as Uint32Array, this.slotSeqLo[slot] as Uint32Array,
+          this.slotTokHi[slot] as Uint32Array, this.slotTokLo[slot] as Uint32Array);
+      }
+      tokenRequestIds[m] = this.slotRequestId[slot] as number;
+      tokenIds[m] = tok;
+      sumKv += last;
+      sumSq += last * last;
+    }
+    this.rng.state = (s0 + Math.imul(k * n, RNG_STEP)) | 0;
+    this.passNo += k;
+    // The step result of the last pass (measurePass + emitTokens + fillQueuedFpm).
+    r.prefillMs = 0;
+    r.decodeMs = decodeMsOut[k - 1] as number;
+    r.numScheduledTokens = n;
+    r.numPreemptions = 0;
+    r.numPromptTokensScheduled = 0;
+    r.numTokens = n;
+    r.numFinished = 0;
+    r.numAdmissions = 0;
+    const fpm = r.fpm;
+    fpm.numPrefillRequests = 0;
+    fpm.sumPrefillTokens = 0;
+    fpm.varPrefillLength = 0;
+    fpm.sumPrefillKvTokens = 0;
+    fpm.numDecodeRequests = n;
+    fpm.sumDecodeKvTokens = sumKv;
+    fpm.varDecodeKvTokens = populationVariance(n, sumKv, sumSq);
+    this.fillQueuedFpm();
+    return r;
+  }
+
+  private checkDecodeRun(k: number, decodeMsOut: Float64Array): void {
+    if (!Number.isInteger(k) || k < 1 || this.decodeRunLength(k) !== k) {
+      throw new EngineInvariantError(`${k} passes requested, but only ${this.decodeRunLength(Math.max(1, k | 0))} plain decode passes are ahead`);
+    }
+    if (decodeMsOut.length < k) throw new EngineInvariantError(`decode time buffer holds ${decodeMsOut.length} < ${k} passes`);
+  }
+
   // ---------------------------------------------------------------- queues and slots
 
   /** Add (sign 1) or remove (sign -1) a waiting request from the queued FPM aggregates. */

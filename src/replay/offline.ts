@@ -47,6 +47,12 @@ export interface OfflineReplayOptions {
    * tests; the report reads the sketches either way.
    */
   keepItlSamples?: boolean;
+  /**
+   * Fast-forward plain decode passes (default true): a rank whose next passes can only decode
+   * "coasts" through them (src/replay/README.md, "Coasting"). Results are bit-identical either
+   * way; false runs every pass through Engine.step() (tests compare the two).
+   */
+  coastDecodeRuns?: boolean;
   /** Called every 65,536 events with the virtual time reached and the arrivals so far (a progress bar). */
   onProgress?: (simulatedMs: number, arrived: number, total: number) => void;
 }
@@ -72,10 +78,13 @@ export interface OfflineReplayResult {
   itlMs: Float64Array | null;
   /** The report's distributions in fixed memory (src/report/sketch.ts). */
   sketches: ReplaySketches;
+  /** Engine passes simulated: numEngineSteps through Engine.step(), numCoastedPasses fast-forwarded. */
   numPasses: number;
+  numEngineSteps: number;
+  numCoastedPasses: number;
   numPreemptions: number;
   wallTimeMs: number;
-  /** One-second virtual-time bins: output tokens emitted, requests in flight at the bin's last event. */
+  /** One-second virtual-time bins: output tokens emitted, requests in flight at the bin's end. */
   binOutputTokens: Float64Array;
   binInFlight: Float64Array;
 }
@@ -186,6 +195,90 @@ class EventHeap {
   }
 }
 
+/**
+ * Min-heap of ranks keyed by their next pass start, at most one entry per rank, with the key of
+ * a queued rank changeable in place. Equal times pop lowest rank first: the order depends only on
+ * the keys, not on when they were set, so coasting (which sets a rank's key at another moment
+ * than per-pass stepping would) pops visible passes in the same order.
+ */
+class RankHeap {
+  private readonly time: Float64Array;
+  private readonly rank: Int32Array;
+  /** Heap index of each rank, -1 when absent. */
+  private readonly pos: Int32Array;
+  private n = 0;
+  constructor(numRanks: number) {
+    this.time = new Float64Array(numRanks);
+    this.rank = new Int32Array(numRanks);
+    this.pos = new Int32Array(numRanks).fill(-1);
+  }
+  peekTime(): number {
+    return this.n === 0 ? Number.POSITIVE_INFINITY : (this.time[0] as number);
+  }
+  /** Queue `rank` at time t, or move it there if queued. */
+  set(rank: number, t: number): void {
+    let i = this.pos[rank] as number;
+    if (i < 0) {
+      i = this.n++;
+      this.up(i, t, rank);
+    } else if (t < (this.time[i] as number)) this.up(i, t, rank);
+    else this.down(i, t, rank);
+  }
+  /** Remove the earliest rank and return it. */
+  pop(): number {
+    const top = this.rank[0] as number;
+    this.pos[top] = -1;
+    const n = --this.n;
+    if (n > 0) this.down(0, this.time[n] as number, this.rank[n] as number);
+    return top;
+  }
+  private up(i: number, t: number, r: number): void {
+    const time = this.time, rank = this.rank, pos = this.pos;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const pt = time[p] as number;
+      if (pt < t || (pt === t && (rank[p] as number) < r)) break;
+      time[i] = pt;
+      const pr = rank[p] as number;
+      rank[i] = pr;
+      pos[pr] = i;
+      i = p;
+    }
+    time[i] = t;
+    rank[i] = r;
+    pos[r] = i;
+  }
+  private down(i: number, t: number, r: number): void {
+    const time = this.time, rank = this.rank, pos = this.pos, n = this.n;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      let c = l;
+      let ct = time[l] as number;
+      const rr = l + 1;
+      if (rr < n) {
+        const rt = time[rr] as number;
+        if (rt < ct || (rt === ct && (rank[rr] as number) < (rank[l] as number))) {
+          c = rr;
+          ct = rt;
+        }
+      }
+      if (t < ct || (t === ct && r < (rank[c] as number))) break;
+      time[i] = ct;
+      const cr = rank[c] as number;
+      rank[i] = cr;
+      pos[cr] = i;
+      i = c;
+    }
+    time[i] = t;
+    rank[i] = r;
+    pos[r] = i;
+  }
+}
+
+/** Longest decode run coasted at once (runs end at block boundaries, so this only caps huge blocks). */
+const MAX_COAST_PASSES = 4096;
+
 /** Validate options and build the ranks' engine arguments (throws InvalidConfigError). */
 export function checkOfflineReplayOptions(opts: OfflineReplayOptions): Readonly<EngineArgs> {
   positiveInt('--num-workers', opts.numWorkers);
@@ -239,18 +332,29 @@ class OfflineSim {
     itl: new LatencySketch(), e2e: new LatencySketch(), outputTokPerUser: new LatencySketch(),
   };
   private readonly binOut = new F64List();
-  private readonly binInFlight = new F64List();
-  private inFlight = 0;
+  /** Change of the in-flight count per bin (+1 queued, −1 finished); binInFlight is its prefix sum. */
+  private readonly binInFlightDelta = new F64List();
   private numPasses = 0;
+  private numEngineSteps = 0;
+  private numCoastedPasses = 0;
   private numPreemptions = 0;
 
   /** Index of each request's next session turn (-1 = none). */
   private readonly nextTurn: Int32Array;
   private readonly arrivals = new EventHeap();
-  /** Ranks with a scheduled pass, keyed by its start time. */
-  private readonly passes = new EventHeap();
-  /** Next pass start per rank; Infinity = idle (or stalled until its next arrival). */
+  /**
+   * Ranks with a scheduled pass, keyed by its start time; a coasting rank by the start of the
+   * first pass after its run.
+   */
+  private readonly passes: RankHeap;
+  /** Next (visible) pass start per rank; Infinity = idle (or stalled until its next arrival). */
   private readonly nextPassAt: Float64Array;
+  /** Coasting: the pending run of plain decode passes of each rank (runLen 0 = none) and its first pass start. */
+  private readonly coast: boolean;
+  private readonly runLen: Int32Array;
+  private readonly runStartMs: Float64Array;
+  /** Modeled decode ms of the passes of one run (scratch). */
+  private readonly runMs = new Float64Array(MAX_COAST_PASSES);
 
   private readonly memo: TraceHashMemo;
   /** The kv router's index (prefetched before a batch of KV events), or null for other policies. */
@@ -309,6 +413,10 @@ class OfflineSim {
     this.rankOf = new Int32Array(n).fill(-1);
     this.nextTurn = new Int32Array(n).fill(-1);
     this.nextPassAt = new Float64Array(numRanks).fill(Number.POSITIVE_INFINITY);
+    this.passes = new RankHeap(numRanks);
+    this.coast = opts.coastDecodeRuns !== false;
+    this.runLen = new Int32Array(numRanks);
+    this.runStartMs = new Float64Array(numRanks);
     this.memo = new TraceHashMemo(this.tbs, args.blockSize);
     this.route = {
       numBlocks: 0, seqHashHi: new Uint32Array(4096), seqHashLo: new Uint32Array(4096), promptTokens: 0, firstRank: 0, numCandidateRanks: numRanks,
@@ -358,10 +466,13 @@ class OfflineSim {
 
   private markBin(t: number): number {
     const b = Math.floor(t / 1000);
-    const binOut = this.binOut, binInFlight = this.binInFlight;
-    while (binOut.length <= b) {
-      binOut.push(0);
-      binInFlight.push(binInFlight.length === 0 ? 0 : (binInFlight.data[binInFlight.length - 1] as number));
+    const binOut = this.binOut;
+    if (binOut.length <= b) {
+      const delta = this.binInFlightDelta;
+      while (binOut.length <= b) {
+        binOut.push(0);
+        delta.push(0);
+      }
     }
     return b;
   }
@@ -399,6 +510,9 @@ class OfflineSim {
     this.rankOf[i] = rank;
     const b = this.markBin(t);
     const engine = this.engines[rank] as Engine;
+    // A coasting rank first runs the passes of its run that started before now: the request
+    // joins the first pass that starts at or after its arrival, as without coasting.
+    if ((this.runLen[rank] as number) > 0) this.settle(rank, t);
     const outcome = this.needHashes
       ? engine.addRequestWithHashes(i, prompt, req.outputLength, hashes)
       : engine.addRequest(i, prompt, req.outputLength);
@@ -408,12 +522,113 @@ class OfflineSim {
       return;
     }
     this.router.onRouted(i, route, rank);
-    this.inFlight++;
-    this.binInFlight.data[b] = this.inFlight;
-    if (this.nextPassAt[rank] === Number.POSITIVE_INFINITY) {
+    this.binInFlightDelta.data[b] = (this.binInFlightDelta.data[b] as number) + 1;
+    if ((this.runLen[rank] as number) > 0) {
+      // The rest of the run is void (the next pass admits the request): it starts where the
+      // settled part ended.
+      this.runLen[rank] = 0;
+      const next = this.runStartMs[rank] as number;
+      this.nextPassAt[rank] = next;
+      this.passes.set(rank, next);
+    } else if (this.nextPassAt[rank] === Number.POSITIVE_INFINITY) {
       this.nextPassAt[rank] = t;
-      this.passes.push(t, rank);
+      this.passes.set(rank, t);
     }
+  }
+
+  /**
+   * Run the passes of the rank's pending decode run that start before tLimit (all of them for
+   * Infinity) through Engine.advanceDecode and record their tokens exactly as pass() would.
+   * Afterwards runStartMs[rank] is the start of the first pass not run and runLen[rank] counts
+   * the passes left.
+   */
+  private settle(rank: number, tLimit: number): void {
+    const engine = this.engines[rank] as Engine;
+    const k = this.runLen[rank] as number;
+    const ms = this.runMs;
+    const decodeSpeed = this.decodeSpeed;
+    const start = this.runStartMs[rank] as number;
+    let j = k;
+    if (tLimit !== Number.POSITIVE_INFINITY) {
+      if (!(start < tLimit)) return;
+      engine.decodeRunMs(k, ms);
+      let st = start;
+      j = 0;
+      while (j < k && st < tLimit) st += (ms[j++] as number) / decodeSpeed;
+    }
+    const res = engine.advanceDecode(j, ms);
+    const n = res.numTokens;
+    const ids = res.tokenRequestIds;
+    // Pass 1 of the run: each request's gap since its own last token (the per-pass path).
+    let end = start + (ms[0] as number) / decodeSpeed;
+    this.recordTokens(end, ids, n);
+    // Later passes: every request's previous token came at the previous pass end, so all n
+    // gaps of a pass are equal (one sketch entry of weight n, as pass() would add).
+    const itl = this.itl;
+    const itlSketch = this.sketches.itl;
+    const binOut = this.binOut;
+    // Equal gaps of consecutive passes go to the sketch as one entry (its bins count the same).
+    let runGap = -1, runCount = 0;
+    for (let p = 1; p < j; p++) {
+      const prev = end;
+      end = prev + (ms[p] as number) / decodeSpeed;
+      const gap = end - prev;
+      if (gap === runGap) runCount += n;
+      else {
+        if (runCount > 0) itlSketch.add(runGap, runCount);
+        runGap = gap;
+        runCount = n;
+      }
+      if (itl !== null) for (let m = 0; m < n; m++) itl.push(gap);
+      const b = this.markBin(end);
+      binOut.data[b] = (binOut.data[b] as number) + n;
+    }
+    if (runCount > 0) itlSketch.add(runGap, runCount);
+    if (j > 1) {
+      const counts = this.outputTokens, last = this.lastTokenMs;
+      for (let m = 0; m < n; m++) {
+        const id = ids[m] as number;
+        counts[id] = (counts[id] as number) + (j - 1);
+        last[id] = end;
+      }
+    }
+    this.numPasses += j;
+    this.numCoastedPasses += j;
+    this.runLen[rank] = k - j;
+    this.runStartMs[rank] = end;
+  }
+
+  /** Stamp the tokens of one pass ending at `end` (first token, second token, ITL, bins). */
+  private recordTokens(end: number, ids: Int32Array, numTokens: number): void {
+    const b = this.markBin(end);
+    this.binOut.data[b] = (this.binOut.data[b] as number) + numTokens;
+    const counts = this.outputTokens, last = this.lastTokenMs, itl = this.itl, router = this.router;
+    const itlSketch = this.sketches.itl;
+    // The tokens of a pass share its end, and requests that decoded in the previous pass share
+    // its end too: equal gaps come in runs, added to the sketch once with their count.
+    let runGap = -1, runCount = 0;
+    for (let k = 0; k < numTokens; k++) {
+      const id = ids[k] as number;
+      const cnt = counts[id] as number;
+      if (cnt === 0) {
+        this.firstTokenMs[id] = end;
+        this.sketches.ttft.add(end - (this.arrivalMs[id] as number));
+        router.onPrefillDone(id);
+      } else {
+        if (cnt === 1) this.secondTokenMs[id] = end;
+        const gap = end - (last[id] as number);
+        if (itl !== null) itl.push(gap);
+        if (gap === runGap) runCount++;
+        else {
+          if (runCount > 0) itlSketch.add(runGap, runCount);
+          runGap = gap;
+          runCount = 1;
+        }
+      }
+      last[id] = end;
+      counts[id] = cnt + 1;
+    }
+    if (runCount > 0) itlSketch.add(runGap, runCount);
   }
 
   /** Run the rank's scheduled pass (its start time is nextPassAt[rank]; read here rather than
@@ -421,9 +636,14 @@ class OfflineSim {
   private pass(rank: number): void {
     const t = this.nextPassAt[rank] as number;
     this.nextPassAt[rank] = Number.POSITIVE_INFINITY;
+    if ((this.runLen[rank] as number) > 0) {
+      this.settle(rank, Number.POSITIVE_INFINITY);
+      if (this.runStartMs[rank] !== t) throw new Error(`replay: rank ${rank} coasted to ${this.runStartMs[rank]} ms, its pass is at ${t} ms`);
+    }
     const engine = this.engines[rank] as Engine;
     const res = engine.step(t);
     this.numPasses++;
+    this.numEngineSteps++;
     this.numPreemptions += res.numPreemptions;
     const end = t + res.prefillMs / this.speed + res.decodeMs / this.decodeSpeed;
 
@@ -442,38 +662,7 @@ class OfflineSim {
     }
 
     const numTokens = res.numTokens;
-    if (numTokens > 0) {
-      const b = this.markBin(end);
-      this.binOut.data[b] = (this.binOut.data[b] as number) + numTokens;
-      const ids = res.tokenRequestIds;
-      const counts = this.outputTokens, last = this.lastTokenMs, itl = this.itl, router = this.router;
-      const itlSketch = this.sketches.itl;
-      // The tokens of a pass share its end, and requests that decoded in the previous pass share
-      // its end too: equal gaps come in runs, added to the sketch once with their count.
-      let runGap = -1, runCount = 0;
-      for (let k = 0; k < numTokens; k++) {
-        const id = ids[k] as number;
-        const cnt = counts[id] as number;
-        if (cnt === 0) {
-          this.firstTokenMs[id] = end;
-          this.sketches.ttft.add(end - (this.arrivalMs[id] as number));
-          router.onPrefillDone(id);
-        } else {
-          if (cnt === 1) this.secondTokenMs[id] = end;
-          const gap = end - (last[id] as number);
-          if (itl !== null) itl.push(gap);
-          if (gap === runGap) runCount++;
-          else {
-            if (runCount > 0) itlSketch.add(runGap, runCount);
-            runGap = gap;
-            runCount = 1;
-          }
-        }
-        last[id] = end;
-        counts[id] = cnt + 1;
-      }
-      if (runCount > 0) itlSketch.add(runGap, runCount);
-    }
+    if (numTokens > 0) this.recordTokens(end, res.tokenRequestIds, numTokens);
 
     if (res.numFinished > 0) {
       const b = this.markBin(end);
@@ -483,18 +672,29 @@ class OfflineSim {
           this.status[id] = RequestStatus.completed;
           this.recordCompleted(id);
         } else this.status[id] = RequestStatus.rejected;
-        this.inFlight--;
         this.router.onRequestFinished(id);
         this.releaseNextTurn(id, end);
       }
-      this.binInFlight.data[b] = this.inFlight;
+      this.binInFlightDelta.data[b] = (this.binInFlightDelta.data[b] as number) - res.numFinished;
     }
 
     // A pass that changed nothing would repeat forever: such a rank sleeps until its next arrival.
     const progressed = res.numScheduledTokens > 0 || res.numFinished > 0 || numTokens > 0 || end > t;
     if (progressed && engine.hasWork()) {
-      this.nextPassAt[rank] = end;
-      this.passes.push(end, rank);
+      let next = end;
+      const k = this.coast ? engine.decodeRunLength(MAX_COAST_PASSES) : 0;
+      if (k > 0) {
+        // Coast: the next k passes only decode, which nothing else observes; run them when an
+        // arrival joins this rank or when the pass after them is due (settle()).
+        const ms = this.runMs;
+        engine.decodeRunMs(k, ms);
+        const decodeSpeed = this.decodeSpeed;
+        for (let p = 0; p < k; p++) next += (ms[p] as number) / decodeSpeed;
+        this.runLen[rank] = k;
+        this.runStartMs[rank] = end;
+      }
+      this.nextPassAt[rank] = next;
+      this.passes.set(rank, next);
     }
   }
 
@@ -544,10 +744,23 @@ class OfflineSim {
       itlMs: this.itl === null ? null : this.itl.view(),
       sketches: this.sketches,
       numPasses: this.numPasses,
+      numEngineSteps: this.numEngineSteps,
+      numCoastedPasses: this.numCoastedPasses,
       numPreemptions: this.numPreemptions,
       wallTimeMs,
       binOutputTokens: this.binOut.view(),
-      binInFlight: this.binInFlight.view(),
+      binInFlight: prefixSum(this.binInFlightDelta.view()),
     };
   }
+}
+
+/** Running sums (requests in flight at each bin's end from the per-bin changes). */
+function prefixSum(deltas: Float64Array): Float64Array {
+  const out = new Float64Array(deltas.length);
+  let acc = 0;
+  for (let i = 0; i < deltas.length; i++) {
+    acc += deltas[i] as number;
+    out[i] = acc;
+  }
+  return out;
 }

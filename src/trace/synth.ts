@@ -360,30 +360,92 @@ function checkOptions(o: SynthOptions): void {
 }
 
 /**
- * Generate the synthetic trace, handing out JSONL text in pieces (≈ 1 MiB) to `write`.
- * Deterministic for a given source, options and seed.
+ * JSONL bytes built in place: a day-long trace is 300 MiB of digits, and building it from template
+ * strings spent most of its time in string ropes and the garbage collector.
  */
-export async function synthesizeTrace(source: readonly TraceRequest[], opts: SynthOptions, write: (chunk: string) => Promise<void>): Promise<SynthSummary> {
+class JsonlBytes {
+  buf: Buffer;
+  len = 0;
+  constructor(private readonly chunkBytes: number) {
+    this.buf = Buffer.allocUnsafe(chunkBytes);
+  }
+  /** Room for n more bytes, or false (the caller flushes first). */
+  fits(n: number): boolean {
+    return this.len + n <= this.buf.length;
+  }
+  /** The bytes so far, handed over (the next line goes to a fresh buffer of at least minBytes). */
+  take(minBytes: number): Buffer {
+    const out = this.buf.subarray(0, this.len);
+    this.buf = Buffer.allocUnsafe(Math.max(this.chunkBytes, minBytes));
+    this.len = 0;
+    return out;
+  }
+  /** ASCII text (the constant pieces of a line). */
+  ascii(s: string): void {
+    const buf = this.buf;
+    let len = this.len;
+    for (let i = 0; i < s.length; i++) buf[len++] = s.charCodeAt(i);
+    this.len = len;
+  }
+  /** A non-negative integer, as String(n) writes it. */
+  uint(n: number): void {
+    if (!(Number.isSafeInteger(n) && n >= 0)) {
+      this.ascii(String(n));
+      return;
+    }
+    const buf = this.buf;
+    let digits = 1;
+    for (let p = 10; p <= n; p *= 10) digits++;
+    let i = this.len + digits;
+    this.len = i;
+    do {
+      const q = Math.floor(n / 10);
+      buf[--i] = 48 + (n - q * 10);
+      n = q;
+    } while (n > 0);
+  }
+}
+
+/** Bytes one line may take besides its hash ids (fields, separators, session id). */
+const LINE_FIXED_BYTES = 256;
+/** Most bytes one hash id takes: ", " and 16 digits (ids < 2^53). */
+const HASH_ID_BYTES = 18;
+
+/**
+ * Generate the synthetic trace, handing out JSONL bytes in pieces (≈ 1 MiB) to `write`; a piece
+ * is not touched again after it is handed out. Deterministic for a given source, options and seed.
+ */
+export async function synthesizeTrace(source: readonly TraceRequest[], opts: SynthOptions, write: (chunk: Buffer) => Promise<void>): Promise<SynthSummary> {
   checkOptions(opts);
   const model = new TraceModel(source, opts);
   const u = uniformStream(opts.seed);
   const path = new GrowList();
   const leaf = new Int32Array(1);
   let nextLeafId = model.firstLeafId;
-  let buf = '';
+  const CHUNK = 1 << 20;
+  const out = new JsonlBytes(CHUNK);
   let bytes = 0;
   let requests = 0, sessions = 0;
   let lastTs = 0;
-  const flush = async (): Promise<void> => {
-    bytes += Buffer.byteLength(buf);
-    await write(buf);
-    buf = '';
+  const flush = async (minBytes: number): Promise<void> => {
+    if (out.len === 0) return;
+    bytes += out.len;
+    await write(out.take(minBytes));
   };
-  const idsJson = (n: number): string => {
-    let s = '[';
+  /** Make room for a line with n hash ids. */
+  const room = async (n: number): Promise<void> => {
+    const need = LINE_FIXED_BYTES + n * HASH_ID_BYTES;
+    if (!out.fits(need)) await flush(need);
+    if (!out.fits(need)) out.take(need);
+  };
+  const ids = (n: number): void => {
     const d = path.data;
-    for (let k = 0; k < n; k++) s += k === 0 ? String(d[k]) : `, ${d[k]}`;
-    return `${s}]`;
+    out.ascii('[');
+    for (let k = 0; k < n; k++) {
+      if (k > 0) out.ascii(', ');
+      out.uint(d[k] as number);
+    }
+    out.ascii(']');
   };
   let t = 0;
   while (t < opts.durationMs) {
@@ -395,24 +457,50 @@ export async function synthesizeTrace(source: readonly TraceRequest[], opts: Syn
       const turns = model.turnsOf(u);
       const sid = turns > 1 ? `s${sessions}` : null;
       sessions++;
-      buf += `{"timestamp": ${ts}, "input_length": ${model.inputLength(path.length, u)}, "output_length": ${model.outputLen(u)}, "hash_ids": ${idsJson(path.length)}${sid === null ? '' : `, "session_id": "${sid}"`}}\n`;
+      // Same field order and evaluation order (input length, then output length) as ever: the
+      // random stream and the bytes stay those of earlier versions.
+      await room(path.length);
+      out.ascii('{"timestamp": ');
+      out.uint(ts);
+      out.ascii(', "input_length": ');
+      out.uint(model.inputLength(path.length, u));
+      out.ascii(', "output_length": ');
+      out.uint(model.outputLen(u));
+      out.ascii(', "hash_ids": ');
+      ids(path.length);
+      if (sid !== null) {
+        out.ascii(', "session_id": "');
+        out.ascii(sid);
+        out.ascii('"');
+      }
+      out.ascii('}\n');
       requests++;
       for (let k = 1; k < turns; k++) {
         const add = model.turnAdded(u);
         for (let j = 0; j < add; j++) path.push(nextLeafId + j);
         nextLeafId += add;
         const delay = Math.round(model.turnDelay(u) / opts.rateScale);
-        buf += `{"session_id": "${sid as string}", "delay": ${delay}, "input_length": ${model.inputLength(path.length, u)}, "output_length": ${model.outputLen(u)}, "hash_ids": ${idsJson(path.length)}}\n`;
+        await room(path.length);
+        out.ascii('{"session_id": "');
+        out.ascii(sid as string);
+        out.ascii('", "delay": ');
+        out.uint(delay);
+        out.ascii(', "input_length": ');
+        out.uint(model.inputLength(path.length, u));
+        out.ascii(', "output_length": ');
+        out.uint(model.outputLen(u));
+        out.ascii(', "hash_ids": ');
+        ids(path.length);
+        out.ascii('}\n');
         requests++;
       }
-      if (buf.length > 1 << 20) await flush();
     }
     lastTs = ts;
     const gap = model.groupGap(u);
     if (gap === null) break;
     t += gap / opts.rateScale;
   }
-  await flush();
+  await flush(0);
   return { requests, sessions, spanMs: lastTs, bytes };
 }
 
@@ -421,7 +509,7 @@ export async function synthesizeTraceToFile(source: readonly TraceRequest[], opt
   const out = createWriteStream(outPath);
   const failed = new Promise<never>((_, reject) => out.once('error', reject));
   failed.catch(() => undefined);
-  const write = (chunk: string): Promise<void> =>
+  const write = (chunk: Buffer): Promise<void> =>
     Promise.race([
       failed,
       new Promise<void>((resolve) => {

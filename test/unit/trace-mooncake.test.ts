@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -10,6 +10,7 @@ import {
   synthesizePromptTokens,
 } from '../../src/trace/mooncake.js';
 import type { TraceRequest } from '../../src/trace/mooncake.js';
+import { FastLine, scanLine } from '../../src/trace/fast-line.js';
 import { TraceFormatError } from '../../src/util/errors.js';
 
 const DATA = new URL('../../../data/mooncake/', import.meta.url);
@@ -142,4 +143,108 @@ test('trace-mooncake - ideal prefix reuse processes requests in timestamp order,
   const s = computeTraceStats([a, b], 4);
   // b arrives first (nothing cached); a then reuses block [1].
   assert.equal(s.idealReusedInputTokens, 4);
+});
+
+// ---- the byte scanner (readMooncakeTrace's fast path) must agree with JSON.parse line by line
+
+const TRICKY_LINES = [
+  GOOD,
+  '\ufeff{"timestamp": 1, "input_length": 10, "output_length": 2, "hash_ids": [0]}',
+  '{"timestamp":2,"input_length":10,"output_length":2,"hash_ids":[0,1,2]}\r',
+  '  {"timestamp": 3.5, "input_length": 10, "output_length": 2, "hash_ids": [7]}  ',
+  '{"timestamp": 4e3, "input_length": 10, "output_length": 2, "hash_ids": [7]}',
+  '{"timestamp": 5, "input_length": 10, "output_length": 2, "hash_ids": [1, 2], "session_id": "s\\u00e9"}',
+  '{"timestamp": 6, "input_length": 10, "output_length": 2, "hash_ids": [1, 2, 5], "session_id": "sé"}',
+  '{"timestamp": 7, "input_length": 10, "output_length": 2, "hash_ids": [1], "session_id": "sé", "delay": 2.5}',
+  '{"timestamp": 8, "input_length": 10, "input_length": 12, "output_length": 2, "hash_ids": [1]}',
+  '{"timestamp": 9, "input_length": 10, "output_length": 2, "hash_ids": [18446744073709551615, 4294967297, 123456789012345]}',
+  '{"timestamp": 10, "input_length": 10, "output_length": 2, "hash_ids": [3], "extra": {"a": [1, {"b": null}]}, "note": "x"}',
+  '{"timestamp": null, "created_time": 11, "input_tokens": 9, "output_tokens": 3, "hash_ids": [3], "session_id": 42}',
+  '{"input_length": 4, "output_length": 1, "hash_ids": [1], "session_id": 42, "delay_ms": 100}',
+  '{"timestamp": 12, "input_length": 10, "output_length": 2, "hash_ids": [ 1 , 2 ], "session_id": "a b", "delay": null}',
+  '',
+  '   ',
+  '{"timestamp": 13, "input_length": 10, "output_length": 2, "hash_ids": [0], "session_id": "a b", "delay_ms": 0}',
+];
+
+async function viaFile(text: string): Promise<TraceRequest[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'mockfleet-trace-'));
+  try {
+    const path = join(dir, 't.jsonl');
+    writeFileSync(path, text);
+    return await readMooncakeTrace(path);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function plain(reqs: readonly TraceRequest[]): unknown[] {
+  return reqs.map((r) => ({ ...r, hashIds: Array.from(r.hashIds) }));
+}
+
+test('trace-mooncake - the byte scanner takes the usual lines and leaves everything unusual to JSON.parse', () => {
+  const out = new FastLine();
+  const scan = (line: string): boolean => {
+    const b = Buffer.from(line, 'utf8');
+    return scanLine(b, 0, b.length, out);
+  };
+  assert.equal(scan('{"timestamp": 27482, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47]}'), true);
+  assert.deepEqual(Array.from(out.hashIds.subarray(0, out.hashCount)), [46, 47]);
+  assert.equal(scan(TRICKY_LINES[2] as string), true);
+  assert.equal(scan(TRICKY_LINES[13] as string), true);
+  assert.equal(out.sessionId, 'a b');
+  for (const i of [1, 3, 4, 5, 6, 8, 9, 10]) assert.equal(scan(TRICKY_LINES[i] as string), false, `line ${i} needs JSON.parse`);
+  assert.equal(scan('{"timestamp": 0, "input_length": 01, "output_length": 2, "hash_ids": [0]}'), false, 'leading zero');
+  assert.equal(scan('{"timestamp": 0, "input_length": 1, "output_length": 2, "hash_ids": [0,]}'), false, 'trailing comma');
+  assert.equal(scan('{"timestamp": 0, "input_length": 1, "output_length": 2, "hash_ids": [0]} x'), false, 'trailing garbage');
+});
+
+test('trace-mooncake - readMooncakeTrace (byte scanner) equals parseMooncakeTrace (JSON.parse) on tricky lines and both shipped traces', async () => {
+  const text = TRICKY_LINES.join('\n');
+  assert.deepEqual(plain(await viaFile(text)), plain(parseMooncakeTrace(text, 't.jsonl')));
+  assert.deepEqual(plain(await viaFile(`${text}\n`)), plain(parseMooncakeTrace(`${text}\n`, 't.jsonl')));
+  for (const name of ['conversation_trace.jsonl', 'synthetic_trace.jsonl']) {
+    const path = new URL(name, DATA).pathname;
+    const fast = await readMooncakeTrace(path);
+    const slow = parseMooncakeTrace(readFileSync(path, 'utf8'), path);
+    assert.equal(fast.length, slow.length);
+    assert.deepEqual(plain(fast), plain(slow), name);
+  }
+});
+
+test('trace-mooncake - readMooncakeTrace reports the same errors as parseMooncakeTrace, line by line', async () => {
+  const bad = [
+    '{"timestamp": 0, "input_length": 10,',
+    '[1, 2]',
+    '{"timestamp": 0, "input_length": 10, "hash_ids": [0]}',
+    '{"timestamp": -5, "input_length": 10, "output_length": 2, "hash_ids": [0]}',
+    '{"timestamp": 0, "input_length": 0, "output_length": 2, "hash_ids": [0]}',
+    '{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": []}',
+    '{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": [0, 1.5]}',
+    '{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": [0], "session_id": ""}',
+    '{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": [0], "delay_ms": 5}',
+    '{"timestamp": 0, "input_length": 10, "output_length": "2", "hash_ids": [0]}',
+    '{}',
+  ];
+  for (const line of bad) {
+    const text = `${GOOD}\n\n${line}\n${GOOD}\n`;
+    let expected = '';
+    try {
+      parseMooncakeTrace(text, 'X');
+    } catch (err) {
+      expected = (err as Error).message.replace(/^X:/, '');
+    }
+    assert.ok(expected.startsWith('3: '), `slow path must reject ${line}`);
+    await assert.rejects(viaFile(text), (err: unknown) => err instanceof TraceFormatError && err.message.endsWith(expected), line);
+  }
+});
+
+test('trace-mooncake - readMooncakeTrace handles lines longer than its read buffer and files without a final newline', async () => {
+  const ids = Array.from({ length: 2_100_000 }, (_, i) => i);
+  const long = JSON.stringify({ timestamp: 1, input_length: 5, output_length: 2, hash_ids: ids });
+  const reqs = await viaFile(`${GOOD}\n${long}\n${GOOD}`);
+  assert.equal(reqs.length, 3);
+  assert.equal(reqs[1]!.hashIds.length, ids.length);
+  assert.equal(reqs[1]!.hashIds[ids.length - 1], ids.length - 1);
+  assert.deepEqual(reqs.map((r) => r.line), [1, 2, 3]);
 });

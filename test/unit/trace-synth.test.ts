@@ -95,6 +95,16 @@ test('trace-synth - sessions keep their turns: later turns extend the previous p
       assert.ok(cur.delayMs === 300 || cur.delayMs === 400 || cur.delayMs === 500);
     }
   }
+  // The bytes are written by hand: each line is exactly what the documented layout gives (field
+  // order, ", " and ": " separators, first turns with a timestamp, later turns with a delay).
+  for (const line of text.trimEnd().split('\n')) {
+    const o = JSON.parse(line) as { timestamp?: number; delay?: number; session_id: string; input_length: number; output_length: number; hash_ids: number[] };
+    const ids = `[${o.hash_ids.join(', ')}]`;
+    const expected = o.timestamp !== undefined
+      ? `{"timestamp": ${o.timestamp}, "input_length": ${o.input_length}, "output_length": ${o.output_length}, "hash_ids": ${ids}, "session_id": "${o.session_id}"}`
+      : `{"session_id": "${o.session_id}", "delay": ${String(o.delay)}, "input_length": ${o.input_length}, "output_length": ${o.output_length}, "hash_ids": ${ids}}`;
+    assert.equal(line, expected);
+  }
 });
 
 test('trace-synth - bad options and durations name their flag', async () => {

@@ -1,0 +1,240 @@
+/**
+ * Byte-level fast path for the common shape of a Mooncake trace line: one flat JSON object whose
+ * values are non-negative integers, plain ASCII strings, null, or lists of non-negative integers,
+ * e.g. `{"timestamp": 27482, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47]}`.
+ *
+ * A day-long trace is a million lines and ~28 M hash ids; JSON.parse builds an object and an array
+ * of boxed numbers per line only for us to copy them into a Uint32Array, which made reading slower
+ * than replaying. This scanner reads the bytes once, straight into reused scratch arrays.
+ *
+ * It never decides that a line is invalid: anything it does not fully understand (escapes,
+ * non-ASCII, fractions, exponents, signs, nested values, duplicate keys, more than 15 digits, bad
+ * syntax) returns false and the caller parses that line with JSON.parse and the full checks, so
+ * errors and edge cases keep exactly one definition (parseTraceLine in mooncake.ts).
+ */
+
+/** Keys the trace reader knows; an unknown key's value must still be simple to stay on the fast path. */
+export const FastKey = {
+  timestamp: 0,
+  createdTime: 1,
+  inputLength: 2,
+  inputTokens: 3,
+  outputLength: 4,
+  outputTokens: 5,
+  hashIds: 6,
+  sessionId: 7,
+  delay: 8,
+  delayMs: 9,
+  other: 10,
+} as const;
+const NUM_KEYS = 11;
+
+const KEY_NAMES: ReadonlyArray<readonly [string, number]> = [
+  ['timestamp', FastKey.timestamp],
+  ['created_time', FastKey.createdTime],
+  ['input_length', FastKey.inputLength],
+  ['input_tokens', FastKey.inputTokens],
+  ['output_length', FastKey.outputLength],
+  ['output_tokens', FastKey.outputTokens],
+  ['hash_ids', FastKey.hashIds],
+  ['session_id', FastKey.sessionId],
+  ['delay', FastKey.delay],
+  ['delay_ms', FastKey.delayMs],
+];
+
+/** Value kinds of a scanned field. */
+export const FastValue = { absent: 0, null: 1, number: 2, string: 3, list: 4 } as const;
+
+/** What one scanned line holds, overwritten by the next scanLine(). */
+export class FastLine {
+  /** Per FastKey: FastValue kind. */
+  readonly kind = new Uint8Array(NUM_KEYS);
+  /** Per FastKey: the number (kind number). */
+  readonly num = new Float64Array(NUM_KEYS);
+  /** session_id's string (kind string). */
+  sessionId = '';
+  /** hash_ids (kind list): the first hashCount entries, as u32 (the low 32 bits, like Dynamo's `as u32`). */
+  hashIds = new Uint32Array(1024);
+  hashCount = 0;
+}
+
+const enum C {
+  tab = 9,
+  nl = 10,
+  cr = 13,
+  space = 32,
+  quote = 34,
+  comma = 44,
+  zero = 48,
+  nine = 57,
+  colon = 58,
+  lbracket = 91,
+  backslash = 92,
+  rbracket = 93,
+  n = 110,
+  l = 108,
+  u = 117,
+  lbrace = 123,
+  rbrace = 125,
+}
+
+function isSpace(c: number): boolean {
+  return c === C.space || c === C.tab || c === C.cr || c === C.nl;
+}
+
+/** Key id of the ASCII key bytes [start, end), FastKey.other when unknown. */
+function keyId(buf: Uint8Array, start: number, end: number): number {
+  const len = end - start;
+  for (let k = 0; k < KEY_NAMES.length; k++) {
+    const entry = KEY_NAMES[k] as readonly [string, number];
+    const name = entry[0];
+    if (name.length !== len) continue;
+    let same = true;
+    for (let i = 0; i < len; i++) {
+      if (name.charCodeAt(i) !== buf[start + i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return entry[1];
+  }
+  return FastKey.other;
+}
+
+/**
+ * Scan the line bytes [start, end) (no newline inside) into `out`. Returns false when the line
+ * needs the full JSON path (see the file comment); `out` is then unspecified.
+ */
+export function scanLine(buf: Uint8Array, start: number, end: number, out: FastLine): boolean {
+  const kind = out.kind;
+  kind.fill(FastValue.absent);
+  let p = start;
+  while (p < end && isSpace(buf[p] as number)) p++;
+  if (p >= end || buf[p] !== C.lbrace) return false;
+  p++;
+  while (p < end && isSpace(buf[p] as number)) p++;
+  if (p < end && buf[p] === C.rbrace) return false; // {} — let the full path name what is missing
+  for (;;) {
+    // "key"
+    if (p >= end || buf[p] !== C.quote) return false;
+    const keyStart = ++p;
+    while (p < end) {
+      const c = buf[p] as number;
+      if (c === C.quote) break;
+      if (c === C.backslash || c >= 0x80 || c < 0x20) return false;
+      p++;
+    }
+    if (p >= end) return false;
+    const key = keyId(buf, keyStart, p);
+    p++;
+    while (p < end && isSpace(buf[p] as number)) p++;
+    if (p >= end || buf[p] !== C.colon) return false;
+    p++;
+    while (p < end && isSpace(buf[p] as number)) p++;
+    if (p >= end) return false;
+    // A repeated known key: JSON.parse keeps the last one; leave that rule to it.
+    if (key !== FastKey.other && kind[key] !== FastValue.absent) return false;
+    const c = buf[p] as number;
+    if (c >= C.zero && c <= C.nine) {
+      // Non-negative integer: no leading zeros, at most 15 digits (exact as a double).
+      const numStart = p;
+      let v = 0;
+      while (p < end) {
+        const d = (buf[p] as number) - C.zero;
+        if (d < 0 || d > 9) break;
+        v = v * 10 + d;
+        p++;
+      }
+      const digits = p - numStart;
+      if (digits > 15 || (digits > 1 && c === C.zero)) return false;
+      if (key !== FastKey.other) {
+        kind[key] = FastValue.number;
+        out.num[key] = v;
+      }
+    } else if (c === C.quote) {
+      const strStart = ++p;
+      while (p < end) {
+        const s = buf[p] as number;
+        if (s === C.quote) break;
+        if (s === C.backslash || s >= 0x80 || s < 0x20) return false;
+        p++;
+      }
+      if (p >= end) return false;
+      if (key === FastKey.sessionId) {
+        kind[key] = FastValue.string;
+        out.sessionId = latin1(buf, strStart, p);
+      } else if (key !== FastKey.other) {
+        kind[key] = FastValue.string;
+      }
+      p++;
+    } else if (c === C.n) {
+      if (p + 4 > end || buf[p + 1] !== C.u || buf[p + 2] !== C.l || buf[p + 3] !== C.l) return false;
+      p += 4;
+      if (key !== FastKey.other) kind[key] = FastValue.null;
+    } else if (c === C.lbracket) {
+      if (key !== FastKey.hashIds) return false;
+      p++;
+      let n = 0;
+      let ids = out.hashIds;
+      while (p < end && isSpace(buf[p] as number)) p++;
+      if (p < end && buf[p] === C.rbracket) {
+        p++;
+      } else {
+        for (;;) {
+          const first = buf[p] as number;
+          if (p >= end || first < C.zero || first > C.nine) return false;
+          const numStart = p;
+          let v = 0;
+          while (p < end) {
+            const d = (buf[p] as number) - C.zero;
+            if (d < 0 || d > 9) break;
+            v = v * 10 + d;
+            p++;
+          }
+          const digits = p - numStart;
+          if (digits > 15 || (digits > 1 && first === C.zero)) return false;
+          if (n === ids.length) {
+            const grown = new Uint32Array(ids.length * 2);
+            grown.set(ids);
+            ids = out.hashIds = grown;
+          }
+          ids[n++] = v % 4294967296;
+          while (p < end && isSpace(buf[p] as number)) p++;
+          if (p >= end) return false;
+          if (buf[p] === C.comma) {
+            p++;
+            while (p < end && isSpace(buf[p] as number)) p++;
+            continue;
+          }
+          if (buf[p] === C.rbracket) {
+            p++;
+            break;
+          }
+          return false;
+        }
+      }
+      kind[key] = FastValue.list;
+      out.hashCount = n;
+    } else {
+      return false;
+    }
+    while (p < end && isSpace(buf[p] as number)) p++;
+    if (p >= end) return false;
+    if (buf[p] === C.comma) {
+      p++;
+      while (p < end && isSpace(buf[p] as number)) p++;
+      continue;
+    }
+    if (buf[p] !== C.rbrace) return false;
+    p++;
+    while (p < end && isSpace(buf[p] as number)) p++;
+    return p === end;
+  }
+}
+
+/** ASCII bytes (checked by the caller) as a string. */
+function latin1(buf: Uint8Array, start: number, end: number): string {
+  let s = '';
+  for (let i = start; i < end; i++) s += String.fromCharCode(buf[i] as number);
+  return s;
+}
