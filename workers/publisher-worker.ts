@@ -4,7 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
-import { setImmediate as yieldToLoop, setTimeout as gather } from 'node:timers/promises';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Doorbell } from '../src/protocol/ring.js';
 import { EventsFileWriter } from '../src/transport/events-file.js';
@@ -148,7 +148,7 @@ async function main(): Promise<void> {
       }
       sinceYield = 0;
       if (closeTimeoutMs < 0) {
-        await gather(gatherMs);
+        await bell.waitUrgent(gatherMs);
         core.recycleArena();
         continue;
       }
@@ -163,7 +163,7 @@ async function main(): Promise<void> {
     // Gather for a moment before draining: with hundreds of ranks each pass would otherwise wake
     // this thread on its own (a futex wake and a context switch per pass). Meanwhile the
     // doorbell's waiting flag is clear, so ranks skip the notify altogether.
-    if (closeTimeoutMs < 0) await gather(gatherMs);
+    if (closeTimeoutMs < 0) await bell.waitUrgent(gatherMs);
   }
   if (inFlight !== null && !(await inFlight)) core.bumpStat(Stat.flushFailures);
 

@@ -229,7 +229,7 @@ export class RankEventWriter {
     }
     if (ring.tryWrite(this.w.buf, 0, len)) return;
     // The publisher drains after a ring; make sure it is awake before we sleep on the ring.
-    if (this.bell !== null) this.bell.ring();
+    if (this.bell !== null) this.bell.ringUrgent();
     if (!ring.writeBlocking(this.w.buf, 0, len, this.blockTimeoutMs)) this.drop();
   }
 

@@ -412,12 +412,14 @@ export class SpscRing {
 
 const BELL_COUNTER = 0;
 const BELL_WAITING = 1;
+/** Counter of ringUrgent() calls (a producer that found its ring full); see waitUrgent(). */
+const BELL_URGENT = 2;
 /** Int32 index of the first word of the producers' dirty bitmap. */
-const BELL_BITS = 2;
+const BELL_BITS = 3;
 
 /**
- * Wakes one consumer that serves many producers (Int32 pair [counter, consumerWaiting], then an
- * optional bitmap with one bit per producer).
+ * Wakes one consumer that serves many producers (Int32 [counter, consumerWaiting, urgentCounter],
+ * then an optional bitmap with one bit per producer).
  *
  * Producer: write the record (HEAD store), then ring(). ring() marks the producer's bit (when
  * the bell has a bitmap and the producer gave its index), always bumps the counter and notifies
@@ -431,6 +433,9 @@ const BELL_BITS = 2;
  * so a record is either drained now or re-marks the bit. Nothing is lost, a quiet consumer costs
  * the producers one atomic add per ring(), and a drain costs O(producers that rang), not
  * O(producers): what makes 4096 mostly idle ranks cheap.
+ *
+ * A consumer that drains on its own cadence while busy (the publisher) sleeps in waitUrgent(),
+ * which only ringUrgent() ends early: a producer whose ring is full and that is about to block.
  *
  * A pending Atomics.waitAsync does not keep the Node event loop alive: the consumer's thread
  * needs another live handle (a MessagePort listener, a socket, a server).
@@ -450,7 +455,7 @@ export class Doorbell {
 
   /** producer: this instance's index in the bitmap (rings mark it), or -1 (a consumer, or no bitmap). */
   constructor(sab: SharedArrayBuffer, producer = -1) {
-    if (sab.byteLength < 8) throw new RangeError('Doorbell: SAB must be at least 8 bytes (use Doorbell.allocate)');
+    if (sab.byteLength < 4 * BELL_BITS) throw new RangeError(`Doorbell: SAB must be at least ${4 * BELL_BITS} bytes (use Doorbell.allocate)`);
     this.cell = new Int32Array(sab);
     this.words = this.cell.length - BELL_BITS;
     if (producer >= 0 && producer >= this.words * 32) {
@@ -459,6 +464,27 @@ export class Doorbell {
     this.bitWord = producer < 0 ? -1 : BELL_BITS + (producer >>> 5);
     this.bitMask = producer < 0 ? 0 : 1 << (producer & 31);
     this.seen = Atomics.load(this.cell, BELL_COUNTER);
+    this.urgentSeen = Atomics.load(this.cell, BELL_URGENT);
+  }
+
+  private urgentSeen: number;
+
+  /** Producer about to block on a full ring: mark, signal, and end a waitUrgent() at once. */
+  ringUrgent(): void {
+    this.ring();
+    Atomics.add(this.cell, BELL_URGENT, 1);
+    Atomics.notify(this.cell, BELL_URGENT);
+  }
+
+  /**
+   * Consumer: sleep timeoutMs unless a ringUrgent() came (since the last waitUrgent() returned, or
+   * construction) or comes meanwhile. Plain rings do not end it and are not woken for.
+   */
+  async waitUrgent(timeoutMs: number): Promise<void> {
+    const c = this.cell;
+    const r = atomicsWaitAsync(c, BELL_URGENT, this.urgentSeen, timeoutMs);
+    if (r.async) await r.value;
+    this.urgentSeen = Atomics.load(c, BELL_URGENT);
   }
 
   /** Whether the bell tracks producers (takeDirty is meaningful). */

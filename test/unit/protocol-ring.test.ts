@@ -336,3 +336,29 @@ test('doorbell - a consumer learns exactly which producers rang, each once', () 
   assert.throws(() => new Doorbell(sab, 96), RangeError, 'a producer outside the bitmap');
   assert.equal(new Doorbell(Doorbell.allocate()).tracksProducers, false);
 });
+
+test('doorbell - waitUrgent sleeps through plain rings and ends at once on ringUrgent', async () => {
+  const sab = Doorbell.allocate(4);
+  const consumer = new Doorbell(sab);
+  const producer = new Doorbell(sab, 2);
+  // A pending waitAsync does not keep the event loop alive.
+  const keepAlive = setInterval(() => undefined, 1000);
+  let t = performance.now();
+  const plain = setTimeout(() => producer.ring(), 5);
+  await consumer.waitUrgent(60);
+  clearTimeout(plain);
+  assert.ok(performance.now() - t >= 55, 'a plain ring does not end the cadence sleep');
+  t = performance.now();
+  setTimeout(() => producer.ringUrgent(), 5);
+  await consumer.waitUrgent(5000);
+  assert.ok(performance.now() - t < 2000, 'a producer with a full ring ends it');
+  const dirty = new Int32Array(4);
+  assert.equal(consumer.takeDirty(dirty), 1);
+  assert.equal(dirty[0], 2, 'both rings marked the producer');
+  // An urgent ring before the wait (after the previous one returned) is not lost.
+  producer.ringUrgent();
+  t = performance.now();
+  await consumer.waitUrgent(5000);
+  assert.ok(performance.now() - t < 2000);
+  clearInterval(keepAlive);
+});
