@@ -1,7 +1,9 @@
 /**
  * What the live dashboard costs. Prints one JSON line:
  * - micro: DashboardModel.sample() (the always-on 1 s history sampler) and .tick() (built once
- *   per tick while a page is open) at 16 and 256 ranks, µs per call, and the tick's JSON size;
+ *   per tick while a page is open) at 16, 256 and 4096 ranks, µs per call, and the tick's JSON size;
+ *   sample() with every rank active before it (sampleAllRanksActiveUs: the cost of every sample
+ *   before the samplers visited only changed ranks);
  * - serve: CPU of an idle `mockfleet serve` (whole process and its main thread, from
  *   /proc/<pid>/stat utime+stime, 10 ms resolution) over --phase-s second phases: closed,
  *   1 stream open, closed, 8 streams open, closed. Skipped ("serve": null) with --no-serve.
@@ -42,6 +44,7 @@ class SyntheticSource implements DashboardSource {
   step(i: number): void {
     for (let r = 0; r < this.numRanks; r++) {
       const c = this.counters[r] as Float64Array;
+      c[Scalar.passes] = (c[Scalar.passes] as number) + 1;
       c[Scalar.generationTokens] = (c[Scalar.generationTokens] as number) + 50;
       c[Scalar.successLength] = (c[Scalar.successLength] as number) + 1;
       c[Scalar.kvUsage] = ((i + r) % 100) / 100;
@@ -61,7 +64,7 @@ class SyntheticSource implements DashboardSource {
   }
 }
 
-function micro(numRanks: number): { ranks: number; sampleUs: number; tickUs: number; tickBytes: number; initBytes: number } {
+function micro(numRanks: number): { ranks: number; sampleUs: number; sampleAllRanksActiveUs: number; tickUs: number; tickBytes: number; initBytes: number } {
   const src = new SyntheticSource(numRanks);
   let t = 1_700_000_000_000;
   const model = new DashboardModel(src, { now: () => t });
@@ -86,7 +89,23 @@ function micro(numRanks: number): { ranks: number; sampleUs: number; tickUs: num
     for (let i = 0; i < n; i++) tick = model.tick(2);
     tickUs = Math.min(tickUs, ((performance.now() - s0) * 1000) / n);
   }
-  return { ranks: numRanks, sampleUs: round(sampleUs), tickUs: round(tickUs), tickBytes: tick.length, initBytes: model.init(tick, 500).length };
+  // Every rank active before each sample (what every sample cost before samplers visited only
+  // changed ranks): step + sample minus step alone.
+  let busyUs = Infinity;
+  const m = 50;
+  for (let round = 0; round < 3; round++) {
+    let s0 = performance.now();
+    for (let i = 0; i < m; i++) src.step(i);
+    const stepMs = performance.now() - s0;
+    s0 = performance.now();
+    for (let i = 0; i < m; i++) {
+      src.step(i);
+      t += 1000;
+      model.sample();
+    }
+    busyUs = Math.min(busyUs, ((performance.now() - s0 - stepMs) * 1000) / m);
+  }
+  return { ranks: numRanks, sampleUs: round(sampleUs), sampleAllRanksActiveUs: round(Math.max(0, busyUs)), tickUs: round(tickUs), tickBytes: tick.length, initBytes: model.init(tick, 500).length };
 }
 
 function round(v: number): number {
@@ -198,7 +217,7 @@ const phaseS = arg('phase-s', 10);
 const result = {
   bench: 'dashboard',
   node: process.version,
-  micro: [micro(16), micro(256)],
+  micro: [micro(16), micro(256), micro(4096)],
   serve: process.argv.includes('--no-serve') ? null : await serveBench(workers, dp, phaseS),
 };
 process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -4,6 +4,7 @@
  */
 import type { MockfleetError } from '../util/errors.js';
 import { InvalidRequestError } from '../util/errors.js';
+import type { MetricsBody } from '../metrics/fleet-metrics.js';
 
 export interface GenerateRequest {
   /** External id (X-Request-Id or generated); used in logs and errors. */
@@ -98,6 +99,12 @@ export interface Backend {
    * earlier scrapes); with workerIndex, only that worker's series, without worker_id.
    */
   metrics(workerIndex?: number, openMetrics?: boolean): Promise<string | readonly Uint8Array[]>;
+  /**
+   * The same document with its compressed form (src/metrics: cached gzip segments), when the
+   * backend keeps one; /metrics then answers `Accept-Encoding: gzip` without compressing it again.
+   * `keepText`: the caller will read the text (identity response).
+   */
+  metricsBody?(workerIndex: number | undefined, openMetrics: boolean, keepText: boolean): Promise<MetricsBody>;
   readonly metricsContentType: string;
 }
 

@@ -51,6 +51,7 @@ import { createRouter } from '../router/index.js';
 import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
 import { InvalidRequestError, MockfleetError, OverloadedError, RankFailedError } from '../util/errors.js';
 import { FleetMetrics } from '../metrics/fleet-metrics.js';
+import type { MetricsBody } from '../metrics/fleet-metrics.js';
 
 export interface ClusterConfig {
   readonly modelName: string;
@@ -756,6 +757,10 @@ export class Coordinator implements Backend {
 
   metrics(workerIndex?: number, openMetrics?: boolean): Promise<Buffer[]> {
     return this.fleetMetrics.render(workerIndex, openMetrics === true);
+  }
+
+  metricsBody(workerIndex: number | undefined, openMetrics: boolean, keepText: boolean): Promise<MetricsBody> {
+    return this.fleetMetrics.body(workerIndex, openMetrics, keepText);
   }
 
   /** Rank threads (ranks / --ranks-per-thread, rounded up). */

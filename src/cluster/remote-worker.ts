@@ -6,8 +6,6 @@
  * coordinator (every pass of every rank since the previous batch), never sent per token.
  */
 import { hostname } from 'node:os';
-import { promisify } from 'node:util';
-import { gzip } from 'node:zlib';
 import { connect } from '@nats-io/transport-node';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { Svcm } from '@nats-io/services';
@@ -33,7 +31,6 @@ import {
 } from './remote-wire.js';
 import { InvalidConfigError, MockfleetError, OverloadedError } from '../util/errors.js';
 
-const gzipAsync = promisify(gzip);
 export const FLEET_PROTOCOL_VERSION = '1.0.0';
 /** How long registration listens for the fleet's existing workers before registering. */
 const DUPLICATE_CHECK_MS = 300;
@@ -219,8 +216,9 @@ export class FleetWorker {
       handler: (err, msg) => {
         if (err !== null) return;
         const openMetrics = msg.data.length > 0 && new TextDecoder().decode(msg.data) === 'openmetrics';
-        this.opts.coordinator.metrics(undefined, openMetrics).then(
-          (m) => gzipAsync(typeof m === 'string' ? m : Buffer.concat(m)),
+        // The exposition's cached gzip segments, stitched into one member (src/metrics/README.md).
+        this.opts.coordinator.metricsBody(undefined, openMetrics, false).then(
+          (body) => Buffer.concat(body.gzip()),
           (e: unknown) => {
             throw e;
           },

@@ -35,6 +35,7 @@ const TOT_FIXED = 10;
 
 /** Per-rank counters summed into Tot slots: [source Scalar index, destination Tot index]. */
 const RANK_SCALARS: ReadonlyArray<readonly [number, number]> = [
+  [Scalar.successStop, Tot.finished],
   [Scalar.successLength, Tot.finished],
   [Scalar.successAbort, Tot.finished],
   [Scalar.successError, Tot.finished],
@@ -72,15 +73,50 @@ export const Pt: { readonly [K in PointField]: number } = Object.fromEntries(POI
 };
 const NUM_POINT = POINT_FIELDS.length;
 
+/**
+ * Counters whose values say "this rank did something": the rank thread bumps one of them with
+ * every change of the counters the dashboard reads (workers/rank-worker.ts: `passes` in
+ * finishPass before recordPass and updateGauges; `successAbort` / `successError` for aborts and
+ * rejections taken from the inbox; the coordinator bumps `restarts` when it zeroes a dead rank's
+ * gauges). Idle heartbeats touch none of them.
+ */
+const ACTIVITY = [Scalar.passes, Scalar.successAbort, Scalar.successError, Scalar.restarts] as const;
+const NUM_ACTIVITY = ACTIVITY.length;
+
+/**
+ * Folds the ranks' counters into monotonic fleet totals and keeps the fleet gauges, visiting only
+ * ranks whose activity counters moved: O(changed ranks) per read, plus a 4-float check per rank.
+ * A changed rank is folded again at the next read too, so values it wrote after its activity
+ * counter (the pass is still being recorded while we read) are picked up; folding an unchanged
+ * rank adds nothing, so the totals equal a full fold over every rank.
+ */
 export class FleetTotals {
   readonly width: number;
   readonly ttftStart: number;
   readonly itlStart: number;
   readonly totals: Float64Array;
+  /** Ranks folded by the last read() (tests, cost figures). */
+  lastVisited = 0;
   private readonly srcIdx: Int32Array;
   private readonly dstIdx: Int32Array;
-  private readonly prev: Float64Array;
+  private prev: Float64Array;
   private readonly pubPrev = new Float64Array(3);
+  /** Per rank: activity counters at the last fold, NaN = never folded. */
+  private activity: Float64Array;
+  /** Per rank: 1 = fold again at the next read. */
+  private again: Uint8Array;
+  /** Per rank: the counter array folded last (a replaced array counts as a change). */
+  private arrays: Array<Float64Array | undefined> = [];
+  /** Per rank gauges as of its last fold; sums of running and waiting (integers: exact). */
+  private running: Float64Array;
+  private waiting: Float64Array;
+  private kv: Float64Array;
+  private runningSum = 0;
+  private waitingSum = 0;
+  private kvSum = 0;
+  private kvMax = 0;
+  /** A rank's KV usage moved: sum and max are taken again from the (contiguous) copies. */
+  private kvMoved = false;
 
   constructor(private readonly source: DashboardSource) {
     const layout: CounterLayout = source.layout;
@@ -106,38 +142,115 @@ export class FleetTotals {
     }
     this.srcIdx = Int32Array.from(src);
     this.dstIdx = Int32Array.from(dst);
-    this.prev = new Float64Array(source.numRanks * src.length);
+    const n = source.numRanks;
+    this.prev = new Float64Array(n * src.length);
+    this.activity = new Float64Array(n * NUM_ACTIVITY).fill(NaN);
+    this.again = new Uint8Array(n);
+    this.running = new Float64Array(n);
+    this.waiting = new Float64Array(n);
+    this.kv = new Float64Array(n);
   }
 
   /** Fold the live counters into the monotonic totals and return them (owned; copy to keep). */
   read(): Float64Array {
+    const counters = this.source.counters;
+    if (counters.length > this.again.length) this.grow(counters.length);
+    const act = this.activity;
+    let visited = 0;
+    for (let r = 0; r < counters.length; r++) {
+      const c = counters[r] as Float64Array;
+      const base = r * NUM_ACTIVITY;
+      let moved = c !== this.arrays[r];
+      for (let j = 0; j < NUM_ACTIVITY; j++) {
+        const v = c[ACTIVITY[j] as number] as number;
+        if (act[base + j] !== v) {
+          act[base + j] = v;
+          moved = true;
+        }
+      }
+      if (!moved && this.again[r] === 0) continue;
+      this.again[r] = moved ? 1 : 0;
+      this.arrays[r] = c;
+      this.fold(r, c);
+      visited++;
+    }
+    this.lastVisited = visited;
+    const pub = this.source.publisherHandle();
+    if (pub !== null) {
+      const s = pub.stats();
+      this.foldPublisher(0, s.published, Tot.published);
+      this.foldPublisher(1, s.dropped, Tot.dropped);
+      this.foldPublisher(2, s.bytes, Tot.bytes);
+    }
+    return this.totals;
+  }
+
+  /** Fleet gauges as of the last read(). */
+  gauges(out: FleetGauges): FleetGauges {
+    const n = this.source.counters.length;
+    if (this.kvMoved) {
+      // Summed in rank order like a full pass, so the mean is bit-identical to readGauges().
+      let sum = 0;
+      let max = 0;
+      for (let r = 0; r < n; r++) {
+        const kv = this.kv[r] as number;
+        sum += kv;
+        if (kv > max) max = kv;
+      }
+      this.kvSum = sum;
+      this.kvMax = max;
+      this.kvMoved = false;
+    }
+    out.running = this.runningSum;
+    out.waiting = this.waitingSum;
+    out.kvMean = n === 0 ? 0 : this.kvSum / n;
+    out.kvMax = this.kvMax;
+    return out;
+  }
+
+  private fold(r: number, c: Float64Array): void {
     const t = this.totals;
     const src = this.srcIdx;
     const dst = this.dstIdx;
     const k = src.length;
-    const counters = this.source.counters;
-    for (let r = 0; r < counters.length; r++) {
-      const c = counters[r] as Float64Array;
-      const base = r * k;
-      for (let j = 0; j < k; j++) {
-        const v = c[src[j] as number] as number;
-        const p = this.prev[base + j] as number;
-        const d = v >= p ? v - p : v;
-        this.prev[base + j] = v;
-        t[dst[j] as number] = (t[dst[j] as number] as number) + d;
-      }
+    const base = r * k;
+    for (let j = 0; j < k; j++) {
+      const v = c[src[j] as number] as number;
+      const p = this.prev[base + j] as number;
+      const d = v >= p ? v - p : v;
+      this.prev[base + j] = v;
+      t[dst[j] as number] = (t[dst[j] as number] as number) + d;
     }
-    const pub = this.source.publisherHandle();
-    if (pub !== null) {
-      const s = pub.stats();
-      this.fold(0, s.published, Tot.published);
-      this.fold(1, s.dropped, Tot.dropped);
-      this.fold(2, s.bytes, Tot.bytes);
-    }
-    return t;
+    const running = c[Scalar.running] as number;
+    const waiting = c[Scalar.waiting] as number;
+    const kv = c[Scalar.kvUsage] as number;
+    this.runningSum += running - (this.running[r] as number);
+    this.waitingSum += waiting - (this.waiting[r] as number);
+    if (kv !== this.kv[r]) this.kvMoved = true;
+    this.running[r] = running;
+    this.waiting[r] = waiting;
+    this.kv[r] = kv;
   }
 
-  private fold(i: number, v: number, slot: number): void {
+  /** More ranks than at construction (a fleet that grew): extend the per-rank state. */
+  private grow(n: number): void {
+    const k = this.srcIdx.length;
+    const extend = (a: Float64Array, per: number, fill = 0): Float64Array => {
+      const b = new Float64Array(n * per).fill(fill);
+      b.set(a);
+      return b;
+    };
+    this.prev = extend(this.prev, k);
+    this.activity = extend(this.activity, NUM_ACTIVITY, NaN);
+    this.running = extend(this.running, 1);
+    this.waiting = extend(this.waiting, 1);
+    this.kv = extend(this.kv, 1);
+    const again = new Uint8Array(n);
+    again.set(this.again);
+    this.again = again;
+  }
+
+  private foldPublisher(i: number, v: number, slot: number): void {
     const p = this.pubPrev[i] as number;
     this.totals[slot] = (this.totals[slot] as number) + (v >= p ? v - p : v);
     this.pubPrev[i] = v;
@@ -152,6 +265,7 @@ export interface FleetGauges {
   kvMax: number;
 }
 
+/** The gauges by a full pass over every rank (the reference FleetTotals.gauges() must equal). */
 export function readGauges(source: DashboardSource, out: FleetGauges): FleetGauges {
   let running = 0;
   let waiting = 0;

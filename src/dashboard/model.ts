@@ -10,7 +10,7 @@
 import { Scalar } from '../protocol/rank-counters.js';
 import type { DashboardSource } from './source.js';
 import type { PublisherStats } from '../transport/stats.js';
-import { FleetTotals, History, NUM_POINT, POINT_FIELDS, Pt, Tot, readGauges, round, windowFigures } from './fleet-state.js';
+import { FleetTotals, History, NUM_POINT, POINT_FIELDS, Pt, Tot, round, windowFigures } from './fleet-state.js';
 import type { FleetGauges } from './fleet-state.js';
 
 export interface DashboardModelOptions {
@@ -68,7 +68,7 @@ export class DashboardModel {
     const t0 = performance.now();
     const tMs = this.now();
     const tot = this.totals.read();
-    readGauges(this.source, this.gauges);
+    this.totals.gauges(this.gauges);
     const pastSlot = this.history.slotAtOrBefore(tMs - this.windowS * 1000);
     const slot = this.history.push(tMs, tot);
     if (pastSlot >= 0) {
@@ -89,7 +89,7 @@ export class DashboardModel {
   /** The live figures: current counters against the newest sample at least windowS old. */
   private liveFigures(tMs: number): { tot: Float64Array; dtS: number } {
     const tot = this.totals.read();
-    readGauges(this.source, this.gauges);
+    this.totals.gauges(this.gauges);
     const pastSlot = this.history.slotAtOrBefore(tMs - this.windowS * 1000);
     if (pastSlot < 0) {
       this.point.fill(NaN);

@@ -9,6 +9,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
+import { promisify } from 'node:util';
+import { gzip as gzipCallback } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Backend } from '../cluster/backend.js';
@@ -36,6 +38,8 @@ import { parseGenerate, parseJsonObject, parseTokenize } from './parse.js';
 import type { GenerateKind } from './parse.js';
 import { FlushScheduler } from './sse.js';
 import { TokenTextCache } from './token-text-cache.js';
+import { acceptsGzip } from '../metrics/accept-encoding.js';
+import type { MetricsBody } from '../metrics/fleet-metrics.js';
 
 export interface HttpServer {
   readonly url: string;
@@ -54,6 +58,7 @@ const DEFAULT_CLOSE_GRACE_MS = 10_000;
 const MAX_REQUEST_ID_LENGTH = 256;
 const REQUEST_ID_RE = /^[\x21-\x7e]+$/;
 const JSON_HEADERS = { 'content-type': 'application/json' } as const;
+const gzipAsync = promisify(gzipCallback);
 const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
 type RouteName = 'completions' | 'chat' | 'responses' | 'messages' | 'embeddings' | 'models' | 'health' | 'ready' | 'metrics' | 'tokenize' | 'detokenize';
@@ -370,14 +375,20 @@ class Frontend {
         if (this.backend.isReady()) sendJson(res, 200, this.readyBody);
         else sendJson(res, 503, this.notReadyBody);
         return;
-      case 'metrics':
-        // Like prometheus_client behind vLLM: OpenMetrics when the scraper's Accept asks for it.
+      case 'metrics': {
+        // Like prometheus_client behind vLLM (exposition.py _bake_output): OpenMetrics when the
+        // scraper's Accept asks for it, gzip when its Accept-Encoding allows it.
         const openMetrics = /application\/openmetrics-text/i.test(headerString(req, 'accept') ?? '');
-        this.backend.metrics(this.o.workerIndex, openMetrics).then(
-          (body) => sendMetrics(res, openMetrics ? OPENMETRICS_CONTENT_TYPE : this.backend.metricsContentType, body),
-          (err: unknown) => this.fail(res, err),
-        );
+        const gzip = acceptsGzip(req.headers['accept-encoding']);
+        const contentType = openMetrics ? OPENMETRICS_CONTENT_TYPE : this.backend.metricsContentType;
+        const b = this.backend;
+        const sent =
+          b.metricsBody !== undefined
+            ? b.metricsBody(this.o.workerIndex, openMetrics, !gzip).then((body) => sendMetricsBody(res, contentType, body, gzip))
+            : b.metrics(this.o.workerIndex, openMetrics).then((body) => sendMetrics(res, contentType, body, gzip));
+        sent.catch((err: unknown) => this.fail(res, err));
         return;
+      }
     }
   }
 
@@ -673,15 +684,58 @@ export async function startHttpServer(backend: Backend, opts: HttpOptions): Prom
 }
 
 /** The exposition as one write, or its chunks corked into one writev. */
-function sendMetrics(res: ServerResponse, contentType: string, body: string | readonly Uint8Array[]): void {
-  if (typeof body === 'string') {
-    res.writeHead(200, { 'content-type': contentType }).end(body);
+const METRICS_GZIP_HEADERS = { 'content-encoding': 'gzip', vary: 'Accept-Encoding' } as const;
+
+/** A backend's text (or its UTF-8 chunks); gzip compresses it here, as one member. */
+async function sendMetrics(res: ServerResponse, contentType: string, body: string | readonly Uint8Array[], gzip: boolean): Promise<void> {
+  const chunks = typeof body === 'string' ? [Buffer.from(body, 'utf8')] : body;
+  if (gzip) {
+    const gz = await gzipAsync(chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks as Uint8Array[]));
+    if (res.destroyed) return;
+    res.writeHead(200, { 'content-type': contentType, 'content-length': gz.length, ...METRICS_GZIP_HEADERS }).end(gz);
     return;
   }
+  writeAll(res, { 'content-type': contentType, vary: 'Accept-Encoding' }, chunks);
+}
+
+/** Headers, then every chunk in one writev (cork/uncork). */
+function writeAll(res: ServerResponse, headers: Record<string, string>, chunks: readonly Uint8Array[]): void {
   let length = 0;
-  for (const chunk of body) length += chunk.byteLength;
-  res.writeHead(200, { 'content-type': contentType, 'content-length': length });
+  for (const chunk of chunks) length += chunk.byteLength;
+  res.writeHead(200, { ...headers, 'content-length': length });
   res.cork();
-  for (const chunk of body) res.write(chunk);
+  for (const chunk of chunks) res.write(chunk);
   res.end();
+}
+
+/**
+ * A cached exposition (src/metrics/fleet-metrics.ts): gzip = its cached segments stitched into one
+ * member, in one writev; identity = its text, inflated piece by piece and written as the socket
+ * drains (a 4096-rank text is ~190 MiB; it is never held whole). A client that leaves stops the
+ * writing; the cache was complete before the first byte, so the next scrape is unaffected.
+ */
+async function sendMetricsBody(res: ServerResponse, contentType: string, body: MetricsBody, gzip: boolean): Promise<void> {
+  if (res.destroyed) return;
+  if (gzip) {
+    writeAll(res, { 'content-type': contentType, ...METRICS_GZIP_HEADERS }, body.gzip());
+    return;
+  }
+  res.writeHead(200, { 'content-type': contentType, vary: 'Accept-Encoding', 'content-length': body.bytes });
+  for await (const text of body.identity()) {
+    if (res.destroyed) return;
+    if (!res.write(text)) await drainedOrClosed(res);
+  }
+  if (!res.destroyed) res.end();
+}
+
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }

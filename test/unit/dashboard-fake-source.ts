@@ -1,5 +1,5 @@
 /** A DashboardSource over plain counter arrays, for the dashboard unit tests. */
-import { counterLayout, observe } from '../../src/protocol/rank-counters.js';
+import { Scalar, counterLayout, observe } from '../../src/protocol/rank-counters.js';
 import type { CounterLayout, HistogramDef } from '../../src/protocol/rank-counters.js';
 import type { DashboardPublisher, DashboardRankInfo, DashboardSource } from '../../src/dashboard/source.js';
 import type { PublisherStats } from '../../src/transport/stats.js';
@@ -62,17 +62,28 @@ export class FakeSource implements DashboardSource {
     return { stats, tid: 4242, pinnedCpus: null };
   }
 
+  // Like the rank thread, every change counts a pass (the dashboard visits ranks whose activity
+  // counters moved; src/dashboard/fleet-state.ts).
   add(rank: number, index: number, delta: number): void {
     const c = this.counters[rank] as Float64Array;
     c[index] = (c[index] as number) + delta;
+    this.pass(rank, index);
   }
 
   set(rank: number, index: number, value: number): void {
     (this.counters[rank] as Float64Array)[index] = value;
+    this.pass(rank, index);
   }
 
   observe(rank: number, h: HistogramDef, valueS: number, times = 1): void {
     for (let i = 0; i < times; i++) observe(this.counters[rank] as Float64Array, 0, h, valueS);
+    this.pass(rank, -1);
+  }
+
+  private pass(rank: number, index: number): void {
+    if (index === Scalar.passes) return;
+    const c = this.counters[rank] as Float64Array;
+    c[Scalar.passes] = (c[Scalar.passes] as number) + 1;
   }
 }
 
