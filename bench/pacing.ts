@@ -11,14 +11,31 @@
  * Prints one JSON line. Lateness percentiles come from mockfleet_pass_lateness_seconds
  * (bucket deltas over the measured interval, interpolated like histogram_quantile).
  * serve_cpu_us_per_pass = serve's CPU time (all threads, /proc) over the measured interval ÷ the
- * passes all ranks ran in it (mockfleet_passes_total delta).
+ * passes all ranks ran in it (mockfleet_passes_total delta), without the first /metrics scrape's
+ * own rendering (see below). wakeups_per_pass_by_thread: voluntary
+ * context switches (a thread that slept and was woken: futex waits, timers) per pass, by role, from
+ * /proc/<pid>/task/<tid>/status.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { histogramQuantile } from '../src/protocol/rank-counters.js';
-import { cpuByRole, cpuMs, spawnReady, threadCpuMs, threadRoles } from './lib/process.js';
+import { cpuByRole, spawnReady, threadCpuMs, threadRoles } from './lib/process.js';
+
+/** Voluntary context switches of each thread of a process, by tid. */
+function threadWakeups(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const m = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
+      if (m !== null) out.set(Number(tid), Number(m[1]));
+    } catch {
+      // the thread ended between readdir and read
+    }
+  }
+  return out;
+}
 
 const { values } = parseArgs({
   options: {
@@ -95,16 +112,24 @@ function passes(text: string): number {
 }
 
 await new Promise((r) => setTimeout(r, warmup * 1000));
+// Passes come from /metrics, whose counters are read as a scrape starts; a scrape takes seconds
+// at thousands of ranks and renders on the main thread. So everything is measured between the
+// two scrapes' starts, except the main thread and V8's helper threads, whose CPU is taken at its
+// rate in the quiet part (after the first scrape ended) so the scrape's own rendering is left out.
+const threadsAtStart = threadCpuMs(ready.pid);
+const wakeupsAtStart = threadWakeups(ready.pid);
+const beforeAt = performance.now();
 const before = await get('/metrics');
 const roles = threadRoles(before);
-const threadsBefore = threadCpuMs(ready.pid);
-const cpuBefore = cpuMs(ready.pid);
-const beforeAt = performance.now();
+const threadsQuiet = threadCpuMs(ready.pid);
+const quietFrom = performance.now();
 await new Promise((r) => setTimeout(r, seconds * 1000));
-const cpuAfter = cpuMs(ready.pid);
-const threadsAfter = threadCpuMs(ready.pid);
+const threadsAtEnd = threadCpuMs(ready.pid);
+const wakeupsAtEnd = threadWakeups(ready.pid);
+const afterAt = performance.now();
 const after = await get('/metrics');
-const measuredS = (performance.now() - beforeAt) / 1000;
+const measuredS = (afterAt - beforeAt) / 1000;
+const quietS = (afterAt - quietFrom) / 1000;
 const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${ready.pid}/status`, 'utf8'))?.[1] ?? 'NaN');
 const a = lateness(before);
 const b = lateness(after);
@@ -112,8 +137,17 @@ const delta = b.counts.map((c, i) => c - (a.counts[i] ?? 0));
 const passCount = passes(after) - passes(before);
 // Where serve's CPU per pass goes: main (HTTP + output fan-out), publisher, rank threads, and the
 // rest (V8 GC helpers, libuv pool).
-const perPassByRole = cpuByRole(threadsBefore, threadsAfter, roles);
-for (const k of Object.keys(perPassByRole)) perPassByRole[k] = passCount > 0 ? Number((((perPassByRole[k] as number) * 1000) / passCount).toFixed(2)) : 0;
+const cpuMsByRole = cpuByRole(threadsAtStart, threadsAtEnd, roles);
+const quietByRole = cpuByRole(threadsQuiet, threadsAtEnd, roles);
+for (const k of ['main', 'other']) cpuMsByRole[k] = ((quietByRole[k] as number) * measuredS) / quietS;
+let cpuTotalMs = 0;
+const perPassByRole: Record<string, number> = {};
+for (const [k, ms] of Object.entries(cpuMsByRole)) {
+  cpuTotalMs += ms;
+  perPassByRole[k] = passCount > 0 ? Number(((ms * 1000) / passCount).toFixed(2)) : 0;
+}
+const wakeupsByRole = cpuByRole(wakeupsAtStart, wakeupsAtEnd, roles);
+for (const k of Object.keys(wakeupsByRole)) wakeupsByRole[k] = passCount > 0 ? Number(((wakeupsByRole[k] as number) / passCount).toFixed(3)) : 0;
 
 child.kill('SIGTERM');
 await new Promise((r) => child.on('exit', r));
@@ -129,9 +163,10 @@ console.log(
     startup_s: Number(startupS.toFixed(3)),
     rss_mib: Math.round(rssKb / 1024),
     passes_per_s: Math.round(passCount / measuredS),
-    serve_cpu_us_per_pass: passCount > 0 ? Number((((cpuAfter - cpuBefore) * 1000) / passCount).toFixed(2)) : null,
-    serve_cpu_cores: Number(((cpuAfter - cpuBefore) / (measuredS * 1000)).toFixed(3)),
+    serve_cpu_us_per_pass: passCount > 0 ? Number(((cpuTotalMs * 1000) / passCount).toFixed(2)) : null,
+    serve_cpu_cores: Number((cpuTotalMs / (measuredS * 1000)).toFixed(3)),
     serve_cpu_us_per_pass_by_thread: perPassByRole,
+    wakeups_per_pass_by_thread: wakeupsByRole,
     lateness_p50_ms: Number((histogramQuantile(b.buckets, delta, 0.5) * 1000).toFixed(3)),
     lateness_p90_ms: Number((histogramQuantile(b.buckets, delta, 0.9) * 1000).toFixed(3)),
     lateness_p99_ms: Number((histogramQuantile(b.buckets, delta, 0.99) * 1000).toFixed(3)),

@@ -4,7 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
-import { setImmediate as yieldToLoop, setTimeout as gather } from 'node:timers/promises';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Doorbell } from '../src/protocol/ring.js';
 import { EventsFileWriter } from '../src/transport/events-file.js';
@@ -15,9 +15,15 @@ import type { MainToPublisher, PublisherToMain, PublisherWorkerData } from '../s
 import { Stat } from '../src/transport/stats.js';
 import { MockfleetError } from '../src/util/errors.js';
 
-/** Idle wait between drain passes when no rank rang the doorbell. */
-/** Events may reach NATS up to this much later than their pass start; it bounds wake-ups to ~1/ms. */
+/**
+ * Events may reach NATS up to this much later than their pass start; it bounds wake-ups to ~1/ms.
+ * While drains find records the publisher drains on this cadence without waiting on the doorbell,
+ * so the bell's waiting flag stays clear and ranks never pay a futex wake for it.
+ */
 const GATHER_MS = 1;
+/** The same when nothing reads the envelopes (PublisherCore.countOnly): only the counters wait. */
+const COUNT_ONLY_GATHER_MS = 10;
+/** Idle wait between drain passes when no rank rang the doorbell. */
 const IDLE_WAIT_MS = 50;
 /** Round-trip to NATS after this many published bytes, bounding what sits in socket buffers. */
 const FLUSH_EVERY_BYTES = 4 << 20;
@@ -109,6 +115,7 @@ async function main(): Promise<void> {
   if (nats !== null) nats.start();
 
   const bell = new Doorbell(d.doorbell);
+  const gatherMs = core.countOnly ? COUNT_ONLY_GATHER_MS : GATHER_MS;
   let closeTimeoutMs = -1;
   // This listener also keeps the thread alive while it only awaits Atomics.waitAsync.
   port!.on('message', (m: MainToPublisher) => {
@@ -131,11 +138,22 @@ async function main(): Promise<void> {
         if (inFlight !== null && !(await inFlight)) core.bumpStat(Stat.flushFailures);
         inFlight = sink.connected ? sink.flush(FLUSH_TIMEOUT_MS) : null;
       }
-      if (sinceYield >= YIELD_EVERY) {
-        sinceYield = 0;
-        await yieldToLoop();
-        core.recycleArena();
+      if (core.moreWaiting) {
+        if (sinceYield >= YIELD_EVERY) {
+          sinceYield = 0;
+          await yieldToLoop();
+          core.recycleArena();
+        }
+        continue;
       }
+      sinceYield = 0;
+      if (closeTimeoutMs < 0) {
+        await bell.waitUrgent(gatherMs);
+        core.recycleArena();
+        continue;
+      }
+      await yieldToLoop();
+      core.recycleArena();
       continue;
     }
     sinceYield = 0;
@@ -145,7 +163,7 @@ async function main(): Promise<void> {
     // Gather for a moment before draining: with hundreds of ranks each pass would otherwise wake
     // this thread on its own (a futex wake and a context switch per pass). Meanwhile the
     // doorbell's waiting flag is clear, so ranks skip the notify altogether.
-    if (closeTimeoutMs < 0) await gather(GATHER_MS);
+    if (closeTimeoutMs < 0) await bell.waitUrgent(gatherMs);
   }
   if (inFlight !== null && !(await inFlight)) core.bumpStat(Stat.flushFailures);
 

@@ -13,6 +13,11 @@
  * time came or that the coordinator marked (inbox record, fault, stop), so an idle rank costs
  * nothing between its heartbeats, and idle heartbeats fall on a per-process grid
  * (HEARTBEAT_GRID_MS) so all idle ranks of a thread send theirs in one wake-up.
+ *
+ * Doorbells: a rank marks its bit in the output and publisher doorbells after each write, and the
+ * thread signals each bell at most once per service round (one wake-up of the main thread or the
+ * publisher for all ranks serviced together, not one per pass). Output records nobody waits for
+ * yet (tokens of non-streaming requests) are only marked (OUTPUT_LAZY in rank-channel.ts).
  */
 import { threadId } from 'node:worker_threads';
 import { Engine, createPolynomialPerfModel, createInterpolatedPerfModel } from '../src/engine/engine.js';
@@ -22,8 +27,9 @@ import type { PerfProfileArrays as ProfileArrays } from '../src/engine/perf-mode
 import { SpscRing, Doorbell } from '../src/protocol/ring.js';
 import type { RingMemory } from '../src/protocol/ring.js';
 import { RankEventWriter } from '../src/protocol/rank-events.js';
+import type { PendingSignal } from '../src/protocol/rank-events.js';
 import { MsgpackWriter } from '../src/protocol/wire.js';
-import { Ctl, FaultKind, INBOX_ADD_HEADER, INBOX_FLAG_SEEDED, INBOX_FLAG_STOP, INBOX_N_MAX, INBOX_N_SHIFT, InboxKind, OUTPUT_HEADER, RankState, takeThreadRanks } from '../src/protocol/rank-channel.js';
+import { Ctl, FaultKind, INBOX_ADD_HEADER, INBOX_FLAG_SEEDED, INBOX_FLAG_STOP, INBOX_FLAG_URGENT, INBOX_N_MAX, OUTPUT_LAZY_FILL, OUTPUT_LAZY_MAX_MS, OUTPUT_LAZY_MAX_TOKENS, INBOX_N_SHIFT, InboxKind, OUTPUT_HEADER, RankState, takeThreadRanks } from '../src/protocol/rank-channel.js';
 import { Scalar, counterLayout, observe } from '../src/protocol/rank-counters.js';
 import { currentTid, pinThread } from '../src/util/affinity.js';
 
@@ -108,9 +114,27 @@ export default function runRanks(task: ThreadTask): RankTaskResult {
   const largeInbox = new SpscRing(task.largeInbox);
   const inboxScratch = new Uint8Array(Math.max(largeInbox.capacity, ...task.ranks.map((r) => new SpscRing(r.inbox).capacity)));
   const out = new Uint8Array(64 * 1024);
-  const shared: ThreadScratch = { inboxScratch, out, outView: new DataView(out.buffer), largeInbox, stash: new Map(), encoder: new MsgpackWriter(8192) };
+  const first = task.ranks[0];
+  const shared: ThreadScratch = {
+    inboxScratch, out, outView: new DataView(out.buffer), largeInbox, stash: new Map(), encoder: new MsgpackWriter(8192),
+    outputDue: { pending: false }, eventsDue: { pending: false },
+  };
+  // Signal-only instances (no producer bit): the ranks mark their own bits.
+  const outputBell = first === undefined ? null : new Doorbell(first.outputBell);
+  const publisherBell = first === undefined ? null : new Doorbell(first.publisherBell);
+  const signalBells = (): void => {
+    if (shared.outputDue.pending) {
+      shared.outputDue.pending = false;
+      outputBell!.signal();
+    }
+    if (shared.eventsDue.pending) {
+      shared.eventsDue.pending = false;
+      publisherBell!.signal();
+    }
+  };
   const loops = task.ranks.map((r) => createRankLoop(r, shared));
   for (const l of loops) l.begin();
+  signalBells();
   const n = loops.length;
   // When each rank next needs the thread (epoch ms; 0 = now, Infinity = stopped).
   const nextAt = new Float64Array(n);
@@ -125,15 +149,17 @@ export default function runRanks(task: ThreadTask): RankTaskResult {
       for (let i = 0; i < n; i++) {
         let t = nextAt[i] as number;
         if (t <= now || marked[i] === 1) {
+          const wasMarked = marked[i] === 1;
           marked[i] = 0;
           if (t === Infinity) continue;
-          t = (loops[i] as RankLoop).service(now);
+          t = (loops[i] as RankLoop).service(now, wasMarked);
           if (t === Infinity) stopped++;
           nextAt[i] = t;
           now = epochMs();
         }
         if (t < earliest) earliest = t;
       }
+      signalBells();
       if (stopped === n) break;
       if (earliest <= now) continue;
       let wakeAt = earliest;
@@ -160,6 +186,9 @@ interface ThreadScratch {
   readonly stash: Map<number, Uint8Array>;
   /** msgpack encoder of the ranks' event writers. */
   readonly encoder: MsgpackWriter;
+  /** A rank marked the output / publisher doorbell and wants it signalled at the end of this service round. */
+  readonly outputDue: PendingSignal;
+  readonly eventsDue: PendingSignal;
 }
 
 function createRankLoop(task: RankTask, shared: ThreadScratch): RankLoop {
@@ -182,8 +211,9 @@ function createRankLoop(task: RankTask, shared: ThreadScratch): RankLoop {
     vllmBatches: task.vllmBatches,
     // In the coordinator's counters SAB: ids continue where a crashed thread stopped.
     idStore: { cells: counters, nextEventIdSlot: Scalar.nextKvEventId, counterIdSlot: Scalar.fpmCounterId },
-    // Rung per write call: a drain visits only rings that rang, also while a writer waits for room.
+    // Marked per write call (a drain visits only rings that rang), signalled once per service round.
     doorbell: publisherBell,
+    deferredSignal: shared.eventsDue,
     encoder: shared.encoder,
   });
   return new RankLoop(task, ctl, counters, layout, engine, inbox, output, new Doorbell(task.outputBell, task.rank), writer, eventRing, shared);
@@ -207,9 +237,11 @@ class RequestTimes {
   cachedTokens = new Int32Array(8);
   /** 1: the request ends with finish_reason "stop" (INBOX_FLAG_STOP). */
   stopAtEnd = new Uint8Array(8);
+  /** 1: its client reads tokens as they come (INBOX_FLAG_URGENT): a pass with its tokens signals the coordinator. */
+  urgent = new Uint8Array(8);
   private next = 0;
 
-  add(id: number, arrivalMs: number, promptLen: number, maxTokens: number, paramsN: number, stopAtEnd: boolean): void {
+  add(id: number, arrivalMs: number, promptLen: number, maxTokens: number, paramsN: number, stopAtEnd: boolean, urgent: boolean): void {
     let slot = this.freeSlots.pop();
     if (slot === undefined) {
       slot = this.next++;
@@ -226,6 +258,7 @@ class RequestTimes {
     this.paramsN[slot] = paramsN;
     this.cachedTokens[slot] = -1;
     this.stopAtEnd[slot] = stopAtEnd ? 1 : 0;
+    this.urgent[slot] = urgent ? 1 : 0;
   }
 
   release(id: number): void {
@@ -259,6 +292,9 @@ class RequestTimes {
     const stop = new Uint8Array(n);
     stop.set(this.stopAtEnd);
     this.stopAtEnd = stop;
+    const urgent = new Uint8Array(n);
+    urgent.set(this.urgent);
+    this.urgent = urgent;
   }
 }
 
@@ -268,6 +304,13 @@ class RankLoop {
   private inboxView: DataView;
   /** Rejections seen while draining the inbox, sent with the next output record. */
   private rejectedIds: number[] = [];
+  /**
+   * Tokens of passes nobody waits for yet (OUTPUT_LAZY): (request id, token id) pairs, oldest
+   * first, written ahead of the next record's own tokens. Grown on demand up to OUTPUT_LAZY_MAX_TOKENS.
+   */
+  private lazyTokens = new Int32Array(0);
+  private lazyCount = 0;
+  private lazySinceMs = 0;
   private lastLoadMs = 0;
   private lastLoadKey = -1;
   private readonly startMs = epochMs();
@@ -315,23 +358,36 @@ class RankLoop {
   }
 
   /**
+   * The coordinator marked this rank (inbox record, stop, fault) and it has not looked yet. Only
+   * then are the control words and the inbox read: a pass touches no line the coordinator writes.
+   */
+  private attention = true;
+
+  /**
    * Advance this rank as far as it can without waiting. Returns the epoch ms at which it next
    * needs the thread: a pass deadline, the idle heartbeat, or a time <= now for "call again".
+   * `marked`: the coordinator marked the rank in the thread's wake word since the last call.
    */
-  service(now: number): number {
+  service(now: number, marked: boolean): number {
     const { engine, task } = this;
+    if (marked) this.attention = true;
     if (this.sleeping) {
       if (now < this.deadline) return this.deadline;
       this.finishPass(now);
     }
-    if (this.stopRequested()) return Infinity;
-    this.maybeFault();
-    this.drainInbox();
-    if (this.rejectedIds.length > 0) this.writeOutput(0, now);
+    if (this.attention) {
+      this.attention = false;
+      if (this.stopRequested()) return Infinity;
+      this.maybeFault();
+      this.drainInbox();
+    }
+    if (this.rejectedIds.length > 0) this.writeOutput(0, now, true);
     if (engine.hasWork()) {
       this.startPass();
       return this.deadline;
     }
+    // Idle with lazy tokens left (their requests were aborted): hand them over, nothing follows.
+    if (this.lazyCount > 0) this.writeOutput(0, now, false);
     this.updateGauges();
     this.maybePublishLoad(now);
     if (now >= this.nextHeartbeatMs) {
@@ -372,15 +428,23 @@ class RankLoop {
     if (this.waited) observe(c, 0, layout.lateness, Math.max(0, now - this.deadline) / 1000);
     c[Scalar.passes] = (c[Scalar.passes] as number) + 1;
     if (res.numScheduledTokens > 0) observe(c, 0, layout.iterationTokens, res.numScheduledTokens);
-    this.recordPass(res, this.passStart, now);
-    this.writeOutput(res.numTokens + res.numFinished + res.numAdmissions, now);
+    const urgent = this.recordPass(res, this.passStart, now) || res.numFinished > 0 || res.numAdmissions > 0;
+    if (!urgent && !this.hasRouterFeed() && !this.keepLazy(res, now)) {
+      this.writeOutput(res.numTokens, now, false);
+    } else if (urgent || this.hasRouterFeed()) {
+      this.writeOutput(res.numTokens + res.numFinished + res.numAdmissions, now, urgent);
+    }
     this.updateGauges();
     this.maybePublishLoad(now);
   }
 
-  /** Latency histograms and token counters, vLLM definitions (loggers.py / stats.py). */
-  private recordPass(res: StepResult, passStart: number, tokenMs: number): void {
+  /**
+   * Latency histograms and token counters, vLLM definitions (loggers.py / stats.py). Returns
+   * whether a token of the pass is awaited now: an urgent request's, or a request's first.
+   */
+  private recordPass(res: StepResult, passStart: number, tokenMs: number): boolean {
     const { c, layout, times } = this;
+    let awaited = false;
     for (let i = 0; i < res.numAdmissions; i++) {
       const slot = times.slotById.get(res.admissionRequestIds[i] as number);
       if (slot === undefined) continue;
@@ -404,6 +468,7 @@ class RankLoop {
       const slot = times.slotById.get(res.tokenRequestIds[i] as number);
       if (slot === undefined) continue;
       const n = times.numGenerated[slot] as number;
+      if (n === 0 || times.urgent[slot] === 1) awaited = true;
       if (n === 0) {
         times.firstTokenMs[slot] = tokenMs;
         observe(c, 0, layout.ttft, Math.max(0, tokenMs - (times.arrivalMs[slot] as number)) / 1000);
@@ -446,6 +511,7 @@ class RankLoop {
       }
       times.release(id);
     }
+    return awaited;
   }
 
   private drainInbox(): void {
@@ -473,7 +539,7 @@ class RankLoop {
           this.rejectedIds.push(id);
           c[Scalar.successError] = (c[Scalar.successError] as number) + 1;
         } else {
-          times.add(id, arrivalMs, numTokens, maxTokens, (flags >>> INBOX_N_SHIFT) & INBOX_N_MAX, (flags & INBOX_FLAG_STOP) !== 0);
+          times.add(id, arrivalMs, numTokens, maxTokens, (flags >>> INBOX_N_SHIFT) & INBOX_N_MAX, (flags & INBOX_FLAG_STOP) !== 0, (flags & INBOX_FLAG_URGENT) !== 0);
         }
       } else if (kind === InboxKind.abort) {
         if (engine.abortRequest(id)) c[Scalar.successAbort] = (c[Scalar.successAbort] as number) + 1;
@@ -544,6 +610,36 @@ class RankLoop {
     }
   }
 
+  private hasRouterFeed(): boolean {
+    return this.feedStoredHi.length + this.feedRemovedHi.length > 0 || this.feedCleared;
+  }
+
+  /**
+   * A pass whose tokens nobody waits for yet: keep them for a later record (true), unless the
+   * oldest kept token is OUTPUT_LAZY_MAX_MS old or OUTPUT_LAZY_MAX_TOKENS would be exceeded.
+   */
+  private keepLazy(res: StepResult, now: number): boolean {
+    const n = res.numTokens;
+    if (n === 0) return true;
+    const count = this.lazyCount;
+    if (count + n > OUTPUT_LAZY_MAX_TOKENS || (count > 0 && now - this.lazySinceMs >= OUTPUT_LAZY_MAX_MS)) return false;
+    if (2 * (count + n) > this.lazyTokens.length) {
+      let size = Math.max(64, this.lazyTokens.length);
+      while (size < 2 * (count + n)) size *= 2;
+      const grown = new Int32Array(size);
+      grown.set(this.lazyTokens.subarray(0, 2 * count));
+      this.lazyTokens = grown;
+    }
+    const t = this.lazyTokens;
+    for (let i = 0; i < n; i++) {
+      t[2 * (count + i)] = res.tokenRequestIds[i] as number;
+      t[2 * (count + i) + 1] = res.tokenIds[i] as number;
+    }
+    if (count === 0) this.lazySinceMs = now;
+    this.lazyCount = count + n;
+    return true;
+  }
+
   private ensureOut(bytes: number): void {
     const sh = this.shared;
     if (bytes <= sh.out.length) return;
@@ -553,11 +649,16 @@ class RankLoop {
     sh.outView = new DataView(sh.out.buffer);
   }
 
-  /** One output record: the pass's tokens, finishes, admissions, router feed, inbox rejections. */
-  private writeOutput(items: number, tokenMs: number): void {
+  /**
+   * One output record: the pass's tokens, finishes, admissions, router feed, inbox rejections.
+   * `urgent`: someone waits for it now (OUTPUT_LAZY in rank-channel.ts).
+   */
+  private writeOutput(items: number, tokenMs: number, urgent: boolean): void {
     const res = items === 0 ? null : this.lastResult;
     const rejected = this.rejectedIds;
-    const numTokens = res === null ? 0 : res.numTokens;
+    const lazy = this.lazyCount;
+    const numTokens = lazy + (res === null ? 0 : res.numTokens);
+    // A lazy record (urgent false, items = its tokens) carries no finishes or admissions: there were none.
     const engineFinished = res === null ? 0 : res.numFinished;
     const numFinished = engineFinished + rejected.length;
     const numAdmissions = res === null ? 0 : res.numAdmissions;
@@ -577,8 +678,14 @@ class RankLoop {
     v.setUint32(20, cleared ? 1 : 0, true);
         v.setFloat64(24, tokenMs, true);
     let o = OUTPUT_HEADER;
+    const lt = this.lazyTokens;
+    for (let i = 0; i < lazy; i++, o += 8) {
+      v.setInt32(o, lt[2 * i] as number, true);
+      v.setUint32(o + 4, lt[2 * i + 1] as number, true);
+    }
+    this.lazyCount = 0;
     if (res !== null) {
-      for (let i = 0; i < numTokens; i++, o += 8) {
+      for (let i = 0; i < res.numTokens; i++, o += 8) {
         v.setInt32(o, res.tokenRequestIds[i] as number, true);
         v.setUint32(o + 4, res.tokenIds[i] as number, true);
       }
@@ -609,12 +716,18 @@ class RankLoop {
     this.feedRemovedHi.length = 0;
     this.feedRemovedLo.length = 0;
     this.feedCleared = false;
-    // Tokens are never dropped: wait for the coordinator to make room (it drains every turn).
-    while (!this.output.writeBlocking(out, 0, o, 50)) {
-      if (Atomics.load(this.ctl, Ctl.stop) !== 0) return;
+    const output = this.output;
+    if (!output.tryWrite(out, 0, o)) {
+      // Tokens are never dropped: wake the coordinator and wait for it to make room.
       this.outputBell.ring();
+      while (!output.writeBlocking(out, 0, o, 50)) {
+        if (Atomics.load(this.ctl, Ctl.stop) !== 0) return;
+        this.outputBell.ring();
+      }
     }
-    this.outputBell.ring();
+    this.outputBell.mark();
+    // KV-router hashes steer routing: never lazy.
+    if (urgent || nStored + nRemoved > 0 || cleared || output.usedAbove(output.capacity * OUTPUT_LAZY_FILL)) this.shared.outputDue.pending = true;
     const hw = this.output.highWaterBytes();
     if (hw > (this.c[Scalar.outputRingHighWater] as number)) this.c[Scalar.outputRingHighWater] = hw;
   }

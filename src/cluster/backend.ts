@@ -29,6 +29,12 @@ export interface GenerateRequest {
   readonly paramsN?: number | undefined;
   /** The request ends at a stop (string, token id, EOS) after maxTokens: counted as finished_reason "stop". */
   readonly stopAtEnd?: boolean | undefined;
+  /**
+   * The caller uses onTokens as they come (a streaming response): every pass wakes the main thread.
+   * false: tokens are needed only by onFinish (a non-streaming response), so ranks hand them over
+   * lazily, batched with later passes. Default true.
+   */
+  readonly streaming?: boolean | undefined;
 }
 
 export type GenerateFinishReason = 'length' | 'abort' | 'error';

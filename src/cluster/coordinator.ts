@@ -26,11 +26,13 @@ import {
   INBOX_ADD_HEADER,
   INBOX_FLAG_SEEDED,
   INBOX_FLAG_STOP,
+  INBOX_FLAG_URGENT,
   INBOX_N_MAX,
   INBOX_N_SHIFT,
   INBOX_ABORT_BYTES,
   InboxKind,
   OUTPUT_HEADER,
+  OUTPUT_LAZY_MAX_MS,
   OUTPUT_RING_BYTES,
   RankState,
   eventRingBytes,
@@ -541,7 +543,8 @@ export class Coordinator implements Backend {
     v.setFloat64(16, arrivalMs, true);
     v.setInt32(24, req.seed === undefined ? 0 : req.seed | 0, true);
     const paramsN = Math.min(INBOX_N_MAX, Math.max(0, req.paramsN ?? 1));
-    v.setUint32(28, (req.seed === undefined ? 0 : INBOX_FLAG_SEEDED) | (req.stopAtEnd === true ? INBOX_FLAG_STOP : 0) | (paramsN << INBOX_N_SHIFT), true);
+    v.setUint32(28, (req.seed === undefined ? 0 : INBOX_FLAG_SEEDED) | (req.stopAtEnd === true ? INBOX_FLAG_STOP : 0)
+      | (req.streaming === false ? 0 : INBOX_FLAG_URGENT) | (paramsN << INBOX_N_SHIFT), true);
     new Uint32Array(this.inboxScratch.buffer, INBOX_ADD_HEADER, n).set(req.promptTokens);
     const bytes = INBOX_ADD_HEADER + 4 * n;
     if (bytes <= slot.inbox.maxRecordBytes) {
@@ -645,7 +648,8 @@ export class Coordinator implements Backend {
       for (let i = 0; i < n; i++) got += this.drainRank(this.slots[dirty[i] as number] as RankSlot);
       if (this.inboxBacklog.size > 0) this.flushInboxBacklog();
       // With a backlog, look again soon even if no rank rings (room appears as a rank reads).
-      if (got === 0) await this.outputBell.wait(this.inboxBacklog.size > 0 ? 1 : 50);
+      // Otherwise the timeout bounds how long lazily marked records wait (OUTPUT_LAZY).
+      if (got === 0) await this.outputBell.wait(this.inboxBacklog.size > 0 ? 1 : OUTPUT_LAZY_MAX_MS);
       else await new Promise<void>((res) => setImmediate(res));
     }
   }

@@ -476,6 +476,7 @@ class Frontend {
       const gen = new StreamingGeneration(res, meta, plan, this.texts, this.scheduler);
       const handle = this.backend.submit({
         requestId, promptTokens: prompts[0] as Uint32Array, maxTokens: plan.numTokens, pinnedRank, workerIndex, seed: plan.seed, stopAtEnd: plan.finishReason === 'stop',
+        streaming: true,
       }, gen);
       gen.start();
       gen.attach(handle);
@@ -495,7 +496,7 @@ class Frontend {
         const childId = specs.length === 1 ? requestId : `${requestId}-${spec.index}`;
         const handle = this.backend.submit({
           requestId: childId, promptTokens: prompts[spec.promptIndex] as Uint32Array, maxTokens: spec.plan.numTokens, pinnedRank: rank, workerIndex, seed: spec.plan.seed,
-          stopAtEnd: spec.plan.finishReason === 'stop', paramsN: spec.index % sp.n === 0 ? sp.n : 0,
+          stopAtEnd: spec.plan.finishReason === 'stop', paramsN: spec.index % sp.n === 0 ? sp.n : 0, streaming: parsed.stream,
         }, group.callbacks(c));
         rank = handle.rank;
         group.attach(c, handle);
@@ -558,6 +559,7 @@ class Frontend {
     const gen = new TextApiGeneration(res, dialect, plan, this.o.tokenizer, parsed.stream, this.scheduler);
     const handle = this.backend.submit({
       requestId, promptTokens, maxTokens: plan.numTokens, pinnedRank, workerIndex: this.o.workerIndex, seed: plan.seed, stopAtEnd: plan.finishReason === 'stop',
+      streaming: parsed.stream,
     }, gen);
     gen.start();
     gen.attach(handle);
@@ -581,7 +583,7 @@ class Frontend {
     try {
       for (let i = 0; i < prompts.length; i++) {
         const id = prompts.length === 1 ? requestId : `${requestId}-${i}`;
-        gen.attach(i, this.backend.submit({ requestId: id, promptTokens: prompts[i] as Uint32Array, maxTokens: 1, pinnedRank, workerIndex: this.o.workerIndex, seed: this.nextSeed(null) }, gen.callbacks(i)));
+        gen.attach(i, this.backend.submit({ requestId: id, promptTokens: prompts[i] as Uint32Array, maxTokens: 1, pinnedRank, workerIndex: this.o.workerIndex, seed: this.nextSeed(null), streaming: false }, gen.callbacks(i)));
       }
     } catch (err) {
       gen.cancel();

@@ -61,11 +61,14 @@ export const INBOX_MARKER_BYTES = 8;
  * flags bit 0 (INBOX_FLAG_SEEDED): the request's tokens come from its seed (generated-tokens.ts);
  * bit 1 (INBOX_FLAG_STOP): the frontend ends the request at a stop (string, token id, EOS): it
  * finishes with finish_reason "stop" in vllm:request_success;
+ * bit 2 (INBOX_FLAG_URGENT): a client reads its tokens as they come (streaming): every pass that
+ * gives it a token wakes the coordinator. Without it the tokens ride along lazily (see OUTPUT_LAZY below);
  * bits 8-23: the request's `n` (vllm:request_params_n), 0 for the 2nd.. choice of a parallel-sampling group.
  */
 export const INBOX_ADD_HEADER = 32;
 export const INBOX_FLAG_SEEDED = 1;
 export const INBOX_FLAG_STOP = 2;
+export const INBOX_FLAG_URGENT = 4;
 export const INBOX_N_SHIFT = 8;
 export const INBOX_N_MAX = 0xffff;
 /** abort: u32 kind | i32 requestId */
@@ -82,6 +85,23 @@ export const INBOX_ABORT_BYTES = 8;
  *   removed:    numRemoved    x (u32 hashHi, u32 hashLo)
  */
 export const OUTPUT_HEADER = 32;
+
+/**
+ * OUTPUT_LAZY: a rank marks its bit in the output doorbell after every record, but signals (wakes
+ * the main thread) only for records someone waits for now: tokens of urgent (streaming) requests,
+ * a request's first token, finishes, rejections, admissions, KV-router hashes, or an output ring
+ * more than OUTPUT_LAZY_FILL full. Other records (tokens of non-streaming requests, needed only at
+ * their finish) are drained on the main thread's next wake-up: any signal, or its wait timeout
+ * (OUTPUT_LAZY_MAX_MS). The ring is FIFO, so a finish always follows its request's tokens.
+ */
+export const OUTPUT_LAZY_FILL = 1 / 4;
+export const OUTPUT_LAZY_MAX_MS = 50;
+/**
+ * A rank also coalesces such passes: their tokens wait in the rank and go out in one record with
+ * the next awaited one, or once the oldest is OUTPUT_LAZY_MAX_MS old or OUTPUT_LAZY_MAX_TOKENS
+ * are kept. A record's passEndEpochMs is then its last pass's.
+ */
+export const OUTPUT_LAZY_MAX_TOKENS = 1024;
 
 /**
  * Ring sizes. Each rank has a compact inbox (64 KiB: requests up to ~16 K prompt tokens, aborts);

@@ -2,7 +2,8 @@
  * Rank-side event writer: encodes KV events, forward-pass metrics and load metrics into the
  * rank's SPSC ring for the shared publisher thread. Runs on the rank worker thread.
  *
- *   ring record = [topic code (1 B) | msgpack payload]
+ *   ring record = [topic code (1 B) | 3 zero bytes | msgpack payload]   (TAG_BYTES header: the
+ *                 payload stays 4-byte aligned, so the publisher copies it out as words)
  *
  * The publisher adds the envelope, the per-publisher sequence and the subject; the rank only
  * stamps what upstream stamps per rank: event ids, the FPM counter_id (per rank, first message 1)
@@ -19,6 +20,7 @@
  * mockfleet_publisher_dropped_total). Nothing is lost silently.
  */
 import type { FpmSnapshot, KvEventLog } from '../engine/types.js';
+import { TAG_BYTES } from './ring.js';
 import type { Doorbell, SpscRing } from './ring.js';
 import { TopicCode } from './topics.js';
 import type { DynamoWire } from './topics.js';
@@ -49,6 +51,11 @@ export interface RankEventWriterOptions {
   idStore?: RankIdStore | null;
   /** Rung once per write*() call that wrote something. Omit to ring it yourself. */
   doorbell?: Doorbell | null;
+  /**
+   * With a doorbell: write*() only marks it and sets `pending`; the owner signals the bell once
+   * for many writes (a rank thread, once per service round). A full ring still rings at once.
+   */
+  deferredSignal?: PendingSignal | null;
   /** Longest a write waits for ring space before dropping (default 20 ms). */
   blockTimeoutMs?: number;
   /** Encoder to share with other writers used by the same thread one at a time (saves 8 KiB each). */
@@ -57,9 +64,15 @@ export interface RankEventWriterOptions {
 
 export const DEFAULT_BLOCK_TIMEOUT_MS = 20;
 
+/** Set by writers that marked a doorbell without signalling it (RankEventWriterOptions.deferredSignal). */
+export interface PendingSignal {
+  pending: boolean;
+}
+
 export class RankEventWriter {
   private readonly ring: SpscRing;
   private readonly bell: Doorbell | null;
+  private readonly deferred: PendingSignal | null;
   private readonly w: MsgpackWriter;
   private readonly workerHi: number;
   private readonly workerLo: number;
@@ -83,6 +96,7 @@ export class RankEventWriter {
     }
     this.ring = ring;
     this.bell = opts.doorbell ?? null;
+    this.deferred = opts.deferredSignal ?? null;
     this.w = opts.encoder ?? new MsgpackWriter(8192);
     const { hi, lo } = splitU64(opts.workerId);
     this.workerHi = hi;
@@ -132,8 +146,8 @@ export class RankEventWriter {
         for (let i = 0; i < log.count; ) {
           const end = dynamoBatchEnd(log, i);
           w.pos = 0;
-          w.ensure(6);
-          w.u8(TopicCode.kvEvents);
+          w.ensure(TAG_BYTES + 5);
+          this.tag(TopicCode.kvEvents);
           w.arrayHeader(end - i);
           for (let k = i; k < end; k++) encodeRouterEvent(w, this.workerHi, this.workerLo, this.dpRank, log, k, base);
           this.push();
@@ -142,8 +156,8 @@ export class RankEventWriter {
       } else {
         for (let i = 0; i < log.count; i++) {
           w.pos = 0;
-          w.ensure(1);
-          w.u8(TopicCode.kvEvents);
+          w.ensure(TAG_BYTES);
+          this.tag(TopicCode.kvEvents);
           encodeRouterEvent(w, this.workerHi, this.workerLo, this.dpRank, log, i, base);
           this.push();
         }
@@ -151,12 +165,12 @@ export class RankEventWriter {
     }
     if (this.vllm) {
       w.pos = 0;
-      w.ensure(1);
-      w.u8(TopicCode.kvEventsVllm);
+      w.ensure(TAG_BYTES);
+      this.tag(TopicCode.kvEventsVllm);
       encodeVllmBatch(w, this.vllmEncoding, nowMs / 1000, this.dpRank, log);
       this.push();
     }
-    if (this.bell !== null) this.bell.ring();
+    this.rang();
   }
 
   /** One FPM v1 message; counter_id increments before each message (first = 1). */
@@ -165,11 +179,11 @@ export class RankEventWriter {
     this.ids[this.counterSlot] = counterId;
     const w = this.w;
     w.pos = 0;
-    w.ensure(1);
-    w.u8(TopicCode.forwardPassMetrics);
+    w.ensure(TAG_BYTES);
+    this.tag(TopicCode.forwardPassMetrics);
     encodeFpm(w, this.workerIdStr, this.dpRank, counterId, wallTimeS, fpm);
     this.push();
-    if (this.bell !== null) this.bell.ring();
+    this.rang();
   }
 
   /** Idle heartbeat: a zeroed snapshot with wall_time 0, on the same counter sequence. */
@@ -181,11 +195,29 @@ export class RankEventWriter {
   writeLoad(activeDecodeBlocks: number, kvUsedBlocks: number): void {
     const w = this.w;
     w.pos = 0;
-    w.ensure(1);
-    w.u8(TopicCode.kvMetrics);
+    w.ensure(TAG_BYTES);
+    this.tag(TopicCode.kvMetrics);
     encodeActiveLoad(w, this.workerHi, this.workerLo, this.dpRank, activeDecodeBlocks, kvUsedBlocks);
     this.push();
-    if (this.bell !== null) this.bell.ring();
+    this.rang();
+  }
+
+  /** The ring record's frame header (TAG_BYTES): topic code, zero padding. The caller ensured room. */
+  private tag(code: number): void {
+    const w = this.w;
+    w.u8(code);
+    for (let i = 1; i < TAG_BYTES; i++) w.u8(0);
+  }
+
+  private rang(): void {
+    const bell = this.bell;
+    if (bell === null) return;
+    if (this.deferred === null) {
+      bell.ring();
+    } else {
+      bell.mark();
+      this.deferred.pending = true;
+    }
   }
 
   private push(): void {
@@ -197,7 +229,7 @@ export class RankEventWriter {
     }
     if (ring.tryWrite(this.w.buf, 0, len)) return;
     // The publisher drains after a ring; make sure it is awake before we sleep on the ring.
-    if (this.bell !== null) this.bell.ring();
+    if (this.bell !== null) this.bell.ringUrgent();
     if (!ring.writeBlocking(this.w.buf, 0, len, this.blockTimeoutMs)) this.drop();
   }
 

@@ -9,13 +9,16 @@
  *   line 2, shared:           PRODUCER_WAITING (free bytes the sleeping producer waits for; 0 = no)
  *   Separate lines keep the producer's and the consumer's stores from invalidating each other.
  *
- *   record = [u32 LE length | payload | pad to 4]
+ *   record = [u32 length (native order: both ends are threads of one process) | payload | pad to 4]
  *
  * One producer instance and one consumer instance per ring (any number of observers calling
  * usedBytes/highWaterBytes/droppedRecords). The consumer caches its tail and the last HEAD it
  * saw; readTagged() publishes TAIL every READ_COMMIT_BATCH records (and whenever the ring looks
  * empty, and on commitReads()), so a busy consumer does not bounce TAIL's cache line to the
- * producer on every record. read() publishes TAIL at once.
+ * producer on every record. read() publishes TAIL at once. Likewise the producer keeps HEAD (it
+ * is the only writer) and the last TAIL it loaded, reloading TAIL only when the cached view says
+ * the ring is too full: a write costs one atomic store, not three cross-core loads. Records copy
+ * as 32-bit words when source and destination are 4-byte aligned (the common case).
  *
  * Invariants: capacity is a power of two (so `counter & mask` stays correct across u32 wrap),
  * records start 4-byte aligned (so the length word never straddles the end), used bytes =
@@ -30,11 +33,19 @@ const TAIL = 16;
 const PRODUCER_WAITING = 32;
 const HEADER_BYTES = 192;
 
+/**
+ * A tagged record (readTagged) starts with a frame header of this many bytes: the tag, then zero
+ * padding, so its payload stays 4-byte aligned and copies out as words.
+ */
+export const TAG_BYTES = 4;
+
 /** readTagged() records consumed before TAIL is published. */
 const READ_COMMIT_BATCH = 64;
 
 /** Below this size a byte loop beats `set(subarray())`, which allocates a view per call. */
 const SMALL_COPY = 48;
+/** Up to this many 32-bit words an element loop beats `set(subarray())` (no view allocated). */
+const SMALL_WORD_COPY = 512;
 
 type WaitAsyncResult = { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
 /** Node 20 has Atomics.waitAsync; lib es2023 does not declare it. */
@@ -98,12 +109,20 @@ export class SpscRing {
   lastLength: number;
   private readonly header: Int32Array;
   private readonly data: Uint8Array;
-  private readonly view: DataView;
+  private readonly data32: Int32Array;
   private readonly mask: number;
   /** Consumer: its tail (published to TAIL on commit) and the last HEAD it loaded. */
   private cTail: number;
   private cHead: number;
   private uncommitted: number;
+  /** Producer: its head (published to HEAD per record) and the last TAIL it loaded. */
+  private pHead: number;
+  private pTail: number;
+  /** Int32 view of the last source/destination buffer, for aligned word copies (cached: sources are reused). */
+  private wordBuf: ArrayBufferLike | null;
+  private wordOff: number;
+  private wordLen: number;
+  private words: Int32Array | null;
 
   constructor(mem: RingMemory) {
     const sab = mem instanceof SharedArrayBuffer ? mem : mem.sab;
@@ -119,10 +138,16 @@ export class SpscRing {
     this.lastLength = 0;
     this.header = new Int32Array(sab, offset, HEADER_BYTES / 4);
     this.data = new Uint8Array(sab, offset + HEADER_BYTES, capacity);
-    this.view = new DataView(sab, offset + HEADER_BYTES, capacity);
+    this.data32 = new Int32Array(sab, offset + HEADER_BYTES, capacity >>> 2);
     this.cTail = Atomics.load(this.header, TAIL) >>> 0;
     this.cHead = this.cTail;
     this.uncommitted = 0;
+    this.pHead = Atomics.load(this.header, HEAD) >>> 0;
+    this.pTail = this.cTail;
+    this.wordBuf = null;
+    this.wordOff = 0;
+    this.wordLen = 0;
+    this.words = null;
   }
 
   // ---- producer ----
@@ -133,21 +158,39 @@ export class SpscRing {
       throw new RangeError(`SpscRing.tryWrite: record of ${len} bytes exceeds the ring's maximum of ${this.maxRecordBytes}`);
     }
     const h = this.header;
-    const head = Atomics.load(h, HEAD) >>> 0;
-    const tail = Atomics.load(h, TAIL) >>> 0;
-    const used = (head - tail) >>> 0;
+    const head = this.pHead;
     const need = 4 + ((len + 3) & ~3);
-    if (need > this.capacity - used) return false;
+    let used = (head - this.pTail) >>> 0;
+    if (need > this.capacity - used) {
+      this.pTail = Atomics.load(h, TAIL) >>> 0;
+      used = (head - this.pTail) >>> 0;
+      if (need > this.capacity - used) return false;
+    }
     const pos = head & this.mask;
-    this.view.setUint32(pos, len, true);
+    this.data32[pos >>> 2] = len;
     const p = (pos + 4) & this.mask;
     const first = Math.min(len, this.capacity - p);
     this.copyIn(src, start, p, first);
     if (first < len) this.copyIn(src, start + first, 0, len - first);
-    Atomics.store(h, HEAD, (head + need) | 0);
-    const nowUsed = used + need;
-    if (nowUsed > h[HIGH_WATER]!) Atomics.store(h, HIGH_WATER, nowUsed);
+    this.pHead = (head + need) >>> 0;
+    Atomics.store(h, HEAD, this.pHead | 0);
+    // The cached TAIL may be stale (overstating use): check a new high-water mark against a fresh one.
+    if (used + need > h[HIGH_WATER]!) {
+      this.pTail = Atomics.load(h, TAIL) >>> 0;
+      const nowUsed = (this.pHead - this.pTail) >>> 0;
+      if (nowUsed > h[HIGH_WATER]!) Atomics.store(h, HIGH_WATER, nowUsed);
+    }
     return true;
+  }
+
+  /**
+   * Producer: whether more than `bytes` are in use. Reloads TAIL only when the cached view says
+   * so, so it is cheap while the consumer keeps up.
+   */
+  usedAbove(bytes: number): boolean {
+    if (((this.pHead - this.pTail) >>> 0) <= bytes) return false;
+    this.pTail = Atomics.load(this.header, TAIL) >>> 0;
+    return ((this.pHead - this.pTail) >>> 0) > bytes;
   }
 
   /**
@@ -195,7 +238,7 @@ export class SpscRing {
   /** Length of the next record, or -1 when the ring is empty. Does not consume. */
   peekLength(): number {
     if (!this.hasRecord()) return -1;
-    return this.view.getUint32(this.cTail & this.mask, true);
+    return this.data32[(this.cTail & this.mask) >>> 2]! >>> 0;
   }
 
   /** Byte i of the next record (the caller checked peekLength() > i). Does not consume. */
@@ -214,7 +257,7 @@ export class SpscRing {
       return -1;
     }
     const pos = this.cTail & this.mask;
-    const len = this.view.getUint32(pos, true);
+    const len = this.data32[pos >>> 2]! >>> 0;
     const n = len - skip;
     if (n < 0 || dst.length - dstOffset < n) {
       throw new RangeError(`SpscRing.read: destination has ${dst.length - dstOffset} bytes, record needs ${n}`);
@@ -230,10 +273,11 @@ export class SpscRing {
   }
 
   /**
-   * Consumer fast path for framed records: copies the next record minus its first byte (the
-   * frame tag) into dst at dstOffset and returns the tag, or -1 when the ring is empty. The
-   * record length is left in `lastLength`. Returns -2, consuming nothing, when dst has no room
-   * for the lastLength - 1 payload bytes. Space is released in batches: call commitReads()
+   * Consumer fast path for framed records: copies the next record minus its TAG_BYTES frame
+   * header into dst at dstOffset and returns the tag (the header's first byte), or -1 when the
+   * ring is empty. The record length is left in `lastLength`. Returns -2, consuming nothing, when
+   * dst has no room for the lastLength - TAG_BYTES payload bytes. A record shorter than the
+   * header returns tag 0. Space is released in batches: call commitReads()
    * when stopping before the ring is empty.
    */
   readTagged(dst: Uint8Array, dstOffset: number): number {
@@ -242,18 +286,36 @@ export class SpscRing {
       return -1;
     }
     const pos = this.cTail & this.mask;
-    const len = this.view.getUint32(pos, true);
+    const len = this.data32[pos >>> 2]! >>> 0;
     this.lastLength = len;
     let tag = 0;
-    if (len > 0) {
-      const n = len - 1;
+    if (len >= TAG_BYTES) {
+      const n = len - TAG_BYTES;
       if (dst.length - dstOffset < n) return -2;
       tag = this.data[(pos + 4) & this.mask]!;
-      const p = (pos + 5) & this.mask;
+      const p = (pos + 4 + TAG_BYTES) & this.mask;
       const first = Math.min(n, this.capacity - p);
       this.copyOut(p, dst, dstOffset, first);
       if (first < n) this.copyOut(0, dst, dstOffset + first, n - first);
     }
+    this.cTail = (this.cTail + 4 + ((len + 3) & ~3)) >>> 0;
+    if (++this.uncommitted >= READ_COMMIT_BATCH) this.commitReads();
+    return tag;
+  }
+
+  /**
+   * Like readTagged, but consumes the next record without copying it: returns its tag (or -1
+   * when the ring is empty) and leaves its length in `lastLength`.
+   */
+  skipTagged(): number {
+    if (!this.hasRecord()) {
+      this.commitReads();
+      return -1;
+    }
+    const pos = this.cTail & this.mask;
+    const len = this.data32[pos >>> 2]! >>> 0;
+    this.lastLength = len;
+    const tag = len >= TAG_BYTES ? this.data[(pos + 4) & this.mask]! : 0;
     this.cTail = (this.cTail + 4 + ((len + 3) & ~3)) >>> 0;
     if (++this.uncommitted >= READ_COMMIT_BATCH) this.commitReads();
     return tag;
@@ -285,7 +347,34 @@ export class SpscRing {
     return Atomics.load(this.header, DROPPED) >>> 0;
   }
 
+  /** Int32 view of `buf` when its bytes start 4-byte aligned, else null (cached for the last buffer seen). */
+  private wordsOf(buf: Uint8Array): Int32Array | null {
+    if (buf.buffer !== this.wordBuf || buf.byteOffset !== this.wordOff || buf.byteLength !== this.wordLen) {
+      this.wordBuf = buf.buffer;
+      this.wordOff = buf.byteOffset;
+      this.wordLen = buf.byteLength;
+      this.words = (buf.byteOffset & 3) === 0 ? new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2) : null;
+    }
+    return this.words;
+  }
+
+  /** `to` is 4-byte aligned (a payload start or the ring's start); the ring's padding absorbs a partial last word. */
   private copyIn(src: Uint8Array, from: number, to: number, n: number): void {
+    const nw = (n + 3) >>> 2;
+    if ((from & 3) === 0 && from + 4 * nw <= src.length) {
+      const s32 = this.wordsOf(src);
+      if (s32 !== null) {
+        const d32 = this.data32;
+        const f = from >>> 2;
+        const t = to >>> 2;
+        if (nw <= SMALL_WORD_COPY) {
+          for (let i = 0; i < nw; i++) d32[t + i] = s32[f + i]!;
+        } else {
+          d32.set(s32.subarray(f, f + nw), t);
+        }
+        return;
+      }
+    }
     const d = this.data;
     if (n <= SMALL_COPY) {
       for (let i = 0; i < n; i++) d[to + i] = src[from + i]!;
@@ -294,8 +383,25 @@ export class SpscRing {
     }
   }
 
+  /** `from` is 4-byte aligned; with `to` aligned too, whole words copy as words, the rest as bytes. */
   private copyOut(from: number, dst: Uint8Array, to: number, n: number): void {
     const d = this.data;
+    if (((from | to) & 3) === 0 && n >= 16) {
+      const d32 = this.wordsOf(dst);
+      if (d32 !== null) {
+        const s32 = this.data32;
+        const f = from >>> 2;
+        const t = to >>> 2;
+        const nw = n >>> 2;
+        if (nw <= SMALL_WORD_COPY) {
+          for (let i = 0; i < nw; i++) d32[t + i] = s32[f + i]!;
+        } else {
+          d32.set(s32.subarray(f, f + nw), t);
+        }
+        for (let i = nw << 2; i < n; i++) dst[to + i] = d[from + i]!;
+        return;
+      }
+    }
     if (n <= SMALL_COPY) {
       for (let i = 0; i < n; i++) dst[to + i] = d[from + i]!;
     } else {
@@ -306,12 +412,14 @@ export class SpscRing {
 
 const BELL_COUNTER = 0;
 const BELL_WAITING = 1;
+/** Counter of ringUrgent() calls (a producer that found its ring full); see waitUrgent(). */
+const BELL_URGENT = 2;
 /** Int32 index of the first word of the producers' dirty bitmap. */
-const BELL_BITS = 2;
+const BELL_BITS = 3;
 
 /**
- * Wakes one consumer that serves many producers (Int32 pair [counter, consumerWaiting], then an
- * optional bitmap with one bit per producer).
+ * Wakes one consumer that serves many producers (Int32 [counter, consumerWaiting, urgentCounter],
+ * then an optional bitmap with one bit per producer).
  *
  * Producer: write the record (HEAD store), then ring(). ring() marks the producer's bit (when
  * the bell has a bitmap and the producer gave its index), always bumps the counter and notifies
@@ -325,6 +433,9 @@ const BELL_BITS = 2;
  * so a record is either drained now or re-marks the bit. Nothing is lost, a quiet consumer costs
  * the producers one atomic add per ring(), and a drain costs O(producers that rang), not
  * O(producers): what makes 4096 mostly idle ranks cheap.
+ *
+ * A consumer that drains on its own cadence while busy (the publisher) sleeps in waitUrgent(),
+ * which only ringUrgent() ends early: a producer whose ring is full and that is about to block.
  *
  * A pending Atomics.waitAsync does not keep the Node event loop alive: the consumer's thread
  * needs another live handle (a MessagePort listener, a socket, a server).
@@ -344,7 +455,7 @@ export class Doorbell {
 
   /** producer: this instance's index in the bitmap (rings mark it), or -1 (a consumer, or no bitmap). */
   constructor(sab: SharedArrayBuffer, producer = -1) {
-    if (sab.byteLength < 8) throw new RangeError('Doorbell: SAB must be at least 8 bytes (use Doorbell.allocate)');
+    if (sab.byteLength < 4 * BELL_BITS) throw new RangeError(`Doorbell: SAB must be at least ${4 * BELL_BITS} bytes (use Doorbell.allocate)`);
     this.cell = new Int32Array(sab);
     this.words = this.cell.length - BELL_BITS;
     if (producer >= 0 && producer >= this.words * 32) {
@@ -353,6 +464,27 @@ export class Doorbell {
     this.bitWord = producer < 0 ? -1 : BELL_BITS + (producer >>> 5);
     this.bitMask = producer < 0 ? 0 : 1 << (producer & 31);
     this.seen = Atomics.load(this.cell, BELL_COUNTER);
+    this.urgentSeen = Atomics.load(this.cell, BELL_URGENT);
+  }
+
+  private urgentSeen: number;
+
+  /** Producer about to block on a full ring: mark, signal, and end a waitUrgent() at once. */
+  ringUrgent(): void {
+    this.ring();
+    Atomics.add(this.cell, BELL_URGENT, 1);
+    Atomics.notify(this.cell, BELL_URGENT);
+  }
+
+  /**
+   * Consumer: sleep timeoutMs unless a ringUrgent() came (since the last waitUrgent() returned, or
+   * construction) or comes meanwhile. Plain rings do not end it and are not woken for.
+   */
+  async waitUrgent(timeoutMs: number): Promise<void> {
+    const c = this.cell;
+    const r = atomicsWaitAsync(c, BELL_URGENT, this.urgentSeen, timeoutMs);
+    if (r.async) await r.value;
+    this.urgentSeen = Atomics.load(c, BELL_URGENT);
   }
 
   /** Whether the bell tracks producers (takeDirty is meaningful). */
@@ -386,8 +518,23 @@ export class Doorbell {
 
   /** Producer, after a write. Only the first ring after the consumer went to sleep notifies. */
   ring(): void {
+    this.mark();
+    this.signal();
+  }
+
+  /**
+   * Producer, after a write: mark this producer's bit without waking the consumer. The write is
+   * drained on the consumer's next wake-up (any signal(), or its wait timeout). A thread writing
+   * for several producers marks per write and signals once (see rank-worker's service round).
+   */
+  mark(): void {
     const c = this.cell;
     if (this.bitWord >= 0 && (Atomics.load(c, this.bitWord) & this.bitMask) === 0) Atomics.or(c, this.bitWord, this.bitMask);
+  }
+
+  /** Wake the consumer for everything marked (or written) before this call. Any instance may signal. */
+  signal(): void {
+    const c = this.cell;
     Atomics.add(c, BELL_COUNTER, 1);
     if (Atomics.load(c, BELL_WAITING) !== 0 && Atomics.exchange(c, BELL_WAITING, 0) !== 0) Atomics.notify(c, BELL_COUNTER);
   }

@@ -20,7 +20,7 @@
  */
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Doorbell, SpscRing } from '../protocol/ring.js';
+import { Doorbell, SpscRing, TAG_BYTES } from '../protocol/ring.js';
 import type { RingMemory } from '../protocol/ring.js';
 import { TOPIC_COUNT, TOPIC_NAMES, TopicCode, buildSubject, endpointScoped } from '../protocol/topics.js';
 import type { DynamoWire, TopicName } from '../protocol/topics.js';
@@ -217,6 +217,11 @@ export class PublisherCore {
   private readonly onPublishError: (err: unknown) => void;
   private readonly zmq: ZmqKvPublisher | null;
   private readonly natsVllm: boolean;
+  /**
+   * Nothing reads the envelopes (embedded sink, no events file, no ZMQ): records are counted
+   * (messages, envelope bytes, per topic, sequences) without being copied or wrapped.
+   */
+  readonly countOnly: boolean;
 
   private readonly pendingSubjects: string[];
   private readonly pendingData: Uint8Array[];
@@ -229,6 +234,8 @@ export class PublisherCore {
   private bytes: number;
   private readonly byTopic: Float64Array;
   private bytesSinceFlush: number;
+  /** The last drainPass left records behind (a ring stopped at PER_RING_BATCH). */
+  moreWaiting: boolean;
 
   constructor(opts: PublisherCoreOptions) {
     if (opts.rings.length !== opts.rankWorkerIds.length) {
@@ -286,6 +293,7 @@ export class PublisherCore {
     });
     this.zmq = opts.zmq ?? null;
     this.natsVllm = opts.natsVllm ?? true;
+    this.countOnly = opts.sink instanceof EmbeddedSink && opts.eventsFile === null && this.zmq === null;
     this.pendingSubjects = [];
     this.pendingData = [];
     this.pendingCodes = [];
@@ -296,6 +304,7 @@ export class PublisherCore {
     this.bytes = 0;
     this.byTopic = new Float64Array(SEQ_STRIDE);
     this.bytesSinceFlush = 0;
+    this.moreWaiting = false;
   }
 
   /** Subject for a topic, as built once at construction. */
@@ -326,6 +335,7 @@ export class PublisherCore {
     const nowLo = now >>> 0;
     const headRoom = this.headRoom;
     let taken = 0;
+    this.moreWaiting = false;
     const bell = this.bell;
     const visits = bell === null ? this.rings.length : bell.takeDirty(this.dirty);
     for (let v = 0; v < visits; v++) {
@@ -333,20 +343,29 @@ export class PublisherCore {
       const ring = this.rings[r]!;
       const pub = this.rankPublisher[r]!;
       let k = 0;
-      for (; k < PER_RING_BATCH; k++) {
-        let payloadAt = this.arenaPos + headRoom;
+      if (this.countOnly) {
+        for (; k < PER_RING_BATCH; k++) {
+          const code = ring.skipTagged();
+          if (code === -1) break;
+          taken++;
+          this.countRecord(r, pub, code, ring.lastLength - TAG_BYTES);
+        }
+      }
+      for (; k < PER_RING_BATCH && !this.countOnly; k++) {
+        // 4-byte aligned, so the ring copies the payload as words.
+        let payloadAt = (this.arenaPos + headRoom + 3) & ~3;
         let code = ring.readTagged(this.arena, payloadAt);
         if (code === -1) break;
         if (code === -2) {
-          this.newArena(headRoom + ring.lastLength);
-          payloadAt = headRoom;
+          this.newArena(headRoom + 3 + ring.lastLength);
+          payloadAt = (headRoom + 3) & ~3;
           code = ring.readTagged(this.arena, payloadAt);
         }
         taken++;
         if (code < 1 || code > TOPIC_COUNT) {
           throw new PublisherError(`rank ${r}: corrupt event ring record (topic code ${code}, ${ring.lastLength} bytes)`);
         }
-        const payloadLen = ring.lastLength - 1;
+        const payloadLen = ring.lastLength - TAG_BYTES;
         if (code === TopicCode.kvEventsVllm) {
           if (this.zmq !== null) this.zmq.publish(r, this.arena, payloadAt, payloadLen);
           if (!this.natsVllm) continue;
@@ -383,7 +402,10 @@ export class PublisherCore {
         this.emit(code, arena.subarray(start, end));
       }
       // Stopped at the batch limit: visit this ring again next pass.
-      if (k === PER_RING_BATCH && bell !== null) bell.markDirty(r);
+      if (k === PER_RING_BATCH) {
+        this.moreWaiting = true;
+        if (bell !== null) bell.markDirty(r);
+      }
       ring.commitReads();
     }
     if (this.eventsFile !== null) this.eventsFile.flush();
@@ -440,6 +462,21 @@ export class PublisherCore {
   /** Adds to a counter the sink side owns (reconnects, disconnects, flush failures). */
   bumpStat(index: number): void {
     Atomics.add(this.cells, index, 1n);
+  }
+
+  /** countOnly: what send() would count for this record's envelope. */
+  private countRecord(r: number, pub: number, code: number, payloadLen: number): void {
+    if (code < 1 || code > TOPIC_COUNT) {
+      throw new PublisherError(`rank ${r}: corrupt event ring record (topic code ${code}, ${payloadLen + TAG_BYTES} bytes)`);
+    }
+    if (code === TopicCode.kvEventsVllm && !this.natsVllm) return;
+    const si = pub * SEQ_STRIDE + code;
+    this.seq[si] = this.seq[si]! + 1;
+    const bytes = this.templates[si]!.bytes.length + (payloadLen < 256 ? 2 : payloadLen < 65536 ? 3 : 5) + payloadLen;
+    this.published++;
+    this.bytes += bytes;
+    this.bytesSinceFlush += bytes;
+    this.byTopic[code] = this.byTopic[code]! + 1;
   }
 
   private emit(code: number, msg: Uint8Array): void {

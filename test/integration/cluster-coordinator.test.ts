@@ -44,14 +44,22 @@ interface Outcome {
   finish: GenerateFinish;
 }
 
-function generate(c: Coordinator, prompt: number[], maxTokens: number, pinnedRank?: number): { rank: number; done: Promise<Outcome>; abort(): void } {
+interface GenerateOptions {
+  streaming?: boolean;
+  seed?: number;
+  /** Called with performance.now() on every onTokens call. */
+  onDelivery?: (atMs: number) => void;
+}
+
+function generate(c: Coordinator, prompt: number[], maxTokens: number, pinnedRank?: number, opts: GenerateOptions = {}): { rank: number; done: Promise<Outcome>; abort(): void } {
   const tokens: number[] = [];
   let resolve!: (o: Outcome) => void;
   const done = new Promise<Outcome>((r) => (resolve = r));
   const h = c.submit(
-    { requestId: 'x', promptTokens: Uint32Array.from(prompt), maxTokens, pinnedRank },
+    { requestId: 'x', promptTokens: Uint32Array.from(prompt), maxTokens, pinnedRank, streaming: opts.streaming, seed: opts.seed },
     {
       onTokens(ids, start, count) {
+        opts.onDelivery?.(performance.now());
         for (let i = start; i < start + count; i++) tokens.push(ids[i] as number);
       },
       onFinish(finish) {
@@ -274,7 +282,8 @@ test('cluster - a burst larger than a rank inbox waits on the main thread instea
   );
   try {
     const prompt = (k: number): number[] => Array.from({ length: 1024 }, (_, i) => ((i * 7 + k * 13) % 3000) + 1);
-    const runs = Array.from({ length: 200 }, (_, k) => generate(c, prompt(k), 2, 0));
+    // Every other request is non-streaming: its tokens ride lazily, the backlog must flush all the same.
+    const runs = Array.from({ length: 200 }, (_, k) => generate(c, prompt(k), 2, 0, { streaming: k % 2 === 0 }));
     // The last one certainly waits in the backlog: aborting it settles it without the rank.
     const last = runs.pop()!;
     last.abort();
@@ -283,6 +292,54 @@ test('cluster - a burst larger than a rank inbox waits on the main thread instea
     assert.deepEqual(new Set(outs.map((o) => `${o.finish.reason}/${o.tokens.length}/${o.finish.promptTokens}`)), new Set(['length/2/1024']));
     await until(() => c.numPending === 0, 'all requests settled');
     assert.equal((c.counters[0] as Float64Array)[Scalar.inflight], 0, 'in-flight count back to 0');
+  } finally {
+    await c.shutdown(1000);
+  }
+});
+
+/** Deliveries separated by more than 1 ms (records dispatched in one drain arrive back to back). */
+function deliveryGroups(times: number[]): number {
+  let groups = 0;
+  for (let i = 0; i < times.length; i++) if (i === 0 || (times[i] as number) - (times[i - 1] as number) > 1) groups++;
+  return groups;
+}
+
+test('cluster - streaming tokens arrive pass by pass; non-streaming ones ride lazily with the same tokens and usage', async () => {
+  // Two ranks on one thread (mixed urgent and lazy output in one service round), speedup 1 (~6 ms decode passes).
+  const c = await Coordinator.start(config({ speedupRatio: 1, ranksPerThread: 2 }));
+  try {
+    const maxTokens = 60;
+    const streamTimes: number[] = [];
+    const lazyTimes: number[] = [];
+    const t0 = performance.now();
+    const streamed = generate(c, [1, 2, 3, 4, 5], maxTokens, 0, { streaming: true, seed: 7, onDelivery: (t) => streamTimes.push(t) });
+    const lazy = generate(c, [1, 2, 3, 4, 5], maxTokens, 1, { streaming: false, seed: 7, onDelivery: (t) => lazyTimes.push(t) });
+    const [s, l] = await Promise.all([streamed.done, lazy.done]);
+    const lazyMs = performance.now() - t0;
+    assert.equal(s.finish.reason, 'length');
+    assert.equal(l.finish.reason, 'length');
+    assert.equal(l.tokens.length, maxTokens);
+    assert.equal(l.finish.completionTokens, maxTokens, 'usage counts every lazily delivered token');
+    assert.equal(l.finish.promptTokens, 5);
+    assert.deepEqual(l.tokens, s.tokens, 'same seed: same tokens, in order, whatever the delivery');
+    // Streaming: one record per pass (a busy main thread may merge a few).
+    assert.ok(deliveryGroups(streamTimes) >= maxTokens / 3, `streaming: ${deliveryGroups(streamTimes)} deliveries for ${maxTokens} passes`);
+    // Non-streaming: the first token (it is awaited), then one record per OUTPUT_LAZY_MAX_MS (50 ms), then the finish.
+    const bound = Math.ceil(lazyMs / 50) + 3;
+    assert.ok(deliveryGroups(lazyTimes) <= bound, `non-streaming: ${deliveryGroups(lazyTimes)} deliveries in ${lazyMs.toFixed(0)} ms (at most ${bound})`);
+
+    // Abort a non-streaming request while its tokens wait on the rank: it settles at once, and the
+    // rank's next request gets exactly its own tokens.
+    const aborted = generate(c, [9, 9, 9], 200, 1, { streaming: false });
+    await until(() => (c.counters[1] as Float64Array)[Scalar.generationTokens]! >= maxTokens + 10, 'the aborted request decoding');
+    aborted.abort();
+    const a = await aborted.done;
+    assert.equal(a.finish.reason, 'abort');
+    const next = await generate(c, [4, 4, 4, 4], 7, 1, { streaming: false }).done;
+    assert.equal(next.finish.reason, 'length');
+    assert.equal(next.tokens.length, 7);
+    assert.equal(next.finish.completionTokens, 7);
+    await until(() => c.numPending === 0, 'all requests settled');
   } finally {
     await c.shutdown(1000);
   }

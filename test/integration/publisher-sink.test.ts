@@ -6,6 +6,10 @@ import { join } from 'node:path';
 import { RankEventWriter } from '../../src/protocol/rank-events.js';
 import { Doorbell, SpscRing } from '../../src/protocol/ring.js';
 import { startPublisher } from '../../src/transport/publisher.js';
+import { EmbeddedSink, PublisherCore } from '../../src/transport/publisher-core.js';
+import type { PublisherSink } from '../../src/transport/publisher-core.js';
+import { STAT_SLOTS, StatsReader } from '../../src/transport/stats.js';
+import type { PublisherStats } from '../../src/transport/stats.js';
 import type { PublisherHandle } from '../../src/transport/publisher.js';
 import { InvalidConfigError } from '../../src/util/errors.js';
 import { FPM, twoEventLog, waitFor } from '../support/publisher-fixtures.js';
@@ -125,4 +129,37 @@ test('publisher - pinning reports the thread id and the CPU list', async (t) => 
     assert.equal(allowed, '0', 'only the publisher thread is pinned');
   }
   await pub.flushAndClose(2000);
+});
+
+test('publisher - with nothing reading the envelopes it counts records without copying them, exactly as a real sink sees them', async () => {
+  const envelopes: Uint8Array[] = [];
+  class CapturingSink implements PublisherSink {
+    readonly connected = true;
+    publish(_subject: string, data: Uint8Array): void {
+      envelopes.push(data.slice());
+    }
+    async flush(): Promise<boolean> {
+      return true;
+    }
+    async close(): Promise<void> {}
+  }
+  const ids = [11n, 11n, 0xffff_ffff_ffff_ffffn];
+  const run = (sink: PublisherSink): PublisherStats => {
+    const rings = ids.map(() => SpscRing.allocate(1 << 16));
+    const stats = new SharedArrayBuffer(8 * STAT_SLOTS);
+    const core = new PublisherCore({ rings, rankWorkerIds: ids, namespace: 'ns', component: 'c', sink, stats, eventsFile: null, natsVllm: true });
+    const writers = rings.map((s, r) => new RankEventWriter(new SpscRing(s), { workerId: ids[r]!, dpRank: r === 1 ? 1 : 0, kvEventsFormat: r === 2 ? 'both' : 'dynamo', vllmEncoding: 'array' }));
+    // Payloads of every bin header size: a big KV batch (> 255 B) and small FPM / load records.
+    for (let i = 0; i < 40; i++) writers[i % 3]!.writeKvEvents(twoEventLog(10 * i), 1000 + i);
+    for (let i = 0; i < 30; i++) writers[i % 3]!.writeFpm(FPM, i / 100);
+    writers[2]!.writeLoad(3, 4);
+    while (core.drainPass() > 0);
+    return new StatsReader(stats, rings).read();
+  };
+  const counted = run(new EmbeddedSink());
+  const copied = run(new CapturingSink());
+  assert.equal(copied.published, envelopes.length);
+  assert.equal(copied.bytes, envelopes.reduce((n, e) => n + e.length, 0));
+  assert.deepEqual(counted, copied, 'same messages, bytes and topics counted');
+  assert.equal(counted.published, 40 + 13 + 30 + 1, 'kv-events (rank 2 also vLLM batches), FPM, load');
 });

@@ -83,14 +83,15 @@ test('cluster - worker ids are deterministic, distinct and non-zero u64', () => 
   assert.ok(largeInboxRingBytes(16384 * 64) >= 4 * 16384 * 64 + 24);
 });
 
-test('config - --ranks-per-thread auto keeps a thread per rank up to 8 threads per core, then spreads the ranks', () => {
+test('config - --ranks-per-thread auto keeps a thread per rank up to 8 threads per core, then spreads the ranks over one thread per core', () => {
   assert.equal(autoRanksPerThread(16, 2), 1);
-  assert.equal(autoRanksPerThread(17, 2), 2);
-  assert.equal(autoRanksPerThread(4096, 2), 256);
-  assert.equal(autoRanksPerThread(4096, 4), 128);
+  assert.equal(autoRanksPerThread(17, 2), 9);
+  assert.equal(autoRanksPerThread(256, 2), 128);
+  assert.equal(autoRanksPerThread(4096, 2), 2048);
+  assert.equal(autoRanksPerThread(4096, 4), 1024);
   assert.equal(autoRanksPerThread(1, 0), 1, 'never below one thread');
   // --cpus decides the core count for auto; an explicit number wins.
-  assert.equal(normalizeServeConfig({ numWorkers: 64, cpus: String(allowedCpus()[0]) }).ranksPerThread, 8);
+  assert.equal(normalizeServeConfig({ numWorkers: 64, cpus: String(allowedCpus()[0]) }).ranksPerThread, 64);
   assert.equal(normalizeServeConfig({ numWorkers: 64, ranksPerThread: '3' }).ranksPerThread, 3);
   assert.equal(normalizeServeConfig({ numWorkers: 64, ranksPerThread: 1 }).ranksPerThread, 1);
   for (const bad of ['0', 'many', '1.5', '5000']) {

@@ -163,7 +163,7 @@ test('ring - 200k records of varying size pass through in order', () => {
   assert.equal(next, 200_000);
 });
 
-test('ring - readTagged strips the tag byte and releases space in batches until commitReads', () => {
+test('ring - readTagged strips the 4-byte frame header and releases space in batches until commitReads', () => {
   const sab = SpscRing.allocate(1024);
   const producer = new SpscRing(sab);
   const consumer = new SpscRing(sab);
@@ -175,15 +175,17 @@ test('ring - readTagged strips the tag byte and releases space in batches until 
   }
   const used = producer.usedBytes();
   const dst = new Uint8Array(100);
-  assert.equal(consumer.readTagged(dst, 90), -2, 'no room for 29 payload bytes at offset 90: nothing consumed');
+  assert.equal(consumer.readTagged(dst, 90), -2, 'no room for 26 payload bytes at offset 90: nothing consumed');
   assert.equal(consumer.lastLength, 30);
   for (let i = 0; i < 3; i++) {
-    const tag = consumer.readTagged(dst, 5);
+    // Offset 5: unaligned destinations copy too; offset 8: the aligned word path.
+    const at = i === 1 ? 8 : 5;
+    const tag = consumer.readTagged(dst, at);
     assert.equal(tag, (i % 4) + 1);
     assert.equal(consumer.lastLength, 30);
     const expect = new Uint8Array(30);
     fill(expect, i, 30);
-    assert.deepEqual([...dst.subarray(5, 34)], [...expect.subarray(1, 30)], `record ${i} payload without its tag`);
+    assert.deepEqual([...dst.subarray(at, at + 26)], [...expect.subarray(4, 30)], `record ${i} payload without its header`);
   }
   assert.equal(producer.usedBytes(), used, 'space is not released record by record');
   consumer.commitReads();
@@ -333,4 +335,30 @@ test('doorbell - a consumer learns exactly which producers rang, each once', () 
   assert.deepEqual([...out.subarray(0, consumer.takeDirty(out))], [5]);
   assert.throws(() => new Doorbell(sab, 96), RangeError, 'a producer outside the bitmap');
   assert.equal(new Doorbell(Doorbell.allocate()).tracksProducers, false);
+});
+
+test('doorbell - waitUrgent sleeps through plain rings and ends at once on ringUrgent', async () => {
+  const sab = Doorbell.allocate(4);
+  const consumer = new Doorbell(sab);
+  const producer = new Doorbell(sab, 2);
+  // A pending waitAsync does not keep the event loop alive.
+  const keepAlive = setInterval(() => undefined, 1000);
+  let t = performance.now();
+  const plain = setTimeout(() => producer.ring(), 5);
+  await consumer.waitUrgent(60);
+  clearTimeout(plain);
+  assert.ok(performance.now() - t >= 55, 'a plain ring does not end the cadence sleep');
+  t = performance.now();
+  setTimeout(() => producer.ringUrgent(), 5);
+  await consumer.waitUrgent(5000);
+  assert.ok(performance.now() - t < 2000, 'a producer with a full ring ends it');
+  const dirty = new Int32Array(4);
+  assert.equal(consumer.takeDirty(dirty), 1);
+  assert.equal(dirty[0], 2, 'both rings marked the producer');
+  // An urgent ring before the wait (after the previous one returned) is not lost.
+  producer.ringUrgent();
+  t = performance.now();
+  await consumer.waitUrgent(5000);
+  assert.ok(performance.now() - t < 2000);
+  clearInterval(keepAlive);
 });

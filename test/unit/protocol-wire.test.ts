@@ -4,7 +4,7 @@ import { Unpackr } from 'msgpackr';
 import type { KvEventLog } from '../../src/engine/types.js';
 import { KvEventKind } from '../../src/engine/types.js';
 import { RankEventWriter } from '../../src/protocol/rank-events.js';
-import { SpscRing } from '../../src/protocol/ring.js';
+import { SpscRing, TAG_BYTES } from '../../src/protocol/ring.js';
 import { TopicCode, buildSubject, endpointScoped } from '../../src/protocol/topics.js';
 import {
   MsgpackWriter,
@@ -396,7 +396,7 @@ test('topics - subjects follow namespace.{ns}.component.{component}.{topic} and 
 function readAll(ring: SpscRing): Array<{ code: number; payload: any }> {
   const dst = new Uint8Array(ring.maxRecordBytes);
   const out: Array<{ code: number; payload: any }> = [];
-  for (let n = ring.read(dst); n >= 0; n = ring.read(dst)) out.push({ code: dst[0]!, payload: decode(dst.subarray(1, n)) });
+  for (let n = ring.read(dst); n >= 0; n = ring.read(dst)) out.push({ code: dst[0]!, payload: decode(dst.subarray(TAG_BYTES, n)) });
   return out;
 }
 
