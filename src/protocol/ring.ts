@@ -298,8 +298,7 @@ export class SpscRing {
       this.copyOut(p, dst, dstOffset, first);
       if (first < n) this.copyOut(0, dst, dstOffset + first, n - first);
     }
-    this.cTail = (this.cTail + 4 + ((len + 3) & ~3)) >>> 0;
-    if (++this.uncommitted >= READ_COMMIT_BATCH) this.commitReads();
+    this.consume(len);
     return tag;
   }
 
@@ -316,9 +315,14 @@ export class SpscRing {
     const len = this.data32[pos >>> 2]! >>> 0;
     this.lastLength = len;
     const tag = len >= TAG_BYTES ? this.data[(pos + 4) & this.mask]! : 0;
+    this.consume(len);
+    return tag;
+  }
+
+  /** Consumer: step over a record of `len` payload bytes; its space is released with the next batch. */
+  private consume(len: number): void {
     this.cTail = (this.cTail + 4 + ((len + 3) & ~3)) >>> 0;
     if (++this.uncommitted >= READ_COMMIT_BATCH) this.commitReads();
-    return tag;
   }
 
   /** Consumer: publishes the consumed space to the producer and wakes it if it waits for it. */

@@ -56,6 +56,8 @@ export class FastLine {
   /** hash_ids (kind list): the first hashCount entries, as u32 (the low 32 bits, like Dynamo's `as u32`). */
   hashIds = new Uint32Array(1024);
   hashCount = 0;
+  /** The last number scanUint() read. */
+  uint = 0;
 }
 
 const enum C {
@@ -136,20 +138,11 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
     if (key !== FastKey.other && kind[key] !== FastValue.absent) return false;
     const c = buf[p] as number;
     if (c >= C.zero && c <= C.nine) {
-      // Non-negative integer: no leading zeros, at most 15 digits (exact as a double).
-      const numStart = p;
-      let v = 0;
-      while (p < end) {
-        const d = (buf[p] as number) - C.zero;
-        if (d < 0 || d > 9) break;
-        v = v * 10 + d;
-        p++;
-      }
-      const digits = p - numStart;
-      if (digits > 15 || (digits > 1 && c === C.zero)) return false;
+      p = scanUint(buf, p, end, out);
+      if (p < 0) return false;
       if (key !== FastKey.other) {
         kind[key] = FastValue.number;
-        out.num[key] = v;
+        out.num[key] = out.uint;
       }
     } else if (c === C.quote) {
       const strStart = ++p;
@@ -181,24 +174,14 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
         p++;
       } else {
         for (;;) {
-          const first = buf[p] as number;
-          if (p >= end || first < C.zero || first > C.nine) return false;
-          const numStart = p;
-          let v = 0;
-          while (p < end) {
-            const d = (buf[p] as number) - C.zero;
-            if (d < 0 || d > 9) break;
-            v = v * 10 + d;
-            p++;
-          }
-          const digits = p - numStart;
-          if (digits > 15 || (digits > 1 && first === C.zero)) return false;
+          p = p < end ? scanUint(buf, p, end, out) : -1;
+          if (p < 0) return false;
           if (n === ids.length) {
             const grown = new Uint32Array(ids.length * 2);
             grown.set(ids);
             ids = out.hashIds = grown;
           }
-          ids[n++] = v % 4294967296;
+          ids[n++] = out.uint % 4294967296;
           while (p < end && isSpace(buf[p] as number)) p++;
           if (p >= end) return false;
           if (buf[p] === C.comma) {
@@ -230,6 +213,28 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
     while (p < end && isSpace(buf[p] as number)) p++;
     return p === end;
   }
+}
+
+/**
+ * A non-negative JSON integer starting at p: no sign, fraction or exponent, no leading zero, at
+ * most 15 digits (exact as a double). Leaves the value in out.uint and returns the position after
+ * it, or -1 when the number needs JSON.parse.
+ */
+function scanUint(buf: Uint8Array, p: number, end: number, out: FastLine): number {
+  const first = buf[p] as number;
+  if (first < C.zero || first > C.nine) return -1;
+  const start = p;
+  let v = 0;
+  while (p < end) {
+    const d = (buf[p] as number) - C.zero;
+    if (d < 0 || d > 9) break;
+    v = v * 10 + d;
+    p++;
+  }
+  const digits = p - start;
+  if (digits > 15 || (digits > 1 && first === C.zero)) return -1;
+  out.uint = v;
+  return p;
 }
 
 /** ASCII bytes (checked by the caller) as a string. */

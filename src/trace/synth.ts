@@ -438,9 +438,15 @@ export async function synthesizeTrace(source: readonly TraceRequest[], opts: Syn
     if (!out.fits(need)) await flush(need);
     if (!out.fits(need)) out.take(need);
   };
-  const ids = (n: number): void => {
+  /** `, "input_length": …, "output_length": …, "hash_ids": [...]` of the current path (draws input, then output length). */
+  const lengthsAndIds = (): void => {
+    const n = path.length;
+    out.ascii(', "input_length": ');
+    out.uint(model.inputLength(n, u));
+    out.ascii(', "output_length": ');
+    out.uint(model.outputLen(u));
+    out.ascii(', "hash_ids": [');
     const d = path.data;
-    out.ascii('[');
     for (let k = 0; k < n; k++) {
       if (k > 0) out.ascii(', ');
       out.uint(d[k] as number);
@@ -462,12 +468,7 @@ export async function synthesizeTrace(source: readonly TraceRequest[], opts: Syn
       await room(path.length);
       out.ascii('{"timestamp": ');
       out.uint(ts);
-      out.ascii(', "input_length": ');
-      out.uint(model.inputLength(path.length, u));
-      out.ascii(', "output_length": ');
-      out.uint(model.outputLen(u));
-      out.ascii(', "hash_ids": ');
-      ids(path.length);
+      lengthsAndIds();
       if (sid !== null) {
         out.ascii(', "session_id": "');
         out.ascii(sid);
@@ -485,12 +486,7 @@ export async function synthesizeTrace(source: readonly TraceRequest[], opts: Syn
         out.ascii(sid as string);
         out.ascii('", "delay": ');
         out.uint(delay);
-        out.ascii(', "input_length": ');
-        out.uint(model.inputLength(path.length, u));
-        out.ascii(', "output_length": ');
-        out.uint(model.outputLen(u));
-        out.ascii(', "hash_ids": ');
-        ids(path.length);
+        lengthsAndIds();
         out.ascii('}\n');
         requests++;
       }
