@@ -281,13 +281,9 @@ export class SpscRing {
    * when stopping before the ring is empty.
    */
   readTagged(dst: Uint8Array, dstOffset: number): number {
-    if (!this.hasRecord()) {
-      this.commitReads();
-      return -1;
-    }
+    const len = this.nextLength();
+    if (len < 0) return -1;
     const pos = this.cTail & this.mask;
-    const len = this.data32[pos >>> 2]! >>> 0;
-    this.lastLength = len;
     let tag = 0;
     if (len >= TAG_BYTES) {
       const n = len - TAG_BYTES;
@@ -307,16 +303,26 @@ export class SpscRing {
    * when the ring is empty) and leaves its length in `lastLength`.
    */
   skipTagged(): number {
+    const len = this.nextLength();
+    if (len < 0) return -1;
+    const pos = this.cTail & this.mask;
+    const tag = len >= TAG_BYTES ? this.data[(pos + 4) & this.mask]! : 0;
+    this.consume(len);
+    return tag;
+  }
+
+  /**
+   * Consumer: the payload length of the next record (also left in `lastLength`), or -1 when the
+   * ring is empty (read space is then released).
+   */
+  private nextLength(): number {
     if (!this.hasRecord()) {
       this.commitReads();
       return -1;
     }
-    const pos = this.cTail & this.mask;
-    const len = this.data32[pos >>> 2]! >>> 0;
+    const len = this.data32[(this.cTail & this.mask) >>> 2]! >>> 0;
     this.lastLength = len;
-    const tag = len >= TAG_BYTES ? this.data[(pos + 4) & this.mask]! : 0;
-    this.consume(len);
-    return tag;
+    return len;
   }
 
   /** Consumer: step over a record of `len` payload bytes; its space is released with the next batch. */

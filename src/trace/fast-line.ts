@@ -120,13 +120,8 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
     // "key"
     if (p >= end || buf[p] !== C.quote) return false;
     const keyStart = ++p;
-    while (p < end) {
-      const c = buf[p] as number;
-      if (c === C.quote) break;
-      if (c === C.backslash || c >= 0x80 || c < 0x20) return false;
-      p++;
-    }
-    if (p >= end) return false;
+    p = scanPlainString(buf, p, end);
+    if (p < 0) return false;
     const key = keyId(buf, keyStart, p);
     p++;
     while (p < end && isSpace(buf[p] as number)) p++;
@@ -146,13 +141,8 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
       }
     } else if (c === C.quote) {
       const strStart = ++p;
-      while (p < end) {
-        const s = buf[p] as number;
-        if (s === C.quote) break;
-        if (s === C.backslash || s >= 0x80 || s < 0x20) return false;
-        p++;
-      }
-      if (p >= end) return false;
+      p = scanPlainString(buf, p, end);
+      if (p < 0) return false;
       if (key === FastKey.sessionId) {
         kind[key] = FastValue.string;
         out.sessionId = latin1(buf, strStart, p);
@@ -213,6 +203,20 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
     while (p < end && isSpace(buf[p] as number)) p++;
     return p === end;
   }
+}
+
+/**
+ * The body of a JSON string starting at p (after its opening quote) when it is plain ASCII: returns
+ * the position of the closing quote, or -1 for escapes, control or non-ASCII bytes, or no end.
+ */
+function scanPlainString(buf: Uint8Array, p: number, end: number): number {
+  while (p < end) {
+    const c = buf[p] as number;
+    if (c === C.quote) return p;
+    if (c === C.backslash || c >= 0x80 || c < 0x20) return -1;
+    p++;
+  }
+  return -1;
 }
 
 /**
