@@ -21,7 +21,7 @@ import { Scalar } from '../protocol/rank-counters.js';
 import type { HistogramDef } from '../protocol/rank-counters.js';
 import { deflateSegmentSync, gzipMember, inflateSegmentSync } from './gzip-segments.js';
 import type { Segment } from './gzip-segments.js';
-import { TextWriter, fmt } from './text-writer.js';
+import { TextWriter, fmt } from '../util/text-writer.js';
 
 type Labels = Record<string, string | number>;
 

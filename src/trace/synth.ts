@@ -26,6 +26,7 @@ import { createWriteStream } from 'node:fs';
 import type { TraceRequest } from './mooncake.js';
 import { ChildTable } from './child-table.js';
 import { InvalidConfigError } from '../util/errors.js';
+import { TextWriter } from '../util/text-writer.js';
 
 export interface SynthOptions {
   /** Output span: arrivals at t ∈ [0, durationMs). */
@@ -359,57 +360,18 @@ function checkOptions(o: SynthOptions): void {
   }
 }
 
-/**
- * JSONL bytes built in place: a day-long trace is 300 MiB of digits, and building it from template
- * strings spent most of its time in string ropes and the garbage collector.
- */
-class JsonlBytes {
-  buf: Buffer;
-  len = 0;
-  constructor(private readonly chunkBytes: number) {
-    this.buf = Buffer.allocUnsafe(chunkBytes);
-  }
-  /** Room for n more bytes, or false (the caller flushes first). */
-  fits(n: number): boolean {
-    return this.len + n <= this.buf.length;
-  }
-  /** The bytes so far, handed over (the next line goes to a fresh buffer of at least minBytes). */
-  take(minBytes: number): Buffer {
-    const out = this.buf.subarray(0, this.len);
-    this.buf = Buffer.allocUnsafe(Math.max(this.chunkBytes, minBytes));
-    this.len = 0;
-    return out;
-  }
-  /** ASCII text (the constant pieces of a line). */
-  ascii(s: string): void {
-    const buf = this.buf;
-    let len = this.len;
-    for (let i = 0; i < s.length; i++) buf[len++] = s.charCodeAt(i);
-    this.len = len;
-  }
-  /** A non-negative integer, as String(n) writes it. */
-  uint(n: number): void {
-    if (!(Number.isSafeInteger(n) && n >= 0)) {
-      this.ascii(String(n));
-      return;
-    }
-    const buf = this.buf;
-    let digits = 1;
-    for (let p = 10; p <= n; p *= 10) digits++;
-    let i = this.len + digits;
-    this.len = i;
-    do {
-      const q = Math.floor(n / 10);
-      buf[--i] = 48 + (n - q * 10);
-      n = q;
-    } while (n > 0);
-  }
-}
-
-/** Bytes one line may take besides its hash ids (fields, separators, session id). */
-const LINE_FIXED_BYTES = 256;
-/** Most bytes one hash id takes: ", " and 16 digits (ids < 2^53). */
-const HASH_ID_BYTES = 18;
+// The constant pieces of a line, encoded once (TextWriter copies them).
+const TIMESTAMP = Buffer.from('{"timestamp": ');
+const INPUT_LENGTH = Buffer.from(', "input_length": ');
+const OUTPUT_LENGTH = Buffer.from(', "output_length": ');
+const HASH_IDS = Buffer.from(', "hash_ids": [');
+const ID_SEP = Buffer.from(', ');
+const SESSION_ID = Buffer.from(', "session_id": "');
+const QUOTE = Buffer.from('"');
+const LATER_TURN = Buffer.from('{"session_id": "');
+const DELAY = Buffer.from('", "delay": ');
+const LIST_END = Buffer.from(']');
+const LINE_END = Buffer.from('}\n');
 
 /**
  * Generate the synthetic trace, handing out JSONL bytes in pieces (≈ 1 MiB) to `write`; a piece
@@ -423,35 +385,31 @@ export async function synthesizeTrace(source: readonly TraceRequest[], opts: Syn
   const leaf = new Int32Array(1);
   let nextLeafId = model.firstLeafId;
   const CHUNK = 1 << 20;
-  const out = new JsonlBytes(CHUNK);
+  // Lines are written as bytes (src/util/text-writer.ts): 300 MiB of digits through template
+  // strings spent most of their time in string ropes and the garbage collector.
+  const out = new TextWriter(CHUNK + (CHUNK >> 2));
   let bytes = 0;
   let requests = 0, sessions = 0;
   let lastTs = 0;
-  const flush = async (minBytes: number): Promise<void> => {
-    if (out.len === 0) return;
-    bytes += out.len;
-    await write(out.take(minBytes));
-  };
-  /** Make room for a line with n hash ids. */
-  const room = async (n: number): Promise<void> => {
-    const need = LINE_FIXED_BYTES + n * HASH_ID_BYTES;
-    if (!out.fits(need)) await flush(need);
-    if (!out.fits(need)) out.take(need);
+  const flush = async (): Promise<void> => {
+    if (out.length === 0) return;
+    bytes += out.length;
+    await write(out.take(CHUNK + (CHUNK >> 2)));
   };
   /** `, "input_length": …, "output_length": …, "hash_ids": [...]` of the current path (draws input, then output length). */
   const lengthsAndIds = (): void => {
     const n = path.length;
-    out.ascii(', "input_length": ');
-    out.uint(model.inputLength(n, u));
-    out.ascii(', "output_length": ');
-    out.uint(model.outputLen(u));
-    out.ascii(', "hash_ids": [');
+    out.bytes(INPUT_LENGTH);
+    out.number(model.inputLength(n, u));
+    out.bytes(OUTPUT_LENGTH);
+    out.number(model.outputLen(u));
+    out.bytes(HASH_IDS);
     const d = path.data;
     for (let k = 0; k < n; k++) {
-      if (k > 0) out.ascii(', ');
-      out.uint(d[k] as number);
+      if (k > 0) out.bytes(ID_SEP);
+      out.number(d[k] as number);
     }
-    out.ascii(']');
+    out.bytes(LIST_END);
   };
   let t = 0;
   while (t < opts.durationMs) {
@@ -465,38 +423,37 @@ export async function synthesizeTrace(source: readonly TraceRequest[], opts: Syn
       sessions++;
       // Same field order and evaluation order (input length, then output length) as ever: the
       // random stream and the bytes stay those of earlier versions.
-      await room(path.length);
-      out.ascii('{"timestamp": ');
-      out.uint(ts);
+      out.bytes(TIMESTAMP);
+      out.number(ts);
       lengthsAndIds();
       if (sid !== null) {
-        out.ascii(', "session_id": "');
-        out.ascii(sid);
-        out.ascii('"');
+        out.bytes(SESSION_ID);
+        out.str(sid);
+        out.bytes(QUOTE);
       }
-      out.ascii('}\n');
+      out.bytes(LINE_END);
       requests++;
       for (let k = 1; k < turns; k++) {
         const add = model.turnAdded(u);
         for (let j = 0; j < add; j++) path.push(nextLeafId + j);
         nextLeafId += add;
         const delay = Math.round(model.turnDelay(u) / opts.rateScale);
-        await room(path.length);
-        out.ascii('{"session_id": "');
-        out.ascii(sid as string);
-        out.ascii('", "delay": ');
-        out.uint(delay);
+        out.bytes(LATER_TURN);
+        out.str(sid as string);
+        out.bytes(DELAY);
+        out.number(delay);
         lengthsAndIds();
-        out.ascii('}\n');
+        out.bytes(LINE_END);
         requests++;
       }
+      if (out.length >= CHUNK) await flush();
     }
     lastTs = ts;
     const gap = model.groupGap(u);
     if (gap === null) break;
     t += gap / opts.rateScale;
   }
-  await flush(0);
+  await flush();
   return { requests, sessions, spanMs: lastTs, bytes };
 }
 
