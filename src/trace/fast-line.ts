@@ -84,6 +84,12 @@ function isSpace(c: number): boolean {
   return c === C.space || c === C.tab || c === C.cr || c === C.nl;
 }
 
+/** The first position at or after p that is not JSON whitespace (end if none). */
+function skipSpace(buf: Uint8Array, p: number, end: number): number {
+  while (p < end && isSpace(buf[p] as number)) p++;
+  return p;
+}
+
 /** Key id of the ASCII key bytes [start, end), FastKey.other when unknown. */
 function keyId(buf: Uint8Array, start: number, end: number): number {
   const len = end - start;
@@ -111,10 +117,10 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
   const kind = out.kind;
   kind.fill(FastValue.absent);
   let p = start;
-  while (p < end && isSpace(buf[p] as number)) p++;
+  p = skipSpace(buf, p, end);
   if (p >= end || buf[p] !== C.lbrace) return false;
   p++;
-  while (p < end && isSpace(buf[p] as number)) p++;
+  p = skipSpace(buf, p, end);
   if (p < end && buf[p] === C.rbrace) return false; // {} — let the full path name what is missing
   for (;;) {
     // "key"
@@ -124,10 +130,10 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
     if (p < 0) return false;
     const key = keyId(buf, keyStart, p);
     p++;
-    while (p < end && isSpace(buf[p] as number)) p++;
+    p = skipSpace(buf, p, end);
     if (p >= end || buf[p] !== C.colon) return false;
     p++;
-    while (p < end && isSpace(buf[p] as number)) p++;
+    p = skipSpace(buf, p, end);
     if (p >= end) return false;
     // A repeated known key: JSON.parse keeps the last one; leave that rule to it.
     if (key !== FastKey.other && kind[key] !== FastValue.absent) return false;
@@ -159,7 +165,7 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
       p++;
       let n = 0;
       let ids = out.hashIds;
-      while (p < end && isSpace(buf[p] as number)) p++;
+      p = skipSpace(buf, p, end);
       if (p < end && buf[p] === C.rbracket) {
         p++;
       } else {
@@ -172,11 +178,11 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
             ids = out.hashIds = grown;
           }
           ids[n++] = out.uint % 4294967296;
-          while (p < end && isSpace(buf[p] as number)) p++;
+          p = skipSpace(buf, p, end);
           if (p >= end) return false;
           if (buf[p] === C.comma) {
             p++;
-            while (p < end && isSpace(buf[p] as number)) p++;
+            p = skipSpace(buf, p, end);
             continue;
           }
           if (buf[p] === C.rbracket) {
@@ -191,16 +197,16 @@ export function scanLine(buf: Uint8Array, start: number, end: number, out: FastL
     } else {
       return false;
     }
-    while (p < end && isSpace(buf[p] as number)) p++;
+    p = skipSpace(buf, p, end);
     if (p >= end) return false;
     if (buf[p] === C.comma) {
       p++;
-      while (p < end && isSpace(buf[p] as number)) p++;
+      p = skipSpace(buf, p, end);
       continue;
     }
     if (buf[p] !== C.rbrace) return false;
     p++;
-    while (p < end && isSpace(buf[p] as number)) p++;
+    p = skipSpace(buf, p, end);
     return p === end;
   }
 }
