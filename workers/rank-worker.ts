@@ -429,11 +429,8 @@ class RankLoop {
     c[Scalar.passes] = (c[Scalar.passes] as number) + 1;
     if (res.numScheduledTokens > 0) observe(c, 0, layout.iterationTokens, res.numScheduledTokens);
     const urgent = this.recordPass(res, this.passStart, now) || res.numFinished > 0 || res.numAdmissions > 0;
-    if (!urgent && !this.hasRouterFeed() && !this.keepLazy(res, now)) {
-      this.writeOutput(res.numTokens, now, false);
-    } else if (urgent || this.hasRouterFeed()) {
-      this.writeOutput(res.numTokens + res.numFinished + res.numAdmissions, now, urgent);
-    }
+    if (urgent || this.hasRouterFeed()) this.writeOutput(res.numTokens + res.numFinished + res.numAdmissions, now, urgent);
+    else if (!this.keepLazy(res, now)) this.writeOutput(res.numTokens, now, false);
     this.updateGauges();
     this.maybePublishLoad(now);
   }

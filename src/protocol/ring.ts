@@ -316,12 +316,9 @@ export class SpscRing {
    * ring is empty (read space is then released).
    */
   private nextLength(): number {
-    if (!this.hasRecord()) {
-      this.commitReads();
-      return -1;
-    }
-    const len = this.data32[(this.cTail & this.mask) >>> 2]! >>> 0;
-    this.lastLength = len;
+    const len = this.peekLength();
+    if (len < 0) this.commitReads();
+    else this.lastLength = len;
     return len;
   }
 
