@@ -15,6 +15,11 @@
  * own rendering (see below). wakeups_per_pass_by_thread: voluntary
  * context switches (a thread that slept and was woken: futex waits, timers) per pass, by role, from
  * /proc/<pid>/task/<tid>/status.
+ * lateness_over_2ms_ratio: the fraction of those passes in lateness buckets above 2 ms.
+ * platform_wait_*: the platform's floor, measured in the same interval by a probe thread in this
+ * process that sleeps like a rank thread (timed Atomics.wait of 1–6.5 ms that nobody notifies,
+ * bench/lib/wake-probe.ts): how late its waits returned after their timeouts (exact p50/p99 over
+ * platform_waits waits, and the fraction more than 2 ms late).
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +27,7 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { histogramQuantile } from '../src/protocol/rank-counters.js';
 import { cpuByRole, spawnReady, threadCpuMs, threadRoles } from './lib/process.js';
+import { startWakeProbe } from './lib/wake-probe.js';
 
 /** Voluntary context switches of each thread of a process, by tid. */
 function threadWakeups(pid: number): Map<number, number> {
@@ -116,6 +122,7 @@ await new Promise((r) => setTimeout(r, warmup * 1000));
 // at thousands of ranks and renders on the main thread. So everything is measured between the
 // two scrapes' starts, except the main thread and V8's helper threads, whose CPU is taken at its
 // rate in the quiet part (after the first scrape ended) so the scrape's own rendering is left out.
+const probe = startWakeProbe();
 const threadsAtStart = threadCpuMs(ready.pid);
 const wakeupsAtStart = threadWakeups(ready.pid);
 const beforeAt = performance.now();
@@ -127,7 +134,7 @@ await new Promise((r) => setTimeout(r, seconds * 1000));
 const threadsAtEnd = threadCpuMs(ready.pid);
 const wakeupsAtEnd = threadWakeups(ready.pid);
 const afterAt = performance.now();
-const after = await get('/metrics');
+const [after, platform] = await Promise.all([get('/metrics'), probe.stop()]);
 const measuredS = (afterAt - beforeAt) / 1000;
 const quietS = (afterAt - quietFrom) / 1000;
 const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${ready.pid}/status`, 'utf8'))?.[1] ?? 'NaN');
@@ -135,6 +142,14 @@ const a = lateness(before);
 const b = lateness(after);
 const delta = b.counts.map((c, i) => c - (a.counts[i] ?? 0));
 const passCount = passes(after) - passes(before);
+// Bucket i holds lateness in (buckets[i-1], buckets[i]]; with 0.002 a bound, "above 2 ms" is exact.
+if (!b.buckets.includes(0.002)) throw new Error(`mockfleet_pass_lateness_seconds has no 0.002 bucket bound: ${b.buckets.join(',')}`);
+let observed = 0;
+let over2ms = 0;
+for (let i = 0; i < delta.length; i++) {
+  observed += delta[i] as number;
+  if (i > 0 && (b.buckets[i - 1] as number) >= 0.002) over2ms += delta[i] as number;
+}
 // Where serve's CPU per pass goes: main (HTTP + output fan-out), publisher, rank threads, and the
 // rest (V8 GC helpers, libuv pool).
 const cpuMsByRole = cpuByRole(threadsAtStart, threadsAtEnd, roles);
@@ -170,6 +185,11 @@ console.log(
     lateness_p50_ms: Number((histogramQuantile(b.buckets, delta, 0.5) * 1000).toFixed(3)),
     lateness_p90_ms: Number((histogramQuantile(b.buckets, delta, 0.9) * 1000).toFixed(3)),
     lateness_p99_ms: Number((histogramQuantile(b.buckets, delta, 0.99) * 1000).toFixed(3)),
+    lateness_over_2ms_ratio: observed > 0 ? Number((over2ms / observed).toFixed(5)) : null,
+    platform_wait_late_p50_ms: Number(platform.lateP50Ms.toFixed(3)),
+    platform_wait_late_p99_ms: Number(platform.lateP99Ms.toFixed(3)),
+    platform_wait_late_over_2ms_ratio: Number(platform.lateOver2msRatio.toFixed(5)),
+    platform_waits: platform.waits,
     measured_s: Number(measuredS.toFixed(2)),
     node: process.version,
   }),
