@@ -218,7 +218,7 @@ export class Engine {
     this.vocabulary = options.generatedVocabulary !== undefined && options.generatedVocabulary.length > 0
       ? options.generatedVocabulary
       : defaultGeneratedVocabulary(TOKEN_ID_MIN, TOKEN_ID_SPAN);
-    this.pool = new BlockPool(this.args.numGpuBlocks, this.prefixCaching, this.recorder);
+    this.pool = new BlockPool(this.args.numGpuBlocks, this.prefixCaching, this.recorder, options.reserveBlocks === true);
     this.rng = new Rng(this.args.seed);
     this.result = new StepResultBuffer(this.args.maxNumSeqs);
     this.running = new Int32Array(this.args.maxNumSeqs);
@@ -1232,9 +1232,10 @@ export class Engine {
    * at least 2× (capped at the cache size), so a slot reused by ever longer prompts reallocates
    * only a few times.
    */
+  /** Room for `tokens` in a slot about to take a new request: what the buffers held is dead, not copied. */
   private ensureSlotBuffers(slot: number, tokens: number): void {
     const cur = (this.slotTokens[slot] as Uint32Array).length;
-    if (cur < tokens) this.resizeSlotBuffers(slot, Math.max(tokens, Math.min(cur * 2, this.cacheTokens)));
+    if (cur < tokens) this.resizeSlotBuffers(slot, Math.max(tokens, Math.min(cur * 2, this.cacheTokens)), false);
   }
 
   private growSlotBuffers(slot: number, minTokens: number): Uint32Array {
@@ -1246,19 +1247,19 @@ export class Engine {
     return this.slotTokens[slot] as Uint32Array;
   }
 
-  private resizeSlotBuffers(slot: number, tokens: number): void {
+  private resizeSlotBuffers(slot: number, tokens: number, keep = true): void {
     const bs = this.bs;
     const t = new Uint32Array(tokens);
-    t.set(this.slotTokens[slot] as Uint32Array);
+    if (keep) t.set(this.slotTokens[slot] as Uint32Array);
     this.slotTokens[slot] = t;
     const nb = Math.ceil(tokens / bs);
     const b = new Int32Array(nb);
-    b.set(this.slotBlocks[slot] as Int32Array);
+    if (keep) b.set(this.slotBlocks[slot] as Int32Array);
     this.slotBlocks[slot] = b;
     const nh = Math.floor(tokens / bs);
     const grow = (a: Uint32Array): Uint32Array => {
       const c = new Uint32Array(nh);
-      c.set(a.length <= nh ? a : a.subarray(0, nh));
+      if (keep) c.set(a.length <= nh ? a : a.subarray(0, nh));
       return c;
     };
     this.slotSeqHi[slot] = grow(this.slotSeqHi[slot] as Uint32Array);

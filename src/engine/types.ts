@@ -191,4 +191,10 @@ export interface EngineOptions {
    * tokenizer's round-tripping subset. Default: [1000, 2000).
    */
   readonly generatedVocabulary?: Uint32Array;
+  /**
+   * Size the block pool and its prefix-cache table for every GPU block up front (default false:
+   * they grow with use, so an idle serving rank stays small). The offline replayer sets it: its
+   * ranks fill their pools anyway, and growing means copying and rehashing on the way.
+   */
+  readonly reserveBlocks?: boolean;
 }

@@ -377,7 +377,7 @@ class OfflineSim {
     this.numRanks = numRanks;
     const engines: Engine[] = [];
     // The router reads only block hashes from KV events, so the engines skip copying token ids.
-    for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, { recordEventTokens: false }));
+    for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, { recordEventTokens: false, reserveBlocks: true }));
     this.engines = engines;
     const load: RankLoadView = {
       numRanks,
@@ -417,7 +417,6 @@ class OfflineSim {
     this.coast = opts.coastDecodeRuns !== false;
     this.runLen = new Int32Array(numRanks);
     this.runStartMs = new Float64Array(numRanks);
-    this.memo = new TraceHashMemo(this.tbs, args.blockSize);
     this.route = {
       numBlocks: 0, seqHashHi: new Uint32Array(4096), seqHashLo: new Uint32Array(4096), promptTokens: 0, firstRank: 0, numCandidateRanks: numRanks,
     };
@@ -446,6 +445,10 @@ class OfflineSim {
     for (let i = 0; i < n; i++) {
       if (isFirst[i] === 1) this.arrivals.push(((reqs[i] as TraceRequest).timestampMs - t0) / this.arrivalRatio, i);
     }
+    // Distinct prefixes are at most the trace blocks of all prompts: the memo's edge table is sized for them.
+    let traceBlocks = 0;
+    for (let i = 0; i < n; i++) traceBlocks += Math.ceil((this.promptTokens[i] as number) / this.tbs);
+    this.memo = new TraceHashMemo(this.tbs, args.blockSize, undefined, traceBlocks);
   }
 
   run(onProgress?: (simulatedMs: number, arrived: number, total: number) => void): void {

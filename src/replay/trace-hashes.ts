@@ -21,32 +21,42 @@ import { ChildTable } from '../trace/child-table.js';
  * and keeps memory independent of the trace length. The hashes are the same either way.
  */
 const MAX_NODES = 1 << 20;
+/** Nodes per storage page: the trie grows by adding pages, never by copying what it holds. */
+const PAGE_SHIFT = 12;
+const PAGE_NODES = 1 << PAGE_SHIFT;
+const PAGE_MASK = PAGE_NODES - 1;
 
 export class TraceHashMemo {
   private readonly tbs: number;
   private readonly bs: number;
   /** Engine blocks per trace block when aligned, else 0 (no memo). */
   private readonly per: number;
-  private child = new ChildTable();
+  private child: ChildTable;
+  private readonly childCapacity: number;
   private numNodes = 1; // node 0 = root
-  private hi = new Uint32Array(0);
-  private lo = new Uint32Array(0);
-  /** Tokens hash (the repeated id's block hash) per node: the same for all its engine blocks. */
-  private tokHi = new Uint32Array(0);
-  private tokLo = new Uint32Array(0);
+  /** Per page of PAGE_NODES nodes: `per` chained sequence hashes per node (hi, lo halves). */
+  private readonly hiPages: Uint32Array[] = [];
+  private readonly loPages: Uint32Array[] = [];
+  /** Per page: the tokens hash (the repeated id's block hash) per node, the same for all its engine blocks. */
+  private readonly tokHiPages: Uint32Array[] = [];
+  private readonly tokLoPages: Uint32Array[] = [];
   private readonly idTokens: Uint32Array;
   private readonly out = new Uint32Array(2);
 
   private readonly maxNodes: number;
 
-  /** `maxNodes` (tests) overrides the trie size limit. */
-  constructor(traceBlockSize: number, blockSize: number, maxNodes = MAX_NODES) {
+  /**
+   * `maxNodes` (tests) overrides the trie size limit; `expectedNodes` (at most the trace's total
+   * trace blocks) sizes the edge table so it does not rehash on the way up.
+   */
+  constructor(traceBlockSize: number, blockSize: number, maxNodes = MAX_NODES, expectedNodes = 0) {
     this.maxNodes = maxNodes;
     this.tbs = traceBlockSize;
     this.bs = blockSize;
     this.per = traceBlockSize % blockSize === 0 ? traceBlockSize / blockSize : 0;
     this.idTokens = new Uint32Array(this.per > 0 ? blockSize : 0);
-    this.grow(1024);
+    this.childCapacity = this.per > 0 ? Math.min(expectedNodes, maxNodes) : 0;
+    this.child = new ChildTable(this.childCapacity);
   }
 
   /**
@@ -71,7 +81,8 @@ export class TraceHashMemo {
     const nb = Math.floor(promptLen / this.bs);
     const trieBlocks = Math.ceil(promptLen / this.tbs);
     if (this.per > 0 && trieBlocks < this.maxNodes && this.numNodes + trieBlocks >= this.maxNodes) {
-      this.child = new ChildTable();
+      // Pages are kept: the rebuilt trie overwrites them.
+      this.child = new ChildTable(this.childCapacity);
       this.numNodes = 1;
     }
     if (this.per === 0 || this.numNodes + trieBlocks >= this.maxNodes) {
@@ -91,16 +102,17 @@ export class TraceHashMemo {
         next = this.addNode(node, id);
         this.child.set(node, id, next);
       }
-      const base = next * per;
+      const page = next >>> PAGE_SHIFT, at = next & PAGE_MASK;
+      const base = at * per;
       const take = Math.min(per, nb - filled);
-      const hi = this.hi, lo = this.lo;
+      const hi = this.hiPages[page] as Uint32Array, lo = this.loPages[page] as Uint32Array;
       for (let j = 0; j < take; j++) {
         outHi[filled + j] = hi[base + j] as number;
         outLo[filled + j] = lo[base + j] as number;
       }
       if (tokHi !== null && tokLo !== null) {
         // Every engine block of a trace block holds the same repeated id: one tokens hash.
-        const th = this.tokHi[next] as number, tl = this.tokLo[next] as number;
+        const th = (this.tokHiPages[page] as Uint32Array)[at] as number, tl = (this.tokLoPages[page] as Uint32Array)[at] as number;
         for (let j = 0; j < take; j++) {
           tokHi[filled + j] = th;
           tokLo[filled + j] = tl;
@@ -116,18 +128,21 @@ export class TraceHashMemo {
   private addNode(parent: number, id: number): number {
     const node = this.numNodes++;
     const per = this.per;
-    if ((node + 1) * per > this.hi.length) this.grow(this.hi.length * 2);
+    const page = node >>> PAGE_SHIFT, at = node & PAGE_MASK;
+    if (page === this.hiPages.length) this.addPage();
+    const hiPage = this.hiPages[page] as Uint32Array, loPage = this.loPages[page] as Uint32Array;
     const out = this.out;
     this.idTokens.fill(id);
     xxh3Tokens(this.idTokens, 0, this.bs, out);
     const tokHi = out[0] as number, tokLo = out[1] as number;
-    this.tokHi[node] = tokHi;
-    this.tokLo[node] = tokLo;
+    (this.tokHiPages[page] as Uint32Array)[at] = tokHi;
+    (this.tokLoPages[page] as Uint32Array)[at] = tokLo;
     let prevHi = 0, prevLo = 0;
     let hasPrev = parent !== 0;
     if (hasPrev) {
-      prevHi = this.hi[parent * per + per - 1] as number;
-      prevLo = this.lo[parent * per + per - 1] as number;
+      const pAt = (parent & PAGE_MASK) * per + per - 1;
+      prevHi = (this.hiPages[parent >>> PAGE_SHIFT] as Uint32Array)[pAt] as number;
+      prevLo = (this.loPages[parent >>> PAGE_SHIFT] as Uint32Array)[pAt] as number;
     }
     for (let j = 0; j < per; j++) {
       if (hasPrev) {
@@ -139,27 +154,17 @@ export class TraceHashMemo {
         prevLo = tokLo;
         hasPrev = true;
       }
-      this.hi[node * per + j] = prevHi;
-      this.lo[node * per + j] = prevLo;
+      hiPage[at * per + j] = prevHi;
+      loPage[at * per + j] = prevLo;
     }
     return node;
   }
 
-  private grow(cap: number): void {
-    const hi = new Uint32Array(Math.max(cap, this.per * 1024));
-    const lo = new Uint32Array(hi.length);
-    hi.set(this.hi);
-    lo.set(this.lo);
-    this.hi = hi;
-    this.lo = lo;
-    // One tokens hash per node: hi holds `per` entries per node.
-    const nodes = this.per > 0 ? Math.floor(hi.length / this.per) : 0;
-    const tHi = new Uint32Array(nodes);
-    const tLo = new Uint32Array(nodes);
-    tHi.set(this.tokHi);
-    tLo.set(this.tokLo);
-    this.tokHi = tHi;
-    this.tokLo = tLo;
+  private addPage(): void {
+    this.hiPages.push(new Uint32Array(PAGE_NODES * this.per));
+    this.loPages.push(new Uint32Array(PAGE_NODES * this.per));
+    this.tokHiPages.push(new Uint32Array(PAGE_NODES));
+    this.tokLoPages.push(new Uint32Array(PAGE_NODES));
   }
 }
 

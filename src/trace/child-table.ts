@@ -9,8 +9,11 @@ export class ChildTable {
   private child = new Int32Array(0);
   private mask = 0;
   private count = 0;
-  constructor() {
-    this.allocate(1 << 12);
+  /** `expectedEdges` sizes the table up front (it still doubles past half full). */
+  constructor(expectedEdges = 0) {
+    let cap = 1 << 12;
+    while (cap < 2 * expectedEdges) cap *= 2;
+    this.allocate(cap);
   }
   private slotOf(parent: number, id: number): number {
     const x = Math.imul(id ^ Math.imul(parent, 0x85ebca6b), 0x9e3779b1);

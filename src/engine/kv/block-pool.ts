@@ -56,10 +56,11 @@ export class BlockPool {
   readonly table: BlockHashTable;
   private readonly events: KvEventRecorder;
 
-  constructor(numBlocks: number, prefixCaching: boolean, events: KvEventRecorder) {
+  /** `reserve`: size everything for numBlocks now (EngineOptions.reserveBlocks). */
+  constructor(numBlocks: number, prefixCaching: boolean, events: KvEventRecorder, reserve = false) {
     this.numBlocks = numBlocks;
     this.prefixCaching = prefixCaching;
-    this.cap = Math.min(numBlocks, INITIAL_BLOCKS);
+    this.cap = reserve ? numBlocks : Math.min(numBlocks, INITIAL_BLOCKS);
     this.refCount = new Int32Array(this.cap);
     this.state = new Uint8Array(this.cap);
     this.full = new Uint8Array(this.cap);
@@ -68,7 +69,7 @@ export class BlockPool {
     this.lruPrev = new Int32Array(this.cap + 1);
     this.lruNext = new Int32Array(this.cap + 1);
     this.freeStack = new Int32Array(this.cap);
-    this.table = new BlockHashTable(prefixCaching ? numBlocks : 1);
+    this.table = new BlockHashTable(prefixCaching ? numBlocks : 1, reserve);
     this.events = events;
     this.freeTop = 0;
     this.fresh = 0;

@@ -22,11 +22,12 @@ export class BlockHashTable {
   private cells: Int32Array;
   private count: number;
 
-  constructor(maxEntries: number) {
+  /** `reserve`: allocate the capacity maxEntries needs now instead of growing to it. */
+  constructor(maxEntries: number, reserve = false) {
     let max = INITIAL_CAPACITY;
     while (max < maxEntries * 2) max *= 2;
     this.maxCapacity = max;
-    this.cap = INITIAL_CAPACITY;
+    this.cap = reserve ? max : INITIAL_CAPACITY;
     this.mask = this.cap - 1;
     this.cells = new Int32Array(this.cap * 4);
     this.count = 0;
