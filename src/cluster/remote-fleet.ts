@@ -777,7 +777,7 @@ export class FleetBackend implements Backend {
 
   /** GET /fleet: who is in the fleet as this frontend sees it. */
   fleetView(): object {
-    const kv = this.router instanceof KvRouter ? this.router : null;
+    const index = this.router instanceof KvRouter ? this.router.index : null;
     const now = Date.now();
     return {
       fleet: this.opts.fleet,
@@ -797,7 +797,7 @@ export class FleetBackend implements Backend {
         draining: w.draining,
         epoch: w.epoch,
         last_seen_ms: now - w.lastSeen,
-        kv_blocks: kv === null ? null : w.slots.reduce((a, s) => a + kv.index.blocksOnRank(s), 0),
+        kv_blocks: index === null ? null : w.slots.reduce((a, s) => a + index.blocksOnRank(s), 0),
       })),
     };
   }

@@ -214,7 +214,7 @@ export class Engine {
     this.cacheTokens = this.args.numGpuBlocks * this.bs;
     this.prefixCaching = this.args.enablePrefixCaching;
     this.lifo = this.args.preemptionMode === 'lifo';
-    this.recorder = new KvEventRecorder(this.bs, options.recordEventTokens !== false);
+    this.recorder = new KvEventRecorder(this.bs, options.recordEventTokens !== false, options.recordKvEvents !== false);
     this.vocabulary = options.generatedVocabulary !== undefined && options.generatedVocabulary.length > 0
       ? options.generatedVocabulary
       : defaultGeneratedVocabulary(TOKEN_ID_MIN, TOKEN_ID_SPAN);
@@ -250,6 +250,19 @@ export class Engine {
   }
   hasWork(): boolean {
     return this.numRunningQ + this.numWaitingQ > 0;
+  }
+
+  /**
+   * How many leading blocks of the sequence hashes (hi[i], lo[i]), i < numBlocks, the prefix cache
+   * holds now: exactly the blocks its Stored events announced and no Removed event took back (both
+   * change only inside step() and clearAll()). 0 with prefix caching off.
+   */
+  cachedPrefixBlocks(numBlocks: number, hi: Uint32Array, lo: Uint32Array): number {
+    if (!this.prefixCaching) return 0;
+    const pool = this.pool;
+    let i = 0;
+    while (i < numBlocks && pool.find(hi[i] as number, lo[i] as number) >= 0) i++;
+    return i;
   }
 
   /** Block ids held by a live request, first to last (tests and diagnostics). */

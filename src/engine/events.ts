@@ -28,10 +28,13 @@ export class KvEventBuffer implements KvEventLog {
 
   /** Whether addStored copies token ids (EngineOptions.recordEventTokens). */
   private readonly withTokens: boolean;
+  /** False: the add methods record nothing (EngineOptions.recordKvEvents). */
+  private readonly enabled: boolean;
 
-  constructor(blockSize: number, withTokens = true) {
+  constructor(blockSize: number, withTokens = true, enabled = true) {
     this.blockSize = blockSize;
     this.withTokens = withTokens;
+    this.enabled = enabled;
     // Small at first, doubled on demand: an idle rank should not hold a pass's worth of tokens.
     const ev = 16;
     const hs = 16;
@@ -111,6 +114,7 @@ export class KvEventBuffer implements KvEventLog {
     from: number,
     n: number,
   ): void {
+    if (!this.enabled) return;
     const e = this.open(KvEventKind.stored);
     if (from > 0) {
       this.hasParent[e] = 1;
@@ -140,6 +144,7 @@ export class KvEventBuffer implements KvEventLog {
 
   /** Removed event for one block. */
   addRemoved(hi: number, lo: number): void {
+    if (!this.enabled) return;
     const e = this.open(KvEventKind.removed);
     this.ensureHashes(1);
     const h = this.numHashes++;
@@ -151,6 +156,7 @@ export class KvEventBuffer implements KvEventLog {
   }
 
   addCleared(): void {
+    if (!this.enabled) return;
     this.open(KvEventKind.cleared);
   }
 }
@@ -180,9 +186,9 @@ export class KvEventRecorder {
   active: KvEventBuffer;
   private spare: KvEventBuffer;
 
-  constructor(blockSize: number, withTokens = true) {
-    this.active = new KvEventBuffer(blockSize, withTokens);
-    this.spare = new KvEventBuffer(blockSize, withTokens);
+  constructor(blockSize: number, withTokens = true, enabled = true) {
+    this.active = new KvEventBuffer(blockSize, withTokens, enabled);
+    this.spare = new KvEventBuffer(blockSize, withTokens, enabled);
   }
 
   take(): KvEventLog {

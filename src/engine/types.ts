@@ -187,6 +187,11 @@ export interface EngineOptions {
    */
   readonly recordEventTokens?: boolean;
   /**
+   * Record KV events at all (default true). The offline replayer turns it off when nothing reads
+   * them (its kv router reads the prefix caches directly): takeEvents() then returns empty logs.
+   */
+  readonly recordKvEvents?: boolean;
+  /**
    * Token ids that requests added with a `seed` generate (generated-tokens.ts): the serving
    * tokenizer's round-tripping subset. Default: [1000, 2000).
    */

@@ -18,7 +18,7 @@ import type { EngineArgs, KvEventLog, PerfModel, PromptBlockHashes } from '../en
 import { Engine, createPolynomialPerfModel, normalizeEngineArgs } from '../engine/engine.js';
 import { KvRouter, createRouter } from '../router/index.js';
 import type { PrefixIndex } from '../router/index.js';
-import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
+import type { CachedBlocksView, RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
 import { effectiveInputLength, synthesizePromptTokensInto } from '../trace/mooncake.js';
 import type { TraceRequest } from '../trace/mooncake.js';
 import { InvalidConfigError } from '../util/errors.js';
@@ -53,6 +53,14 @@ export interface OfflineReplayOptions {
    * way; false runs every pass through Engine.step() (tests compare the two).
    */
   coastDecodeRuns?: boolean;
+  /**
+   * Where the kv router learns what each rank caches (src/replay/README.md, "Router view"):
+   * 'engines' (default) reads the engines' prefix caches directly, 'kv-events' feeds the router's
+   * index with the engines' KV events as live serving does. Events reach the router at the pass
+   * start in virtual time, when the caches change, so both give the same results (a test compares
+   * them); the direct read skips maintaining a second copy of every cache.
+   */
+  kvRouterView?: 'engines' | 'kv-events';
   /** Called every 65,536 events with the virtual time reached and the arrivals so far (a progress bar). */
   onProgress?: (simulatedMs: number, arrived: number, total: number) => void;
 }
@@ -295,6 +303,18 @@ export function checkOfflineReplayOptions(opts: OfflineReplayOptions): Readonly<
   return normalizeEngineArgs(opts.engineArgs);
 }
 
+/** The kv router's view of the ranks' caches read straight from the engines (kvRouterView 'engines'). */
+class EngineCaches implements CachedBlocksView {
+  private readonly engines: readonly Engine[];
+  constructor(engines: readonly Engine[]) {
+    this.engines = engines;
+  }
+  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array): void {
+    const engines = this.engines;
+    for (let r = firstRank, end = firstRank + numCandidates; r < end; r++) depth[r] = (engines[r] as Engine).cachedPrefixBlocks(numBlocks, hi, lo);
+  }
+}
+
 /** Replay `reqs` (in trace order) offline. Deterministic for given inputs and options. */
 export function runOfflineReplay(reqs: readonly TraceRequest[], opts: OfflineReplayOptions): OfflineReplayResult {
   const wallStart = performance.now();
@@ -361,6 +381,8 @@ class OfflineSim {
   private readonly kvIndex: PrefixIndex | null;
   /** Keeps the prefetch reads observable (see PrefixIndex.warm). */
   private warmSink = 0;
+  /** The kv router takes the engines' KV events (kvRouterView 'kv-events'). */
+  private readonly feedKvEvents: boolean;
   private promptBuf = new Uint32Array(1 << 16);
   private readonly route: { -readonly [K in keyof RouteRequest]: RouteRequest[K] };
   /** The prompt's block hashes (route.seqHash* are the sequence hashes), for addRequestWithHashes. */
@@ -375,9 +397,14 @@ class OfflineSim {
     const perf = opts.perfModel ?? createPolynomialPerfModel();
     const numRanks = opts.numWorkers * opts.dataParallelSize;
     this.numRanks = numRanks;
+    const view = opts.kvRouterView ?? 'engines';
+    if (view !== 'engines' && view !== 'kv-events') throw new InvalidConfigError('kvRouterView', `must be 'engines' or 'kv-events', got ${String(view)}`);
+    this.feedKvEvents = view === 'kv-events' && opts.router === 'kv';
     const engines: Engine[] = [];
-    // The router reads only block hashes from KV events, so the engines skip copying token ids.
-    for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, { recordEventTokens: false, reserveBlocks: true }));
+    // Only the kv router fed by events reads KV events, and only their block hashes: the engines
+    // record nothing else (and no token ids).
+    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks: true };
+    for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, engineOptions));
     this.engines = engines;
     const load: RankLoadView = {
       numRanks,
@@ -389,6 +416,7 @@ class OfflineSim {
     this.router = createRouter(opts.router, load, {
       seed: opts.seed,
       blockSize: args.blockSize,
+      ...(this.feedKvEvents ? {} : { cachedBlocks: new EngineCaches(engines) }),
       ...(opts.kvOverlapScoreWeight === undefined ? {} : { kvOverlapScoreWeight: opts.kvOverlapScoreWeight }),
       ...(opts.routerTemperature === undefined ? {} : { routerTemperature: opts.routerTemperature }),
     });
@@ -651,7 +679,7 @@ class OfflineSim {
     const end = t + res.prefillMs / this.speed + res.decodeMs / this.decodeSpeed;
 
     const log = engine.takeEvents();
-    if (this.useKv && log.count > 0) this.feedEvents(rank, log);
+    if (this.feedKvEvents && log.count > 0) this.feedEvents(rank, log);
 
     if (res.numAdmissions > 0) {
       const admitted = this.admitted;

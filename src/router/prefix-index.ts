@@ -16,12 +16,13 @@
  * e.g. 16 ranks × 16384 distinct blocks = 8 MiB, 256 ranks × 16384 distinct blocks with nothing
  * shared = 704 MiB (the worst case; shared prefixes share a slot).
  */
+import type { CachedBlocksView } from './types.js';
 
 const MIN_CAPACITY = 1024;
 /** Blocks whose home slots matchDepths() reads ahead at a time. */
 const MATCH_WARM_STEP = 32;
 
-export class PrefixIndex {
+export class PrefixIndex implements CachedBlocksView {
   readonly numRanks: number;
   /** Bitset words per slot. */
   private readonly words: number;

@@ -6,7 +6,7 @@
 import { InvalidConfigError } from '../util/errors.js';
 import { ActiveSequences } from './active-sequences.js';
 import { PrefixIndex } from './prefix-index.js';
-import type { RankLoadView, RouteRequest, Router, RouterPolicy } from './types.js';
+import type { CachedBlocksView, RankLoadView, RouteRequest, Router, RouterPolicy } from './types.js';
 
 export const ROUTER_POLICY_NAMES: readonly RouterPolicy[] = ['round_robin', 'random', 'least_loaded', 'kv'];
 /** Dynamo's --kv-overlap-score-weight default. */
@@ -21,6 +21,12 @@ export interface RouterOptions {
   routerTemperature?: number;
   /** Tokens per KV block (the engines' block size; the hashes in RouteRequest use it). */
   blockSize: number;
+  /**
+   * kv: read the ranks' cached blocks from here instead of an index fed by KV events (the offline
+   * replayer, whose engines are in the same thread: a direct read gives what the events would
+   * have built, without building it). onStored / onRemoved / onCleared then throw.
+   */
+  cachedBlocks?: CachedBlocksView;
 }
 
 function checkCandidates(req: RouteRequest, numRanks: number): void {
@@ -164,14 +170,16 @@ export function pickByCost(cost: Float64Array, first: number, n: number, tempera
  *   decode_blocks(r)  = activeBlocks(r) + (numBlocks − activeDepth(r))
  *   cost(r)           = kvOverlapScoreWeight × prefill_blocks(r) + decode_blocks(r)
  *
- * overlap(r) = leading request blocks r caches (its KV events); activePrefillTokens,
+ * overlap(r) = leading request blocks r caches (its KV events, or RouterOptions.cachedBlocks); activePrefillTokens,
  * activeBlocks and activeDepth (leading request blocks already held by r's routed requests) are
  * the router's own bookkeeping (ActiveSequences), fed by onRouted / onPrefillDone /
  * onRequestFinished. The pick is pickByCost with --router-temperature.
  */
 export class KvRouter implements Router {
   readonly policy = 'kv' as const;
-  readonly index: PrefixIndex;
+  /** The index KV events feed, or null when the router reads RouterOptions.cachedBlocks. */
+  readonly index: PrefixIndex | null;
+  private readonly cached: CachedBlocksView;
   readonly active: ActiveSequences;
   private readonly weight: number;
   private readonly temperature: number;
@@ -187,15 +195,21 @@ export class KvRouter implements Router {
   private lastReq: RouteRequest | null = null;
   private lastRank = -1;
 
-  constructor(load: RankLoadView, opts: { weight: number; temperature: number; blockSize: number; seed: number }) {
+  constructor(load: RankLoadView, opts: { weight: number; temperature: number; blockSize: number; seed: number; cachedBlocks?: CachedBlocksView }) {
     this.weight = opts.weight;
     this.temperature = opts.temperature;
     this.blockSize = opts.blockSize;
     // Start near the expected size (ranks × a typical cache) so early traffic does not rehash
     // repeatedly; capped so huge fleets grow on demand instead of reserving memory up front.
-    let expected = 0;
-    for (let r = 0; r < load.numRanks; r++) expected += load.totalBlocks(r);
-    this.index = new PrefixIndex(load.numRanks, Math.min(2 * expected, 1 << 20));
+    if (opts.cachedBlocks === undefined) {
+      let expected = 0;
+      for (let r = 0; r < load.numRanks; r++) expected += load.totalBlocks(r);
+      this.index = new PrefixIndex(load.numRanks, Math.min(2 * expected, 1 << 20));
+      this.cached = this.index;
+    } else {
+      this.index = null;
+      this.cached = opts.cachedBlocks;
+    }
     this.active = new ActiveSequences(load.numRanks);
     this.depth = new Int32Array(load.numRanks);
     this.activeDepth = new Int32Array(load.numRanks);
@@ -206,7 +220,7 @@ export class KvRouter implements Router {
 
   /** Leading blocks of req held by `rank` according to the index. */
   overlapOf(req: RouteRequest, rank: number): number {
-    this.index.matchDepths(req.numBlocks, req.seqHashHi, req.seqHashLo, rank, 1, this.depth);
+    this.cached.matchDepths(req.numBlocks, req.seqHashHi, req.seqHashLo, rank, 1, this.depth);
     return this.depth[rank] as number;
   }
 
@@ -215,7 +229,7 @@ export class KvRouter implements Router {
     const first = req.firstRank, n = req.numCandidateRanks, end = first + n;
     const nb = req.numBlocks, bs = this.blockSize, isl = req.promptTokens;
     const depth = this.depth, activeDepth = this.activeDepth, cost = this.cost, active = this.active;
-    this.index.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, depth);
+    this.cached.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, depth);
     active.blocks.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, activeDepth);
     for (let r = first; r < end; r++) {
       const newTokens = Math.max(0, isl - (depth[r] as number) * bs);
@@ -246,15 +260,20 @@ export class KvRouter implements Router {
   }
 
   onStored(rank: number, numBlocks: number, seqHashHi: Uint32Array, seqHashLo: Uint32Array, start: number): void {
-    this.index.addMany(rank, numBlocks, seqHashHi, seqHashLo, start);
+    this.eventIndex().addMany(rank, numBlocks, seqHashHi, seqHashLo, start);
   }
 
   onRemoved(rank: number, numBlocks: number, seqHashHi: Uint32Array, seqHashLo: Uint32Array, start: number): void {
-    this.index.removeMany(rank, numBlocks, seqHashHi, seqHashLo, start);
+    this.eventIndex().removeMany(rank, numBlocks, seqHashHi, seqHashLo, start);
   }
 
   onCleared(rank: number): void {
-    this.index.clearRank(rank);
+    this.eventIndex().clearRank(rank);
+  }
+
+  private eventIndex(): PrefixIndex {
+    if (this.index === null) throw new Error('this kv router reads the ranks\' caches directly (RouterOptions.cachedBlocks): it takes no KV events');
+    return this.index;
   }
 }
 
@@ -287,7 +306,7 @@ export function createRouter(policy: RouterPolicy, load: RankLoadView, opts: Rou
       if (!Number.isFinite(t) || t < 0) {
         throw new InvalidConfigError('--router-temperature', `must be a finite number ≥ 0, got ${t}`);
       }
-      return new KvRouter(load, { weight: w, temperature: t, blockSize: opts.blockSize, seed: opts.seed });
+      return new KvRouter(load, { weight: w, temperature: t, blockSize: opts.blockSize, seed: opts.seed, ...(opts.cachedBlocks === undefined ? {} : { cachedBlocks: opts.cachedBlocks }) });
     }
   }
 }

@@ -26,6 +26,15 @@ export interface RouteRequest {
 
 export type RouterPolicy = 'round_robin' | 'random' | 'least_loaded' | 'kv';
 
+/** Which blocks each rank caches, as the kv policy asks it. */
+export interface CachedBlocksView {
+  /**
+   * For each rank r in [firstRank, firstRank + numCandidates): the number of leading blocks of
+   * (hi[i], lo[i]), i < numBlocks, that r caches, written to depth[r].
+   */
+  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array): void;
+}
+
 export interface Router {
   readonly policy: RouterPolicy;
   /** Pick a global rank for the request. Deterministic for a given seed and history. */
