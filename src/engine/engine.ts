@@ -121,6 +121,8 @@ export class Engine {
   private readonly lifo: boolean;
   private readonly pool: BlockPool;
   private readonly recorder: KvEventRecorder;
+  /** EngineOptions.recordKvEvents. */
+  private readonly recordsKvEvents: boolean;
   private readonly rng: Rng;
   private readonly result: StepResultBuffer;
   private readonly slotByRequestId = new Map<number, number>();
@@ -214,7 +216,8 @@ export class Engine {
     this.cacheTokens = this.args.numGpuBlocks * this.bs;
     this.prefixCaching = this.args.enablePrefixCaching;
     this.lifo = this.args.preemptionMode === 'lifo';
-    this.recorder = new KvEventRecorder(this.bs, options.recordEventTokens !== false, options.recordKvEvents !== false);
+    this.recordsKvEvents = options.recordKvEvents !== false;
+    this.recorder = new KvEventRecorder(this.bs, options.recordEventTokens !== false, this.recordsKvEvents);
     this.vocabulary = options.generatedVocabulary !== undefined && options.generatedVocabulary.length > 0
       ? options.generatedVocabulary
       : defaultGeneratedVocabulary(TOKEN_ID_MIN, TOKEN_ID_SPAN);
@@ -337,7 +340,11 @@ export class Engine {
     if (n !== Math.floor(promptTokens.length / this.bs)) {
       throw new InvalidRequestError(`prompt hashes cover ${n} blocks, the prompt has ${Math.floor(promptTokens.length / this.bs)} full blocks`, 'prompt');
     }
-    if (hashes.seqHashHi.length < n || hashes.seqHashLo.length < n || hashes.tokHashHi.length < n || hashes.tokHashLo.length < n) {
+    const th = hashes.tokHashHi, tl = hashes.tokHashLo;
+    if ((th === null || tl === null) && this.recordsKvEvents) {
+      throw new InvalidRequestError('prompt tokens hashes are required: this engine records KV events', 'prompt');
+    }
+    if (hashes.seqHashHi.length < n || hashes.seqHashLo.length < n || (th !== null && th.length < n) || (tl !== null && tl.length < n)) {
       throw new InvalidRequestError(`prompt hash arrays hold fewer than ${n} hashes`, 'prompt');
     }
     return this.enqueue(requestId, promptTokens, maxTokens, hashes);
@@ -388,8 +395,13 @@ export class Engine {
         for (let b = 0; b < numFull; b++) {
           seqHi[b] = sh[b] as number;
           seqLo[b] = sl[b] as number;
-          tokHi[b] = th[b] as number;
-          tokLo[b] = tl[b] as number;
+        }
+        // Without KV events nothing reads a prompt block's tokens hash (see PromptBlockHashes).
+        if (th !== null && tl !== null) {
+          for (let b = 0; b < numFull; b++) {
+            tokHi[b] = th[b] as number;
+            tokLo[b] = tl[b] as number;
+          }
         }
       }
     }

@@ -168,14 +168,15 @@ export interface PerfModel {
  * Block hashes of a prompt computed by the caller (Engine.addRequestWithHashes): for each of the
  * numBlocks = floor(promptLength / blockSize) full prompt blocks, its sequence hash
  * (seqHashHi/seqHashLo) and tokens hash (tokHashHi/tokHashLo), exactly as computeBlockHashes gives
- * them. Read during the call only.
+ * them. Read during the call only. The tokens hashes only go into Stored events: an engine that
+ * records no KV events (EngineOptions.recordKvEvents false) takes null for them.
  */
 export interface PromptBlockHashes {
   readonly numBlocks: number;
   readonly seqHashHi: Uint32Array;
   readonly seqHashLo: Uint32Array;
-  readonly tokHashHi: Uint32Array;
-  readonly tokHashLo: Uint32Array;
+  readonly tokHashHi: Uint32Array | null;
+  readonly tokHashLo: Uint32Array | null;
 }
 
 /** Options of one Engine that are not vLLM engine arguments. */

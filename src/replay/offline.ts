@@ -449,7 +449,9 @@ class OfflineSim {
       numBlocks: 0, seqHashHi: new Uint32Array(4096), seqHashLo: new Uint32Array(4096), promptTokens: 0, firstRank: 0, numCandidateRanks: numRanks,
     };
     this.promptHashes = {
-      numBlocks: 0, seqHashHi: this.route.seqHashHi, seqHashLo: this.route.seqHashLo, tokHashHi: new Uint32Array(4096), tokHashLo: new Uint32Array(4096),
+      numBlocks: 0, seqHashHi: this.route.seqHashHi, seqHashLo: this.route.seqHashLo,
+      // Tokens hashes only feed Stored events, which the engines record only for the kv router fed by events.
+      tokHashHi: this.feedKvEvents ? new Uint32Array(4096) : null, tokHashLo: this.feedKvEvents ? new Uint32Array(4096) : null,
     };
     this.needHashes = this.useKv || args.enablePrefixCaching;
 
@@ -531,10 +533,15 @@ class OfflineSim {
       if (nb > route.seqHashHi.length) {
         route.seqHashHi = hashes.seqHashHi = new Uint32Array(nb);
         route.seqHashLo = hashes.seqHashLo = new Uint32Array(nb);
-        hashes.tokHashHi = new Uint32Array(nb);
-        hashes.tokHashLo = new Uint32Array(nb);
+        if (this.feedKvEvents) {
+          hashes.tokHashHi = new Uint32Array(nb);
+          hashes.tokHashLo = new Uint32Array(nb);
+        }
       }
-      hashes.numBlocks = this.memo.blockHashes(req, prompt, hashes.seqHashHi, hashes.seqHashLo, hashes.tokHashHi, hashes.tokHashLo);
+      const tokHi = hashes.tokHashHi, tokLo = hashes.tokHashLo;
+      hashes.numBlocks = tokHi === null || tokLo === null
+        ? this.memo.hashes(req, prompt, hashes.seqHashHi, hashes.seqHashLo)
+        : this.memo.blockHashes(req, prompt, hashes.seqHashHi, hashes.seqHashLo, tokHi, tokLo);
     }
     route.numBlocks = this.useKv ? hashes.numBlocks : 0;
     const rank = this.router.pick(route);

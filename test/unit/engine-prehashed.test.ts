@@ -49,7 +49,7 @@ function snapshot(r: StepResult, log: KvEventLog, withTokens: boolean): unknown 
 }
 
 /** A workload with shared prefixes, evictions and preemptions; `prehashed` picks the add path. */
-function run(prehashed: boolean, options?: EngineOptions): { steps: unknown[]; preemptions: number } {
+function run(prehashed: boolean, options?: EngineOptions, withoutTokHashes = false): { steps: unknown[]; preemptions: number } {
   const bs = 4;
   const engine = makeEngine({ blockSize: bs }, options);
   const next = rng(11);
@@ -62,7 +62,7 @@ function run(prehashed: boolean, options?: EngineOptions): { steps: unknown[]; p
       const prefix = next() % 3;
       for (let i = 0; i < len; i++) prompt[i] = i < 16 ? prefix * 100 + (i >> 2) : next() % 1000;
       const maxTokens = 1 + (next() % 40);
-      if (prehashed) engine.addRequestWithHashes(id++, prompt, maxTokens, hashesOf(prompt, bs));
+      if (prehashed) engine.addRequestWithHashes(id++, prompt, maxTokens, withoutTokHashes ? { ...hashesOf(prompt, bs), tokHashHi: null, tokHashLo: null } : hashesOf(prompt, bs));
       else engine.addRequest(id++, prompt, maxTokens);
     }
     const r = engine.step(step);
@@ -91,6 +91,16 @@ test('engine prehashed - without event tokens the events carry the same hashes a
   assert.ok(log.count > 0);
   assert.equal(log.tokenStart[0], 0);
   assert.equal(log.tokens.length, 0);
+});
+
+test('engine prehashed - an engine recording no KV events takes null tokens hashes, schedules the same and records nothing', () => {
+  const plain = run(false);
+  const quiet = run(true, { recordKvEvents: false }, true);
+  const noEvents = (s: unknown): unknown => ({ ...(s as object), first: 0, kinds: [], parents: [], counts: [], seq: [], seqHi: [], tok: [], tokHi: [], tokens: [] });
+  assert.deepEqual(quiet.steps.map(noEvents), plain.steps.map(noEvents));
+  assert.ok(quiet.steps.every((s) => (s as { kinds: number[] }).kinds.length === 0), 'no events recorded');
+  const prompt = Uint32Array.from({ length: 10 }, (_, i) => i);
+  assert.throws(() => makeEngine({}).addRequestWithHashes(1, prompt, 1, { ...hashesOf(prompt, 4), tokHashHi: null, tokHashLo: null }), InvalidRequestError);
 });
 
 test('engine prehashed - the prefix of a prehashed request is found like a hashed one', () => {
@@ -128,7 +138,7 @@ test('engine prehashed - computeBlockHashes agrees with computeSequenceHashes an
   const out = new Uint32Array(2);
   for (let b = 0; b < 4; b++) {
     xxh3Tokens(tokens, b * 64, 64, out);
-    assert.deepEqual([h.tokHashHi[b], h.tokHashLo[b]], [out[0], out[1]]);
+    assert.deepEqual([h.tokHashHi![b], h.tokHashLo![b]], [out[0], out[1]]);
   }
   assert.throws(() => computeBlockHashes(tokens, 300, 64, seqHi, seqLo, new Uint32Array(3), new Uint32Array(4)), RangeError);
 });
