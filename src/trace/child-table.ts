@@ -2,11 +2,15 @@
  * Prefix-trie edges over trace block ids: an open-addressing map (parent node, id) → child node,
  * allocation-free on lookups. Node 0 is the root; child 0 marks an empty slot, so children are ≥ 1.
  * Used by the ideal-reuse statistics and by the replay's hash memo.
+ *
+ * A slot is 4 int32 words [child, parent, id, unused] in one array, so a probe touches one cache
+ * line (the tables reach millions of slots, far beyond the caches: three parallel arrays cost up to
+ * three misses per probe).
  */
+const STRIDE = 4;
+
 export class ChildTable {
-  private parent = new Int32Array(0);
-  private id = new Int32Array(0);
-  private child = new Int32Array(0);
+  private slots = new Int32Array(0);
   private mask = 0;
   private count = 0;
   /** `expectedEdges` sizes the table up front (it still doubles past half full). */
@@ -20,33 +24,36 @@ export class ChildTable {
     return (x ^ (x >>> 16)) & this.mask;
   }
   get(parent: number, id: number): number {
+    const t = this.slots;
     let s = this.slotOf(parent, id);
     for (;;) {
-      const c = this.child[s] as number;
-      if (c === 0 || (this.id[s] === id && this.parent[s] === parent)) return c;
+      const at = s * STRIDE;
+      const c = t[at] as number;
+      if (c === 0 || (t[at + 2] === id && t[at + 1] === parent)) return c;
       s = (s + 1) & this.mask;
     }
   }
   set(parent: number, id: number, child: number): void {
     if ((this.count + 1) * 2 > this.mask + 1) this.grow();
+    const t = this.slots;
     let s = this.slotOf(parent, id);
-    while (this.child[s] !== 0) s = (s + 1) & this.mask;
-    this.parent[s] = parent;
-    this.id[s] = id;
-    this.child[s] = child;
+    while (t[s * STRIDE] !== 0) s = (s + 1) & this.mask;
+    const at = s * STRIDE;
+    t[at] = child;
+    t[at + 1] = parent;
+    t[at + 2] = id;
     this.count++;
   }
   private allocate(cap: number): void {
-    this.parent = new Int32Array(cap);
-    this.id = new Int32Array(cap);
-    this.child = new Int32Array(cap);
+    this.slots = new Int32Array(cap * STRIDE);
     this.mask = cap - 1;
     this.count = 0;
   }
   private grow(): void {
-    const p = this.parent, i = this.id, c = this.child;
-    this.allocate(c.length * 2);
-    for (let s = 0; s < c.length; s++) if (c[s] !== 0) this.set(p[s] as number, i[s] as number, c[s] as number);
+    const old = this.slots;
+    this.allocate((this.mask + 1) * 2);
+    for (let at = 0; at < old.length; at += STRIDE) {
+      if (old[at] !== 0) this.set(old[at + 1] as number, old[at + 2] as number, old[at] as number);
+    }
   }
 }
-
