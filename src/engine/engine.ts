@@ -294,8 +294,8 @@ export class Engine {
     const out: bigint[] = [];
     const pool = this.pool;
     for (let id = 0; id < pool.numBlocks; id++) {
-      if (pool.state[id] !== BlockState.free && pool.full[id] === 1 && this.prefixCaching) {
-        out.push((BigInt(pool.hashHi[id] as number) << 32n) | BigInt(pool.hashLo[id] as number));
+      if (pool.stateOf(id) !== BlockState.free && pool.isFull(id) && this.prefixCaching) {
+        out.push((BigInt(pool.hashHiOf(id)) << 32n) | BigInt(pool.hashLoOf(id)));
       }
     }
     return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -497,7 +497,7 @@ export class Engine {
       if (before === seqLen - 1 && before >= (promptLens[slot] as number)) {
         const nb = numBlocks[slot] as number;
         const cap = nb * bs;
-        if (seqLen < cap || (seqLen === cap && pool.full[(blocksBySlot[slot] as Int32Array)[nb - 1] as number] === 1)) {
+        if (seqLen < cap || (seqLen === cap && pool.isFull((blocksBySlot[slot] as Int32Array)[nb - 1] as number))) {
           // Not stamped: preemptAt() recognises inline-scheduled victims by their index.
           numComputed[slot] = seqLen;
           budget--;
@@ -594,7 +594,7 @@ export class Engine {
         }
         const id = pool.find(seqHi[hits] as number, seqLo[hits] as number);
         if (id < 0) break;
-        if (pool.state[id] === BlockState.active) activeHits++;
+        if (pool.stateOf(id) === BlockState.active) activeHits++;
         hitIds[hits++] = id;
       }
       missAfterHits = hits < numFull;
@@ -679,7 +679,7 @@ export class Engine {
     const blocks = this.slotBlocks[slot] as Int32Array;
     const cap = nb * bs;
     if (target < cap) return true;
-    if (nb > 0 && pool.full[blocks[nb - 1] as number] === 0) this.promote(slot, nb - 1);
+    if (nb > 0 && !pool.isFull(blocks[nb - 1] as number)) this.promote(slot, nb - 1);
     if (target === cap) return true;
     const need = Math.ceil(target / bs);
     const seqHi = this.slotSeqHi[slot] as Uint32Array;
@@ -1360,11 +1360,11 @@ export class Engine {
       for (let b = 0; b < nb; b++) {
         const blk = blocks[b] as number;
         refs[blk] = (refs[blk] as number) + 1;
-        if (pool.state[blk] !== BlockState.active) fail(`request ${id} holds non-active block ${blk}`);
+        if (pool.stateOf(blk) !== BlockState.active) fail(`request ${id} holds non-active block ${blk}`);
         const shouldBeFull = (b + 1) * bs <= computed;
-        if ((pool.full[blk] === 1) !== shouldBeFull) fail(`request ${id} block ${b} (id ${blk}) full=${pool.full[blk]}, computed ${computed}`);
+        if (pool.isFull(blk) !== shouldBeFull) fail(`request ${id} block ${b} (id ${blk}) full=${pool.isFull(blk)}, computed ${computed}`);
         if (shouldBeFull && this.prefixCaching) {
-          if (pool.hashHi[blk] !== hashHi[b] || pool.hashLo[blk] !== hashLo[b]) fail(`request ${id} block ${b} (id ${blk}) has the wrong hash`);
+          if (pool.hashHiOf(blk) !== hashHi[b] || pool.hashLoOf(blk) !== hashLo[b]) fail(`request ${id} block ${b} (id ${blk}) has the wrong hash`);
         }
       }
     }
@@ -1372,8 +1372,8 @@ export class Engine {
     if (live !== this.numRunningQ + this.numWaitingQ) fail(`${live} live slots != running + waiting`);
     for (let b = 0; b < n; b++) {
       const expected = refs[b] as number;
-      if (pool.state[b] === BlockState.active) {
-        if (pool.refCount[b] !== expected) fail(`block ${b} refCount ${pool.refCount[b]} but ${expected} holders`);
+      if (pool.stateOf(b) === BlockState.active) {
+        if (pool.refCountOf(b) !== expected) fail(`block ${b} refCount ${pool.refCountOf(b)} but ${expected} holders`);
       } else if (expected !== 0) {
         fail(`block ${b} is held by ${expected} requests but not active`);
       }

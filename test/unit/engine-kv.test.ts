@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KvEventRecorder } from '../../src/engine/events.js';
-import { BlockPool, BlockState } from '../../src/engine/kv/block-pool.js';
+import { BlockField, BlockPool, BlockState } from '../../src/engine/kv/block-pool.js';
 import { BlockHashTable } from '../../src/engine/kv/hash-table.js';
 import { KvEventKind } from '../../src/engine/types.js';
 
@@ -52,7 +52,7 @@ test('kv block pool - free blocks are handed out lowest first and evictions take
   assert.deepEqual(pool.inactiveOrder(), [2, 0, 1]);
   assert.equal(pool.find(0, 100), 0, 'inactive blocks stay findable');
   pool.touch(0);
-  assert.equal(pool.state[0], BlockState.active);
+  assert.equal(pool.stateOf(0), BlockState.active);
   assert.deepEqual(pool.inactiveOrder(), [2, 1], 'revival unlinks from the middle');
   assert.equal(pool.allocate(), 3, 'free before evicting');
   assert.equal(pool.allocate(), 2, 'then the oldest inactive');
@@ -71,7 +71,7 @@ test('kv block pool - a partial block is destroyed on release and reused next', 
   const a = pool.allocate();
   const b = pool.allocate();
   pool.release(b);
-  assert.equal(pool.state[b], BlockState.free);
+  assert.equal(pool.stateOf(b), BlockState.free);
   assert.deepEqual(pool.freeOrder(), [b, 2]);
   assert.equal(pool.allocate(), b);
   assert.equal(pool.numActive, 2);
@@ -84,11 +84,11 @@ test('kv block pool - shared full blocks become inactive only when the last refe
   const a = pool.allocate();
   pool.makeFull(a, 9, 9);
   pool.touch(a);
-  assert.equal(pool.refCount[a], 2);
+  assert.equal(pool.refCountOf(a), 2);
   pool.release(a);
-  assert.equal(pool.state[a], BlockState.active);
+  assert.equal(pool.stateOf(a), BlockState.active);
   pool.release(a);
-  assert.equal(pool.state[a], BlockState.inactive);
+  assert.equal(pool.stateOf(a), BlockState.inactive);
   pool.checkInvariants();
 });
 
@@ -105,7 +105,7 @@ test('kv block pool - without prefix caching released full blocks go straight ba
 test('kv block pool - checkInvariants detects a corrupted reference count', () => {
   const pool = new BlockPool(2, true, new KvEventRecorder(4));
   const a = pool.allocate();
-  pool.refCount[a] = 0;
+  pool.meta[(a + 1) * 8 + BlockField.refCount] = 0;
   assert.throws(() => pool.checkInvariants(), /active block 0 has refCount 0/);
 });
 
@@ -121,8 +121,8 @@ test('kv block pool - memory follows use: an idle 16384-block pool holds a few K
   }
   assert.deepEqual(ids.slice(0, 3), [0, 1, 2], 'ids still handed out lowest first');
   const used = pool.allocatedBytes;
-  // 1000 blocks: arrays grown to 1024 ids (26 B each + links) and a table for 1000 entries (≤ 32 B each).
-  assert.ok(used > idle && used < 1024 * 34 + 2048 * 16 + 1024, `pool with 1000 full blocks holds ${used} bytes`);
+  // 1000 blocks: rows grown to 1024 ids (32 B each + 4 B of free stack) and a table for 1000 entries (≤ 32 B each).
+  assert.ok(used > idle && used < 1025 * 36 + 2048 * 16 + 1024, `pool with 1000 full blocks holds ${used} bytes`);
   for (const id of ids) pool.release(id);
   pool.checkInvariants();
   assert.equal(pool.numInactive, 1000);

@@ -9,6 +9,16 @@ export const BlockState = { free: 0, active: 1, inactive: 2 } as const;
 const INITIAL_BLOCKS = 64;
 
 /**
+ * Per-block words in `meta`, one row of ROW ints per block, row id + 1 (row 0 is the LRU
+ * sentinel): everything an allocation, eviction or release reads of a block sits in one cache
+ * line (a pool's blocks reach megabytes, and separate arrays cost a miss each).
+ */
+export const BlockField = { refCount: 0, state: 1, full: 2, hashHi: 3, hashLo: 4, lruPrev: 5, lruNext: 6 } as const;
+const ROW = 8;
+const REF = BlockField.refCount, STATE = BlockField.state, FULL = BlockField.full, HI = BlockField.hashHi, LO = BlockField.hashLo;
+const PREV = BlockField.lruPrev, NEXT = BlockField.lruNext;
+
+/**
  * Physical KV blocks of one rank (Dynamo `kv_manager/vllm_backend.rs` semantics over vLLM's
  * `BlockPool` data layout).
  *
@@ -27,22 +37,19 @@ const INITIAL_BLOCKS = 64;
  *  - Free blocks sit on a stack above the never-used ids: the initial order hands out 0, 1, 2, …
  *    and a freed block is the next one reused.
  *
- * Memory follows use: the per-block arrays cover only the ids handed out so far (`fresh`) and
+ * Memory follows use: the per-block rows cover only the ids handed out so far (`fresh`) and
  * double when an allocation needs a new id, so an idle rank of 16384 blocks holds a few KiB
- * (26 bytes per block ever used, plus the hash table's 32 bytes per resident full block).
- * Growth never happens inside a read: callers must not cache these arrays across allocate().
+ * (36 bytes per block ever used, plus the hash table's 32 bytes per resident full block).
+ * Growth never happens inside a read: callers must not cache `meta` across allocate().
  */
 export class BlockPool {
   readonly numBlocks: number;
   readonly prefixCaching: boolean;
-  refCount: Int32Array;
-  state: Uint8Array;
-  full: Uint8Array;
-  hashHi: Uint32Array;
-  hashLo: Uint32Array;
-  /** LRU links by id + 1 (entry 0 = sentinel). */
-  private lruPrev: Int32Array;
-  private lruNext: Int32Array;
+  /**
+   * Row id + 1 holds block id's BlockField words (hashes as int32 bit patterns; LRU links hold
+   * row numbers, 0 = the sentinel row). Read through the accessors; tests may corrupt it.
+   */
+  meta: Int32Array;
   private freeStack: Int32Array;
   /** Freed ids on the stack (handed out before never-used ids). */
   private freeTop: number;
@@ -61,13 +68,7 @@ export class BlockPool {
     this.numBlocks = numBlocks;
     this.prefixCaching = prefixCaching;
     this.cap = reserve ? numBlocks : Math.min(numBlocks, INITIAL_BLOCKS);
-    this.refCount = new Int32Array(this.cap);
-    this.state = new Uint8Array(this.cap);
-    this.full = new Uint8Array(this.cap);
-    this.hashHi = new Uint32Array(this.cap);
-    this.hashLo = new Uint32Array(this.cap);
-    this.lruPrev = new Int32Array(this.cap + 1);
-    this.lruNext = new Int32Array(this.cap + 1);
+    this.meta = new Int32Array((this.cap + 1) * ROW);
     this.freeStack = new Int32Array(this.cap);
     this.table = new BlockHashTable(prefixCaching ? numBlocks : 1, reserve);
     this.events = events;
@@ -80,50 +81,46 @@ export class BlockPool {
 
   /** Forget every block (no events; the caller emits AllBlocksCleared). Touches only used ids. */
   clear(): void {
-    const used = this.fresh;
-    this.refCount.fill(0, 0, used);
-    this.state.fill(BlockState.free, 0, used);
-    this.full.fill(0, 0, used);
+    // Rows 1..fresh (the used ids) and the sentinel row 0.
+    this.meta.fill(0, 0, (this.fresh + 1) * ROW);
     this.freeTop = 0;
     this.fresh = 0;
     this.numFree = this.numBlocks;
     this.numActive = 0;
     this.numInactive = 0;
-    this.lruPrev[0] = 0;
-    this.lruNext[0] = 0;
     this.table.clear();
   }
 
   /** Bytes held by the pool's arrays and hash table (memory accounting, tests). */
   get allocatedBytes(): number {
-    return this.cap * (4 + 1 + 1 + 4 + 4 + 4) + (this.cap + 1) * 8 + this.table.allocatedBytes;
+    return this.meta.byteLength + this.freeStack.byteLength + this.table.allocatedBytes;
+  }
+
+  // Block fields (ids are 0-based; rows are id + 1).
+  refCountOf(id: number): number {
+    return this.meta[(id + 1) * ROW + REF] as number;
+  }
+  stateOf(id: number): number {
+    return this.meta[(id + 1) * ROW + STATE] as number;
+  }
+  isFull(id: number): boolean {
+    return this.meta[(id + 1) * ROW + FULL] === 1;
+  }
+  hashHiOf(id: number): number {
+    return (this.meta[(id + 1) * ROW + HI] as number) >>> 0;
+  }
+  hashLoOf(id: number): number {
+    return (this.meta[(id + 1) * ROW + LO] as number) >>> 0;
   }
 
   private grow(): void {
     const n = Math.min(this.numBlocks, this.cap * 2);
-    const i32 = (a: Int32Array, len: number): Int32Array => {
-      const b = new Int32Array(len);
-      b.set(a);
-      return b;
-    };
-    const u32 = (a: Uint32Array): Uint32Array => {
-      const b = new Uint32Array(n);
-      b.set(a);
-      return b;
-    };
-    const u8 = (a: Uint8Array): Uint8Array => {
-      const b = new Uint8Array(n);
-      b.set(a);
-      return b;
-    };
-    this.refCount = i32(this.refCount, n);
-    this.state = u8(this.state);
-    this.full = u8(this.full);
-    this.hashHi = u32(this.hashHi);
-    this.hashLo = u32(this.hashLo);
-    this.lruPrev = i32(this.lruPrev, n + 1);
-    this.lruNext = i32(this.lruNext, n + 1);
-    this.freeStack = i32(this.freeStack, n);
+    const meta = new Int32Array((n + 1) * ROW);
+    meta.set(this.meta);
+    this.meta = meta;
+    const stack = new Int32Array(n);
+    stack.set(this.freeStack);
+    this.freeStack = stack;
     this.cap = n;
   }
 
@@ -138,29 +135,29 @@ export class BlockPool {
    * the cache misses of the evictions overlap instead of coming one by one.
    */
   warmEvictions(n: number): number {
-    const next = this.lruNext;
-    const hashHi = this.hashHi;
-    const hashLo = this.hashLo;
+    const m = this.meta;
     const table = this.table;
     let acc = 0;
-    let e = next[0] as number;
+    let e = m[NEXT] as number;
     for (let k = 0; k < n && e !== 0; k++) {
-      acc ^= table.peek(hashHi[e - 1] as number, hashLo[e - 1] as number);
-      e = next[e] as number;
+      const row = e * ROW;
+      acc ^= table.peek(m[row + HI] as number, m[row + LO] as number);
+      e = m[row + NEXT] as number;
     }
     return acc;
   }
 
   /** Take a reference on a resident full block: active → refCount + 1; inactive → revived. */
   touch(id: number): void {
-    if (this.state[id] === BlockState.inactive) {
+    const m = this.meta, row = (id + 1) * ROW;
+    if (m[row + STATE] === BlockState.inactive) {
       this.unlink(id);
       this.numInactive--;
       this.numActive++;
-      this.state[id] = BlockState.active;
-      this.refCount[id] = 1;
+      m[row + STATE] = BlockState.active;
+      m[row + REF] = 1;
     } else {
-      this.refCount[id] = (this.refCount[id] as number) + 1;
+      m[row + REF] = (m[row + REF] as number) + 1;
     }
   }
 
@@ -178,32 +175,36 @@ export class BlockPool {
       if (id >= this.cap) this.grow();
       this.numFree--;
     } else if (this.numInactive > 0) {
-      id = (this.lruNext[0] as number) - 1;
+      id = (this.meta[NEXT] as number) - 1;
       this.unlink(id);
       this.numInactive--;
-      this.table.remove(this.hashHi[id] as number, this.hashLo[id] as number);
-      this.events.active.addRemoved(this.hashHi[id] as number, this.hashLo[id] as number);
+      const row = (id + 1) * ROW;
+      const hi = (this.meta[row + HI] as number) >>> 0, lo = (this.meta[row + LO] as number) >>> 0;
+      this.table.remove(hi, lo);
+      this.events.active.addRemoved(hi, lo);
     } else {
       return -1;
     }
     this.numActive++;
-    this.state[id] = BlockState.active;
-    this.refCount[id] = 1;
-    this.full[id] = 0;
+    const m = this.meta, row = (id + 1) * ROW;
+    m[row + STATE] = BlockState.active;
+    m[row + REF] = 1;
+    m[row + FULL] = 0;
     return id;
   }
 
   /** Give an active partial block its identity as a full block (the hash must not be resident). */
   makeFull(id: number, hi: number, lo: number): void {
-    this.full[id] = 1;
-    this.hashHi[id] = hi;
-    this.hashLo[id] = lo;
+    const m = this.meta, row = (id + 1) * ROW;
+    m[row + FULL] = 1;
+    m[row + HI] = hi;
+    m[row + LO] = lo;
     if (this.prefixCaching) this.table.insert(hi, lo, id);
   }
 
   /** Mark an active partial block full without identity (prefix caching off). */
   makeFullAnonymous(id: number): void {
-    this.full[id] = 1;
+    this.meta[(id + 1) * ROW + FULL] = 1;
   }
 
   /**
@@ -211,49 +212,50 @@ export class BlockPool {
    * whose count reaches 0 become the newest inactive block, or free without prefix caching.
    */
   release(id: number): void {
-    if (this.full[id] === 0) {
-      this.refCount[id] = 0;
+    const m = this.meta, e = id + 1, row = e * ROW;
+    if (m[row + FULL] === 0) {
+      m[row + REF] = 0;
       this.toFree(id);
       return;
     }
-    const rc = (this.refCount[id] as number) - 1;
-    this.refCount[id] = rc;
+    const rc = (m[row + REF] as number) - 1;
+    m[row + REF] = rc;
     if (rc > 0) return;
     if (!this.prefixCaching) {
-      this.full[id] = 0;
+      m[row + FULL] = 0;
       this.toFree(id);
       return;
     }
     this.numActive--;
     this.numInactive++;
-    this.state[id] = BlockState.inactive;
-    const e = id + 1;
-    const last = this.lruPrev[0] as number;
-    this.lruPrev[e] = last;
-    this.lruNext[e] = 0;
-    this.lruNext[last] = e;
-    this.lruPrev[0] = e;
+    m[row + STATE] = BlockState.inactive;
+    const last = m[PREV] as number;
+    m[row + PREV] = last;
+    m[row + NEXT] = 0;
+    m[last * ROW + NEXT] = e;
+    m[PREV] = e;
   }
 
   private toFree(id: number): void {
     this.numActive--;
     this.numFree++;
-    this.state[id] = BlockState.free;
+    this.meta[(id + 1) * ROW + STATE] = BlockState.free;
     this.freeStack[this.freeTop++] = id;
   }
 
   private unlink(id: number): void {
-    const e = id + 1;
-    const p = this.lruPrev[e] as number;
-    const nx = this.lruNext[e] as number;
-    this.lruNext[p] = nx;
-    this.lruPrev[nx] = p;
+    const m = this.meta, row = (id + 1) * ROW;
+    const p = m[row + PREV] as number;
+    const nx = m[row + NEXT] as number;
+    m[p * ROW + NEXT] = nx;
+    m[nx * ROW + PREV] = p;
   }
 
   /** Inactive block ids, oldest first (tests and diagnostics). */
   inactiveOrder(): number[] {
     const out: number[] = [];
-    for (let e = this.lruNext[0] as number; e !== 0; e = this.lruNext[e] as number) out.push(e - 1);
+    const m = this.meta;
+    for (let e = m[NEXT] as number; e !== 0; e = m[e * ROW + NEXT] as number) out.push(e - 1);
     return out;
   }
 
@@ -274,8 +276,8 @@ export class BlockPool {
     let hashed = 0;
     free += n - this.fresh;
     for (let id = 0; id < this.fresh; id++) {
-      const st = this.state[id];
-      const rc = this.refCount[id] as number;
+      const st = this.stateOf(id);
+      const rc = this.refCountOf(id);
       if (st === BlockState.free) {
         free++;
         if (rc !== 0) fail(`free block ${id} has refCount ${rc}`);
@@ -285,15 +287,15 @@ export class BlockPool {
       } else {
         inactive++;
         if (rc !== 0) fail(`inactive block ${id} has refCount ${rc}`);
-        if (this.full[id] !== 1) fail(`inactive block ${id} is not full`);
+        if (!this.isFull(id)) fail(`inactive block ${id} is not full`);
       }
-      if (st !== BlockState.free && this.full[id] === 1 && this.prefixCaching) {
+      if (st !== BlockState.free && this.isFull(id) && this.prefixCaching) {
         hashed++;
-        if (this.table.find(this.hashHi[id] as number, this.hashLo[id] as number) !== id) {
+        if (this.table.find(this.hashHiOf(id), this.hashLoOf(id)) !== id) {
           fail(`full block ${id} is not found in the hash table under its hash`);
         }
       }
-      if (this.full[id] === 0 && st === BlockState.active && rc !== 1) fail(`partial block ${id} has refCount ${rc}`);
+      if (!this.isFull(id) && st === BlockState.active && rc !== 1) fail(`partial block ${id} has refCount ${rc}`);
     }
     if (free !== this.numFree) fail(`numFree ${this.numFree} but ${free} free blocks`);
     if (active !== this.numActive) fail(`numActive ${this.numActive} but ${active} active blocks`);
@@ -304,15 +306,16 @@ export class BlockPool {
     const seen = new Uint8Array(n);
     for (let i = 0; i < this.freeTop; i++) {
       const id = this.freeStack[i] as number;
-      if (this.state[id] !== BlockState.free || seen[id] === 1) fail(`free stack entry ${id} is wrong`);
+      if (this.stateOf(id) !== BlockState.free || seen[id] === 1) fail(`free stack entry ${id} is wrong`);
       seen[id] = 1;
     }
     let count = 0;
     let prev = 0;
-    for (let e = this.lruNext[0] as number; e !== 0; e = this.lruNext[e] as number) {
+    const m = this.meta;
+    for (let e = m[NEXT] as number; e !== 0; e = m[e * ROW + NEXT] as number) {
       const id = e - 1;
-      if (this.state[id] !== BlockState.inactive) fail(`LRU list holds non-inactive block ${id}`);
-      if (this.lruPrev[e] !== prev) fail(`LRU list prev link of block ${id} is wrong`);
+      if (this.stateOf(id) !== BlockState.inactive) fail(`LRU list holds non-inactive block ${id}`);
+      if (m[e * ROW + PREV] !== prev) fail(`LRU list prev link of block ${id} is wrong`);
       prev = e;
       if (++count > n) fail('LRU list has a cycle');
     }
