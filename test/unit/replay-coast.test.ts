@@ -6,44 +6,24 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { createInterpolatedPerfModel } from '../../src/engine/engine.js';
 import { runOfflineReplay } from '../../src/replay/offline.js';
 import type { OfflineReplayOptions, OfflineReplayResult } from '../../src/replay/offline.js';
 import { buildReplayReport } from '../../src/replay/report.js';
-import { readMooncakeTrace } from '../../src/trace/mooncake.js';
 import type { TraceRequest } from '../../src/trace/mooncake.js';
+import { REPLAY_BASE, bytesOf, conversationSlice } from '../support/replay-fixtures.js';
 
-const TRACE = fileURLToPath(new URL('../../../data/mooncake/conversation_trace.jsonl', import.meta.url));
-const all = await readMooncakeTrace(TRACE);
-const SLICE = all.slice(0, 450);
-
-const BASE: OfflineReplayOptions = {
-  numWorkers: 4,
-  dataParallelSize: 1,
-  router: 'kv',
-  traceBlockSize: 512,
-  arrivalSpeedupRatio: 1,
-  speedupRatio: 1,
-  decodeSpeedupRatio: 1,
-  engineArgs: {},
-  seed: 0,
-  keepItlSamples: true,
-};
-
-function bytes(a: ArrayBufferView): Buffer {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-}
+const SLICE = await conversationSlice(450);
 
 function assertSame(on: OfflineReplayResult, off: OfflineReplayResult): void {
   for (const key of ['arrivalMs', 'firstTokenMs', 'secondTokenMs', 'lastTokenMs', 'outputTokens', 'promptTokens', 'reusedTokens', 'status', 'rank', 'binOutputTokens', 'binInFlight'] as const) {
-    assert.ok(bytes(on[key]).equals(bytes(off[key])), `${key} differs`);
+    assert.ok(bytesOf(on[key]).equals(bytesOf(off[key])), `${key} differs`);
   }
   assert.equal(on.numPasses, off.numPasses, 'passes');
   assert.equal(on.numPreemptions, off.numPreemptions, 'preemptions');
   // The ITL samples are the same multiset (coasted runs are stamped later, so in another order).
   const sorted = (r: OfflineReplayResult): Float64Array => Float64Array.from(r.itlMs as Float64Array).sort();
-  assert.ok(bytes(sorted(on)).equals(bytes(sorted(off))), 'ITL samples differ');
+  assert.ok(bytesOf(sorted(on)).equals(bytesOf(sorted(off))), 'ITL samples differ');
   for (const name of ['ttft', 'ttst', 'tpot', 'itl', 'e2e', 'outputTokPerUser'] as const) {
     const a = on.sketches[name], b = off.sketches[name];
     assert.equal(a.count, b.count, `${name} count`);
@@ -67,12 +47,12 @@ function compare(reqs: readonly TraceRequest[], opts: OfflineReplayOptions, expe
 }
 
 test('replay-coast - kv router, default engine: coasting on = off', { timeout: 60_000 }, () => {
-  compare(SLICE.slice(0, 350), BASE);
+  compare(SLICE.slice(0, 350), REPLAY_BASE);
 });
 
 test('replay-coast - round robin, prefix caching off, small chunks, speedups', { timeout: 60_000 }, () => {
   compare(SLICE, {
-    ...BASE, router: 'round_robin', speedupRatio: 2.5, decodeSpeedupRatio: 1.7, arrivalSpeedupRatio: 3,
+    ...REPLAY_BASE, router: 'round_robin', speedupRatio: 2.5, decodeSpeedupRatio: 1.7, arrivalSpeedupRatio: 3,
     engineArgs: { enablePrefixCaching: false, maxNumBatchedTokens: 1024, blockSize: 32 },
   });
 });
@@ -86,14 +66,14 @@ test('replay-coast - random router, small pool (preemption, eviction), decode ti
     decodeItl: Float64Array.from([4, 6.5, 12, 5, 8, 15, 9, 13, 25]),
   });
   compare(SLICE.slice(0, 300), {
-    ...BASE, router: 'random', numWorkers: 3, arrivalSpeedupRatio: 0.1, perfModel,
+    ...REPLAY_BASE, router: 'random', numWorkers: 3, arrivalSpeedupRatio: 0.1, perfModel,
     engineArgs: { numGpuBlocks: 800, blockSize: 32, maxNumSeqs: 16, preemptionMode: 'fifo' },
   }, { preemptions: true });
 });
 
 test('replay-coast - kv router, multi-turn sessions with delays', { timeout: 60_000 }, () => {
   const sessions = SLICE.slice(0, 450).map((r, i) => ({ ...r, sessionId: `s${Math.floor(i / 3)}`, delayMs: i % 3 === 0 ? null : 250 + (i % 7) * 40 }));
-  compare(sessions, { ...BASE, numWorkers: 3, arrivalSpeedupRatio: 0.3, engineArgs: { numGpuBlocks: 2000 }, kvOverlapScoreWeight: 0.5 });
+  compare(sessions, { ...REPLAY_BASE, numWorkers: 3, arrivalSpeedupRatio: 0.3, engineArgs: { numGpuBlocks: 2000 }, kvOverlapScoreWeight: 0.5 });
 });
 
 test('replay-coast - an arrival exactly at a coasted pass start joins that pass (integer pass times, ties across ranks)', { timeout: 10_000 }, () => {
@@ -114,7 +94,7 @@ test('replay-coast - an arrival exactly at a coasted pass start joins that pass 
     tr(130, [7], 3),
   ];
   const opts: OfflineReplayOptions = {
-    ...BASE, router: 'round_robin', numWorkers: 2, traceBlockSize: 4, perfModel,
+    ...REPLAY_BASE, router: 'round_robin', numWorkers: 2, traceBlockSize: 4, perfModel,
     engineArgs: { blockSize: 16, numGpuBlocks: 64, maxNumSeqs: 8, maxNumBatchedTokens: 64 },
   };
   const on = runOfflineReplay(reqs, opts);

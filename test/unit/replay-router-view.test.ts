@@ -6,60 +6,41 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { Engine, createPolynomialPerfModel, normalizeEngineArgs } from '../../src/engine/engine.js';
 import { runOfflineReplay } from '../../src/replay/offline.js';
 import type { OfflineReplayOptions, OfflineReplayResult } from '../../src/replay/offline.js';
 import { KvRouter } from '../../src/router/index.js';
-import { readMooncakeTrace } from '../../src/trace/mooncake.js';
 import { InvalidConfigError } from '../../src/util/errors.js';
+import { REPLAY_BASE, bytesOf, conversationSlice } from '../support/replay-fixtures.js';
 
-const TRACE = fileURLToPath(new URL('../../../data/mooncake/conversation_trace.jsonl', import.meta.url));
-const SLICE = (await readMooncakeTrace(TRACE)).slice(0, 500);
-
-const BASE: OfflineReplayOptions = {
-  numWorkers: 4,
-  dataParallelSize: 1,
-  router: 'kv',
-  traceBlockSize: 512,
-  arrivalSpeedupRatio: 1,
-  speedupRatio: 1,
-  decodeSpeedupRatio: 1,
-  engineArgs: {},
-  seed: 0,
-  keepItlSamples: true,
-};
-
-function bytes(a: ArrayBufferView): Buffer {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-}
+const SLICE = await conversationSlice(500);
 
 function compare(opts: OfflineReplayOptions, reqs = SLICE): OfflineReplayResult {
   const direct = runOfflineReplay(reqs, { ...opts, kvRouterView: 'engines' });
   const events = runOfflineReplay(reqs, { ...opts, kvRouterView: 'kv-events' });
   for (const key of ['arrivalMs', 'firstTokenMs', 'secondTokenMs', 'lastTokenMs', 'outputTokens', 'reusedTokens', 'status', 'rank', 'binOutputTokens', 'binInFlight'] as const) {
-    assert.ok(bytes(direct[key]).equals(bytes(events[key])), `${key} differs`);
+    assert.ok(bytesOf(direct[key]).equals(bytesOf(events[key])), `${key} differs`);
   }
-  assert.ok(bytes(direct.itlMs as Float64Array).equals(bytes(events.itlMs as Float64Array)), 'ITL samples differ');
+  assert.ok(bytesOf(direct.itlMs as Float64Array).equals(bytesOf(events.itlMs as Float64Array)), 'ITL samples differ');
   assert.equal(direct.numPasses, events.numPasses);
   assert.equal(direct.numPreemptions, events.numPreemptions);
   return direct;
 }
 
 test('replay-router-view - kv router, default engine: engine caches = KV events', { timeout: 60_000 }, () => {
-  const r = compare(BASE);
+  const r = compare(REPLAY_BASE);
   // Not a vacuous comparison: the router spread the requests and the caches served prefixes.
   assert.equal(new Set(r.rank).size, 4);
   assert.ok(r.reusedTokens.reduce((a, b) => a + b, 0) > 100_000);
 });
 
 test('replay-router-view - temperature, overlap weight, data parallel, small pool (evictions, preemptions), sessions', { timeout: 60_000 }, () => {
-  const r = compare({ ...BASE, numWorkers: 2, dataParallelSize: 3, routerTemperature: 0.6, kvOverlapScoreWeight: 2.5, seed: 5, engineArgs: { numGpuBlocks: 1200, blockSize: 32, maxNumSeqs: 12 } });
+  const r = compare({ ...REPLAY_BASE, numWorkers: 2, dataParallelSize: 3, routerTemperature: 0.6, kvOverlapScoreWeight: 2.5, seed: 5, engineArgs: { numGpuBlocks: 1200, blockSize: 32, maxNumSeqs: 12 } });
   assert.ok(r.numPreemptions > 0, 'the small pool preempts');
   const sessions = SLICE.slice(0, 300).map((q, i) => ({ ...q, sessionId: `s${Math.floor(i / 3)}`, delayMs: i % 3 === 0 ? null : 150 + (i % 4) * 50 }));
-  compare({ ...BASE, numWorkers: 3, arrivalSpeedupRatio: 0.4, engineArgs: { numGpuBlocks: 3000 } }, sessions);
+  compare({ ...REPLAY_BASE, numWorkers: 3, arrivalSpeedupRatio: 0.4, engineArgs: { numGpuBlocks: 3000 } }, sessions);
   // Prefix caching off: nothing is cached either way.
-  compare({ ...BASE, engineArgs: { enablePrefixCaching: false } }, SLICE.slice(0, 150));
+  compare({ ...REPLAY_BASE, engineArgs: { enablePrefixCaching: false } }, SLICE.slice(0, 150));
 });
 
 test('replay-router-view - a router reading engine caches refuses KV events; an unknown view is a config error', () => {
@@ -69,7 +50,7 @@ test('replay-router-view - a router reading engine caches refuses KV events; an 
   const router = new KvRouter(load, { weight: 1, temperature: 0, blockSize: 4, seed: 0, cachedBlocks: { matchDepths: (nb, hi, lo, first, _n, depth) => { depth[first] = engine.cachedPrefixBlocks(nb, hi, lo); } } });
   assert.equal(router.index, null);
   assert.throws(() => router.onStored(0, 1, new Uint32Array(1), new Uint32Array(1), 0), /takes no KV events/);
-  assert.throws(() => runOfflineReplay(SLICE.slice(0, 3), { ...BASE, kvRouterView: 'events' as never }), (e: unknown) => e instanceof InvalidConfigError && e.field === 'kvRouterView');
+  assert.throws(() => runOfflineReplay(SLICE.slice(0, 3), { ...REPLAY_BASE, kvRouterView: 'events' as never }), (e: unknown) => e instanceof InvalidConfigError && e.field === 'kvRouterView');
 });
 
 test('replay-router-view - Engine.cachedPrefixBlocks counts the leading cached blocks of a sequence', () => {
