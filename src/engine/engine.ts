@@ -1,4 +1,4 @@
-import { InvalidRequestError, PerfModelError } from '../util/errors.js';
+import { InvalidConfigError, InvalidRequestError, PerfModelError } from '../util/errors.js';
 import { normalizeEngineArgs } from './args.js';
 import { KvEventRecorder } from './events.js';
 import { EngineInvariantError } from './invariant.js';
@@ -123,6 +123,8 @@ export class Engine {
   private readonly recorder: KvEventRecorder;
   /** EngineOptions.recordKvEvents. */
   private readonly recordsKvEvents: boolean;
+  /** EngineOptions.keepPromptTokens. */
+  private readonly keepPromptTokens: boolean;
   private readonly rng: Rng;
   private readonly result: StepResultBuffer;
   private readonly slotByRequestId = new Map<number, number>();
@@ -137,6 +139,8 @@ export class Engine {
   /** Per-request seed of a seeded request (addRequest's `seed`); its tokens come from generatedTokenId. */
   private slotSeed: Int32Array = new Int32Array(0);
   private slotSeeded: Uint8Array = new Uint8Array(0);
+  /** Tokens before this position were not kept (EngineOptions.keepPromptTokens false); else 0. */
+  private slotTokensFrom: Int32Array = new Int32Array(0);
   /** Token ids seeded requests draw from (EngineOptions.generatedVocabulary). */
   private readonly vocabulary: Uint32Array;
   /** Known tokens: prompt + generated. */
@@ -217,6 +221,10 @@ export class Engine {
     this.prefixCaching = this.args.enablePrefixCaching;
     this.lifo = this.args.preemptionMode === 'lifo';
     this.recordsKvEvents = options.recordKvEvents !== false;
+    this.keepPromptTokens = options.keepPromptTokens !== false;
+    if (!this.keepPromptTokens && options.recordEventTokens !== false) {
+      throw new InvalidConfigError('keepPromptTokens', 'false needs recordEventTokens false: Stored events carry the prompt blocks\' token ids');
+    }
     this.recorder = new KvEventRecorder(this.bs, options.recordEventTokens !== false, this.recordsKvEvents);
     this.vocabulary = options.generatedVocabulary !== undefined && options.generatedVocabulary.length > 0
       ? options.generatedVocabulary
@@ -278,6 +286,7 @@ export class Engine {
   requestTokens(requestId: number): Uint32Array {
     const slot = this.slotByRequestId.get(requestId);
     if (slot === undefined) return new Uint32Array(0);
+    if ((this.slotTokensFrom[slot] as number) > 0) throw new Error(`request ${requestId}: its prompt tokens were not kept (EngineOptions.keepPromptTokens false)`);
     const n = this.slotSeqLen[slot] as number;
     return (this.slotTokens[slot] as Uint32Array).slice(0, n);
   }
@@ -370,7 +379,11 @@ export class Engine {
     const slot = this.freeSlots[--this.numFreeSlots] as number;
     this.ensureSlotBuffers(slot, Math.min(promptLen + Math.min(maxTokens, GENERATED_RESERVE), this.cacheTokens));
     const tokens = this.slotTokens[slot] as Uint32Array;
-    tokens.set(promptTokens, 0);
+    // Given the hashes, only the tokens after the last full prompt block are read again (the
+    // block that generated tokens complete): the others need not be copied.
+    const tokensFrom = hashes !== null && !this.keepPromptTokens ? Math.floor(promptLen / this.bs) * this.bs : 0;
+    tokens.set(tokensFrom === 0 ? promptTokens : promptTokens.subarray(tokensFrom), tokensFrom);
+    this.slotTokensFrom[slot] = tokensFrom;
     this.slotRequestId[slot] = requestId;
     this.slotStatus[slot] = SlotStatus.waiting;
     this.slotPromptLen[slot] = promptLen;
@@ -1216,6 +1229,7 @@ export class Engine {
     const seeded = new Uint8Array(capacity);
     seeded.set(this.slotSeeded);
     this.slotSeeded = seeded;
+    this.slotTokensFrom = i32(this.slotTokensFrom);
     this.slotSeqLen = i32(this.slotSeqLen);
     this.slotNumComputed = i32(this.slotNumComputed);
     this.slotNumBlocks = i32(this.slotNumBlocks);
@@ -1334,9 +1348,15 @@ export class Engine {
       if (seqLen >= (this.slotEndLen[s] as number)) fail(`request ${id} is live after max tokens`);
       if (this.prefixCaching) {
         const numFull = Math.floor(seqLen / bs);
-        hashBlocks(this.slotTokens[s] as Uint32Array, bs, 0, numFull, hashHi, hashLo, tokHi, tokLo);
         const sh = this.slotSeqHi[s] as Uint32Array;
         const sl = this.slotSeqLo[s] as Uint32Array;
+        // Blocks before the kept tokens are checked no further than their given hashes.
+        const kept = Math.min(numFull, (this.slotTokensFrom[s] as number) / bs);
+        for (let b = 0; b < kept; b++) {
+          hashHi[b] = sh[b] as number;
+          hashLo[b] = sl[b] as number;
+        }
+        hashBlocks(this.slotTokens[s] as Uint32Array, bs, kept, numFull, hashHi, hashLo, tokHi, tokLo);
         for (let b = 0; b < numFull; b++) {
           if (sh[b] !== hashHi[b] || sl[b] !== hashLo[b]) fail(`request ${id} block ${b} has a stale sequence hash`);
         }

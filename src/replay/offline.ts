@@ -402,8 +402,9 @@ class OfflineSim {
     this.feedKvEvents = view === 'kv-events' && opts.router === 'kv';
     const engines: Engine[] = [];
     // Only the kv router fed by events reads KV events, and only their block hashes: the engines
-    // record nothing else (and no token ids).
-    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks: true };
+    // record nothing else (and no token ids). With the prompts' hashes given, they keep only the
+    // prompt tokens that generated tokens complete a block with.
+    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks: true, keepPromptTokens: false };
     for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, engineOptions));
     this.engines = engines;
     const load: RankLoadView = {

@@ -4,7 +4,7 @@ import { xxh3 } from '@node-rs/xxhash';
 import { Engine, computeBlockHashes, computeSequenceHashes, createPolynomialPerfModel, normalizeEngineArgs } from '../../src/engine/engine.js';
 import { xxh3Tokens } from '../../src/engine/kv/xxh3.js';
 import type { EngineArgs, EngineOptions, KvEventLog, PromptBlockHashes, StepResult } from '../../src/engine/types.js';
-import { InvalidRequestError } from '../../src/util/errors.js';
+import { InvalidConfigError, InvalidRequestError } from '../../src/util/errors.js';
 
 /** Deterministic xorshift32 so a failure is reproducible. */
 function rng(seed: number): () => number {
@@ -101,6 +101,23 @@ test('engine prehashed - an engine recording no KV events takes null tokens hash
   assert.ok(quiet.steps.every((s) => (s as { kinds: number[] }).kinds.length === 0), 'no events recorded');
   const prompt = Uint32Array.from({ length: 10 }, (_, i) => i);
   assert.throws(() => makeEngine({}).addRequestWithHashes(1, prompt, 1, { ...hashesOf(prompt, 4), tokHashHi: null, tokHashLo: null }), InvalidRequestError);
+});
+
+test('engine prehashed - without kept prompt tokens the steps are the same, invariants hold, and requestTokens refuses', () => {
+  const plain = run(false, { recordEventTokens: false });
+  const lean = run(true, { recordEventTokens: false, keepPromptTokens: false });
+  assert.deepEqual(lean.steps, plain.steps);
+  assert.throws(() => makeEngine({}, { keepPromptTokens: false }), (e: unknown) => e instanceof InvalidConfigError && e.field === 'keepPromptTokens');
+  const engine = makeEngine({}, { recordEventTokens: false, keepPromptTokens: false });
+  const prompt = Uint32Array.from({ length: 10 }, (_, i) => i + 1);
+  engine.addRequestWithHashes(1, prompt, 3, hashesOf(prompt, 4));
+  engine.addRequest(2, prompt, 3);
+  assert.throws(() => engine.requestTokens(1), /prompt tokens were not kept/);
+  assert.deepEqual(Array.from(engine.requestTokens(2)), Array.from(prompt), 'a request added without hashes keeps its tokens');
+  for (let t = 0; engine.hasWork(); t++) {
+    engine.step(t);
+    engine.checkInvariants();
+  }
 });
 
 test('engine prehashed - the prefix of a prehashed request is found like a hashed one', () => {
