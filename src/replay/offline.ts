@@ -523,7 +523,11 @@ class OfflineSim {
     this.arrivalMs[i] = t;
     const promptLen = this.promptTokens[i] as number;
     if (this.promptBuf.length < promptLen) this.promptBuf = new Uint32Array(Math.max(promptLen, this.promptBuf.length * 2));
-    synthesizePromptTokensInto(req, this.tbs, this.promptBuf);
+    // With the prompt's hashes given, the engines keep (and read) only the tokens after its last
+    // full block (EngineOptions.keepPromptTokens false): unless the memo hashes the tokens
+    // themselves, only those are synthesized.
+    const tail = this.needHashes && !this.memo.readsPrompt(promptLen);
+    synthesizePromptTokensInto(req, this.tbs, this.promptBuf, tail ? Math.floor(promptLen / this.args.blockSize) * this.args.blockSize : 0);
     // The engine copies the prompt and takes its length from the array: pass an exact view.
     const prompt = this.promptBuf.subarray(0, promptLen);
     const route = this.route;

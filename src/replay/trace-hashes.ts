@@ -59,6 +59,12 @@ export class TraceHashMemo {
     this.child = new ChildTable(this.childCapacity);
   }
 
+  /** Whether hashes() / blockHashes() of a prompt this long read its tokens (else only its hash ids). */
+  readsPrompt(promptLen: number): boolean {
+    // fill() hashes the tokens when the prompt's trace blocks would not fit even an empty trie.
+    return this.per === 0 || 1 + Math.ceil(promptLen / this.tbs) >= this.maxNodes;
+  }
+
   /**
    * Sequence hashes of the full engine blocks of the request's synthesized prompt (promptLen
    * tokens) into outHi/outLo; returns the block count. `prompt` must be the synthesized prompt

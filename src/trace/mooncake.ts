@@ -323,15 +323,15 @@ export function synthesizePromptTokens(req: TraceRequest, traceBlockSize: number
 }
 
 /**
- * synthesizePromptTokens into out[0..n) without allocating; returns n. Throws RangeError when
- * out is shorter than the prompt.
+ * synthesizePromptTokens into out[from..n) without allocating (out[0..from) is left as it is);
+ * returns n. Throws RangeError when out is shorter than the prompt.
  */
-export function synthesizePromptTokensInto(req: TraceRequest, traceBlockSize: number, out: Uint32Array): number {
+export function synthesizePromptTokensInto(req: TraceRequest, traceBlockSize: number, out: Uint32Array, from = 0): number {
   const n = effectiveInputLength(req, traceBlockSize);
   if (out.length < n) throw new RangeError(`output buffer holds ${out.length} tokens, the prompt needs ${n}`);
   const ids = req.hashIds;
-  for (let b = 0, pos = 0; pos < n; b++) {
-    const end = Math.min(n, pos + traceBlockSize);
+  for (let b = Math.floor(from / traceBlockSize), pos = from; pos < n; b++) {
+    const end = Math.min(n, (b + 1) * traceBlockSize);
     out.fill(ids[b] as number, pos, end);
     pos = end;
   }

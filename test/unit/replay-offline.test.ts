@@ -5,7 +5,7 @@ import { runOfflineReplay, RequestStatus } from '../../src/replay/offline.js';
 import type { OfflineReplayOptions } from '../../src/replay/offline.js';
 import { buildReplayReport, collectSamples, renderReplayReport } from '../../src/replay/report.js';
 import { TraceHashMemo, traceRequestHashes } from '../../src/replay/trace-hashes.js';
-import { parseMooncakeTrace } from '../../src/trace/mooncake.js';
+import { parseMooncakeTrace, synthesizePromptTokens, synthesizePromptTokensInto } from '../../src/trace/mooncake.js';
 import type { TraceRequest } from '../../src/trace/mooncake.js';
 import { InvalidConfigError } from '../../src/util/errors.js';
 
@@ -148,6 +148,21 @@ test('replay-offline - memoized router hashes equal hashing the synthesized prom
   const n = odd.hashes(req, prompt, outB.hi, outB.lo);
   assert.equal(n, traceRequestHashes(req, 10, 4, outA.hi, outA.lo));
   assert.deepEqual(outB.hi.subarray(0, n), outA.hi.subarray(0, n));
+});
+
+test('replay-offline - only the prompt tail is synthesized when the memo does not read the tokens', () => {
+  const req = tr(0, [3, 4, 5], 27, 1);
+  const full = synthesizePromptTokens(req, 10);
+  const out = new Uint32Array(32).fill(99);
+  assert.equal(synthesizePromptTokensInto(req, 10, out, 16), 27);
+  assert.deepEqual(Array.from(out.subarray(16, 27)), Array.from(full.subarray(16)));
+  assert.ok(out.subarray(0, 16).every((t) => t === 99), 'the head is left as it was');
+  // Aligned sizes hash from the trie (hash ids only); unaligned ones and prompts longer than the
+  // trie read the synthesized tokens, so the replay synthesizes all of them.
+  assert.equal(new TraceHashMemo(512, 64).readsPrompt(100_000), false);
+  assert.equal(new TraceHashMemo(10, 4).readsPrompt(27), true);
+  assert.equal(new TraceHashMemo(512, 64, 6).readsPrompt(5 * 512), true);
+  assert.equal(new TraceHashMemo(512, 64, 6).readsPrompt(4 * 512), false);
 });
 
 test('replay-offline - memoized engine block hashes (sequence and tokens) equal computeBlockHashes of the synthesized prompt', () => {
