@@ -284,6 +284,9 @@ class RankHeap {
   }
 }
 
+/** Blocks of all ranks together up to which the engines reserve their pools (≈ 570 MiB). */
+const RESERVE_MAX_BLOCKS = 1 << 23;
+
 /** Longest decode run coasted at once (runs end at block boundaries, so this only caps huge blocks). */
 const MAX_COAST_PASSES = 4096;
 
@@ -404,7 +407,10 @@ class OfflineSim {
     // Only the kv router fed by events reads KV events, and only their block hashes: the engines
     // record nothing else (and no token ids). With the prompts' hashes given, they keep only the
     // prompt tokens that generated tokens complete a block with.
-    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks: true, keepPromptTokens: false };
+    // Pools and prefix tables sized up front (~68 bytes per block) while that stays modest; huge
+    // fleets grow theirs with use instead, as serving ranks do.
+    const reserveBlocks = numRanks * args.numGpuBlocks <= RESERVE_MAX_BLOCKS;
+    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks, keepPromptTokens: false };
     for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, engineOptions));
     this.engines = engines;
     const load: RankLoadView = {
