@@ -139,7 +139,10 @@ export class Engine {
   /** Per-request seed of a seeded request (addRequest's `seed`); its tokens come from generatedTokenId. */
   private slotSeed: Int32Array = new Int32Array(0);
   private slotSeeded: Uint8Array = new Uint8Array(0);
-  /** Tokens before this position were not kept (EngineOptions.keepPromptTokens false); else 0. */
+  /**
+   * Position of slotTokens[slot][0] in the sequence: tokens before it were not kept
+   * (EngineOptions.keepPromptTokens false); else 0.
+   */
   private slotTokensFrom: Int32Array = new Int32Array(0);
   /** Token ids seeded requests draw from (EngineOptions.generatedVocabulary). */
   private readonly vocabulary: Uint32Array;
@@ -377,13 +380,13 @@ export class Engine {
 
     if (this.numFreeSlots === 0) this.growSlots(this.slotCapacity * 2);
     const slot = this.freeSlots[--this.numFreeSlots] as number;
+    // Given the hashes, only the tokens after the last full prompt block are read again (the
+    // block that generated tokens complete): the others are neither stored nor copied.
+    const tokensFrom = hashes !== null && !this.keepPromptTokens ? Math.floor(promptLen / this.bs) * this.bs : 0;
+    this.slotTokensFrom[slot] = tokensFrom;
     this.ensureSlotBuffers(slot, Math.min(promptLen + Math.min(maxTokens, GENERATED_RESERVE), this.cacheTokens));
     const tokens = this.slotTokens[slot] as Uint32Array;
-    // Given the hashes, only the tokens after the last full prompt block are read again (the
-    // block that generated tokens complete): the others need not be copied.
-    const tokensFrom = hashes !== null && !this.keepPromptTokens ? Math.floor(promptLen / this.bs) * this.bs : 0;
-    tokens.set(tokensFrom === 0 ? promptTokens : promptTokens.subarray(tokensFrom), tokensFrom);
-    this.slotTokensFrom[slot] = tokensFrom;
+    tokens.set(tokensFrom === 0 ? promptTokens : promptTokens.subarray(tokensFrom), 0);
     this.slotRequestId[slot] = requestId;
     this.slotStatus[slot] = SlotStatus.waiting;
     this.slotPromptLen[slot] = promptLen;
@@ -877,6 +880,7 @@ export class Engine {
     const endLens = this.slotEndLen;
     const requestIds = this.slotRequestId;
     const tokensBySlot = this.slotTokens;
+    const tokensFrom = this.slotTokensFrom;
     const tokenRequestIds = r.tokenRequestIds;
     const tokenIds = r.tokenIds;
     const seededBySlot = this.slotSeeded;
@@ -900,7 +904,8 @@ export class Engine {
         continue;
       }
       let tokens = tokensBySlot[slot] as Uint32Array;
-      if (seqLen === tokens.length) tokens = this.growSlotBuffers(slot, seqLen + 1);
+      const base = tokensFrom[slot] as number;
+      if (seqLen - base === tokens.length) tokens = this.growSlotBuffers(slot, seqLen + 1);
       let nb = numBlocks[slot] as number;
       if (seqLen === nb * bs) {
         let id = pool.allocate();
@@ -930,7 +935,7 @@ export class Engine {
         ? generatedTokenId(vocabulary, seeds[slot] as number, seqLen - (promptLens[slot] as number))
         : tokenIds[numTokens] as number;
       tokenIds[numTokens] = tok;
-      tokens[seqLen] = tok;
+      tokens[seqLen - base] = tok;
       seqLens[slot] = seqLen + 1;
       const requestId = requestIds[slot] as number;
       tokenRequestIds[numTokens] = requestId;
@@ -953,6 +958,7 @@ export class Engine {
           this.slotSeqLo[slot] as Uint32Array,
           this.slotTokHi[slot] as Uint32Array,
           this.slotTokLo[slot] as Uint32Array,
+          base,
         );
       }
       i++;
@@ -1099,19 +1105,21 @@ export class Engine {
       const slot = running[m] as number;
       const s = seqLens[slot] as number;
       let tokens = this.slotTokens[slot] as Uint32Array;
-      while (tokens.length < s + k) tokens = this.growSlotBuffers(slot, tokens.length + 1);
+      const base = this.slotTokensFrom[slot] as number;
+      while (base + tokens.length < s + k) tokens = this.growSlotBuffers(slot, base + tokens.length + 1);
+      const at = s - base;
       let tok = 0;
       if (seeded[slot] === 1) {
         const seed = seeds[slot] as number;
         const gen0 = s - (promptLens[slot] as number);
         for (let p = 0; p < k; p++) {
           tok = generatedTokenId(vocabulary, seed, gen0 + p);
-          tokens[s + p] = tok;
+          tokens[at + p] = tok;
         }
       } else {
         for (let p = 0; p < k; p++) {
           tok = tokenId((s0 + Math.imul(p * n + m + 1, RNG_STEP)) | 0);
-          tokens[s + p] = tok;
+          tokens[at + p] = tok;
         }
       }
       const last = s + k - 1;
@@ -1121,7 +1129,7 @@ export class Engine {
       if (this.prefixCaching && s + k === nb * bs) {
         // The last token filled the block (see emitTokens): hash it now.
         hashBlocks(tokens, bs, nb - 1, nb, this.slotSeqHi[slot] as Uint32Array, this.slotSeqLo[slot] as Uint32Array,
-          this.slotTokHi[slot] as Uint32Array, this.slotTokLo[slot] as Uint32Array);
+          this.slotTokHi[slot] as Uint32Array, this.slotTokLo[slot] as Uint32Array, base);
       }
       tokenRequestIds[m] = this.slotRequestId[slot] as number;
       tokenIds[m] = tok;
@@ -1267,30 +1275,45 @@ export class Engine {
   }
 
   /**
-   * Make the slot's per-request buffers hold at least `tokens` tokens (kept across reuse). They grow
-   * at least 2× (capped at the cache size), so a slot reused by ever longer prompts reallocates
-   * only a few times.
+   * Room for a sequence of `tokens` in a slot about to take a new request (its slotTokensFrom set):
+   * what the buffers held is dead, not copied. The token buffer holds positions from
+   * slotTokensFrom on, the per-block buffers every block. Buffers are kept across reuse and grow at
+   * least 2× (capped at the cache size), so a slot reused by ever longer prompts reallocates only
+   * a few times.
    */
-  /** Room for `tokens` in a slot about to take a new request: what the buffers held is dead, not copied. */
   private ensureSlotBuffers(slot: number, tokens: number): void {
+    const base = this.slotTokensFrom[slot] as number;
     const cur = (this.slotTokens[slot] as Uint32Array).length;
-    if (cur < tokens) this.resizeSlotBuffers(slot, Math.max(tokens, Math.min(cur * 2, this.cacheTokens)), false);
+    if (cur < tokens - base) this.slotTokens[slot] = new Uint32Array(Math.max(tokens - base, Math.min(cur * 2, this.cacheTokens - base)));
+    if (!this.hasBlockRoom(slot, tokens)) {
+      const blocks = (this.slotBlocks[slot] as Int32Array).length * this.bs;
+      this.resizeBlockBuffers(slot, Math.max(tokens, Math.min(blocks * 2, this.cacheTokens)), false);
+    }
   }
 
+  /** Whether the slot's block ids and hashes cover a sequence of `tokens`. */
+  private hasBlockRoom(slot: number, tokens: number): boolean {
+    return (this.slotBlocks[slot] as Int32Array).length >= Math.ceil(tokens / this.bs)
+      && (this.slotSeqHi[slot] as Uint32Array).length >= Math.floor(tokens / this.bs);
+  }
+
+  /** Room for a sequence of at least `minTokens`, keeping what the buffers hold; returns the token buffer. */
   private growSlotBuffers(slot: number, minTokens: number): Uint32Array {
-    const cur = (this.slotTokens[slot] as Uint32Array).length;
-    let n = cur * 2;
+    const base = this.slotTokensFrom[slot] as number;
+    const old = this.slotTokens[slot] as Uint32Array;
+    let n = (base + old.length) * 2;
     if (n < minTokens) n = minTokens;
     if (n > this.cacheTokens) n = this.cacheTokens;
-    this.resizeSlotBuffers(slot, n);
-    return this.slotTokens[slot] as Uint32Array;
+    const t = new Uint32Array(n - base);
+    t.set(old);
+    this.slotTokens[slot] = t;
+    if (!this.hasBlockRoom(slot, n)) this.resizeBlockBuffers(slot, n, true);
+    return t;
   }
 
-  private resizeSlotBuffers(slot: number, tokens: number, keep = true): void {
+  /** Block ids and hashes for a sequence of `tokens`. */
+  private resizeBlockBuffers(slot: number, tokens: number, keep: boolean): void {
     const bs = this.bs;
-    const t = new Uint32Array(tokens);
-    if (keep) t.set(this.slotTokens[slot] as Uint32Array);
-    this.slotTokens[slot] = t;
     const nb = Math.ceil(tokens / bs);
     const b = new Int32Array(nb);
     if (keep) b.set(this.slotBlocks[slot] as Int32Array);
@@ -1356,7 +1379,7 @@ export class Engine {
           hashHi[b] = sh[b] as number;
           hashLo[b] = sl[b] as number;
         }
-        hashBlocks(this.slotTokens[s] as Uint32Array, bs, kept, numFull, hashHi, hashLo, tokHi, tokLo);
+        hashBlocks(this.slotTokens[s] as Uint32Array, bs, kept, numFull, hashHi, hashLo, tokHi, tokLo, this.slotTokensFrom[s] as number);
         for (let b = 0; b < numFull; b++) {
           if (sh[b] !== hashHi[b] || sl[b] !== hashLo[b]) fail(`request ${id} block ${b} has a stale sequence hash`);
         }

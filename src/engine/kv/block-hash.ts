@@ -12,7 +12,8 @@ const scratch = new Uint32Array(2);
 /**
  * Hash full blocks [fromBlock, toBlock) of `tokens`, writing block hashes to tokHi/tokLo and
  * sequence hashes to seqHi/seqLo at the block index. Block fromBlock - 1 must already be hashed
- * in seqHi/seqLo when fromBlock > 0.
+ * in seqHi/seqLo when fromBlock > 0. `tokens[0]` is token `tokensFrom` of the sequence (a
+ * multiple of blockSize, at most fromBlock × blockSize).
  */
 export function hashBlocks(
   tokens: Uint32Array,
@@ -23,10 +24,11 @@ export function hashBlocks(
   seqLo: Uint32Array,
   tokHi: Uint32Array,
   tokLo: Uint32Array,
+  tokensFrom = 0,
 ): void {
   const out = scratch;
   for (let b = fromBlock; b < toBlock; b++) {
-    xxh3Tokens(tokens, b * blockSize, blockSize, out);
+    xxh3Tokens(tokens, b * blockSize - tokensFrom, blockSize, out);
     const hi = out[0] as number;
     const lo = out[1] as number;
     tokHi[b] = hi;
