@@ -204,12 +204,12 @@ export interface EngineOptions {
    */
   readonly reserveBlocks?: boolean;
   /**
-   * Keep every prompt token of a request added with its block hashes (default true). false keeps
-   * only the tokens after the prompt's last full block: nothing else reads them once the hashes are
-   * given, except Stored events' token ids (so it needs recordEventTokens false), requestTokens()
-   * (which then throws for such a request) and checkInvariants() (which then checks the prompt
-   * blocks' hashes no further than given). The offline replayer sets it: copying 12 k-token
-   * prompts was 4 % of a replay.
+   * Keep every prompt token of a request added with its block hashes (default true). false stores
+   * only the tokens from the prompt's last full block on (its token buffer starts there): nothing
+   * else reads them once the hashes are given, except Stored events' token ids (so it needs
+   * recordEventTokens false), requestTokens() (which then throws for such a request) and
+   * checkInvariants() (which then checks the prompt blocks' hashes no further than given). The
+   * offline replayer sets it: storing 12 k-token prompts was ~9 % of a replay.
    */
   readonly keepPromptTokens?: boolean;
 }

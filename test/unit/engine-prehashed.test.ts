@@ -120,6 +120,41 @@ test('engine prehashed - without kept prompt tokens the steps are the same, inva
   }
 });
 
+test('engine prehashed - without kept prompt tokens, outputs past the initial buffer (step and coasted decode runs) hash the same blocks', () => {
+  // 70,000 output tokens outgrow the 65,536 generated tokens a slot reserves up front.
+  const drive = (options: EngineOptions, coast: boolean): { digest: number[]; tokens: number } => {
+    const engine = makeEngine({ numGpuBlocks: 17600, maxNumBatchedTokens: 64 }, { recordEventTokens: false, ...options });
+    const prompt = Uint32Array.from({ length: 10 }, (_, i) => 7 + i);
+    engine.addRequestWithHashes(1, prompt, 70_000, hashesOf(prompt, 4));
+    const ms = new Float64Array(4096);
+    let acc = 0, count = 0, tokens = 0;
+    const eat = (log: KvEventLog): void => {
+      for (let e = 0; e < log.count; e++) {
+        const start = log.hashStart[e] as number;
+        for (let j = 0; j < (log.hashCount[e] as number); j++) {
+          acc = (Math.imul(acc ^ (log.seqHashLo[start + j] as number), 0x9e3779b1) + (log.seqHashHi[start + j] as number)) | 0;
+          count++;
+        }
+      }
+    };
+    for (let t = 0; engine.hasWork(); t++) {
+      const k = coast ? engine.decodeRunLength(4096) : 0;
+      if (k > 0) {
+        engine.decodeRunMs(k, ms);
+        tokens += engine.advanceDecode(k, ms).numTokens * k;
+      } else tokens += engine.step(t).numTokens;
+      eat(engine.takeEvents());
+    }
+    engine.checkInvariants();
+    return { digest: [acc, count], tokens };
+  };
+  const kept = drive({}, false);
+  assert.equal(kept.tokens, 70_000);
+  assert.ok((kept.digest[1] as number) > 17_000, 'every full block was stored');
+  assert.deepEqual(drive({ keepPromptTokens: false }, false), kept);
+  assert.deepEqual(drive({ keepPromptTokens: false }, true), kept);
+});
+
 test('engine prehashed - the prefix of a prehashed request is found like a hashed one', () => {
   const engine = makeEngine({});
   const prompt = Uint32Array.from({ length: 20 }, (_, i) => i * 3);
