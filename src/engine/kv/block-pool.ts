@@ -178,8 +178,7 @@ export class BlockPool {
       id = (this.meta[NEXT] as number) - 1;
       this.unlink(id);
       this.numInactive--;
-      const row = (id + 1) * ROW;
-      const hi = (this.meta[row + HI] as number) >>> 0, lo = (this.meta[row + LO] as number) >>> 0;
+      const hi = this.hashHiOf(id), lo = this.hashLoOf(id);
       this.table.remove(hi, lo);
       this.events.active.addRemoved(hi, lo);
     } else {
