@@ -59,9 +59,11 @@ export class TraceHashMemo {
     this.child = new ChildTable(this.childCapacity);
   }
 
-  /** Whether hashes() / blockHashes() of a prompt this long read its tokens (else only its hash ids). */
+  /**
+   * Whether hashes() / blockHashes() of a prompt this long read its tokens (else only its hash
+   * ids): with unaligned block sizes, or when its trace blocks would not fit even an empty trie.
+   */
   readsPrompt(promptLen: number): boolean {
-    // fill() hashes the tokens when the prompt's trace blocks would not fit even an empty trie.
     return this.per === 0 || 1 + Math.ceil(promptLen / this.tbs) >= this.maxNodes;
   }
 
@@ -85,15 +87,14 @@ export class TraceHashMemo {
   private fill(req: TraceRequest, prompt: Uint32Array, outHi: Uint32Array, outLo: Uint32Array, tokHi: Uint32Array | null, tokLo: Uint32Array | null): number {
     const promptLen = prompt.length;
     const nb = Math.floor(promptLen / this.bs);
-    const trieBlocks = Math.ceil(promptLen / this.tbs);
-    if (this.per > 0 && trieBlocks < this.maxNodes && this.numNodes + trieBlocks >= this.maxNodes) {
+    if (this.readsPrompt(promptLen)) {
+      if (tokHi !== null && tokLo !== null) return computeBlockHashes(prompt, promptLen, this.bs, outHi, outLo, tokHi, tokLo);
+      return computeSequenceHashes(prompt, promptLen, this.bs, outHi, outLo);
+    }
+    if (this.numNodes + Math.ceil(promptLen / this.tbs) >= this.maxNodes) {
       // Pages are kept: the rebuilt trie overwrites them.
       this.child = new ChildTable(this.childCapacity);
       this.numNodes = 1;
-    }
-    if (this.per === 0 || this.numNodes + trieBlocks >= this.maxNodes) {
-      if (tokHi !== null && tokLo !== null) return computeBlockHashes(prompt, promptLen, this.bs, outHi, outLo, tokHi, tokLo);
-      return computeSequenceHashes(prompt, promptLen, this.bs, outHi, outLo);
     }
     if (outHi.length < nb || outLo.length < nb || (tokHi !== null && tokHi.length < nb) || (tokLo !== null && tokLo.length < nb)) {
       throw new RangeError(`output arrays hold fewer than ${nb} hashes`);
