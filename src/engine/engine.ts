@@ -269,14 +269,27 @@ export class Engine {
   /**
    * How many leading blocks of the sequence hashes (hi[i], lo[i]), i < numBlocks, the prefix cache
    * holds now: exactly the blocks its Stored events announced and no Removed event took back (both
-   * change only inside step() and clearAll()). 0 with prefix caching off.
+   * change only inside step() and clearAll()). 0 with prefix caching off. `from`: blocks before it
+   * are known to be cached (see cacheRemovals) and are not looked up.
    */
-  cachedPrefixBlocks(numBlocks: number, hi: Uint32Array, lo: Uint32Array): number {
+  cachedPrefixBlocks(numBlocks: number, hi: Uint32Array, lo: Uint32Array, from = 0): number {
     if (!this.prefixCaching) return 0;
     const pool = this.pool;
-    let i = 0;
+    let i = from;
     while (i < numBlocks && pool.find(hi[i] as number, lo[i] as number) >= 0) i++;
     return i;
+  }
+
+  /**
+   * Hashes the prefix cache has ever dropped (evictions; clearAll() counts too). A block found
+   * cached stays cached while this count is unchanged, so a caller may skip looking it up again.
+   */
+  get cacheRemovals(): number {
+    return this.pool.numRemovals;
+  }
+  /** Hashes the prefix cache has ever taken in. With cacheRemovals, unchanged counts mean an unchanged cache. */
+  get cacheInsertions(): number {
+    return this.pool.numInsertions;
   }
 
   /** Block ids held by a live request, first to last (tests and diagnostics). */

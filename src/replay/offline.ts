@@ -18,12 +18,13 @@ import type { EngineArgs, KvEventLog, PerfModel, PromptBlockHashes } from '../en
 import { Engine, createPolynomialPerfModel, normalizeEngineArgs } from '../engine/engine.js';
 import { KvRouter, createRouter } from '../router/index.js';
 import type { PrefixIndex } from '../router/index.js';
-import type { CachedBlocksView, RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
+import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
 import { effectiveInputLength, synthesizePromptTokensInto } from '../trace/mooncake.js';
 import type { TraceRequest } from '../trace/mooncake.js';
 import { InvalidConfigError } from '../util/errors.js';
 import { LatencySketch } from '../report/sketch.js';
 import { TraceHashMemo } from './trace-hashes.js';
+import { EngineCaches } from './engine-caches.js';
 
 export interface OfflineReplayOptions {
   numWorkers: number;
@@ -304,18 +305,6 @@ export function checkOfflineReplayOptions(opts: OfflineReplayOptions): Readonly<
     throw new InvalidConfigError('--num-workers', `num-workers × data-parallel-size must be at most 65536, got ${opts.numWorkers * opts.dataParallelSize}`);
   }
   return normalizeEngineArgs(opts.engineArgs);
-}
-
-/** The kv router's view of the ranks' caches read straight from the engines (kvRouterView 'engines'). */
-class EngineCaches implements CachedBlocksView {
-  private readonly engines: readonly Engine[];
-  constructor(engines: readonly Engine[]) {
-    this.engines = engines;
-  }
-  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array): void {
-    const engines = this.engines;
-    for (let r = firstRank, end = firstRank + numCandidates; r < end; r++) depth[r] = (engines[r] as Engine).cachedPrefixBlocks(numBlocks, hi, lo);
-  }
 }
 
 /** Replay `reqs` (in trace order) offline. Deterministic for given inputs and options. */

@@ -60,6 +60,13 @@ export class BlockPool {
   numFree: number;
   numActive: number;
   numInactive: number;
+  /**
+   * Hashes ever taken out of the table (evictions; clear() counts as one). While it stays the
+   * same, every hash the table held is still there: readers that verified a prefix may reuse it.
+   */
+  numRemovals: number;
+  /** Hashes ever put into the table. With numRemovals unchanged too, the table is unchanged. */
+  numInsertions: number;
   readonly table: BlockHashTable;
   private readonly events: KvEventRecorder;
 
@@ -77,6 +84,8 @@ export class BlockPool {
     this.numFree = numBlocks;
     this.numActive = 0;
     this.numInactive = 0;
+    this.numRemovals = 0;
+    this.numInsertions = 0;
   }
 
   /** Forget every block (no events; the caller emits AllBlocksCleared). Touches only used ids. */
@@ -88,6 +97,7 @@ export class BlockPool {
     this.numFree = this.numBlocks;
     this.numActive = 0;
     this.numInactive = 0;
+    this.numRemovals++;
     this.table.clear();
   }
 
@@ -180,6 +190,7 @@ export class BlockPool {
       this.numInactive--;
       const hi = this.hashHiOf(id), lo = this.hashLoOf(id);
       this.table.remove(hi, lo);
+      this.numRemovals++;
       this.events.active.addRemoved(hi, lo);
     } else {
       return -1;
@@ -198,7 +209,10 @@ export class BlockPool {
     m[row + FULL] = 1;
     m[row + HI] = hi;
     m[row + LO] = lo;
-    if (this.prefixCaching) this.table.insert(hi, lo, id);
+    if (this.prefixCaching) {
+      this.table.insert(hi, lo, id);
+      this.numInsertions++;
+    }
   }
 
   /** Mark an active partial block full without identity (prefix caching off). */
