@@ -18,6 +18,7 @@ import type { EngineArgs, KvEventLog, PerfModel, PromptBlockHashes } from '../en
 import { Engine, createPolynomialPerfModel, normalizeEngineArgs } from '../engine/engine.js';
 import { KvRouter, createRouter } from '../router/index.js';
 import type { PrefixIndex } from '../router/index.js';
+import type { ActiveBlocksMode } from '../router/active-sequences.js';
 import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
 import { effectiveInputLength, synthesizePromptTokensInto } from '../trace/mooncake.js';
 import type { TraceRequest } from '../trace/mooncake.js';
@@ -62,6 +63,12 @@ export interface OfflineReplayOptions {
    * them); the direct read skips maintaining a second copy of every cache.
    */
   kvRouterView?: 'engines' | 'kv-events';
+  /**
+   * How the kv router keeps each rank's active blocks (RouterOptions.activeBlocks): 'chains'
+   * (default here: a replay has few requests in flight per rank) or 'index' (live serving's
+   * default). Same results; a test compares them.
+   */
+  routerActiveBlocks?: ActiveBlocksMode;
   /** Called every 65,536 events with the virtual time reached and the arrivals so far (a progress bar). */
   onProgress?: (simulatedMs: number, arrived: number, total: number) => void;
 }
@@ -392,6 +399,8 @@ class OfflineSim {
     const view = opts.kvRouterView ?? 'engines';
     if (view !== 'engines' && view !== 'kv-events') throw new InvalidConfigError('kvRouterView', `must be 'engines' or 'kv-events', got ${String(view)}`);
     this.feedKvEvents = view === 'kv-events' && opts.router === 'kv';
+    const activeBlocks = opts.routerActiveBlocks ?? 'chains';
+    if (activeBlocks !== 'chains' && activeBlocks !== 'index') throw new InvalidConfigError('routerActiveBlocks', `must be 'chains' or 'index', got ${String(activeBlocks)}`);
     const engines: Engine[] = [];
     // Only the kv router fed by events reads KV events, and only their block hashes: the engines
     // record nothing else (and no token ids). With the prompts' hashes given, they keep only the
@@ -413,6 +422,7 @@ class OfflineSim {
       seed: opts.seed,
       blockSize: args.blockSize,
       ...(this.feedKvEvents ? {} : { cachedBlocks: new EngineCaches(engines) }),
+      activeBlocks,
       ...(opts.kvOverlapScoreWeight === undefined ? {} : { kvOverlapScoreWeight: opts.kvOverlapScoreWeight }),
       ...(opts.routerTemperature === undefined ? {} : { routerTemperature: opts.routerTemperature }),
     });

@@ -13,18 +13,32 @@
  *   (`router_assume_kv_reuse: true`); output blocks are not added
  *   (`router_track_output_blocks: false`, Dynamo's defaults).
  *
- * Block membership lives in a refCounted PrefixIndex (so one walk gives every candidate's depth):
- * a rank's first reference on a block is its bit there, and only the extra references of blocks a
- * rank holds more than once (shared prefixes) go to an open-addressing table next to it, so most
- * blocks cost one probe per add and per finish.
+ * Two ways to keep block membership, with the same results for sequence hashes:
+ * - `'index'` (default): a refCounted PrefixIndex (so one walk gives every candidate's depth): a
+ *   rank's first reference on a block is its bit there, and only the extra references of blocks a
+ *   rank holds more than once (shared prefixes) go to an open-addressing table next to it, so most
+ *   blocks cost one probe per add and per finish. Works for any block keys.
+ * - `'chains'`: only the requests' hash arrays. A sequence hash fixes the whole prefix before it
+ *   (block i of two requests has the same hash exactly when their first i + 1 blocks match), so a
+ *   rank's active blocks are the union of its requests' leading runs, and what a request shares
+ *   with another is their longest common prefix — found by a galloping binary search over the two
+ *   hash arrays in O(log blocks), not one probe per block. A rank's distinct blocks change by
+ *   `numBlocks − longest prefix shared with the rank's other requests` at add and finish, and a
+ *   request's depth on a rank is its longest prefix shared with any of them. Costs per pick grow
+ *   with the requests in flight per rank (small in replays); the offline replayer uses it.
  */
 import { PrefixIndex } from './prefix-index.js';
 
 /** Requests a rank may have in flight before the id table grows (it grows on demand). */
 const MIN_REQUESTS = 1024;
 
+/** How ActiveSequences keeps block membership (see the file comment). */
+export type ActiveBlocksMode = 'index' | 'chains';
+
 interface ActiveRequest {
   rank: number;
+  /** 'chains': index in its rank's request list. */
+  pos: number;
   /** Prefill tokens still counted on the rank (0 once the first token came back). */
   prefillTokens: number;
   numBlocks: number;
@@ -108,11 +122,43 @@ class BlockRefCounts {
   }
 }
 
+/**
+ * Longest common prefix, in blocks, of the chain (hi[i], lo[loOffset + i]), i < numBlocks, and a
+ * request's hashes (hi at [0, cap), lo at [cap, 2 × cap), numBlocks q). Block i matches only if
+ * all before it do, so it gallops (1, 2, 4, … blocks) and then bisects.
+ */
+function commonPrefix(hi: Uint32Array, lo: Uint32Array, loOffset: number, numBlocks: number, q: ActiveRequest): number {
+  const m = numBlocks < q.numBlocks ? numBlocks : q.numBlocks;
+  const h = q.hashes, cap = h.length >>> 1;
+  if (m === 0 || h[0] !== hi[0] || h[cap] !== lo[loOffset]) return 0;
+  let good = 0, bad = m, step = 1;
+  while (good + step < m) {
+    const i = good + step;
+    if (h[i] === hi[i] && h[cap + i] === lo[loOffset + i]) {
+      good = i;
+      step *= 2;
+    } else {
+      bad = i;
+      break;
+    }
+  }
+  while (bad - good > 1) {
+    const mid = (good + bad) >>> 1;
+    if (h[mid] === hi[mid] && h[cap + mid] === lo[loOffset + mid]) good = mid;
+    else bad = mid;
+  }
+  return good + 1;
+}
+
 export class ActiveSequences {
   readonly numRanks: number;
-  /** Which ranks' active requests hold each prompt block. */
-  readonly blocks: PrefixIndex;
+  readonly mode: ActiveBlocksMode;
+  /** 'index': which ranks' active requests hold each prompt block; null with 'chains'. */
+  readonly blocks: PrefixIndex | null;
   private readonly refs = new BlockRefCounts();
+  /** 'chains': each rank's requests in flight, and its distinct prompt blocks. */
+  private readonly onRank: ActiveRequest[][];
+  private readonly distinctBlocks: Int32Array;
   private readonly prefillTokens: Float64Array;
   private readonly requestsOnRank: Int32Array;
   private readonly requests = new Map<number, ActiveRequest>();
@@ -124,9 +170,13 @@ export class ActiveSequences {
   /** Keeps the warm-up reads observable (see PrefixIndex.warm). */
   warmSink = 0;
 
-  constructor(numRanks: number) {
+  constructor(numRanks: number, mode: ActiveBlocksMode = 'index') {
+    if (mode !== 'index' && mode !== 'chains') throw new RangeError(`active blocks mode must be 'index' or 'chains', got ${String(mode)}`);
     this.numRanks = numRanks;
-    this.blocks = new PrefixIndex(numRanks, MIN_REQUESTS, true);
+    this.mode = mode;
+    this.blocks = mode === 'index' ? new PrefixIndex(numRanks, MIN_REQUESTS, true) : null;
+    this.onRank = mode === 'chains' ? Array.from({ length: numRanks }, () => []) : [];
+    this.distinctBlocks = new Int32Array(mode === 'chains' ? numRanks : 0);
     this.prefillTokens = new Float64Array(numRanks);
     this.requestsOnRank = new Int32Array(numRanks);
   }
@@ -138,7 +188,40 @@ export class ActiveSequences {
 
   /** Distinct prompt blocks of the rank's routed, unfinished requests (Dynamo `active_blocks`). */
   activeBlocks(rank: number): number {
-    return this.blocks.blocksOnRank(rank);
+    return this.blocks === null ? this.distinctBlocks[rank] as number : this.blocks.blocksOnRank(rank);
+  }
+
+  /**
+   * For each rank r in [firstRank, firstRank + numCandidates): the leading blocks of hi/lo[0 ..
+   * numBlocks) that r's active requests hold, written to depth[r] (CachedBlocksView's contract).
+   */
+  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array): void {
+    if (this.blocks !== null) {
+      this.blocks.matchDepths(numBlocks, hi, lo, firstRank, numCandidates, depth);
+      return;
+    }
+    const onRank = this.onRank;
+    for (let r = firstRank, end = firstRank + numCandidates; r < end; r++) {
+      const list = onRank[r] as ActiveRequest[];
+      let d = 0;
+      for (let k = 0; k < list.length && d < numBlocks; k++) {
+        const c = commonPrefix(hi, lo, 0, numBlocks, list[k] as ActiveRequest);
+        if (c > d) d = c;
+      }
+      depth[r] = d;
+    }
+  }
+
+  /** 'chains': the longest prefix of the request's blocks that the requests listed on its rank (not it) hold. */
+  private sharedOnRank(req: ActiveRequest): number {
+    const list = this.onRank[req.rank] as ActiveRequest[];
+    const h = req.hashes, cap = h.length >>> 1, nb = req.numBlocks;
+    let d = 0;
+    for (let k = 0; k < list.length && d < nb; k++) {
+      const c = commonPrefix(h, h, cap, nb, list[k] as ActiveRequest);
+      if (c > d) d = c;
+    }
+    return d;
   }
 
   /** Routed requests not finished yet on the rank. */
@@ -166,11 +249,19 @@ export class ActiveSequences {
     const hashes = this.spare[cls]?.pop() ?? new Uint32Array(2 * cap);
     hashes.set(hi.subarray(0, numBlocks), 0);
     hashes.set(lo.subarray(0, numBlocks), cap);
-    const req: ActiveRequest = { rank, prefillTokens, numBlocks, hashes };
+    const req: ActiveRequest = { rank, pos: -1, prefillTokens, numBlocks, hashes };
     this.requests.set(requestId, req);
     this.prefillTokens[rank] = (this.prefillTokens[rank] as number) + prefillTokens;
     this.requestsOnRank[rank]!++;
-    const refs = this.refs, idx = this.blocks;
+    const idx = this.blocks;
+    if (idx === null) {
+      this.distinctBlocks[rank] = (this.distinctBlocks[rank] as number) + numBlocks - this.sharedOnRank(req);
+      const list = this.onRank[rank] as ActiveRequest[];
+      req.pos = list.length;
+      list.push(req);
+      return;
+    }
+    const refs = this.refs;
     // Independent reads of every block's home slot first: their cache misses overlap.
     this.warmSink ^= idx.warm(hi, lo, 0, numBlocks);
     for (let i = 0; i < numBlocks; i++) {
@@ -197,6 +288,17 @@ export class ActiveSequences {
     this.requestsOnRank[rank]!--;
     const refs = this.refs, idx = this.blocks, hashes = req.hashes;
     const cap = hashes.length >>> 1;
+    if (idx === null) {
+      const list = this.onRank[rank] as ActiveRequest[];
+      const last = list.pop() as ActiveRequest;
+      if (last !== req) {
+        list[req.pos] = last;
+        last.pos = req.pos;
+      }
+      this.distinctBlocks[rank] = (this.distinctBlocks[rank] as number) - req.numBlocks + this.sharedOnRank(req);
+      (this.spare[31 - Math.clz32(cap)] ??= []).push(hashes);
+      return;
+    }
     this.warmSink ^= idx.warm(hashes, hashes, 0, req.numBlocks, cap);
     for (let i = 0; i < req.numBlocks; i++) {
       const h = (hashes[i] as number) | 0, l = (hashes[cap + i] as number) | 0;

@@ -5,6 +5,7 @@
  */
 import { InvalidConfigError } from '../util/errors.js';
 import { ActiveSequences } from './active-sequences.js';
+import type { ActiveBlocksMode } from './active-sequences.js';
 import { PrefixIndex } from './prefix-index.js';
 import type { CachedBlocksView, RankLoadView, RouteRequest, Router, RouterPolicy } from './types.js';
 
@@ -27,6 +28,12 @@ export interface RouterOptions {
    * have built, without building it). onStored / onRemoved / onCleared then throw.
    */
   cachedBlocks?: CachedBlocksView;
+  /**
+   * kv: how the router's own bookkeeping keeps each rank's active blocks (ActiveSequences):
+   * 'index' (default) or 'chains' (cheaper with few requests in flight per rank; the offline
+   * replayer). Same results.
+   */
+  activeBlocks?: ActiveBlocksMode;
 }
 
 function checkCandidates(req: RouteRequest, numRanks: number): void {
@@ -195,7 +202,7 @@ export class KvRouter implements Router {
   private lastReq: RouteRequest | null = null;
   private lastRank = -1;
 
-  constructor(load: RankLoadView, opts: { weight: number; temperature: number; blockSize: number; seed: number; cachedBlocks?: CachedBlocksView }) {
+  constructor(load: RankLoadView, opts: { weight: number; temperature: number; blockSize: number; seed: number; cachedBlocks?: CachedBlocksView; activeBlocks?: ActiveBlocksMode }) {
     this.weight = opts.weight;
     this.temperature = opts.temperature;
     this.blockSize = opts.blockSize;
@@ -210,7 +217,7 @@ export class KvRouter implements Router {
       this.index = null;
       this.cached = opts.cachedBlocks;
     }
-    this.active = new ActiveSequences(load.numRanks);
+    this.active = new ActiveSequences(load.numRanks, opts.activeBlocks ?? 'index');
     this.depth = new Int32Array(load.numRanks);
     this.activeDepth = new Int32Array(load.numRanks);
     this.cost = new Float64Array(load.numRanks);
@@ -230,7 +237,7 @@ export class KvRouter implements Router {
     const nb = req.numBlocks, bs = this.blockSize, isl = req.promptTokens;
     const depth = this.depth, activeDepth = this.activeDepth, cost = this.cost, active = this.active;
     this.cached.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, depth);
-    active.blocks.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, activeDepth);
+    active.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, activeDepth);
     for (let r = first; r < end; r++) {
       const newTokens = Math.max(0, isl - (depth[r] as number) * bs);
       const prefillBlocks = (active.activePrefillTokens(r) + newTokens) / bs;
@@ -306,7 +313,7 @@ export function createRouter(policy: RouterPolicy, load: RankLoadView, opts: Rou
       if (!Number.isFinite(t) || t < 0) {
         throw new InvalidConfigError('--router-temperature', `must be a finite number ≥ 0, got ${t}`);
       }
-      return new KvRouter(load, { weight: w, temperature: t, blockSize: opts.blockSize, seed: opts.seed, ...(opts.cachedBlocks === undefined ? {} : { cachedBlocks: opts.cachedBlocks }) });
+      return new KvRouter(load, { weight: w, temperature: t, blockSize: opts.blockSize, seed: opts.seed, ...(opts.cachedBlocks === undefined ? {} : { cachedBlocks: opts.cachedBlocks }), ...(opts.activeBlocks === undefined ? {} : { activeBlocks: opts.activeBlocks }) });
     }
   }
 }

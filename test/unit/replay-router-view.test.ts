@@ -2,7 +2,8 @@
  * The offline kv router's view of the ranks' caches (src/replay/README.md, "Router view"): reading
  * the engines' prefix caches directly must give bit-identical results to feeding the router's
  * index with the engines' KV events, as live serving does — across overlap weights, temperature
- * sampling, data-parallel ranks, a pool small enough to evict and preempt, and sessions.
+ * sampling, data-parallel ranks, a pool small enough to evict and preempt, and sessions. The same
+ * holds for the router's active-block bookkeeping kept by chains (the replay's default) or in an index.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,15 +16,24 @@ import { REPLAY_BASE, bytesOf, conversationSlice } from '../support/replay-fixtu
 
 const SLICE = await conversationSlice(500);
 
+function assertSame(a: OfflineReplayResult, b: OfflineReplayResult, what: string): void {
+  for (const key of ['arrivalMs', 'firstTokenMs', 'secondTokenMs', 'lastTokenMs', 'outputTokens', 'reusedTokens', 'status', 'rank', 'binOutputTokens', 'binInFlight'] as const) {
+    assert.ok(bytesOf(a[key]).equals(bytesOf(b[key])), `${what}: ${key} differs`);
+  }
+  assert.ok(bytesOf(a.itlMs as Float64Array).equals(bytesOf(b.itlMs as Float64Array)), `${what}: ITL samples differ`);
+  assert.equal(a.numPasses, b.numPasses);
+  assert.equal(a.numPreemptions, b.numPreemptions);
+}
+
+/**
+ * The default (engine caches read directly, active blocks by chains) against the live path (KV
+ * events into the index, active blocks in the refCounted index) and against each change alone.
+ */
 function compare(opts: OfflineReplayOptions, reqs = SLICE): OfflineReplayResult {
   const direct = runOfflineReplay(reqs, { ...opts, kvRouterView: 'engines' });
-  const events = runOfflineReplay(reqs, { ...opts, kvRouterView: 'kv-events' });
-  for (const key of ['arrivalMs', 'firstTokenMs', 'secondTokenMs', 'lastTokenMs', 'outputTokens', 'reusedTokens', 'status', 'rank', 'binOutputTokens', 'binInFlight'] as const) {
-    assert.ok(bytesOf(direct[key]).equals(bytesOf(events[key])), `${key} differs`);
-  }
-  assert.ok(bytesOf(direct.itlMs as Float64Array).equals(bytesOf(events.itlMs as Float64Array)), 'ITL samples differ');
-  assert.equal(direct.numPasses, events.numPasses);
-  assert.equal(direct.numPreemptions, events.numPreemptions);
+  assertSame(direct, runOfflineReplay(reqs, { ...opts, kvRouterView: 'kv-events', routerActiveBlocks: 'index' }), 'kv-events + index');
+  assertSame(direct, runOfflineReplay(reqs, { ...opts, kvRouterView: 'kv-events' }), 'kv-events');
+  assertSame(direct, runOfflineReplay(reqs, { ...opts, routerActiveBlocks: 'index' }), 'index');
   return direct;
 }
 
@@ -51,6 +61,7 @@ test('replay-router-view - a router reading engine caches refuses KV events; an 
   assert.equal(router.index, null);
   assert.throws(() => router.onStored(0, 1, new Uint32Array(1), new Uint32Array(1), 0), /takes no KV events/);
   assert.throws(() => runOfflineReplay(SLICE.slice(0, 3), { ...REPLAY_BASE, kvRouterView: 'events' as never }), (e: unknown) => e instanceof InvalidConfigError && e.field === 'kvRouterView');
+  assert.throws(() => runOfflineReplay(SLICE.slice(0, 3), { ...REPLAY_BASE, routerActiveBlocks: 'tree' as never }), (e: unknown) => e instanceof InvalidConfigError && e.field === 'routerActiveBlocks');
 });
 
 test('replay-router-view - Engine.cachedPrefixBlocks counts the leading cached blocks of a sequence', () => {

@@ -126,8 +126,8 @@ test('router-kv-cost - softmax sampling is seeded: same seed, same picks; it fav
   assert.ok(a.includes(1) && a.includes(2));
 });
 
-test('router-kv-cost - active sequences count a shared prefix once and release it by reference', () => {
-  const act = new ActiveSequences(2);
+for (const mode of ['index', 'chains'] as const) test(`router-kv-cost - active sequences (${mode}) count a shared prefix once and release it by reference`, () => {
+  const act = new ActiveSequences(2, mode);
   const hi = new Uint32Array(4).fill(3), lo = Uint32Array.from([0, 1, 2, 3]);
   act.add(1, 1, 40, 4, hi, lo);
   act.add(2, 1, 10, 2, hi, lo); // shares blocks 0..1
@@ -149,8 +149,8 @@ test('router-kv-cost - active sequences count a shared prefix once and release i
   assert.throws(() => act.add(4, 2, 0, 0, hi, lo), RangeError);
 });
 
-test('router-kv-cost - bookkeeping survives many requests on shared prefixes (table growth and deletion)', () => {
-  const act = new ActiveSequences(4);
+for (const mode of ['index', 'chains'] as const) test(`router-kv-cost - bookkeeping (${mode}) survives many requests on shared prefixes (table growth and deletion)`, () => {
+  const act = new ActiveSequences(4, mode);
   const n = 3000;
   const hi = new Uint32Array(20), lo = new Uint32Array(20);
   for (let id = 0; id < n; id++) {
@@ -205,4 +205,59 @@ test('router-kv-cost - active blocks match a reference count under random overla
   }
   for (const id of [...live.keys()]) act.finish(id);
   for (let r = 0; r < numRanks; r++) assert.equal(act.activeBlocks(r), 0);
+});
+
+test('router-kv-cost - active blocks by chains equal the index for sequence hashes: counts and depths, random traffic', () => {
+  let x = 11;
+  const next = (): number => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
+  const numRanks = 3;
+  const byIndex = new ActiveSequences(numRanks, 'index');
+  const byChains = new ActiveSequences(numRanks, 'chains');
+  const live = new Map<number, { rank: number; keys: string[] }>();
+  // Sequence hashes: block i's hash is a function of the whole prefix (here a string of the
+  // token-block choices), as chained hashing makes it; prompts branch from a small tree.
+  const chainOf = (n: number): { hi: Uint32Array; lo: Uint32Array; keys: string[] } => {
+    const hi = new Uint32Array(n), lo = new Uint32Array(n), keys: string[] = [];
+    let prefix = '';
+    for (let b = 0; b < n; b++) {
+      prefix += `${next() % (b < 6 ? 2 : 5)},`;
+      keys.push(prefix);
+      let h = 2166136261;
+      for (let k = 0; k < prefix.length; k++) h = Math.imul(h ^ prefix.charCodeAt(k), 16777619);
+      hi[b] = h >>> 0;
+      lo[b] = prefix.length;
+    }
+    return { hi, lo, keys };
+  };
+  const depthIndex = new Int32Array(numRanks), depthChains = new Int32Array(numRanks);
+  let deepest = 0;
+  for (let id = 0; id < 3000; id++) {
+    const q = chainOf(next() % 40);
+    byIndex.matchDepths(q.hi.length, q.hi, q.lo, 0, numRanks, depthIndex);
+    byChains.matchDepths(q.hi.length, q.hi, q.lo, 0, numRanks, depthChains);
+    assert.deepEqual(depthChains, depthIndex, `request ${id}: depths`);
+    for (const d of depthIndex) if (d > deepest) deepest = d;
+    const rank = next() % numRanks;
+    byIndex.add(id, rank, 1, q.hi.length, q.hi, q.lo);
+    byChains.add(id, rank, 1, q.hi.length, q.hi, q.lo);
+    live.set(id, { rank, keys: q.keys });
+    while (live.size > 0 && next() % 3 === 0) {
+      const ids = [...live.keys()];
+      const victim = ids[next() % ids.length] as number;
+      byIndex.finish(victim);
+      byChains.finish(victim);
+      live.delete(victim);
+    }
+    for (let r = 0; r < numRanks; r++) {
+      const distinct = new Set<string>();
+      for (const v of live.values()) if (v.rank === r) for (const k of v.keys) distinct.add(k);
+      assert.equal(byChains.activeBlocks(r), distinct.size, `request ${id}: rank ${r} blocks`);
+      assert.equal(byIndex.activeBlocks(r), distinct.size);
+    }
+  }
+  // Not vacuous: depths past the shared top of the tree were found.
+  assert.ok(deepest > 10, `deepest match ${deepest}`);
+  for (const id of [...live.keys()]) byChains.finish(id);
+  for (let r = 0; r < numRanks; r++) assert.equal(byChains.activeBlocks(r), 0);
+  assert.throws(() => new ActiveSequences(2, 'tree' as never), RangeError);
 });
