@@ -42,6 +42,10 @@ export class TraceHashMemo {
   private readonly tokLoPages: Uint32Array[] = [];
   private readonly idTokens: Uint32Array;
   private readonly out = new Uint32Array(2);
+  /** Prefix keys of the trace blocks of the request being filled. */
+  private keys = new Int32Array(64);
+  /** Keeps the read-ahead in fill() observable. */
+  warmSink = 0;
 
   private readonly maxNodes: number;
 
@@ -100,14 +104,26 @@ export class TraceHashMemo {
       throw new RangeError(`output arrays hold fewer than ${nb} hashes`);
     }
     const per = this.per;
+    // Every edge of the path is keyed by its whole prefix, so all its slots are known now: read
+    // them together (overlapping misses) before walking the path one level at a time.
+    const numTraceBlocks = Math.ceil(nb / per);
+    if (this.keys.length < numTraceBlocks) this.keys = new Int32Array(Math.max(numTraceBlocks, 2 * this.keys.length));
+    const keys = this.keys, ids = req.hashIds;
+    let key = ChildTable.ROOT_KEY;
+    for (let t = 0; t < numTraceBlocks; t++) {
+      key = ChildTable.prefixKey(key, (ids[t] as number) | 0);
+      keys[t] = key;
+    }
+    const child = this.child;
+    this.warmSink ^= child.warm(keys, numTraceBlocks);
     let node = 0;
     let filled = 0;
     for (let t = 0; filled < nb; t++) {
-      const id = (req.hashIds[t] as number) | 0;
-      let next = this.child.get(node, id);
+      const id = (ids[t] as number) | 0;
+      let next = child.get(node, id, keys[t] as number);
       if (next === 0) {
         next = this.addNode(node, id);
-        this.child.set(node, id, next);
+        child.set(node, id, next, keys[t] as number);
       }
       const page = next >>> PAGE_SHIFT, at = next & PAGE_MASK;
       const base = at * per;
