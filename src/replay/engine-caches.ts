@@ -31,10 +31,15 @@ export class EngineCaches implements CachedBlocksView {
   private keptHi = new Uint32Array(64);
   private keptLo = new Uint32Array(64);
   private keptLen = 0;
+  /** Per rank: the block its walk starts at in the current call (-1: none needed). */
+  private readonly start: Int32Array;
+  /** Keeps the read-ahead observable. */
+  warmSink = 0;
 
   constructor(engines: readonly Engine[]) {
     this.engines = engines;
     this.verified = new Int32Array(engines.length);
+    this.start = new Int32Array(engines.length);
     this.missed = new Uint8Array(engines.length);
     this.removalsSeen = new Float64Array(engines.length).fill(-1);
     this.insertionsSeen = new Float64Array(engines.length).fill(-1);
@@ -57,24 +62,31 @@ export class EngineCaches implements CachedBlocksView {
         }
       }
     }
+    // First pass: where each rank's walk starts (-1: its depth is known), and a read of that
+    // block's slot in its cache — independent loads across ranks, so their misses overlap.
+    const start = this.start;
+    let sink = 0;
+    for (let r = firstRank; r < end; r++) {
+      const e = engines[r] as Engine;
+      const v = verified[r] as number;
+      let from: number;
+      if (removalsSeen[r] !== e.cacheRemovals) from = 0;
+      else if (v < shared && missed[r] === 1 && insertionsSeen[r] === e.cacheInsertions) from = -1;
+      else from = Math.min(shared, v);
+      start[r] = from;
+      if (from >= 0 && from < numBlocks) sink ^= e.peekCachedBlock(hi[from] as number, lo[from] as number);
+    }
+    this.warmSink ^= sink;
     let keep = shared;
     for (let r = firstRank; r < end; r++) {
       const e = engines[r] as Engine;
-      const removals = e.cacheRemovals, insertions = e.cacheInsertions;
-      const v = verified[r] as number;
-      let d: number;
-      if (removalsSeen[r] !== removals) {
-        d = e.cachedPrefixBlocks(numBlocks, hi, lo, 0);
-      } else if (v < shared && missed[r] === 1 && insertionsSeen[r] === insertions) {
-        d = v;
-      } else {
-        d = e.cachedPrefixBlocks(numBlocks, hi, lo, Math.min(shared, v));
-      }
+      const from = start[r] as number;
+      const d = from < 0 ? verified[r] as number : e.cachedPrefixBlocks(numBlocks, hi, lo, from);
       depth[r] = d;
       verified[r] = d;
       missed[r] = d < numBlocks ? 1 : 0;
-      removalsSeen[r] = removals;
-      insertionsSeen[r] = insertions;
+      removalsSeen[r] = e.cacheRemovals;
+      insertionsSeen[r] = e.cacheInsertions;
       if (d + 1 > keep) keep = Math.min(d + 1, numBlocks);
     }
     if (keep > keptHi.length) {
