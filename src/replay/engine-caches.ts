@@ -1,13 +1,9 @@
-/**
- * The offline kv router's view of the ranks' caches, read straight from the engines
- * (kvRouterView 'engines'; src/replay/README.md, "Router view").
- */
 import type { Engine } from '../engine/engine.js';
 import type { CachedBlocksView } from '../router/types.js';
 
 /**
- * The kv router's view of the ranks' caches read straight from the engines (kvRouterView
- * 'engines').
+ * The offline kv router's view of the ranks' caches, read straight from the engines (kvRouterView
+ * 'engines'; src/replay/README.md, "Router view").
  *
  * Most requests share a long leading run with the request before them (a system prompt, an
  * earlier turn), and most ranks change little in their cache between two picks. So each rank
@@ -98,8 +94,11 @@ export class EngineCaches implements CachedBlocksView {
       this.keptHi = nh;
       this.keptLo = nl;
     }
-    this.keptHi.set(hi.subarray(shared, keep), shared);
-    this.keptLo.set(lo.subarray(shared, keep), shared);
+    const kh = this.keptHi, kl = this.keptLo;
+    for (let i = shared; i < keep; i++) {
+      kh[i] = hi[i] as number;
+      kl[i] = lo[i] as number;
+    }
     this.keptLen = keep;
   }
 }

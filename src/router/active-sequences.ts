@@ -296,7 +296,7 @@ export class ActiveSequences {
         last.pos = req.pos;
       }
       this.distinctBlocks[rank] = (this.distinctBlocks[rank] as number) - req.numBlocks + this.sharedOnRank(req);
-      (this.spare[31 - Math.clz32(cap)] ??= []).push(hashes);
+      this.recycle(hashes);
       return;
     }
     this.warmSink ^= idx.warm(hashes, hashes, 0, req.numBlocks, cap);
@@ -305,7 +305,11 @@ export class ActiveSequences {
       const shared = idx.release(rank, h, l);
       if (shared >= 0 && refs.bump(rank, h, l, -1) === 0) idx.unshareAt(shared, rank);
     }
-    const cls = 31 - Math.clz32(cap);
-    (this.spare[cls] ??= []).push(hashes);
+    this.recycle(hashes);
+  }
+
+  /** Keep a finished request's hash buffer for a later request of its size class. */
+  private recycle(hashes: Uint32Array): void {
+    (this.spare[31 - Math.clz32(hashes.length >>> 1)] ??= []).push(hashes);
   }
 }
