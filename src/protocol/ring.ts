@@ -10,6 +10,7 @@
  *   Separate lines keep the producer's and the consumer's stores from invalidating each other.
  *
  *   record = [u32 length (native order: both ends are threads of one process) | payload | pad to 4]
+ *   skip   = [u32 PAD_FLAG | bytes to the end of the data area]   (a rewind, see below)
  *
  * One producer instance and one consumer instance per ring (any number of observers calling
  * usedBytes/highWaterBytes/droppedRecords). The consumer caches its tail and the last HEAD it
@@ -19,6 +20,16 @@
  * is the only writer) and the last TAIL it loaded, reloading TAIL only when the cached view says
  * the ring is too full: a write costs one atomic store, not three cross-core loads. Records copy
  * as 32-bit words when source and destination are 4-byte aligned (the common case).
+ *
+ * Rewinding (producer option `rewindAtBytes`): a ring that is empty when its producer's next
+ * record would start at or past rewindAtBytes gets a skip word there instead, and the record
+ * goes to the start of the data area. A lightly used ring then cycles through its first few KiB,
+ * which stay resident and in cache, instead of through all of its capacity: every first touch of
+ * a ring page is a page fault (~14 µs on this VM) and every other lap's line a cache miss. The
+ * consumer steps over skips on its own. A skip holds counter space until the consumer passes it
+ * (its next read), so right after a rewind a burst has rewindAtBytes, not the whole capacity, of
+ * room before the producer must wait; the producer's view of use (high water, usedAbove) leaves
+ * an unread skip out.
  *
  * Invariants: capacity is a power of two (so `counter & mask` stays correct across u32 wrap),
  * records start 4-byte aligned (so the length word never straddles the end), used bytes =
@@ -38,6 +49,9 @@ const HEADER_BYTES = 192;
  * padding, so its payload stays 4-byte aligned and copies out as words.
  */
 export const TAG_BYTES = 4;
+
+/** A length word with this bit set is a skip to the end of the data area (its low bits: the bytes skipped). */
+const PAD_FLAG = 0x80000000;
 
 /** readTagged() records consumed before TAIL is published. */
 const READ_COMMIT_BATCH = 64;
@@ -118,13 +132,22 @@ export class SpscRing {
   /** Producer: its head (published to HEAD per record) and the last TAIL it loaded. */
   private pHead: number;
   private pTail: number;
+  /** Producer: rewind at this data offset when the ring is empty (Infinity = never). */
+  private readonly rewindAt: number;
+  /** Producer: counter of the last skip word and its size (at most one is unread: a rewind needs an empty ring). */
+  private padStart: number;
+  private padBytes: number;
   /** Int32 view of the last source/destination buffer, for aligned word copies (cached: sources are reused). */
   private wordBuf: ArrayBufferLike | null;
   private wordOff: number;
   private wordLen: number;
   private words: Int32Array | null;
 
-  constructor(mem: RingMemory) {
+  /**
+   * `rewindAtBytes` (producer side only; a multiple of 4, at least 4): rewind to the start of the
+   * data area once a record would start this far in and the consumer has read everything.
+   */
+  constructor(mem: RingMemory, opts: { rewindAtBytes?: number } = {}) {
     const sab = mem instanceof SharedArrayBuffer ? mem : mem.sab;
     const offset = mem instanceof SharedArrayBuffer ? 0 : mem.offset;
     const bytes = mem instanceof SharedArrayBuffer ? mem.byteLength : mem.bytes;
@@ -144,6 +167,13 @@ export class SpscRing {
     this.uncommitted = 0;
     this.pHead = Atomics.load(this.header, HEAD) >>> 0;
     this.pTail = this.cTail;
+    const rewindAt = opts.rewindAtBytes ?? Infinity;
+    if (rewindAt !== Infinity && (!Number.isInteger(rewindAt) || rewindAt < 4 || rewindAt % 4 !== 0)) {
+      throw new RangeError(`SpscRing: rewindAtBytes must be a multiple of 4 and at least 4, got ${rewindAt}`);
+    }
+    this.rewindAt = rewindAt;
+    this.padStart = 0;
+    this.padBytes = 0;
     this.wordBuf = null;
     this.wordOff = 0;
     this.wordLen = 0;
@@ -158,15 +188,27 @@ export class SpscRing {
       throw new RangeError(`SpscRing.tryWrite: record of ${len} bytes exceeds the ring's maximum of ${this.maxRecordBytes}`);
     }
     const h = this.header;
-    const head = this.pHead;
+    let head = this.pHead;
     const need = 4 + ((len + 3) & ~3);
+    let pos = head & this.mask;
+    if (pos >= this.rewindAt && need <= pos) {
+      this.pTail = Atomics.load(h, TAIL) >>> 0;
+      if (this.pTail === head) {
+        // Empty: skip to the start of the data area (published with the record by the HEAD store).
+        const pad = this.capacity - pos;
+        this.data32[pos >>> 2] = PAD_FLAG | pad;
+        this.padStart = head;
+        this.padBytes = pad;
+        head = (head + pad) >>> 0;
+        pos = 0;
+      }
+    }
     let used = (head - this.pTail) >>> 0;
     if (need > this.capacity - used) {
       this.pTail = Atomics.load(h, TAIL) >>> 0;
       used = (head - this.pTail) >>> 0;
       if (need > this.capacity - used) return false;
     }
-    const pos = head & this.mask;
     this.data32[pos >>> 2] = len;
     const p = (pos + 4) & this.mask;
     const first = Math.min(len, this.capacity - p);
@@ -175,12 +217,19 @@ export class SpscRing {
     this.pHead = (head + need) >>> 0;
     Atomics.store(h, HEAD, this.pHead | 0);
     // The cached TAIL may be stale (overstating use): check a new high-water mark against a fresh one.
-    if (used + need > h[HIGH_WATER]!) {
+    if (this.recordBytesAfter(this.pTail) > h[HIGH_WATER]!) {
       this.pTail = Atomics.load(h, TAIL) >>> 0;
-      const nowUsed = (this.pHead - this.pTail) >>> 0;
+      const nowUsed = this.recordBytesAfter(this.pTail);
       if (nowUsed > h[HIGH_WATER]!) Atomics.store(h, HIGH_WATER, nowUsed);
     }
     return true;
+  }
+
+  /** Producer: bytes between `tail` and the head, less the last skip if the consumer has not passed it. */
+  private recordBytesAfter(tail: number): number {
+    const used = (this.pHead - tail) >>> 0;
+    // Unread iff it starts at or after tail (within one capacity: counters wrap at 2^32).
+    return this.padBytes > 0 && ((this.padStart - tail) >>> 0) < used ? used - this.padBytes : used;
   }
 
   /**
@@ -188,9 +237,9 @@ export class SpscRing {
    * so, so it is cheap while the consumer keeps up.
    */
   usedAbove(bytes: number): boolean {
-    if (((this.pHead - this.pTail) >>> 0) <= bytes) return false;
+    if (this.recordBytesAfter(this.pTail) <= bytes) return false;
     this.pTail = Atomics.load(this.header, TAIL) >>> 0;
-    return ((this.pHead - this.pTail) >>> 0) > bytes;
+    return this.recordBytesAfter(this.pTail) > bytes;
   }
 
   /**
@@ -228,11 +277,21 @@ export class SpscRing {
 
   // ---- consumer ----
 
-  /** True when the consumer has a record to read; reloads HEAD only when the cache is drained. */
+  /**
+   * True when the consumer has a record to read; reloads HEAD only when the cache is drained.
+   * Steps over skip words (a rewinding producer's), leaving cTail at a record.
+   */
   private hasRecord(): boolean {
-    if (this.cTail !== this.cHead) return true;
-    this.cHead = Atomics.load(this.header, HEAD) >>> 0;
-    return this.cTail !== this.cHead;
+    for (;;) {
+      if (this.cTail === this.cHead) {
+        this.cHead = Atomics.load(this.header, HEAD) >>> 0;
+        if (this.cTail === this.cHead) return false;
+      }
+      const word = this.data32[(this.cTail & this.mask) >>> 2]!;
+      if ((word & PAD_FLAG) === 0) return true;
+      this.cTail = (this.cTail + (word & ~PAD_FLAG)) >>> 0;
+      this.uncommitted++;
+    }
   }
 
   /** Length of the next record, or -1 when the ring is empty. Does not consume. */
@@ -341,6 +400,7 @@ export class SpscRing {
     }
   }
 
+  /** Bytes in use, counting an unread skip (a rewinding producer's) as used. */
   usedBytes(): number {
     return (Atomics.load(this.header, HEAD) - Atomics.load(this.header, TAIL)) >>> 0;
   }

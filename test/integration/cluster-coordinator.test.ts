@@ -5,7 +5,8 @@ import { KvRouter } from '../../src/router/index.js';
 import type { ClusterConfig } from '../../src/cluster/coordinator.js';
 import type { GenerateFinish } from '../../src/cluster/backend.js';
 import { normalizeEngineArgs } from '../../src/engine/args.js';
-import { Scalar } from '../../src/protocol/rank-counters.js';
+import { Engine, createPolynomialPerfModel } from '../../src/engine/engine.js';
+import { Scalar, counterLayout } from '../../src/protocol/rank-counters.js';
 import { RankFailedError, OverloadedError } from '../../src/util/errors.js';
 import { threadCpus, allowedCpus } from '../../src/util/affinity.js';
 
@@ -303,6 +304,45 @@ function deliveryGroups(times: number[]): number {
   for (let i = 0; i < times.length; i++) if (i === 0 || (times[i] as number) - (times[i - 1] as number) > 1) groups++;
   return groups;
 }
+
+test('cluster - at speedup 1 ranks sharing a thread hand tokens over no earlier than their passes end', async () => {
+  // The thread sleeps until its earliest deadline and polls the last stretch: neither may let a
+  // pass end early. Between a request's first and last token lie its passes 2..N, whose modeled
+  // lengths the same engine gives offline (one request per rank, as here).
+  const cfg = config({ speedupRatio: 1, ranksPerThread: 2 });
+  const maxTokens = 40;
+  const offline = new Engine(cfg.engineArgs, createPolynomialPerfModel());
+  offline.addRequest(1, Uint32Array.from([1, 2, 3, 4, 5]), maxTokens);
+  let modeledMs = 0;
+  let tokens = 0;
+  while (offline.hasWork()) {
+    const res = offline.step(0);
+    if (tokens > 0) modeledMs += res.prefillMs + res.decodeMs;
+    tokens += res.numTokens;
+  }
+  assert.equal(tokens, maxTokens);
+  const c = await Coordinator.start(cfg);
+  try {
+    const times: number[][] = [[], []];
+    const outs = await Promise.all([0, 1].map((r) => generate(c, [1, 2, 3, 4, 5], maxTokens, r, { streaming: true, onDelivery: (t) => times[r]!.push(t) }).done));
+    const layout = counterLayout(256);
+    for (const r of [0, 1]) {
+      assert.equal(outs[r]!.finish.reason, 'length');
+      const t = times[r]!;
+      const spanMs = t[t.length - 1]! - t[0]!;
+      // 5% slack: the first delivery may reach the main thread later than the rank handed it over.
+      const floorMs = modeledMs * 0.95;
+      assert.ok(spanMs >= floorMs, `rank ${r}: ${maxTokens} tokens in ${spanMs.toFixed(1)} ms, passes end no earlier than ${floorMs.toFixed(1)} ms`);
+      const a = c.counters[r] as Float64Array;
+      const h = layout.lateness;
+      const waited = a[h.offset + h.buckets.length + 2] as number;
+      assert.ok(waited >= maxTokens / 2, `rank ${r}: ${waited} passes waited for their deadline (lateness observed)`);
+      assert.ok((a[Scalar.passes] as number) >= maxTokens);
+    }
+  } finally {
+    await c.shutdown(1000);
+  }
+});
 
 test('cluster - streaming tokens arrive pass by pass; non-streaming ones ride lazily with the same tokens and usage', async () => {
   // Two ranks on one thread (mixed urgent and lazy output in one service round), speedup 1 (~6 ms decode passes).

@@ -163,6 +163,82 @@ test('ring - 200k records of varying size pass through in order', () => {
   assert.equal(next, 200_000);
 });
 
+/** The data bytes of a ring made by SpscRing.allocate (after its 192-byte header). */
+function dataBytes(sab: SharedArrayBuffer): Uint8Array {
+  return new Uint8Array(sab, 192);
+}
+
+test('ring - a rewinding ring keeps its records in its first bytes while the consumer keeps up', () => {
+  const sab = SpscRing.allocate(4096);
+  const producer = new SpscRing(sab, { rewindAtBytes: 256 });
+  const consumer = new SpscRing(sab);
+  const src = new Uint8Array(200);
+  const dst = new Uint8Array(consumer.maxRecordBytes);
+  const rnd = lcg(3);
+  for (let i = 0; i < 5000; i++) {
+    const len = rnd() % 200;
+    fill(src, i, len);
+    assert.ok(producer.tryWrite(src, 0, len));
+    // Every reader steps over skips: alternate read, readTagged, peekLength + skipTagged.
+    if (i % 3 === 0) {
+      assert.equal(consumer.read(dst), len);
+      assert.ok(check(dst, i, len), `record ${i}`);
+    } else if (i % 3 === 1) {
+      const tag = consumer.readTagged(dst, 0);
+      assert.equal(consumer.lastLength, len);
+      if (len >= 4) {
+        assert.equal(tag, src[0]);
+        for (let k = 4; k < len; k++) assert.equal(dst[k - 4], src[k]);
+      }
+      consumer.commitReads();
+    } else {
+      assert.equal(consumer.peekLength(), len);
+      consumer.skipTagged();
+      consumer.commitReads();
+    }
+  }
+  assert.equal(consumer.read(dst), -1);
+  // No record started at or past 256: nothing beyond 256 + the largest record was ever written.
+  const data = dataBytes(sab);
+  const touched = data.findLastIndex((b) => b !== 0);
+  assert.ok(touched < 256 + 4 + 200, `last written byte at ${touched}`);
+  assert.ok(producer.highWaterBytes() <= 4 + 200, `high water ${producer.highWaterBytes()} leaves skips out`);
+});
+
+test('ring - after a rewind the unread skip holds its space until the consumer passes it', () => {
+  const sab = SpscRing.allocate(1024);
+  const producer = new SpscRing(sab, { rewindAtBytes: 128 });
+  const consumer = new SpscRing(sab);
+  const src = new Uint8Array(64);
+  const dst = new Uint8Array(consumer.maxRecordBytes);
+  // Three 60-byte records (64 bytes each) bring the head to 192, past 128; the consumer drains.
+  for (let i = 0; i < 3; i++) assert.ok(producer.tryWrite(src, 0, 60));
+  for (let i = 0; i < 3; i++) assert.equal(consumer.read(dst), 60);
+  // The next record rewinds: a skip of 1024 - 192 bytes at 192, the record at 0.
+  fill(src, 9, 60);
+  assert.ok(producer.tryWrite(src, 0, 60));
+  assert.equal(consumer.usedBytes(), 1024 - 192 + 64, 'the skip counts as used until read');
+  assert.equal(producer.usedAbove(64), false, 'the producer leaves the unread skip out');
+  // Room before the skip: 192 - 64 bytes, two more records; the third waits for the consumer.
+  assert.ok(producer.tryWrite(src, 0, 60));
+  assert.ok(producer.tryWrite(src, 0, 60));
+  assert.equal(producer.tryWrite(src, 0, 60), false);
+  assert.equal(consumer.read(dst), 60, 'the consumer steps over the skip to the record at 0');
+  assert.ok(check(dst, 9, 60));
+  assert.ok(producer.tryWrite(src, 0, 60), 'passing the skip freed its space');
+  for (let i = 0; i < 3; i++) assert.equal(consumer.read(dst), 60);
+  assert.equal(consumer.read(dst), -1);
+  // Records never started at or past 192 + one record.
+  assert.ok(dataBytes(sab).findLastIndex((b) => b !== 0) < 192 + 64);
+});
+
+test('ring - rewindAtBytes must be a multiple of 4 and at least 4', () => {
+  const sab = SpscRing.allocate(256);
+  assert.throws(() => new SpscRing(sab, { rewindAtBytes: 0 }), /rewindAtBytes/);
+  assert.throws(() => new SpscRing(sab, { rewindAtBytes: 6 }), /rewindAtBytes/);
+  assert.throws(() => new SpscRing(sab, { rewindAtBytes: 1.5 }), /rewindAtBytes/);
+});
+
 test('ring - readTagged strips the 4-byte frame header and releases space in batches until commitReads', () => {
   const sab = SpscRing.allocate(1024);
   const producer = new SpscRing(sab);
@@ -244,7 +320,7 @@ test('doorbell - wait ends on its timeout when nothing rang', async () => {
 const PRODUCER_SRC = `
 const { workerData, parentPort } = require('node:worker_threads');
 import(workerData.ringUrl).then(({ SpscRing, Doorbell }) => {
-  const ring = new SpscRing(workerData.ring);
+  const ring = new SpscRing(workerData.ring, workerData.rewindAtBytes === undefined ? {} : { rewindAtBytes: workerData.rewindAtBytes });
   const bell = new Doorbell(workerData.bell);
   const src = new Uint8Array(512);
   let failures = 0;
@@ -259,7 +335,7 @@ import(workerData.ringUrl).then(({ SpscRing, Doorbell }) => {
 });
 `;
 
-test('ring - two producer threads and one async consumer exchange 100k records each without loss', async () => {
+test('ring - two producer threads (one rewinding) and one async consumer exchange 100k records each without loss', async () => {
   const ringUrl = new URL('../../src/protocol/ring.js', import.meta.url).href;
   const bellSab = Doorbell.allocate();
   const bell = new Doorbell(bellSab);
@@ -267,7 +343,7 @@ test('ring - two producer threads and one async consumer exchange 100k records e
   const rings = [SpscRing.allocate(1024), SpscRing.allocate(2048)];
   const consumers = rings.map((s) => new SpscRing(s));
   const workers = rings.map(
-    (ring, id) => new Worker(PRODUCER_SRC, { eval: true, workerData: { ring, bell: bellSab, ringUrl, count, id } }),
+    (ring, id) => new Worker(PRODUCER_SRC, { eval: true, workerData: { ring, bell: bellSab, ringUrl, count, id, ...(id === 1 ? { rewindAtBytes: 512 } : {}) } }),
   );
   const done = workers.map(
     (w) =>
