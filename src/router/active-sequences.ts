@@ -200,28 +200,24 @@ export class ActiveSequences {
       this.blocks.matchDepths(numBlocks, hi, lo, firstRank, numCandidates, depth);
       return;
     }
-    const onRank = this.onRank;
-    for (let r = firstRank, end = firstRank + numCandidates; r < end; r++) {
-      const list = onRank[r] as ActiveRequest[];
-      let d = 0;
-      for (let k = 0; k < list.length && d < numBlocks; k++) {
-        const c = commonPrefix(hi, lo, 0, numBlocks, list[k] as ActiveRequest);
-        if (c > d) d = c;
-      }
-      depth[r] = d;
+    for (let r = firstRank, end = firstRank + numCandidates; r < end; r++) depth[r] = this.longestOnRank(r, hi, lo, 0, numBlocks);
+  }
+
+  /** 'chains': the longest prefix of the chain (hi[i], lo[loOffset + i]), i < numBlocks, that a request listed on the rank holds. */
+  private longestOnRank(rank: number, hi: Uint32Array, lo: Uint32Array, loOffset: number, numBlocks: number): number {
+    const list = this.onRank[rank] as ActiveRequest[];
+    let d = 0;
+    for (let k = 0; k < list.length && d < numBlocks; k++) {
+      const c = commonPrefix(hi, lo, loOffset, numBlocks, list[k] as ActiveRequest);
+      if (c > d) d = c;
     }
+    return d;
   }
 
   /** 'chains': the longest prefix of the request's blocks that the requests listed on its rank (not it) hold. */
   private sharedOnRank(req: ActiveRequest): number {
-    const list = this.onRank[req.rank] as ActiveRequest[];
-    const h = req.hashes, cap = h.length >>> 1, nb = req.numBlocks;
-    let d = 0;
-    for (let k = 0; k < list.length && d < nb; k++) {
-      const c = commonPrefix(h, h, cap, nb, list[k] as ActiveRequest);
-      if (c > d) d = c;
-    }
-    return d;
+    const h = req.hashes;
+    return this.longestOnRank(req.rank, h, h, h.length >>> 1, req.numBlocks);
   }
 
   /** Routed requests not finished yet on the rank. */
