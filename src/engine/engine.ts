@@ -21,8 +21,6 @@ type OutcomeCode = (typeof Outcome)[keyof typeof Outcome];
 /** Emitted token ids are uniform in [TOKEN_ID_MIN, TOKEN_ID_MIN + TOKEN_ID_SPAN) (Dynamo mocker). */
 export const TOKEN_ID_MIN = 1000;
 export const TOKEN_ID_SPAN = 1000;
-/** Prefix lookups of a waiting request whose hash-table entries are prefetched together. */
-const WARM_STEP = 16;
 /** Upper bound on the evictions of one allocation run whose reads are prefetched. */
 const WARM_EVICTIONS = 128;
 /** mulberry32's state increment (Rng.nextI32). */
@@ -232,7 +230,7 @@ export class Engine {
     this.vocabulary = options.generatedVocabulary !== undefined && options.generatedVocabulary.length > 0
       ? options.generatedVocabulary
       : defaultGeneratedVocabulary(TOKEN_ID_MIN, TOKEN_ID_SPAN);
-    this.pool = new BlockPool(this.args.numGpuBlocks, this.prefixCaching, this.recorder, options.reserveBlocks === true);
+    this.pool = new BlockPool(this.args.numGpuBlocks, this.prefixCaching, this.recorder, options.reserveBlocks === true, options.groupedBlockHashes === true);
     this.rng = new Rng(this.args.seed);
     this.result = new StepResultBuffer(this.args.maxNumSeqs);
     this.running = new Int32Array(this.args.maxNumSeqs);
@@ -274,10 +272,7 @@ export class Engine {
    */
   cachedPrefixBlocks(numBlocks: number, hi: Uint32Array, lo: Uint32Array, from = 0): number {
     if (!this.prefixCaching) return 0;
-    const pool = this.pool;
-    let i = from;
-    while (i < numBlocks && pool.find(hi[i] as number, lo[i] as number) >= 0) i++;
-    return i;
+    return from < numBlocks ? this.pool.table.findRun(hi, lo, from, numBlocks, null) : from;
   }
 
   /**
@@ -623,18 +618,8 @@ export class Engine {
       // Sized to the longest prompt seen, not to the cache: an idle rank keeps it small.
       if (this.hitIds.length < numFull + 1) this.hitIds = new Int32Array(Math.min(this.args.numGpuBlocks + 1, Math.max(numFull + 1, this.hitIds.length * 2)));
       const hitIds = this.hitIds;
-      let warmed = 0;
-      while (hits < numFull) {
-        if (hits === warmed) {
-          // Prefetch the next few lookups together; a short step wastes little when the prefix ends.
-          warmed = numFull - hits > WARM_STEP ? hits + WARM_STEP : numFull;
-          this.warmSink ^= pool.table.warm(seqHi, seqLo, hits, warmed);
-        }
-        const id = pool.find(seqHi[hits] as number, seqLo[hits] as number);
-        if (id < 0) break;
-        if (pool.stateOf(id) === BlockState.active) activeHits++;
-        hitIds[hits++] = id;
-      }
+      hits = pool.table.findRun(seqHi, seqLo, 0, numFull, hitIds);
+      for (let b = 0; b < hits; b++) if (pool.stateOf(hitIds[b] as number) === BlockState.active) activeHits++;
       missAfterHits = hits < numFull;
     }
     const prefix = hits * bs < promptLen ? hits * bs : promptLen;

@@ -212,4 +212,11 @@ export interface EngineOptions {
    * offline replayer sets it: storing 12 k-token prompts was ~9 % of a replay.
    */
   readonly keepPromptTokens?: boolean;
+  /**
+   * Keep the prefix cache in a GroupedBlockHashTable (default false): one entry per group of
+   * hashes that differ only in the low 5 bits of their low half. The offline replayer sets it, as
+   * its block hashes come in such groups (one per trace block, src/replay/trace-hashes.ts); real
+   * prompts' hashes would take one entry (144 bytes) each.
+   */
+  readonly groupedBlockHashes?: boolean;
 }

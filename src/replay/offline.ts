@@ -408,7 +408,10 @@ class OfflineSim {
     // Pools and prefix tables sized up front (~68 bytes per block) while that stays modest; huge
     // fleets grow theirs with use instead, as serving ranks do.
     const reserveBlocks = numRanks * args.numGpuBlocks <= RESERVE_MAX_BLOCKS;
-    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks, keepPromptTokens: false };
+    // With aligned block sizes the memo's hashes come in groups (src/replay/trace-hashes.ts), which
+    // the engines' prefix caches then keep one group per entry.
+    const groupedBlockHashes = opts.traceBlockSize % args.blockSize === 0;
+    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks, keepPromptTokens: false, groupedBlockHashes };
     for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, engineOptions));
     this.engines = engines;
     const load: RankLoadView = {

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { KvEventRecorder } from '../../src/engine/events.js';
 import { BlockField, BlockPool, BlockState } from '../../src/engine/kv/block-pool.js';
 import { BlockHashTable } from '../../src/engine/kv/hash-table.js';
+import type { BlockTable } from '../../src/engine/kv/hash-table.js';
+import { GroupedBlockHashTable } from '../../src/engine/kv/grouped-hash-table.js';
 import { KvEventKind } from '../../src/engine/types.js';
 
 test('kv hash table - agrees with a Map under random inserts and removals (backward-shift deletion)', () => {
@@ -36,6 +38,78 @@ test('kv hash table - agrees with a Map under random inserts and removals (backw
   }
   assert.equal(t.size, ref.size);
   assert.equal(t.remove(1, 2), -1, 'absent key');
+});
+
+test('kv hash tables - both agree with a Map on grouped keys: finds, runs, removals of whole groups, growth and clear', () => {
+  for (const make of [(n: number): BlockTable => new BlockHashTable(n), (n: number): BlockTable => new GroupedBlockHashTable(n), (n: number): BlockTable => new GroupedBlockHashTable(n, true)]) {
+    const t = make(512);
+    const ref = new Map<string, number>();
+    let s = 11;
+    const rnd = (): number => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return s;
+    };
+    // 24 groups of up to 32 keys (hi shared, lo differing in its low 5 bits); few distinct groups
+    // homes collide often, so entries shift on deletion and probe runs wrap around.
+    const groups: Array<[number, number]> = [];
+    for (let g = 0; g < 24; g++) groups.push([rnd() & 3, (rnd() & 0x3) << 16]);
+    const key = (g: number, i: number): [number, number] => {
+      const [hi, base] = groups[g] as [number, number];
+      return [hi, (base | (g << 8) | i) >>> 0];
+    };
+    for (let step = 0; step < 30000; step++) {
+      const g = rnd() % groups.length, i = rnd() & 31;
+      const [hi, lo] = key(g, i);
+      const k = `${hi}:${lo}`;
+      if (ref.has(k)) {
+        assert.equal(t.remove(hi, lo), ref.get(k));
+        ref.delete(k);
+      } else if (ref.size < 512) {
+        const v = rnd() & 0xffff;
+        t.insert(hi, lo, v);
+        ref.set(k, v);
+      }
+      if (step % 211 === 0) {
+        for (let gg = 0; gg < groups.length; gg++) {
+          // findRun over a group's 32 keys stops at the first absent one and reports the ids.
+          const hs = new Uint32Array(32), ls = new Uint32Array(32), ids = new Int32Array(32).fill(-7);
+          let expectEnd = 32;
+          for (let ii = 0; ii < 32; ii++) {
+            const [kh, kl] = key(gg, ii);
+            hs[ii] = kh;
+            ls[ii] = kl;
+            const kk = `${kh}:${kl}`;
+            assert.equal(t.find(kh, kl), ref.has(kk) ? ref.get(kk) : -1);
+            if (!ref.has(kk) && expectEnd === 32) expectEnd = ii;
+          }
+          const from = gg % 4;
+          assert.equal(t.findRun(hs, ls, from, 32, ids), Math.max(from, expectEnd));
+          for (let ii = from; ii < expectEnd; ii++) assert.equal(ids[ii], ref.get(`${hs[ii]}:${ls[ii]}`));
+        }
+      }
+    }
+    assert.equal(t.size, ref.size);
+    assert.equal(t.remove(9, 9), -1, 'absent key');
+    t.clear();
+    assert.equal(t.size, 0);
+    const [hi, lo] = key(0, 0);
+    assert.equal(t.find(hi, lo), -1);
+    t.insert(hi, lo, 5);
+    assert.equal(t.find(hi, lo), 5);
+  }
+});
+
+test('kv grouped hash table - a group is one entry: 32 keys of a group take one, random keys one each', () => {
+  const t = new GroupedBlockHashTable(4096);
+  for (let i = 0; i < 32; i++) t.insert(0x1234, 0xabcd00 | i, i);
+  assert.equal(t.size, 32);
+  assert.equal(t.capacity, 16, 'one group never grows the table');
+  for (let g = 0; g < 100; g++) t.insert(g + 1, g << 5, g);
+  assert.ok(t.capacity >= 256, `101 groups at load ≤ 0.5 need ≥ 256 entries, got ${t.capacity}`);
+  const hs = Uint32Array.from({ length: 40 }, () => 0x1234), ls = Uint32Array.from({ length: 40 }, (_, i) => 0xabcd00 | (i & 31));
+  assert.equal(t.findRun(hs, ls, 0, 40, null), 40, 'a run may pass through a group twice');
+  assert.equal(t.remove(0x1234, 0xabcd00 | 7), 7);
+  assert.equal(t.findRun(hs, ls, 0, 40, null), 7);
 });
 
 test('kv block pool - free blocks are handed out lowest first and evictions take the oldest inactive block', () => {

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { computeBlockHashes } from '../../src/engine/engine.js';
+import { computeBlockHashes, computeSequenceHashes } from '../../src/engine/engine.js';
 import { runOfflineReplay, RequestStatus } from '../../src/replay/offline.js';
 import type { OfflineReplayOptions } from '../../src/replay/offline.js';
 import { buildReplayReport, collectSamples, renderReplayReport } from '../../src/replay/report.js';
-import { TraceHashMemo, traceRequestHashes } from '../../src/replay/trace-hashes.js';
+import { TraceHashMemo, groupHashes } from '../../src/replay/trace-hashes.js';
 import { parseMooncakeTrace, synthesizePromptTokens, synthesizePromptTokensInto } from '../../src/trace/mooncake.js';
 import type { TraceRequest } from '../../src/trace/mooncake.js';
 import { InvalidConfigError } from '../../src/util/errors.js';
@@ -118,36 +118,79 @@ test('replay-offline - the kv router keeps a shared prefix on one rank and gets 
   assert.equal(buildReplayReport(rr).total_reused_input_tokens, 4 * 12);
 });
 
-test('replay-offline - memoized router hashes equal hashing the synthesized prompt', () => {
+/** Reference identities: the group hashes chained without a trie. */
+function referenceHashes(req: TraceRequest, tbs: number, bs: number, hi: Uint32Array, lo: Uint32Array): number {
+  const nb = Math.floor(Math.min(req.inputLength, req.hashIds.length * tbs) / bs);
+  groupHashes(req.hashIds, nb, tbs / bs, bs, hi, lo);
+  return nb;
+}
+
+test('replay-offline - memoized router hashes equal the trie-free group hashes, with the trie rebuilt or bypassed', () => {
   const memo = new TraceHashMemo(512, 64);
-  // A trie of at most 6 nodes is dropped and rebuilt several times over these requests.
+  // A trie of at most 6 nodes is dropped and rebuilt several times over these requests, and the
+  // 7-block prompt bypasses it.
   const small = new TraceHashMemo(512, 64, 6);
   const outA = { hi: new Uint32Array(64), lo: new Uint32Array(64) };
   const outB = { hi: new Uint32Array(64), lo: new Uint32Array(64) };
   const reqs = [tr(0, [0, 1, 2], 1500, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [9], 100, 1),
     tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [7, 8, 5, 6, 2], 2560, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [1, 2, 3, 4, 5, 6, 7], 3584, 1)];
-  for (const req of reqs) {
-    const nSmall = traceRequestHashes(req, 512, 64, outA.hi, outA.lo);
-    const p = Uint32Array.from({ length: Math.min(req.inputLength, req.hashIds.length * 512) }, (_, i) => req.hashIds[Math.floor(i / 512)]!);
-    assert.equal(small.hashes(req, p, outB.hi, outB.lo), nSmall);
-    assert.deepEqual(outB.hi.subarray(0, nSmall), outA.hi.subarray(0, nSmall));
-    assert.deepEqual(outB.lo.subarray(0, nSmall), outA.lo.subarray(0, nSmall));
+  for (const m of [small, memo]) {
+    for (const req of reqs) {
+      const n = referenceHashes(req, 512, 64, outA.hi, outA.lo);
+      const p = Uint32Array.from({ length: Math.min(req.inputLength, req.hashIds.length * 512) }, (_, i) => req.hashIds[Math.floor(i / 512)]!);
+      assert.equal(m.hashes(req, p, outB.hi, outB.lo), n);
+      assert.deepEqual(outB.hi.subarray(0, n), outA.hi.subarray(0, n));
+      assert.deepEqual(outB.lo.subarray(0, n), outA.lo.subarray(0, n));
+    }
   }
-  for (const req of reqs) {
-    const n = traceRequestHashes(req, 512, 64, outA.hi, outA.lo);
-    const prompt = new Uint32Array(Math.min(req.inputLength, req.hashIds.length * 512));
-    for (let i = 0; i < prompt.length; i++) prompt[i] = req.hashIds[Math.floor(i / 512)]!;
-    assert.equal(memo.hashes(req, prompt, outB.hi, outB.lo), n);
-    assert.deepEqual(outB.hi.subarray(0, n), outA.hi.subarray(0, n));
-    assert.deepEqual(outB.lo.subarray(0, n), outA.lo.subarray(0, n));
-  }
-  // Unaligned block sizes take the direct path and agree too.
+  // Unaligned block sizes take the direct path: the synthesized tokens' sequence hashes.
   const odd = new TraceHashMemo(10, 4);
+  assert.equal(odd.groupedHashes, false);
   const req = tr(0, [3, 4, 5], 27, 1);
   const prompt = Uint32Array.from({ length: 27 }, (_, i) => req.hashIds[Math.floor(i / 10)]!);
   const n = odd.hashes(req, prompt, outB.hi, outB.lo);
-  assert.equal(n, traceRequestHashes(req, 10, 4, outA.hi, outA.lo));
+  assert.equal(n, computeSequenceHashes(prompt, 27, 4, outA.hi, outA.lo));
   assert.deepEqual(outB.hi.subarray(0, n), outA.hi.subarray(0, n));
+});
+
+test('replay-offline - two memoized blocks share a hash exactly when their token prefixes are equal; a trace block is one group', () => {
+  // 200 random prompts over a small id alphabet (many shared prefixes, repeated ids, partial last
+  // blocks), 16 engine blocks of 32 tokens per trace block plus a 40-block group split (per 40).
+  for (const [tbs, bs] of [[512, 32], [320, 8]] as const) {
+    const memo = new TraceHashMemo(tbs, bs);
+    const per = tbs / bs;
+    const byHash = new Map<string, string>();
+    let seed = 7;
+    const next = (k: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % k;
+    };
+    const hi = new Uint32Array(256), lo = new Uint32Array(256);
+    for (let r = 0; r < 200; r++) {
+      const ids = Array.from({ length: 1 + next(4) }, () => next(3));
+      const len = Math.max(bs, (ids.length - 1) * tbs + 1 + next(tbs));
+      const req = tr(0, ids, len, 1);
+      const prompt = Uint32Array.from({ length: len }, (_, i) => ids[Math.floor(i / tbs)]!);
+      const n = memo.hashes(req, prompt, hi, lo);
+      assert.equal(n, Math.floor(len / bs));
+      for (let b = 0; b < n; b++) {
+        const key = `${hi[b]}:${lo[b]}`;
+        const tokens = Array.from(prompt.subarray(0, (b + 1) * bs)).join(',');
+        const seen = byHash.get(key);
+        if (seen === undefined) byHash.set(key, tokens);
+        else assert.equal(seen, tokens, `hash ${key} of block ${b} names two different prefixes`);
+        // The blocks of one trace block differ only in the low 5 bits of the low half (per ≤ 32).
+        if (per <= 32 && b % per !== 0) {
+          assert.equal(hi[b], hi[b - 1]);
+          assert.equal(lo[b]! >>> 5, lo[b - 1]! >>> 5);
+          assert.equal(lo[b]! & 31, b % per);
+        }
+      }
+    }
+    // Distinct prefixes got distinct hashes (the map would have failed above otherwise), and
+    // equal prefixes met again: the alphabet is small enough that many repeat.
+    assert.ok(byHash.size > 50, `${byHash.size} distinct blocks`);
+  }
 });
 
 test('replay-offline - only the prompt tail is synthesized when the memo does not read the tokens', () => {
@@ -157,15 +200,14 @@ test('replay-offline - only the prompt tail is synthesized when the memo does no
   assert.equal(synthesizePromptTokensInto(req, 10, out, 16), 27);
   assert.deepEqual(Array.from(out.subarray(16, 27)), Array.from(full.subarray(16)));
   assert.ok(out.subarray(0, 16).every((t) => t === 99), 'the head is left as it was');
-  // Aligned sizes hash from the trie (hash ids only); unaligned ones and prompts longer than the
-  // trie read the synthesized tokens, so the replay synthesizes all of them.
+  // Aligned sizes hash from the hash ids only (through the trie or, for prompts longer than it,
+  // directly); unaligned ones read the synthesized tokens, so the replay synthesizes all of them.
   assert.equal(new TraceHashMemo(512, 64).readsPrompt(100_000), false);
   assert.equal(new TraceHashMemo(10, 4).readsPrompt(27), true);
-  assert.equal(new TraceHashMemo(512, 64, 6).readsPrompt(5 * 512), true);
-  assert.equal(new TraceHashMemo(512, 64, 6).readsPrompt(4 * 512), false);
+  assert.equal(new TraceHashMemo(512, 64, 6).readsPrompt(5 * 512), false);
 });
 
-test('replay-offline - memoized engine block hashes (sequence and tokens) equal computeBlockHashes of the synthesized prompt', () => {
+test('replay-offline - memoized engine block hashes: group identities, and the tokens hashes computeBlockHashes gives', () => {
   const memo = new TraceHashMemo(512, 64);
   const a = { sh: new Uint32Array(64), sl: new Uint32Array(64), th: new Uint32Array(64), tl: new Uint32Array(64) };
   const b = { sh: new Uint32Array(64), sl: new Uint32Array(64), th: new Uint32Array(64), tl: new Uint32Array(64) };
@@ -175,7 +217,9 @@ test('replay-offline - memoized engine block hashes (sequence and tokens) equal 
     for (let i = 0; i < prompt.length; i++) prompt[i] = req.hashIds[Math.floor(i / 512)]!;
     const n = computeBlockHashes(prompt, prompt.length, 64, a.sh, a.sl, a.th, a.tl);
     assert.equal(memo.blockHashes(req, prompt, b.sh, b.sl, b.th, b.tl), n);
-    for (const k of ['sh', 'sl', 'th', 'tl'] as const) assert.deepEqual(b[k].subarray(0, n), a[k].subarray(0, n), `${k} of ${req.hashIds.join(',')}`);
+    for (const k of ['th', 'tl'] as const) assert.deepEqual(b[k].subarray(0, n), a[k].subarray(0, n), `${k} of ${req.hashIds.join(',')}`);
+    assert.equal(referenceHashes(req, 512, 64, a.sh, a.sl), n);
+    for (const k of ['sh', 'sl'] as const) assert.deepEqual(b[k].subarray(0, n), a[k].subarray(0, n), `${k} of ${req.hashIds.join(',')}`);
   }
   const odd = new TraceHashMemo(10, 4);
   const req = tr(0, [3, 4, 5], 27, 1);

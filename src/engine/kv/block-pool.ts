@@ -1,4 +1,6 @@
 import { BlockHashTable } from './hash-table.js';
+import type { BlockTable } from './hash-table.js';
+import { GroupedBlockHashTable } from './grouped-hash-table.js';
 import type { KvEventRecorder } from '../events.js';
 import { EngineInvariantError } from '../invariant.js';
 
@@ -67,17 +69,20 @@ export class BlockPool {
   numRemovals: number;
   /** Hashes ever put into the table. With numRemovals unchanged too, the table is unchanged. */
   numInsertions: number;
-  readonly table: BlockHashTable;
+  readonly table: BlockTable;
   private readonly events: KvEventRecorder;
 
-  /** `reserve`: size everything for numBlocks now (EngineOptions.reserveBlocks). */
-  constructor(numBlocks: number, prefixCaching: boolean, events: KvEventRecorder, reserve = false) {
+  /**
+   * `reserve`: size everything for numBlocks now (EngineOptions.reserveBlocks). `groupedHashes`:
+   * keep the hashes in a GroupedBlockHashTable (EngineOptions.groupedBlockHashes).
+   */
+  constructor(numBlocks: number, prefixCaching: boolean, events: KvEventRecorder, reserve = false, groupedHashes = false) {
     this.numBlocks = numBlocks;
     this.prefixCaching = prefixCaching;
     this.cap = reserve ? numBlocks : Math.min(numBlocks, INITIAL_BLOCKS);
     this.meta = new Int32Array((this.cap + 1) * ROW);
     this.freeStack = new Int32Array(this.cap);
-    this.table = new BlockHashTable(prefixCaching ? numBlocks : 1, reserve);
+    this.table = groupedHashes ? new GroupedBlockHashTable(prefixCaching ? numBlocks : 1, reserve) : new BlockHashTable(prefixCaching ? numBlocks : 1, reserve);
     this.events = events;
     this.freeTop = 0;
     this.fresh = 0;

@@ -14,13 +14,41 @@
  */
 /** Entries the table starts with (a power of two). */
 const INITIAL_CAPACITY = 64;
+/** Keys findRun() reads ahead at a time. */
+const FIND_RUN_WARM = 16;
 
-export class BlockHashTable {
+/** What BlockPool needs of its hash → block id table. */
+export interface BlockTable {
+  readonly size: number;
+  readonly capacity: number;
+  readonly allocatedBytes: number;
+  /** Value stored for the key, or -1. */
+  find(hi: number, lo: number): number;
+  /** Read the home entries of keys hi/lo[from, to) ahead of finds and inserts (pure read; returns a value derived from them). */
+  warm(hi: Uint32Array, lo: Uint32Array, from: number, to: number): number;
+  /** A single read of the key's home entry, for warming. */
+  peek(hi: number, lo: number): number;
+  /**
+   * Look up keys hi/lo[from, to) in order and stop at the first absent one; returns its index (to
+   * when all are present). The values found go to outIds[from ..] when given.
+   */
+  findRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, outIds: Int32Array | null): number;
+  /** Insert a key that is not present (at most maxEntries keys). */
+  insert(hi: number, lo: number, v: number): void;
+  /** Remove the key; returns its value or -1 if absent. */
+  remove(hi: number, lo: number): number;
+  /** Empty the table and give back its memory. */
+  clear(): void;
+}
+
+export class BlockHashTable implements BlockTable {
   private cap: number;
   private readonly maxCapacity: number;
   private mask: number;
   private cells: Int32Array;
   private count: number;
+  /** Keeps findRun()'s read-ahead observable. */
+  warmSink = 0;
 
   /** `reserve`: allocate the capacity maxEntries needs now instead of growing to it. */
   constructor(maxEntries: number, reserve = false) {
@@ -48,7 +76,7 @@ export class BlockHashTable {
 
   private home(hi: number, lo: number): number {
     // Keys are XXH3 outputs, already well mixed; the multiply guards against structured keys.
-    return (Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> 7) & this.mask;
+    return ((Math.imul((lo >>> 5) ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> 7) + (lo & 31)) & this.mask;
   }
 
   /** Value stored for the key, or -1. */
@@ -77,6 +105,26 @@ export class BlockHashTable {
     let acc = 0;
     for (let b = from; b < to; b++) acc ^= (cells[this.home(hi[b] as number, lo[b] as number) << 2] as number) - 1;
     return acc;
+  }
+
+  findRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, outIds: Int32Array | null): number {
+    let b = from;
+    let warmed = from;
+    let sink = 0;
+    while (b < to) {
+      if (b === warmed) {
+        // Read the next few home entries together: their misses overlap (a short step wastes
+        // little when the run ends).
+        warmed = to - b > FIND_RUN_WARM ? b + FIND_RUN_WARM : to;
+        sink ^= this.warm(hi, lo, b, warmed);
+      }
+      const id = this.find(hi[b] as number, lo[b] as number);
+      if (id < 0) break;
+      if (outIds !== null) outIds[b] = id;
+      b++;
+    }
+    this.warmSink ^= sink;
+    return b;
   }
 
   /** The value in the key's home entry (whatever key it holds): a single read, for warming. */

@@ -1,0 +1,212 @@
+/**
+ * Block-hash table for keys that come in groups of 32: keys sharing `hi` and `lo` except for the
+ * low 5 bits of `lo` (the block's index in its group) live in one entry. The offline replayer
+ * gives every engine block of a trace block such a key (src/replay/trace-hashes.ts), so the 32
+ * engine blocks of a trace block cost one probe to find, store or evict instead of 32 probes
+ * into random slots; any other keys work too, one entry per distinct group.
+ *
+ *   entry (GROUP_WORDS int32): [ mask, hi, lo & ~31, -, id of index 0, …, id of index 31 ]
+ *
+ * `mask` has bit i set when index i is present (0 = empty entry, so zeroed memory is an empty
+ * table). Open addressing over entries with linear probing and backward-shift deletion of an
+ * entry whose last index is removed, as in BlockHashTable. Same contract as BlockHashTable.
+ */
+import type { BlockTable } from './hash-table.js';
+
+const GROUP_BITS = 5;
+const INDEX_MASK = (1 << GROUP_BITS) - 1;
+const HEADER_WORDS = 4;
+const GROUP_WORDS = HEADER_WORDS + (1 << GROUP_BITS);
+/** Entries the table starts with (a power of two). */
+const INITIAL_ENTRIES = 16;
+/** A reserved table is sized for this many blocks per group on average (it grows past that). */
+const RESERVE_BLOCKS_PER_GROUP = 8;
+
+export class GroupedBlockHashTable implements BlockTable {
+  private cap: number;
+  private readonly maxCapacity: number;
+  private mask: number;
+  private cells: Int32Array;
+  /** Keys (blocks) held. */
+  private count = 0;
+  /** Entries (groups) in use. */
+  private groups = 0;
+
+  /** `maxEntries` blocks at most; `reserve`: allocate for maxEntries / 8 groups now. */
+  constructor(maxEntries: number, reserve = false) {
+    let max = INITIAL_ENTRIES;
+    while (max < maxEntries * 2) max *= 2;
+    this.maxCapacity = max;
+    let cap = INITIAL_ENTRIES;
+    if (reserve) while (cap < (maxEntries * 2) / RESERVE_BLOCKS_PER_GROUP && cap < max) cap *= 2;
+    this.cap = cap;
+    this.mask = cap - 1;
+    this.cells = new Int32Array(cap * GROUP_WORDS);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Groups the table has room for now (grows on demand). */
+  get capacity(): number {
+    return this.cap;
+  }
+
+  get allocatedBytes(): number {
+    return this.cells.byteLength;
+  }
+
+  private home(hi: number, lo: number): number {
+    return (Math.imul((lo >>> GROUP_BITS) ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> 7) & this.mask;
+  }
+
+  /** Offset of the key's group entry, or -1. */
+  private entryOf(hi: number, lo: number): number {
+    const mask = this.mask;
+    const cells = this.cells;
+    const h = hi | 0;
+    const g = (lo & ~INDEX_MASK) | 0;
+    let i = this.home(hi, lo);
+    for (;;) {
+      const c = i * GROUP_WORDS;
+      if (cells[c] === 0) return -1;
+      if (cells[c + 2] === g && cells[c + 1] === h) return c;
+      i = (i + 1) & mask;
+    }
+  }
+
+  find(hi: number, lo: number): number {
+    const c = this.entryOf(hi, lo);
+    if (c < 0) return -1;
+    const index = lo & INDEX_MASK;
+    return ((this.cells[c] as number) & (1 << index)) === 0 ? -1 : this.cells[c + HEADER_WORDS + index] as number;
+  }
+
+  findRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, outIds: Int32Array | null): number {
+    const cells = this.cells;
+    let b = from;
+    while (b < to) {
+      // One probe per group: the run's next keys of the same group are bits of the same entry.
+      const h = hi[b] as number;
+      let l = lo[b] as number;
+      const c = this.entryOf(h, l);
+      if (c < 0) return b;
+      const m = cells[c] as number;
+      const g = l & ~INDEX_MASK;
+      for (;;) {
+        const index = l & INDEX_MASK;
+        if ((m & (1 << index)) === 0) return b;
+        if (outIds !== null) outIds[b] = cells[c + HEADER_WORDS + index] as number;
+        b++;
+        if (b >= to) return b;
+        const nl = lo[b] as number;
+        if (hi[b] !== h || (nl & ~INDEX_MASK) !== g) break;
+        l = nl;
+      }
+    }
+    return b;
+  }
+
+  warm(hi: Uint32Array, lo: Uint32Array, from: number, to: number): number {
+    const cells = this.cells;
+    let acc = 0;
+    let lastHi = 0, lastGroup = -1;
+    for (let b = from; b < to; b++) {
+      const h = hi[b] as number, l = lo[b] as number;
+      const g = l & ~INDEX_MASK;
+      // Consecutive blocks of one group share the entry: read it once.
+      if (g === lastGroup && h === lastHi) continue;
+      lastHi = h;
+      lastGroup = g;
+      acc ^= cells[this.home(h, l) * GROUP_WORDS] as number;
+    }
+    return acc;
+  }
+
+  peek(hi: number, lo: number): number {
+    return this.cells[this.home(hi, lo) * GROUP_WORDS] as number;
+  }
+
+  insert(hi: number, lo: number, v: number): void {
+    const index = lo & INDEX_MASK;
+    let c = this.entryOf(hi, lo);
+    if (c < 0) {
+      if ((this.groups + 1) * 2 > this.cap && this.cap < this.maxCapacity) this.grow();
+      const mask = this.mask;
+      const cells = this.cells;
+      let i = this.home(hi, lo);
+      while ((cells[i * GROUP_WORDS] as number) !== 0) i = (i + 1) & mask;
+      c = i * GROUP_WORDS;
+      cells[c + 1] = hi | 0;
+      cells[c + 2] = (lo & ~INDEX_MASK) | 0;
+      this.groups++;
+    }
+    const cells = this.cells;
+    cells[c] = (cells[c] as number) | (1 << index);
+    cells[c + HEADER_WORDS + index] = v;
+    this.count++;
+  }
+
+  remove(hi: number, lo: number): number {
+    const c = this.entryOf(hi, lo);
+    if (c < 0) return -1;
+    const cells = this.cells;
+    const bit = 1 << (lo & INDEX_MASK);
+    const m = cells[c] as number;
+    if ((m & bit) === 0) return -1;
+    const removed = cells[c + HEADER_WORDS + (lo & INDEX_MASK)] as number;
+    this.count--;
+    if ((m & ~bit) !== 0) {
+      cells[c] = m & ~bit;
+      return removed;
+    }
+    // The group's last key: delete the entry, pulling later entries of the probe run into the
+    // hole when their home does not lie cyclically in (hole, j].
+    this.groups--;
+    const mask = this.mask;
+    let hole = c / GROUP_WORDS;
+    let j = hole;
+    for (;;) {
+      j = (j + 1) & mask;
+      const cj = j * GROUP_WORDS;
+      if (cells[cj] === 0) break;
+      const home = this.home(cells[cj + 1] as number, cells[cj + 2] as number);
+      const inRange = hole <= j ? home > hole && home <= j : home > hole || home <= j;
+      if (!inRange) {
+        cells.copyWithin(hole * GROUP_WORDS, cj, cj + GROUP_WORDS);
+        hole = j;
+      }
+    }
+    cells[hole * GROUP_WORDS] = 0;
+    return removed;
+  }
+
+  clear(): void {
+    if (this.cap !== INITIAL_ENTRIES) {
+      this.cap = INITIAL_ENTRIES;
+      this.mask = this.cap - 1;
+      this.cells = new Int32Array(this.cap * GROUP_WORDS);
+    } else if (this.groups > 0) {
+      this.cells.fill(0);
+    }
+    this.count = 0;
+    this.groups = 0;
+  }
+
+  /** Double the entries and re-insert every group. */
+  private grow(): void {
+    const old = this.cells;
+    this.cap *= 2;
+    this.mask = this.cap - 1;
+    const cells = new Int32Array(this.cap * GROUP_WORDS);
+    const mask = this.mask;
+    for (let c = 0; c < old.length; c += GROUP_WORDS) {
+      if (old[c] === 0) continue;
+      let i = this.home(old[c + 1] as number, old[c + 2] as number);
+      while ((cells[i * GROUP_WORDS] as number) !== 0) i = (i + 1) & mask;
+      cells.set(old.subarray(c, c + GROUP_WORDS), i * GROUP_WORDS);
+    }
+    this.cells = cells;
+  }
+}
