@@ -424,7 +424,7 @@ class OfflineSim {
     this.router = createRouter(opts.router, load, {
       seed: opts.seed,
       blockSize: args.blockSize,
-      ...(this.feedKvEvents ? {} : { cachedBlocks: new EngineCaches(engines) }),
+      ...(this.feedKvEvents ? {} : { cachedBlocks: new EngineCaches(engines, { groupedHashes: groupedBlockHashes }) }),
       activeBlocks,
       ...(opts.kvOverlapScoreWeight === undefined ? {} : { kvOverlapScoreWeight: opts.kvOverlapScoreWeight }),
       ...(opts.routerTemperature === undefined ? {} : { routerTemperature: opts.routerTemperature }),
