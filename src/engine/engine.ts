@@ -7,7 +7,7 @@ import { BlockPool, BlockState } from './kv/block-pool.js';
 import { Rng } from './rng.js';
 import { defaultGeneratedVocabulary, generatedTokenId } from './generated-tokens.js';
 import { AddOutcome, FinishReason, emptyFpmSnapshot } from './types.js';
-import type { AddOutcomeCode, CacheListener, EngineArgs, EngineOptions, FpmSnapshot, KvEventLog, PerfModel, PromptBlockHashes, StepResult } from './types.js';
+import type { AddOutcomeCode, EngineArgs, EngineOptions, FpmSnapshot, KvEventLog, PerfModel, PromptBlockHashes, StepResult } from './types.js';
 
 export { DEFAULT_ENGINE_ARGS, normalizeEngineArgs } from './args.js';
 export { computeBlockHashes, computeSequenceHashes } from './kv/block-hash.js';
@@ -290,13 +290,6 @@ export class Engine {
    */
   get cacheRemovals(): number {
     return this.pool.numRemovals;
-  }
-  /**
-   * Tell `listener` of every hash the prefix cache takes in or drops from now on (null: nobody).
-   * The offline replayer's router view keeps an index of the ranks' caches with it.
-   */
-  setCacheListener(listener: CacheListener | null): void {
-    this.pool.listener = listener;
   }
   /** Hashes the prefix cache has ever taken in. With cacheRemovals, unchanged counts mean an unchanged cache. */
   get cacheInsertions(): number {

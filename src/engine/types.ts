@@ -180,17 +180,6 @@ export interface PromptBlockHashes {
 }
 
 /** Options of one Engine that are not vLLM engine arguments. */
-/**
- * Told of every change of the prefix cache's set of hashes (Engine.setCacheListener): a full
- * block stored under its hash, a hash dropped (an eviction), the whole cache cleared (clearAll()).
- * Called inside step() and clearAll(), before they return.
- */
-export interface CacheListener {
-  blockStored(hashHi: number, hashLo: number): void;
-  blockRemoved(hashHi: number, hashLo: number): void;
-  cacheCleared(): void;
-}
-
 export interface EngineOptions {
   /**
    * Copy each stored block's token ids into KvEventLog.tokens (default true). A consumer that only

@@ -2,16 +2,12 @@
  * EngineCaches (src/replay/engine-caches.ts) remembers what it found in each rank's cache and skips
  * lookups while the cache cannot have changed them. Its depths must equal a full walk of every
  * rank's cache after any history: prefills, decode, evictions, clearAll(), chains that share more
- * or less with the last one, and calls for a subset of the ranks; with grouped trace-prefix hashes
- * also when per-rank filters of group heads spare the lookups.
+ * or less with the last one, and calls for a subset of the ranks.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, computeSequenceHashes, createPolynomialPerfModel, normalizeEngineArgs } from '../../src/engine/engine.js';
 import { EngineCaches } from '../../src/replay/engine-caches.js';
-import { TraceHashMemo } from '../../src/replay/trace-hashes.js';
-import { synthesizePromptTokens } from '../../src/trace/mooncake.js';
-import type { TraceRequest } from '../../src/trace/mooncake.js';
 
 const BS = 4;
 
@@ -133,77 +129,4 @@ test('replay-engine-caches - a block stored or evicted between two identical que
   caches.matchDepths(nb, hi, lo, 0, 1, depth);
   assert.equal(depth[0], engine.cachedPrefixBlocks(nb, hi, lo, 0));
   assert.ok((depth[0] as number) < 4, `a lost blocks to b (depth ${depth[0]})`);
-});
-
-test('replay-engine-caches - grouped trace-prefix hashes: depths equal a full walk, and ranks whose head filter rules a block out are not looked up', { timeout: 60_000 }, () => {
-  const rand = rng(11);
-  const TBS = 4 * BS; // 4 engine blocks per trace block: groups of 4
-  const args = normalizeEngineArgs({ numGpuBlocks: 48, blockSize: BS, maxNumSeqs: 4, maxNumBatchedTokens: 64 });
-  const options = { recordKvEvents: false, recordEventTokens: false, keepPromptTokens: false, groupedBlockHashes: true };
-  // Two identical fleets see the same history: one view uses the head filters, one does not.
-  const fleet = (): CountingEngine[] => [0, 1, 2, 3, 4, 5].map(() => new CountingEngine(args, createPolynomialPerfModel(), options));
-  const filtered = fleet(), plain = fleet();
-  const views = [new EngineCaches(filtered, { groupedHashes: true }), new EngineCaches(plain)];
-  const memo = new TraceHashMemo(TBS, BS);
-  // Trace requests over a small id alphabet: shared "system" ids first, then a few random ids.
-  const request = (): TraceRequest => {
-    const ids = [1, 2, 3].slice(0, Math.floor(rand() * 4));
-    const extra = Math.floor(rand() * 4);
-    for (let i = 0; i < extra; i++) ids.push(10 + Math.floor(rand() * 30));
-    if (ids.length === 0) ids.push(99);
-    const inputLength = (ids.length - 1) * TBS + 1 + Math.floor(rand() * TBS);
-    return { timestampMs: 0, inputLength, outputLength: 1 + Math.floor(rand() * 9), hashIds: Uint32Array.from(ids), sessionId: null, delayMs: null, line: 0 };
-  };
-  const hi = new Uint32Array(64), lo = new Uint32Array(64);
-  const depth = new Int32Array(filtered.length);
-  let nowMs = 0, id = 0, asked = 0, deepest = 0, clears = 0;
-  for (let round = 0; round < 3000; round++) {
-    const action = rand();
-    if (action < 0.15) {
-      const req = request();
-      const prompt = synthesizePromptTokens(req, TBS);
-      const nb = memo.hashes(req, prompt, hi, lo);
-      const r = Math.floor(rand() * filtered.length);
-      for (const engines of [filtered, plain]) {
-        (engines[r] as Engine).addRequestWithHashes(id, prompt, req.outputLength, { numBlocks: nb, seqHashHi: hi, seqHashLo: lo, tokHashHi: null, tokHashLo: null });
-      }
-      id++;
-    } else if (action < 0.45) {
-      for (const engines of [filtered, plain]) for (const e of engines) if (e.hasWork()) e.step(nowMs);
-      nowMs += 5;
-    } else if (action < 0.453) {
-      const r = Math.floor(rand() * filtered.length);
-      for (const engines of [filtered, plain]) (engines[r] as Engine).clearAll();
-      clears++;
-    }
-    const req = request();
-    const nb = memo.hashes(req, synthesizePromptTokens(req, TBS), hi, lo);
-    for (const [v, engines] of [[0, filtered], [1, plain]] as const) {
-      depth.fill(-1);
-      (views[v] as EngineCaches).matchDepths(nb, hi, lo, 0, engines.length, depth);
-      for (let r = 0; r < engines.length; r++) {
-        const e = engines[r] as CountingEngine;
-        const before = e.lookedUp, calls = e.calls;
-        const full = e.cachedPrefixBlocks(nb, hi, lo);
-        e.lookedUp = before;
-        e.calls = calls;
-        assert.equal(depth[r], full, `round ${round}: view ${v} rank ${r} depth`);
-        if (full > deepest) deepest = full;
-        if (v === 0) asked++;
-      }
-    }
-  }
-  const walks = (engines: CountingEngine[]): number => engines.reduce((a, e) => a + e.calls, 0);
-  assert.ok(clears > 0, 'a cache was cleared');
-  assert.ok(deepest >= 8, `some rank held two groups of a chain (deepest ${deepest})`);
-  // The filters spare walks: few ranks hold the block where a new chain parts from the last.
-  assert.ok(walks(filtered) < walks(plain) * 0.75, `walked ${walks(filtered)} rank caches with the filters, ${walks(plain)} without (of ${asked})`);
-});
-
-test('replay-engine-caches - engines that cached blocks before are refused (the counts must see every change)', () => {
-  const args = normalizeEngineArgs({ numGpuBlocks: 6, blockSize: BS, maxNumSeqs: 2, maxNumBatchedTokens: 64 });
-  const engine = new Engine(args, createPolynomialPerfModel(), { recordKvEvents: false });
-  engine.addRequest(1, Uint32Array.from({ length: 8 }, (_, i) => i), 1);
-  for (let t = 0; engine.hasWork(); t += 10) engine.step(t);
-  assert.throws(() => new EngineCaches([engine]), /rank 0 has cached blocks already/);
 });

@@ -2,7 +2,6 @@ import { BlockHashTable } from './hash-table.js';
 import type { BlockTable } from './hash-table.js';
 import { GroupedBlockHashTable } from './grouped-hash-table.js';
 import type { KvEventRecorder } from '../events.js';
-import type { CacheListener } from '../types.js';
 import { EngineInvariantError } from '../invariant.js';
 
 /** Block states. free: no content; active: refCount ≥ 1; inactive: refCount 0, content cached. */
@@ -71,8 +70,6 @@ export class BlockPool {
   /** Hashes ever put into the table. With numRemovals unchanged too, the table is unchanged. */
   numInsertions: number;
   readonly table: BlockTable;
-  /** Told of every hash the table takes in or drops (Engine.setCacheListener). */
-  listener: CacheListener | null = null;
   private readonly events: KvEventRecorder;
 
   /**
@@ -107,7 +104,6 @@ export class BlockPool {
     this.numInactive = 0;
     this.numRemovals++;
     this.table.clear();
-    if (this.listener !== null) this.listener.cacheCleared();
   }
 
   /** Bytes held by the pool's arrays and hash table (memory accounting, tests). */
@@ -201,7 +197,6 @@ export class BlockPool {
       this.table.remove(hi, lo);
       this.numRemovals++;
       this.events.active.addRemoved(hi, lo);
-      if (this.listener !== null) this.listener.blockRemoved(hi, lo);
     } else {
       return -1;
     }
@@ -222,7 +217,6 @@ export class BlockPool {
     if (this.prefixCaching) {
       this.table.insert(hi, lo, id);
       this.numInsertions++;
-      if (this.listener !== null) this.listener.blockStored(hi >>> 0, lo >>> 0);
     }
   }
 

@@ -19,9 +19,12 @@ const HEADER_WORDS = 4;
 const GROUP_WORDS = HEADER_WORDS + (1 << GROUP_BITS);
 /** Entries the table starts with (a power of two). */
 const INITIAL_ENTRIES = 16;
-/** A reserved table is sized for this many blocks per group on average (it grows past that): a replay
- * rank of 16,384 blocks holds ~2,000–4,000 groups, many of them a prompt's partial last trace block. */
-const RESERVE_BLOCKS_PER_GROUP = 4;
+/**
+ * A reserved table is sized for this many blocks per group on average, 36 bytes per block (it
+ * grows past that: a busy replay rank of 16,384 blocks holds 2,000–4,000 groups, many of them a
+ * prompt's partial last trace block).
+ */
+const RESERVE_BLOCKS_PER_GROUP = 8;
 
 export class GroupedBlockHashTable implements BlockTable {
   private cap: number;
@@ -33,7 +36,7 @@ export class GroupedBlockHashTable implements BlockTable {
   /** Entries (groups) in use. */
   private groups = 0;
 
-  /** `maxEntries` blocks at most; `reserve`: allocate for maxEntries / 4 groups now. */
+  /** `maxEntries` blocks at most; `reserve`: allocate for maxEntries / 8 groups now. */
   constructor(maxEntries: number, reserve = false) {
     let max = INITIAL_ENTRIES;
     while (max < maxEntries * 2) max *= 2;
