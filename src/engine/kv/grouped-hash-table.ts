@@ -11,6 +11,7 @@
  * table). Open addressing over entries with linear probing and backward-shift deletion of an
  * entry whose last index is removed, as in BlockHashTable. Same contract as BlockHashTable.
  */
+import { canShiftInto } from './hash-table.js';
 import type { BlockTable } from './hash-table.js';
 
 const GROUP_BITS = 5;
@@ -165,8 +166,7 @@ export class GroupedBlockHashTable implements BlockTable {
       cells[c] = m & ~bit;
       return removed;
     }
-    // The group's last key: delete the entry, pulling later entries of the probe run into the
-    // hole when their home does not lie cyclically in (hole, j].
+    // The group's last key: delete the entry, pulling later entries of the probe run into the hole.
     this.groups--;
     const mask = this.mask;
     let hole = c / GROUP_WORDS;
@@ -175,9 +175,7 @@ export class GroupedBlockHashTable implements BlockTable {
       j = (j + 1) & mask;
       const cj = j * GROUP_WORDS;
       if (cells[cj] === 0) break;
-      const home = this.home(cells[cj + 1] as number, cells[cj + 2] as number);
-      const inRange = hole <= j ? home > hole && home <= j : home > hole || home <= j;
-      if (!inRange) {
+      if (canShiftInto(hole, j, this.home(cells[cj + 1] as number, cells[cj + 2] as number))) {
         cells.copyWithin(hole * GROUP_WORDS, cj, cj + GROUP_WORDS);
         hole = j;
       }

@@ -41,6 +41,14 @@ export interface BlockTable {
   clear(): void;
 }
 
+/**
+ * Backward-shift deletion with linear probing: whether the entry at slot j, whose home slot is
+ * `home`, may move into the hole at `hole` (its home does not lie cyclically in (hole, j]).
+ */
+export function canShiftInto(hole: number, j: number, home: number): boolean {
+  return hole <= j ? !(home > hole && home <= j) : !(home > hole || home <= j);
+}
+
 export class BlockHashTable implements BlockTable {
   private cap: number;
   private readonly maxCapacity: number;
@@ -76,7 +84,7 @@ export class BlockHashTable implements BlockTable {
 
   private home(hi: number, lo: number): number {
     // Keys are XXH3 outputs, already well mixed; the multiply guards against structured keys.
-    return ((Math.imul((lo >>> 5) ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> 7) + (lo & 31)) & this.mask;
+    return (Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> 7) & this.mask;
   }
 
   /** Value stored for the key, or -1. */
@@ -172,9 +180,7 @@ export class BlockHashTable implements BlockTable {
       if (v === 0) break;
       const kh = cells[cj + 1] as number;
       const kl = cells[cj + 2] as number;
-      const home = this.home(kh, kl);
-      const inRange = hole <= j ? home > hole && home <= j : home > hole || home <= j;
-      if (!inRange) {
+      if (canShiftInto(hole, j, this.home(kh, kl))) {
         const ch = hole << 2;
         cells[ch] = v;
         cells[ch + 1] = kh;
