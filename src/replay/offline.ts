@@ -24,7 +24,7 @@ import { effectiveInputLength, synthesizePromptTokensInto } from '../trace/moonc
 import type { TraceRequest } from '../trace/mooncake.js';
 import { InvalidConfigError } from '../util/errors.js';
 import { LatencySketch } from '../report/sketch.js';
-import { TraceHashMemo } from './trace-hashes.js';
+import { TraceHashes } from './trace-hashes.js';
 import { EngineCaches } from './engine-caches.js';
 
 export interface OfflineReplayOptions {
@@ -375,7 +375,7 @@ class OfflineSim {
   /** Modeled decode ms of the passes of one run (scratch). */
   private readonly runMs = new Float64Array(MAX_COAST_PASSES);
 
-  private readonly memo: TraceHashMemo;
+  private readonly traceHashes: TraceHashes;
   /** The kv router's index (prefetched before a batch of KV events), or null for other policies. */
   private readonly kvIndex: PrefixIndex | null;
   /** Keeps the prefetch reads observable (see PrefixIndex.warm). */
@@ -408,9 +408,11 @@ class OfflineSim {
     // Pools and prefix tables sized up front (~72 bytes per block) while that stays modest; huge
     // fleets grow theirs with use instead, as serving ranks do.
     const reserveBlocks = numRanks * args.numGpuBlocks <= RESERVE_MAX_BLOCKS;
-    // With aligned block sizes the memo's hashes come in groups (src/replay/trace-hashes.ts), which
-    // the engines' prefix caches then keep one group per entry.
-    const groupedBlockHashes = opts.traceBlockSize % args.blockSize === 0;
+    // With aligned block sizes the prompts' hashes come in groups (src/replay/trace-hashes.ts),
+    // which the engines' prefix caches then keep one group per entry.
+    const traceHashes = new TraceHashes(opts.traceBlockSize, args.blockSize);
+    this.traceHashes = traceHashes;
+    const groupedBlockHashes = traceHashes.groupedHashes;
     const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks, keepPromptTokens: false, groupedBlockHashes };
     for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, engineOptions));
     this.engines = engines;
@@ -484,10 +486,6 @@ class OfflineSim {
     for (let i = 0; i < n; i++) {
       if (isFirst[i] === 1) this.arrivals.push(((reqs[i] as TraceRequest).timestampMs - t0) / this.arrivalRatio, i);
     }
-    // Distinct prefixes are at most the trace blocks of all prompts: the memo's edge table is sized for them.
-    let traceBlocks = 0;
-    for (let i = 0; i < n; i++) traceBlocks += Math.ceil((this.promptTokens[i] as number) / this.tbs);
-    this.memo = new TraceHashMemo(this.tbs, args.blockSize, undefined, traceBlocks);
   }
 
   run(onProgress?: (simulatedMs: number, arrived: number, total: number) => void): void {
@@ -532,9 +530,9 @@ class OfflineSim {
     const promptLen = this.promptTokens[i] as number;
     if (this.promptBuf.length < promptLen) this.promptBuf = new Uint32Array(Math.max(promptLen, this.promptBuf.length * 2));
     // With the prompt's hashes given, the engines keep (and read) only the tokens after its last
-    // full block (EngineOptions.keepPromptTokens false): unless the memo hashes the tokens
+    // full block (EngineOptions.keepPromptTokens false): unless the hashes are of the tokens
     // themselves, only those are synthesized.
-    const tail = this.needHashes && !this.memo.readsPrompt(promptLen);
+    const tail = this.needHashes && !this.traceHashes.readsPrompt;
     synthesizePromptTokensInto(req, this.tbs, this.promptBuf, tail ? Math.floor(promptLen / this.args.blockSize) * this.args.blockSize : 0);
     // The engine copies the prompt and takes its length from the array: pass an exact view.
     const prompt = this.promptBuf.subarray(0, promptLen);
@@ -553,8 +551,8 @@ class OfflineSim {
       }
       const tokHi = hashes.tokHashHi, tokLo = hashes.tokHashLo;
       hashes.numBlocks = tokHi === null || tokLo === null
-        ? this.memo.hashes(req, prompt, hashes.seqHashHi, hashes.seqHashLo)
-        : this.memo.blockHashes(req, prompt, hashes.seqHashHi, hashes.seqHashLo, tokHi, tokLo);
+        ? this.traceHashes.hashes(req, prompt, hashes.seqHashHi, hashes.seqHashLo)
+        : this.traceHashes.blockHashes(req, prompt, hashes.seqHashHi, hashes.seqHashLo, tokHi, tokLo);
     }
     route.numBlocks = this.useKv ? hashes.numBlocks : 0;
     const rank = this.router.pick(route);

@@ -1,35 +1,20 @@
 /**
  * Prefix-trie edges over trace block ids: an open-addressing map (parent node, id) → child node,
  * allocation-free on lookups. Node 0 is the root; child 0 marks an empty slot, so children are ≥ 1.
- * Used by the ideal-reuse statistics, the synthesizer and the replay's hash memo.
+ * Used by the ideal-reuse statistics and the synthesizer.
  *
  * A slot is 4 int32 words [child, parent, id, key] in one array, so a probe touches one cache
  * line (the tables reach millions of slots, far beyond the caches: three parallel arrays cost up to
  * three misses per probe).
  *
- * An edge's home slot comes from its 32-bit `key`, kept in the slot for growing. By default the key
- * mixes (parent, id). A walker that knows a path's block ids up front may key each edge by its
- * whole prefix instead (`prefixKey`, chained from ROOT_KEY): then every slot of a path is known
- * before any lookup, and `warm()` reads them together so their cache misses overlap instead of
- * coming one per trie level. One table must use one kind of key throughout.
+ * An edge's home slot comes from its 32-bit key, a mix of (parent, id) kept in the slot for growing.
  */
 const STRIDE = 4;
 
 export class ChildTable {
-  /** The key of the empty prefix, the root of prefixKey chains. */
-  static readonly ROOT_KEY = 0x2545f491;
-
   /** The default key of an edge: a mix of parent and id. */
   static keyOf(parent: number, id: number): number {
     return Math.imul(id ^ Math.imul(parent, 0x85ebca6b), 0x9e3779b1);
-  }
-
-  /** The key of the prefix `parentKey` extended by block `id` (a rolling hash of the path). */
-  static prefixKey(parentKey: number, id: number): number {
-    let x = Math.imul(parentKey ^ id, 0x9e3779b1);
-    x ^= x >>> 15;
-    x = Math.imul(x ^ id, 0x85ebca6b);
-    return x ^ (x >>> 13);
   }
 
   private slots = new Int32Array(0);
@@ -44,9 +29,9 @@ export class ChildTable {
   private slotOf(key: number): number {
     return (key ^ (key >>> 16)) & this.mask;
   }
-  get(parent: number, id: number, key = ChildTable.keyOf(parent, id)): number {
+  get(parent: number, id: number): number {
     const t = this.slots;
-    let s = this.slotOf(key);
+    let s = this.slotOf(ChildTable.keyOf(parent, id));
     for (;;) {
       const at = s * STRIDE;
       const c = t[at] as number;
@@ -54,7 +39,10 @@ export class ChildTable {
       s = (s + 1) & this.mask;
     }
   }
-  set(parent: number, id: number, child: number, key = ChildTable.keyOf(parent, id)): void {
+  set(parent: number, id: number, child: number): void {
+    this.put(parent, id, child, ChildTable.keyOf(parent, id));
+  }
+  private put(parent: number, id: number, child: number, key: number): void {
     if ((this.count + 1) * 2 > this.mask + 1) this.grow();
     const t = this.slots;
     let s = this.slotOf(key);
@@ -66,16 +54,6 @@ export class ChildTable {
     t[at + 3] = key;
     this.count++;
   }
-  /**
-   * Read the home slots of keys[0 .. n) and return a value derived from them: independent loads,
-   * so the CPU overlaps their cache misses and the lookups right after mostly hit. Pure read.
-   */
-  warm(keys: Int32Array, n: number): number {
-    const t = this.slots;
-    let acc = 0;
-    for (let i = 0; i < n; i++) acc ^= t[this.slotOf(keys[i] as number) * STRIDE] as number;
-    return acc;
-  }
   private allocate(cap: number): void {
     this.slots = new Int32Array(cap * STRIDE);
     this.mask = cap - 1;
@@ -85,7 +63,7 @@ export class ChildTable {
     const old = this.slots;
     this.allocate((this.mask + 1) * 2);
     for (let at = 0; at < old.length; at += STRIDE) {
-      if (old[at] !== 0) this.set(old[at + 1] as number, old[at + 2] as number, old[at] as number, old[at + 3] as number);
+      if (old[at] !== 0) this.put(old[at + 1] as number, old[at + 2] as number, old[at] as number, old[at + 3] as number);
     }
   }
 }

@@ -4,7 +4,7 @@ import { computeBlockHashes, computeSequenceHashes } from '../../src/engine/engi
 import { runOfflineReplay, RequestStatus } from '../../src/replay/offline.js';
 import type { OfflineReplayOptions } from '../../src/replay/offline.js';
 import { buildReplayReport, collectSamples, renderReplayReport } from '../../src/replay/report.js';
-import { TraceHashMemo, groupHashes } from '../../src/replay/trace-hashes.js';
+import { TraceHashes, groupHashes } from '../../src/replay/trace-hashes.js';
 import { parseMooncakeTrace, synthesizePromptTokens, synthesizePromptTokensInto } from '../../src/trace/mooncake.js';
 import type { TraceRequest } from '../../src/trace/mooncake.js';
 import { InvalidConfigError } from '../../src/util/errors.js';
@@ -125,39 +125,41 @@ function referenceHashes(req: TraceRequest, tbs: number, bs: number, hi: Uint32A
   return nb;
 }
 
-test('replay-offline - memoized router hashes equal the trie-free group hashes, with the trie rebuilt or bypassed', () => {
-  const memo = new TraceHashMemo(512, 64);
-  // A trie of at most 6 nodes is dropped and rebuilt several times over these requests, and the
-  // 7-block prompt bypasses it.
-  const small = new TraceHashMemo(512, 64, 6);
+test('replay-offline - router hashes: group hashes of the hash ids when aligned, the tokens\' sequence hashes when not', () => {
+  const hashes = new TraceHashes(512, 64);
+  assert.equal(hashes.groupedHashes, true);
   const outA = { hi: new Uint32Array(64), lo: new Uint32Array(64) };
   const outB = { hi: new Uint32Array(64), lo: new Uint32Array(64) };
-  const reqs = [tr(0, [0, 1, 2], 1500, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [9], 100, 1),
-    tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [7, 8, 5, 6, 2], 2560, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [1, 2, 3, 4, 5, 6, 7], 3584, 1)];
-  for (const m of [small, memo]) {
-    for (const req of reqs) {
-      const n = referenceHashes(req, 512, 64, outA.hi, outA.lo);
-      const p = Uint32Array.from({ length: Math.min(req.inputLength, req.hashIds.length * 512) }, (_, i) => req.hashIds[Math.floor(i / 512)]!);
-      assert.equal(m.hashes(req, p, outB.hi, outB.lo), n);
-      assert.deepEqual(outB.hi.subarray(0, n), outA.hi.subarray(0, n));
-      assert.deepEqual(outB.lo.subarray(0, n), outA.lo.subarray(0, n));
-    }
+  const reqs = [tr(0, [0, 1, 2], 1500, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [9], 100, 1), tr(0, [7, 8, 5, 6, 2], 2560, 1)];
+  for (const req of reqs) {
+    const n = referenceHashes(req, 512, 64, outA.hi, outA.lo);
+    const p = Uint32Array.from({ length: Math.min(req.inputLength, req.hashIds.length * 512) }, (_, i) => req.hashIds[Math.floor(i / 512)]!);
+    assert.equal(hashes.hashes(req, p, outB.hi, outB.lo), n);
+    assert.deepEqual(outB.hi.subarray(0, n), outA.hi.subarray(0, n));
+    assert.deepEqual(outB.lo.subarray(0, n), outA.lo.subarray(0, n));
   }
+  // Shared leading ids give shared leading hashes; the 8 blocks of one trace block are one group.
+  referenceHashes(reqs[0]!, 512, 64, outA.hi, outA.lo);
+  referenceHashes(reqs[1]!, 512, 64, outB.hi, outB.lo);
+  assert.deepEqual(outA.hi.subarray(0, 16), outB.hi.subarray(0, 16));
+  assert.notEqual(outA.lo[16], outB.lo[16]);
+  assert.deepEqual(Array.from(outA.lo.subarray(0, 8), (l) => l & 31), [0, 1, 2, 3, 4, 5, 6, 7]);
   // Unaligned block sizes take the direct path: the synthesized tokens' sequence hashes.
-  const odd = new TraceHashMemo(10, 4);
+  const odd = new TraceHashes(10, 4);
   assert.equal(odd.groupedHashes, false);
   const req = tr(0, [3, 4, 5], 27, 1);
   const prompt = Uint32Array.from({ length: 27 }, (_, i) => req.hashIds[Math.floor(i / 10)]!);
   const n = odd.hashes(req, prompt, outB.hi, outB.lo);
   assert.equal(n, computeSequenceHashes(prompt, 27, 4, outA.hi, outA.lo));
   assert.deepEqual(outB.hi.subarray(0, n), outA.hi.subarray(0, n));
+  assert.throws(() => hashes.hashes(tr(0, [1, 2, 3], 1536, 1), new Uint32Array(1536), new Uint32Array(4), new Uint32Array(4)), RangeError);
 });
 
-test('replay-offline - two memoized blocks share a hash exactly when their token prefixes are equal; a trace block is one group', () => {
+test('replay-offline - two blocks share a hash exactly when their token prefixes are equal; a trace block is one group', () => {
   // 200 random prompts over a small id alphabet (many shared prefixes, repeated ids, partial last
   // blocks), 16 engine blocks of 32 tokens per trace block plus a 40-block group split (per 40).
   for (const [tbs, bs] of [[512, 32], [320, 8]] as const) {
-    const memo = new TraceHashMemo(tbs, bs);
+    const hashes = new TraceHashes(tbs, bs);
     const per = tbs / bs;
     const byHash = new Map<string, string>();
     let seed = 7;
@@ -171,7 +173,7 @@ test('replay-offline - two memoized blocks share a hash exactly when their token
       const len = Math.max(bs, (ids.length - 1) * tbs + 1 + next(tbs));
       const req = tr(0, ids, len, 1);
       const prompt = Uint32Array.from({ length: len }, (_, i) => ids[Math.floor(i / tbs)]!);
-      const n = memo.hashes(req, prompt, hi, lo);
+      const n = hashes.hashes(req, prompt, hi, lo);
       assert.equal(n, Math.floor(len / bs));
       for (let b = 0; b < n; b++) {
         const key = `${hi[b]}:${lo[b]}`;
@@ -193,22 +195,21 @@ test('replay-offline - two memoized blocks share a hash exactly when their token
   }
 });
 
-test('replay-offline - only the prompt tail is synthesized when the memo does not read the tokens', () => {
+test('replay-offline - only the prompt tail is synthesized when the hashes are not of the tokens', () => {
   const req = tr(0, [3, 4, 5], 27, 1);
   const full = synthesizePromptTokens(req, 10);
   const out = new Uint32Array(32).fill(99);
   assert.equal(synthesizePromptTokensInto(req, 10, out, 16), 27);
   assert.deepEqual(Array.from(out.subarray(16, 27)), Array.from(full.subarray(16)));
   assert.ok(out.subarray(0, 16).every((t) => t === 99), 'the head is left as it was');
-  // Aligned sizes hash from the hash ids only (through the trie or, for prompts longer than it,
-  // directly); unaligned ones read the synthesized tokens, so the replay synthesizes all of them.
-  assert.equal(new TraceHashMemo(512, 64).readsPrompt(100_000), false);
-  assert.equal(new TraceHashMemo(10, 4).readsPrompt(27), true);
-  assert.equal(new TraceHashMemo(512, 64, 6).readsPrompt(5 * 512), false);
+  // Aligned sizes hash from the hash ids only; unaligned ones read the synthesized tokens, so the
+  // replay synthesizes all of them.
+  assert.equal(new TraceHashes(512, 64).readsPrompt, false);
+  assert.equal(new TraceHashes(10, 4).readsPrompt, true);
 });
 
-test('replay-offline - memoized engine block hashes: group identities, and the tokens hashes computeBlockHashes gives', () => {
-  const memo = new TraceHashMemo(512, 64);
+test('replay-offline - engine block hashes: group identities, and the tokens hashes computeBlockHashes gives', () => {
+  const hashes = new TraceHashes(512, 64);
   const a = { sh: new Uint32Array(64), sl: new Uint32Array(64), th: new Uint32Array(64), tl: new Uint32Array(64) };
   const b = { sh: new Uint32Array(64), sl: new Uint32Array(64), th: new Uint32Array(64), tl: new Uint32Array(64) };
   const reqs = [tr(0, [0, 1, 2], 1500, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [9], 100, 1), tr(0, [9, 9], 1024, 1)];
@@ -216,12 +217,12 @@ test('replay-offline - memoized engine block hashes: group identities, and the t
     const prompt = new Uint32Array(Math.min(req.inputLength, req.hashIds.length * 512));
     for (let i = 0; i < prompt.length; i++) prompt[i] = req.hashIds[Math.floor(i / 512)]!;
     const n = computeBlockHashes(prompt, prompt.length, 64, a.sh, a.sl, a.th, a.tl);
-    assert.equal(memo.blockHashes(req, prompt, b.sh, b.sl, b.th, b.tl), n);
+    assert.equal(hashes.blockHashes(req, prompt, b.sh, b.sl, b.th, b.tl), n);
     for (const k of ['th', 'tl'] as const) assert.deepEqual(b[k].subarray(0, n), a[k].subarray(0, n), `${k} of ${req.hashIds.join(',')}`);
     assert.equal(referenceHashes(req, 512, 64, a.sh, a.sl), n);
     for (const k of ['sh', 'sl'] as const) assert.deepEqual(b[k].subarray(0, n), a[k].subarray(0, n), `${k} of ${req.hashIds.join(',')}`);
   }
-  const odd = new TraceHashMemo(10, 4);
+  const odd = new TraceHashes(10, 4);
   const req = tr(0, [3, 4, 5], 27, 1);
   const prompt = Uint32Array.from({ length: 27 }, (_, i) => req.hashIds[Math.floor(i / 10)]!);
   const n = odd.blockHashes(req, prompt, b.sh, b.sl, b.th, b.tl);
