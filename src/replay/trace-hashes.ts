@@ -20,23 +20,20 @@
  */
 import { computeBlockHashes, computeSequenceHashes } from '../engine/engine.js';
 import { xxh3Chain, xxh3Tokens } from '../engine/kv/xxh3.js';
+import { GROUP_BITS } from '../engine/kv/grouped-hash-table.js';
 import type { TraceRequest } from '../trace/mooncake.js';
 
-/** Low bits of a block hash's low half that index the block inside its group. */
-const GROUP_BITS = 5;
 const INDEX_MASK = (1 << GROUP_BITS) - 1;
 /** The group hash of the empty prefix (the halves of 2^64 / φ). */
 const ROOT_HI = 0x9e3779b9;
 const ROOT_LO = 0x7f4a7c15;
 
 export class TraceHashes {
-  private readonly tbs: number;
   private readonly bs: number;
   /** Engine blocks per trace block when aligned, else 0 (hash the tokens). */
   private readonly per: number;
 
   constructor(traceBlockSize: number, blockSize: number) {
-    this.tbs = traceBlockSize;
     this.bs = blockSize;
     this.per = traceBlockSize % blockSize === 0 ? traceBlockSize / blockSize : 0;
   }

@@ -14,7 +14,8 @@
 import { canShiftInto } from './hash-table.js';
 import type { BlockTable } from './hash-table.js';
 
-const GROUP_BITS = 5;
+/** Low bits of a key's low half that index it inside its group (the replay's block hashes use the same). */
+export const GROUP_BITS = 5;
 const INDEX_MASK = (1 << GROUP_BITS) - 1;
 const HEADER_WORDS = 4;
 const GROUP_WORDS = HEADER_WORDS + (1 << GROUP_BITS);
