@@ -230,7 +230,7 @@ export class Engine {
     this.vocabulary = options.generatedVocabulary !== undefined && options.generatedVocabulary.length > 0
       ? options.generatedVocabulary
       : defaultGeneratedVocabulary(TOKEN_ID_MIN, TOKEN_ID_SPAN);
-    this.pool = new BlockPool(this.args.numGpuBlocks, this.prefixCaching, this.recorder, options.reserveBlocks === true, options.groupedBlockHashes === true);
+    this.pool = new BlockPool(this.args.numGpuBlocks, this.prefixCaching, this.recorder, options.reserveBlocks === true, options.blockHashGroupBits ?? 0);
     this.rng = new Rng(this.args.seed);
     this.result = new StepResultBuffer(this.args.maxNumSeqs);
     this.running = new Int32Array(this.args.maxNumSeqs);

@@ -213,10 +213,10 @@ export interface EngineOptions {
    */
   readonly keepPromptTokens?: boolean;
   /**
-   * Keep the prefix cache in a GroupedBlockHashTable (default false): one entry per group of
-   * hashes that differ only in the low 5 bits of their low half. The offline replayer sets it, as
-   * its block hashes come in such groups (one per trace block, src/replay/trace-hashes.ts); real
-   * prompts' hashes would take one entry (144 bytes) each.
+   * Keep the prefix cache in a GroupedBlockHashTable whose entries group the hashes that differ
+   * only in these low bits of their low half (1–5; default 0: a BlockHashTable, one entry per
+   * hash). The offline replayer sets it, as its block hashes come in such groups (one per trace
+   * block, src/replay/trace-hashes.ts); real prompts' hashes would take one entry each.
    */
-  readonly groupedBlockHashes?: boolean;
+  readonly blockHashGroupBits?: number;
 }

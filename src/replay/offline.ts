@@ -412,8 +412,7 @@ class OfflineSim {
     // which the engines' prefix caches then keep one group per entry.
     const traceHashes = new TraceHashes(opts.traceBlockSize, args.blockSize);
     this.traceHashes = traceHashes;
-    const groupedBlockHashes = traceHashes.groupedHashes;
-    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks, keepPromptTokens: false, groupedBlockHashes };
+    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks, keepPromptTokens: false, blockHashGroupBits: traceHashes.groupBits };
     for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, engineOptions));
     this.engines = engines;
     const load: RankLoadView = {

@@ -41,7 +41,11 @@ test('kv hash table - agrees with a Map under random inserts and removals (backw
 });
 
 test('kv hash tables - both agree with a Map on grouped keys: finds, runs, removals of whole groups, growth and clear', () => {
-  for (const make of [(n: number): BlockTable => new BlockHashTable(n), (n: number): BlockTable => new GroupedBlockHashTable(n), (n: number): BlockTable => new GroupedBlockHashTable(n, true)]) {
+  for (const make of [
+    (n: number): BlockTable => new BlockHashTable(n), (n: number): BlockTable => new GroupedBlockHashTable(n),
+    (n: number): BlockTable => new GroupedBlockHashTable(n, true), (n: number): BlockTable => new GroupedBlockHashTable(n, true, 3),
+    (n: number): BlockTable => new GroupedBlockHashTable(n, false, 1),
+  ]) {
     const t = make(512);
     const ref = new Map<string, number>();
     let s = 11;
@@ -110,6 +114,23 @@ test('kv grouped hash table - a group is one entry: 32 keys of a group take one,
   assert.equal(t.findRun(hs, ls, 0, 40, null), 40, 'a run may pass through a group twice');
   assert.equal(t.remove(0x1234, 0xabcd00 | 7), 7);
   assert.equal(t.findRun(hs, ls, 0, 40, null), 7);
+});
+
+test('kv grouped hash table - the group width sets the entry width: 8-key groups take 12 words per entry', () => {
+  const narrow = new GroupedBlockHashTable(4096, false, 3), wide = new GroupedBlockHashTable(4096);
+  assert.equal(narrow.groupBits, 3);
+  assert.equal(narrow.allocatedBytes, 16 * (4 + 8) * 4);
+  assert.equal(wide.allocatedBytes, 16 * (4 + 32) * 4);
+  // Keys 0..15 of one 5-bit group are two 3-bit groups: entries for 0..7 and 8..15.
+  for (let i = 0; i < 16; i++) narrow.insert(0x1234, 0xabcd00 | i, 100 + i);
+  const hs = Uint32Array.from({ length: 16 }, () => 0x1234), ls = Uint32Array.from({ length: 16 }, (_, i) => 0xabcd00 | i);
+  const ids = new Int32Array(16);
+  assert.equal(narrow.findRun(hs, ls, 0, 16, ids), 16);
+  assert.deepEqual(Array.from(ids), Array.from({ length: 16 }, (_, i) => 100 + i));
+  assert.equal(narrow.remove(0x1234, 0xabcd00 | 8), 108);
+  assert.equal(narrow.findRun(hs, ls, 0, 16, null), 8);
+  assert.equal(narrow.find(0x1234, 0xabcd00 | 9), 109);
+  for (const bad of [0, 6, 2.5]) assert.throws(() => new GroupedBlockHashTable(64, false, bad), RangeError);
 });
 
 test('kv block pool - free blocks are handed out lowest first and evictions take the oldest inactive block', () => {

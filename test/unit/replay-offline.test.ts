@@ -4,7 +4,7 @@ import { computeBlockHashes, computeSequenceHashes } from '../../src/engine/engi
 import { runOfflineReplay, RequestStatus } from '../../src/replay/offline.js';
 import type { OfflineReplayOptions } from '../../src/replay/offline.js';
 import { buildReplayReport, collectSamples, renderReplayReport } from '../../src/replay/report.js';
-import { TraceHashes, groupHashes } from '../../src/replay/trace-hashes.js';
+import { TraceHashes, groupBitsFor, groupHashes } from '../../src/replay/trace-hashes.js';
 import { parseMooncakeTrace, synthesizePromptTokens, synthesizePromptTokensInto } from '../../src/trace/mooncake.js';
 import type { TraceRequest } from '../../src/trace/mooncake.js';
 import { InvalidConfigError } from '../../src/util/errors.js';
@@ -121,13 +121,13 @@ test('replay-offline - the kv router keeps a shared prefix on one rank and gets 
 /** Reference identities: the group hashes chained without a trie. */
 function referenceHashes(req: TraceRequest, tbs: number, bs: number, hi: Uint32Array, lo: Uint32Array): number {
   const nb = Math.floor(Math.min(req.inputLength, req.hashIds.length * tbs) / bs);
-  groupHashes(req.hashIds, nb, tbs / bs, bs, hi, lo);
+  groupHashes(req.hashIds, nb, tbs / bs, groupBitsFor(tbs / bs), bs, hi, lo);
   return nb;
 }
 
 test('replay-offline - router hashes: group hashes of the hash ids when aligned, the tokens\' sequence hashes when not', () => {
   const hashes = new TraceHashes(512, 64);
-  assert.equal(hashes.groupedHashes, true);
+  assert.equal(hashes.groupBits, 3, '8 engine blocks per trace block: 3 index bits');
   const outA = { hi: new Uint32Array(64), lo: new Uint32Array(64) };
   const outB = { hi: new Uint32Array(64), lo: new Uint32Array(64) };
   const reqs = [tr(0, [0, 1, 2], 1500, 1), tr(0, [0, 1, 3], 1536, 1), tr(0, [0, 1, 2, 4], 1600, 1), tr(0, [9], 100, 1), tr(0, [7, 8, 5, 6, 2], 2560, 1)];
@@ -143,10 +143,12 @@ test('replay-offline - router hashes: group hashes of the hash ids when aligned,
   referenceHashes(reqs[1]!, 512, 64, outB.hi, outB.lo);
   assert.deepEqual(outA.hi.subarray(0, 16), outB.hi.subarray(0, 16));
   assert.notEqual(outA.lo[16], outB.lo[16]);
-  assert.deepEqual(Array.from(outA.lo.subarray(0, 8), (l) => l & 31), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(Array.from(outA.lo.subarray(0, 8), (l) => l & 7), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(Array.from(outA.lo.subarray(0, 8), (l) => l >>> 3), Array.from({ length: 8 }, () => outA.lo[0]! >>> 3));
   // Unaligned block sizes take the direct path: the synthesized tokens' sequence hashes.
   const odd = new TraceHashes(10, 4);
-  assert.equal(odd.groupedHashes, false);
+  assert.equal(odd.groupBits, 0);
+  assert.equal(new TraceHashes(512, 512).groupBits, 0, 'one engine block per trace block: no groups');
   const req = tr(0, [3, 4, 5], 27, 1);
   const prompt = Uint32Array.from({ length: 27 }, (_, i) => req.hashIds[Math.floor(i / 10)]!);
   const n = odd.hashes(req, prompt, outB.hi, outB.lo);
@@ -158,9 +160,11 @@ test('replay-offline - router hashes: group hashes of the hash ids when aligned,
 test('replay-offline - two blocks share a hash exactly when their token prefixes are equal; a trace block is one group', () => {
   // 200 random prompts over a small id alphabet (many shared prefixes, repeated ids, partial last
   // blocks), 16 engine blocks of 32 tokens per trace block plus a 40-block group split (per 40).
-  for (const [tbs, bs] of [[512, 32], [320, 8]] as const) {
+  for (const [tbs, bs] of [[512, 32], [320, 8], [384, 64]] as const) {
     const hashes = new TraceHashes(tbs, bs);
     const per = tbs / bs;
+    const bits = hashes.groupBits;
+    assert.equal(bits, groupBitsFor(per));
     const byHash = new Map<string, string>();
     let seed = 7;
     const next = (k: number): number => {
@@ -181,11 +185,11 @@ test('replay-offline - two blocks share a hash exactly when their token prefixes
         const seen = byHash.get(key);
         if (seen === undefined) byHash.set(key, tokens);
         else assert.equal(seen, tokens, `hash ${key} of block ${b} names two different prefixes`);
-        // The blocks of one trace block differ only in the low 5 bits of the low half (per ≤ 32).
+        // The blocks of one trace block differ only in the low `bits` bits of the low half (per ≤ 32).
         if (per <= 32 && b % per !== 0) {
           assert.equal(hi[b], hi[b - 1]);
-          assert.equal(lo[b]! >>> 5, lo[b - 1]! >>> 5);
-          assert.equal(lo[b]! & 31, b % per);
+          assert.equal(lo[b]! >>> bits, lo[b - 1]! >>> bits);
+          assert.equal(lo[b]! & ((1 << bits) - 1), b % per);
         }
       }
     }
@@ -193,6 +197,10 @@ test('replay-offline - two blocks share a hash exactly when their token prefixes
     // equal prefixes met again: the alphabet is small enough that many repeat.
     assert.ok(byHash.size > 50, `${byHash.size} distinct blocks`);
   }
+});
+
+test('replay-offline - group width: just enough index bits for a trace block\'s engine blocks, at most 5', () => {
+  assert.deepEqual([1, 2, 3, 4, 6, 8, 9, 16, 32, 33, 40, 1024].map(groupBitsFor), [0, 1, 2, 2, 3, 3, 4, 4, 5, 5, 5, 5]);
 });
 
 test('replay-offline - only the prompt tail is synthesized when the hashes are not of the tokens', () => {

@@ -73,16 +73,16 @@ export class BlockPool {
   private readonly events: KvEventRecorder;
 
   /**
-   * `reserve`: size everything for numBlocks now (EngineOptions.reserveBlocks). `groupedHashes`:
-   * keep the hashes in a GroupedBlockHashTable (EngineOptions.groupedBlockHashes).
+   * `reserve`: size everything for numBlocks now (EngineOptions.reserveBlocks). `hashGroupBits`
+   * > 0: keep the hashes in a GroupedBlockHashTable with groups that wide (EngineOptions.blockHashGroupBits).
    */
-  constructor(numBlocks: number, prefixCaching: boolean, events: KvEventRecorder, reserve = false, groupedHashes = false) {
+  constructor(numBlocks: number, prefixCaching: boolean, events: KvEventRecorder, reserve = false, hashGroupBits = 0) {
     this.numBlocks = numBlocks;
     this.prefixCaching = prefixCaching;
     this.cap = reserve ? numBlocks : Math.min(numBlocks, INITIAL_BLOCKS);
     this.meta = new Int32Array((this.cap + 1) * ROW);
     this.freeStack = new Int32Array(this.cap);
-    this.table = groupedHashes ? new GroupedBlockHashTable(prefixCaching ? numBlocks : 1, reserve) : new BlockHashTable(prefixCaching ? numBlocks : 1, reserve);
+    this.table = hashGroupBits !== 0 ? new GroupedBlockHashTable(prefixCaching ? numBlocks : 1, reserve, hashGroupBits) : new BlockHashTable(prefixCaching ? numBlocks : 1, reserve);
     this.events = events;
     this.freeTop = 0;
     this.fresh = 0;
