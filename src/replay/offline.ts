@@ -292,7 +292,7 @@ class RankHeap {
   }
 }
 
-/** Blocks of all ranks together up to which the engines reserve their pools (≈ 580 MiB). */
+/** Blocks of all ranks together up to which the engines reserve their pools (≤ 480 MiB). */
 const RESERVE_MAX_BLOCKS = 1 << 23;
 
 /** Longest decode run coasted at once (runs end at block boundaries, so this only caps huge blocks). */
@@ -405,7 +405,7 @@ class OfflineSim {
     // Only the kv router fed by events reads KV events, and only their block hashes: the engines
     // record nothing else (and no token ids). With the prompts' hashes given, they keep only the
     // prompt tokens that generated tokens complete a block with.
-    // Pools and prefix tables sized up front (~72 bytes per block) while that stays modest; huge
+    // Pools and prefix tables sized up front (40–60 bytes per block) while that stays modest; huge
     // fleets grow theirs with use instead, as serving ranks do.
     const reserveBlocks = numRanks * args.numGpuBlocks <= RESERVE_MAX_BLOCKS;
     // With aligned block sizes the prompts' hashes come in groups (src/replay/trace-hashes.ts),

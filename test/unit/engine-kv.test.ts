@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KvEventRecorder } from '../../src/engine/events.js';
-import { BlockField, BlockPool, BlockState } from '../../src/engine/kv/block-pool.js';
+import { BLOCK_ROW_WORDS, BlockField, BlockPool, BlockState } from '../../src/engine/kv/block-pool.js';
 import { BlockHashTable } from '../../src/engine/kv/hash-table.js';
 import type { BlockTable } from '../../src/engine/kv/hash-table.js';
 import { GroupedBlockHashTable } from '../../src/engine/kv/grouped-hash-table.js';
@@ -200,8 +200,87 @@ test('kv block pool - without prefix caching released full blocks go straight ba
 test('kv block pool - checkInvariants detects a corrupted reference count', () => {
   const pool = new BlockPool(2, true, new KvEventRecorder(4));
   const a = pool.allocate();
-  pool.meta[(a + 1) * 8 + BlockField.refCount] = 0;
+  pool.meta[a * BLOCK_ROW_WORDS + BlockField.refCount] = 0;
   assert.throws(() => pool.checkInvariants(), /active block 0 has refCount 0/);
+});
+
+test('kv block pool - checkInvariants detects an inactive block whose LRU ring stamp is wrong', () => {
+  const pool = new BlockPool(4, true, new KvEventRecorder(4));
+  const a = pool.allocate();
+  pool.makeFull(a, 1, 1);
+  pool.release(a);
+  pool.checkInvariants();
+  // Stamp the block with another ring position: its entry no longer counts.
+  const at = a * BLOCK_ROW_WORDS + BlockField.flags;
+  pool.meta[at] = pool.meta[at]! ^ (1 << 5);
+  assert.throws(() => pool.checkInvariants(), /LRU ring holds 0 live entries != numInactive 1/);
+});
+
+test('kv block pool - the LRU ring agrees with a linked-list LRU through revivals, evictions, compaction and growth', () => {
+  // Reference: the inactive blocks in an array, oldest first (what the pool kept as a linked list).
+  for (const reserve of [false, true]) {
+    const numBlocks = 200;
+    const pool = new BlockPool(numBlocks, true, new KvEventRecorder(4), reserve);
+    const lru: number[] = [];
+    const refs = new Map<number, number>();
+    const hashOf = new Map<number, number>();
+    let s = 5;
+    const rnd = (k: number): number => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return (s >>> 8) % k;
+    };
+    let nextHash = 1;
+    for (let step = 0; step < 40000; step++) {
+      const op = rnd(10);
+      // First half: the pool never fills, so nothing is evicted and revivals leave stale ring
+      // entries behind the head until the ring is compacted; second half: evictions too.
+      if (op < 3 && (step >= 20000 || pool.numFree > numBlocks / 2)) {
+        // Allocate a full block: free first, else the oldest inactive one is evicted.
+        const expected = pool.numFree > 0 ? -2 : lru.length > 0 ? lru[0]! : -1;
+        const id = pool.allocate();
+        if (expected === -1) {
+          assert.equal(id, -1);
+          continue;
+        }
+        if (expected >= 0) {
+          assert.equal(id, expected, `step ${step}: eviction takes the oldest inactive block`);
+          lru.shift();
+          assert.equal(pool.find(0, hashOf.get(id)!), -1);
+        }
+        const h = nextHash++;
+        pool.makeFull(id, 0, h);
+        hashOf.set(id, h);
+        refs.set(id, 1);
+      } else if (op >= 3 && op < 6 && refs.size > 0) {
+        // Release a held reference.
+        const held = [...refs.keys()];
+        const id = held[rnd(held.length)]!;
+        const rc = refs.get(id)! - 1;
+        pool.release(id);
+        if (rc === 0) {
+          refs.delete(id);
+          lru.push(id);
+        } else refs.set(id, rc);
+      } else if (op >= 6 && lru.length > 0) {
+        // Revive (or share) a resident block found by its hash; mostly inactive ones, from anywhere in the LRU.
+        const id = op < 9 ? lru[rnd(lru.length)]! : [...refs.keys()][0] ?? lru[0]!;
+        assert.equal(pool.find(0, hashOf.get(id)!), id);
+        pool.touch(id);
+        const at = lru.indexOf(id);
+        if (at >= 0) lru.splice(at, 1);
+        refs.set(id, (refs.get(id) ?? 0) + 1);
+      }
+      if (step % 97 === 0) {
+        assert.deepEqual(pool.inactiveOrder(), lru, `step ${step}`);
+        pool.checkInvariants();
+      }
+    }
+    assert.deepEqual(pool.inactiveOrder(), lru);
+    pool.checkInvariants();
+    // Warming reads the oldest blocks' table slots and changes nothing.
+    pool.warmEvictions(16);
+    assert.deepEqual(pool.inactiveOrder(), lru);
+  }
 });
 
 test('kv block pool - memory follows use: an idle 16384-block pool holds a few KiB, grows with the ids used, and clear() gives it back', () => {

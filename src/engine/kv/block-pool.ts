@@ -11,14 +11,21 @@ export const BlockState = { free: 0, active: 1, inactive: 2 } as const;
 const INITIAL_BLOCKS = 64;
 
 /**
- * Per-block words in `meta`, one row of ROW ints per block, row id + 1 (row 0 is the LRU
- * sentinel): everything an allocation, eviction or release reads of a block sits in one cache
- * line (a pool's blocks reach megabytes, and separate arrays cost a miss each).
+ * Per-block words in `meta`, one row of BLOCK_ROW_WORDS ints per block (row = id): everything an
+ * allocation, eviction or release reads of a block sits in one 16-byte row (a pool's blocks reach
+ * megabytes, and separate arrays cost a miss each). `flags` packs the state (bits 0–1), whether
+ * the block is full (bit 2) and, while it is inactive, the position of its entry in the LRU ring
+ * (bits 3–31, modulo 2^29).
  */
-export const BlockField = { refCount: 0, state: 1, full: 2, hashHi: 3, hashLo: 4, lruPrev: 5, lruNext: 6 } as const;
-const ROW = 8;
-const REF = BlockField.refCount, STATE = BlockField.state, FULL = BlockField.full, HI = BlockField.hashHi, LO = BlockField.hashLo;
-const PREV = BlockField.lruPrev, NEXT = BlockField.lruNext;
+export const BlockField = { refCount: 0, flags: 1, hashHi: 2, hashLo: 3 } as const;
+export const BLOCK_ROW_WORDS = 4;
+const ROW = BLOCK_ROW_WORDS;
+const REF = BlockField.refCount, FLAGS = BlockField.flags, HI = BlockField.hashHi, LO = BlockField.hashLo;
+const STATE_MASK = 3;
+const FULL_BIT = 4;
+const STAMP_SHIFT = 3;
+/** Ring positions are kept modulo 2^29 in `flags`; the ring itself is far smaller. */
+const STAMP_MASK = (1 << 29) - 1;
 
 /**
  * Physical KV blocks of one rank (Dynamo `kv_manager/vllm_backend.rs` semantics over vLLM's
@@ -26,30 +33,35 @@ const PREV = BlockField.lruPrev, NEXT = BlockField.lruNext;
  *
  * Invariants:
  *  - numFree + numActive + numInactive = numBlocks.
- *  - A partial block (full = 0) is active with refCount 1 and has no identity.
+ *  - A partial block (not full) is active with refCount 1 and has no identity.
  *  - With prefix caching, every full block (active or inactive) is in `table` under its
  *    sequence hash, and no two resident blocks share a hash. Without prefix caching, full blocks
  *    are anonymous and go straight back to free when released (the mocker's random ids are
  *    never reused, which physical ids already guarantee).
- *  - Inactive blocks form an intrusive doubly-linked LRU list through lruPrev/lruNext, oldest at
- *    the head. Links hold `id + 1`; the sentinel is entry 0. Eviction and revival are O(1).
+ *  - Inactive blocks are kept oldest first in a FIFO ring of ids (vLLM's free-block queue order).
+ *    A release appends the block and stamps it with its ring position; reviving an inactive block
+ *    only changes its state, leaving a stale entry that eviction skips (an entry counts only
+ *    while its block is inactive with that stamp). Eviction, revival and release are O(1)
+ *    (amortized: a full ring is compacted, and it holds at least twice the blocks in use, so at
+ *    least half of it is stale then); the blocks about to be evicted are read off the ring
+ *    without chasing links.
  *
- *      sentinel ⇄ oldest ⇄ … ⇄ newest ⇄ sentinel
+ *      ring: head → [oldest, stale, …, newest] ← tail
  *
  *  - Free blocks sit on a stack above the never-used ids: the initial order hands out 0, 1, 2, …
  *    and a freed block is the next one reused.
  *
  * Memory follows use: the per-block rows cover only the ids handed out so far (`fresh`) and
  * double when an allocation needs a new id, so an idle rank of 16384 blocks holds a few KiB
- * (36 bytes per block ever used, plus the hash table's 32 bytes per resident full block).
+ * (16 bytes per block ever used, 8 in the ring, 4 in the free stack, plus the hash table).
  * Growth never happens inside a read: callers must not cache `meta` across allocate().
  */
 export class BlockPool {
   readonly numBlocks: number;
   readonly prefixCaching: boolean;
   /**
-   * Row id + 1 holds block id's BlockField words (hashes as int32 bit patterns; LRU links hold
-   * row numbers, 0 = the sentinel row). Read through the accessors; tests may corrupt it.
+   * Row id holds block id's BlockField words (hashes as int32 bit patterns). Read through the
+   * accessors; tests may corrupt it.
    */
   meta: Int32Array;
   private freeStack: Int32Array;
@@ -59,6 +71,11 @@ export class BlockPool {
   private fresh: number;
   /** Length of the per-block arrays. */
   private cap: number;
+  /** The LRU ring (a power of two ≥ 2 × cap entries) and its positions (head ≤ tail, never wrapped). */
+  private ring: Int32Array;
+  private ringMask: number;
+  private head = 0;
+  private tail = 0;
   numFree: number;
   numActive: number;
   numInactive: number;
@@ -80,8 +97,10 @@ export class BlockPool {
     this.numBlocks = numBlocks;
     this.prefixCaching = prefixCaching;
     this.cap = reserve ? numBlocks : Math.min(numBlocks, INITIAL_BLOCKS);
-    this.meta = new Int32Array((this.cap + 1) * ROW);
+    this.meta = new Int32Array(this.cap * ROW);
     this.freeStack = new Int32Array(this.cap);
+    this.ring = new Int32Array(ringSizeFor(prefixCaching ? this.cap : 0));
+    this.ringMask = this.ring.length - 1;
     this.table = hashGroupBits !== 0 ? new GroupedBlockHashTable(prefixCaching ? numBlocks : 1, reserve, hashGroupBits) : new BlockHashTable(prefixCaching ? numBlocks : 1, reserve);
     this.events = events;
     this.freeTop = 0;
@@ -95,10 +114,10 @@ export class BlockPool {
 
   /** Forget every block (no events; the caller emits AllBlocksCleared). Touches only used ids. */
   clear(): void {
-    // Rows 1..fresh (the used ids) and the sentinel row 0.
-    this.meta.fill(0, 0, (this.fresh + 1) * ROW);
+    this.meta.fill(0, 0, this.fresh * ROW);
     this.freeTop = 0;
     this.fresh = 0;
+    this.head = this.tail = 0;
     this.numFree = this.numBlocks;
     this.numActive = 0;
     this.numInactive = 0;
@@ -108,35 +127,44 @@ export class BlockPool {
 
   /** Bytes held by the pool's arrays and hash table (memory accounting, tests). */
   get allocatedBytes(): number {
-    return this.meta.byteLength + this.freeStack.byteLength + this.table.allocatedBytes;
+    return this.meta.byteLength + this.freeStack.byteLength + this.ring.byteLength + this.table.allocatedBytes;
   }
 
-  // Block fields (ids are 0-based; rows are id + 1).
+  // Block fields.
   refCountOf(id: number): number {
-    return this.meta[(id + 1) * ROW + REF] as number;
+    return this.meta[id * ROW + REF] as number;
   }
   stateOf(id: number): number {
-    return this.meta[(id + 1) * ROW + STATE] as number;
+    return (this.meta[id * ROW + FLAGS] as number) & STATE_MASK;
   }
   isFull(id: number): boolean {
-    return this.meta[(id + 1) * ROW + FULL] === 1;
+    return ((this.meta[id * ROW + FLAGS] as number) & FULL_BIT) !== 0;
   }
   hashHiOf(id: number): number {
-    return (this.meta[(id + 1) * ROW + HI] as number) >>> 0;
+    return (this.meta[id * ROW + HI] as number) >>> 0;
   }
   hashLoOf(id: number): number {
-    return (this.meta[(id + 1) * ROW + LO] as number) >>> 0;
+    return (this.meta[id * ROW + LO] as number) >>> 0;
   }
 
   private grow(): void {
     const n = Math.min(this.numBlocks, this.cap * 2);
-    const meta = new Int32Array((n + 1) * ROW);
+    const meta = new Int32Array(n * ROW);
     meta.set(this.meta);
     this.meta = meta;
     const stack = new Int32Array(n);
     stack.set(this.freeStack);
     this.freeStack = stack;
     this.cap = n;
+    if (this.prefixCaching && this.ring.length < ringSizeFor(n)) {
+      // Entries keep their positions (blocks' stamps name them): copy each to its new slot.
+      const old = this.ring, oldMask = this.ringMask;
+      const ring = new Int32Array(ringSizeFor(n));
+      const mask = ring.length - 1;
+      for (let q = this.head; q < this.tail; q++) ring[q & mask] = old[q & oldMask] as number;
+      this.ring = ring;
+      this.ringMask = mask;
+    }
   }
 
   /** Resident block with this sequence hash (active or inactive), or -1. */
@@ -147,29 +175,30 @@ export class BlockPool {
   /**
    * Read what evicting the next n inactive blocks will touch (their hashes and hash-table
    * entries) and return a value derived from it. Pure read: issued before a run of allocations so
-   * the cache misses of the evictions overlap instead of coming one by one.
+   * the cache misses of the evictions overlap instead of coming one by one (the ring lists the
+   * blocks, so the reads do not depend on each other; stale entries are read too).
    */
   warmEvictions(n: number): number {
-    const m = this.meta;
+    const m = this.meta, ring = this.ring, mask = this.ringMask;
     const table = this.table;
     let acc = 0;
-    let e = m[NEXT] as number;
-    for (let k = 0; k < n && e !== 0; k++) {
-      const row = e * ROW;
+    const end = this.tail < this.head + n ? this.tail : this.head + n;
+    for (let q = this.head; q < end; q++) {
+      const row = (ring[q & mask] as number) * ROW;
       acc ^= table.peek(m[row + HI] as number, m[row + LO] as number);
-      e = m[row + NEXT] as number;
     }
     return acc;
   }
 
   /** Take a reference on a resident full block: active → refCount + 1; inactive → revived. */
   touch(id: number): void {
-    const m = this.meta, row = (id + 1) * ROW;
-    if (m[row + STATE] === BlockState.inactive) {
-      this.unlink(id);
+    const m = this.meta, row = id * ROW;
+    const f = m[row + FLAGS] as number;
+    if ((f & STATE_MASK) === BlockState.inactive) {
+      // Its ring entry goes stale: the state no longer says inactive.
       this.numInactive--;
       this.numActive++;
-      m[row + STATE] = BlockState.active;
+      m[row + FLAGS] = (f & ~STATE_MASK) | BlockState.active;
       m[row + REF] = 1;
     } else {
       m[row + REF] = (m[row + REF] as number) + 1;
@@ -190,8 +219,7 @@ export class BlockPool {
       if (id >= this.cap) this.grow();
       this.numFree--;
     } else if (this.numInactive > 0) {
-      id = (this.meta[NEXT] as number) - 1;
-      this.unlink(id);
+      id = this.popOldest();
       this.numInactive--;
       const hi = this.hashHiOf(id), lo = this.hashLoOf(id);
       this.table.remove(hi, lo);
@@ -201,17 +229,29 @@ export class BlockPool {
       return -1;
     }
     this.numActive++;
-    const m = this.meta, row = (id + 1) * ROW;
-    m[row + STATE] = BlockState.active;
+    const m = this.meta, row = id * ROW;
+    m[row + FLAGS] = BlockState.active;
     m[row + REF] = 1;
-    m[row + FULL] = 0;
     return id;
+  }
+
+  /** Take the oldest inactive block off the ring (numInactive > 0: a live entry lies ahead). */
+  private popOldest(): number {
+    const m = this.meta, ring = this.ring, mask = this.ringMask;
+    for (let q = this.head; ; q++) {
+      const id = ring[q & mask] as number;
+      const f = m[id * ROW + FLAGS] as number;
+      if ((f & STATE_MASK) === BlockState.inactive && f >>> STAMP_SHIFT === (q & STAMP_MASK)) {
+        this.head = q + 1;
+        return id;
+      }
+    }
   }
 
   /** Give an active partial block its identity as a full block (the hash must not be resident). */
   makeFull(id: number, hi: number, lo: number): void {
-    const m = this.meta, row = (id + 1) * ROW;
-    m[row + FULL] = 1;
+    const m = this.meta, row = id * ROW;
+    m[row + FLAGS] = (m[row + FLAGS] as number) | FULL_BIT;
     m[row + HI] = hi;
     m[row + LO] = lo;
     if (this.prefixCaching) {
@@ -222,7 +262,8 @@ export class BlockPool {
 
   /** Mark an active partial block full without identity (prefix caching off). */
   makeFullAnonymous(id: number): void {
-    this.meta[(id + 1) * ROW + FULL] = 1;
+    const row = id * ROW;
+    this.meta[row + FLAGS] = (this.meta[row + FLAGS] as number) | FULL_BIT;
   }
 
   /**
@@ -230,8 +271,8 @@ export class BlockPool {
    * whose count reaches 0 become the newest inactive block, or free without prefix caching.
    */
   release(id: number): void {
-    const m = this.meta, e = id + 1, row = e * ROW;
-    if (m[row + FULL] === 0) {
+    const m = this.meta, row = id * ROW;
+    if (((m[row + FLAGS] as number) & FULL_BIT) === 0) {
       m[row + REF] = 0;
       this.toFree(id);
       return;
@@ -240,40 +281,51 @@ export class BlockPool {
     m[row + REF] = rc;
     if (rc > 0) return;
     if (!this.prefixCaching) {
-      m[row + FULL] = 0;
       this.toFree(id);
       return;
     }
     this.numActive--;
     this.numInactive++;
-    m[row + STATE] = BlockState.inactive;
-    const last = m[PREV] as number;
-    m[row + PREV] = last;
-    m[row + NEXT] = 0;
-    m[last * ROW + NEXT] = e;
-    m[PREV] = e;
+    if (this.tail - this.head === this.ring.length) this.compactRing();
+    const q = this.tail;
+    this.ring[q & this.ringMask] = id;
+    this.tail = q + 1;
+    m[row + FLAGS] = ((q & STAMP_MASK) << STAMP_SHIFT) | FULL_BIT | BlockState.inactive;
+  }
+
+  /** Drop the ring's stale entries, keeping the live ones in order from the head (restamped). */
+  private compactRing(): void {
+    const m = this.meta, ring = this.ring, mask = this.ringMask;
+    let w = this.head;
+    for (let q = this.head; q < this.tail; q++) {
+      const id = ring[q & mask] as number;
+      const row = id * ROW;
+      const f = m[row + FLAGS] as number;
+      if ((f & STATE_MASK) !== BlockState.inactive || f >>> STAMP_SHIFT !== (q & STAMP_MASK)) continue;
+      ring[w & mask] = id;
+      m[row + FLAGS] = ((w & STAMP_MASK) << STAMP_SHIFT) | (f & ((1 << STAMP_SHIFT) - 1));
+      w++;
+    }
+    this.tail = w;
   }
 
   private toFree(id: number): void {
     this.numActive--;
     this.numFree++;
-    this.meta[(id + 1) * ROW + STATE] = BlockState.free;
+    this.meta[id * ROW + FLAGS] = BlockState.free;
     this.freeStack[this.freeTop++] = id;
   }
 
-  private unlink(id: number): void {
-    const m = this.meta, row = (id + 1) * ROW;
-    const p = m[row + PREV] as number;
-    const nx = m[row + NEXT] as number;
-    m[p * ROW + NEXT] = nx;
-    m[nx * ROW + PREV] = p;
+  /** Whether the ring entry at position q is live (its block is inactive and stamped with q). */
+  private isLive(q: number): boolean {
+    const f = this.meta[(this.ring[q & this.ringMask] as number) * ROW + FLAGS] as number;
+    return (f & STATE_MASK) === BlockState.inactive && f >>> STAMP_SHIFT === (q & STAMP_MASK);
   }
 
   /** Inactive block ids, oldest first (tests and diagnostics). */
   inactiveOrder(): number[] {
     const out: number[] = [];
-    const m = this.meta;
-    for (let e = m[NEXT] as number; e !== 0; e = m[e * ROW + NEXT] as number) out.push(e - 1);
+    for (let q = this.head; q < this.tail; q++) if (this.isLive(q)) out.push(this.ring[q & this.ringMask] as number);
     return out;
   }
 
@@ -327,18 +379,30 @@ export class BlockPool {
       if (this.stateOf(id) !== BlockState.free || seen[id] === 1) fail(`free stack entry ${id} is wrong`);
       seen[id] = 1;
     }
-    let count = 0;
-    let prev = 0;
-    const m = this.meta;
-    for (let e = m[NEXT] as number; e !== 0; e = m[e * ROW + NEXT] as number) {
-      const id = e - 1;
-      if (this.stateOf(id) !== BlockState.inactive) fail(`LRU list holds non-inactive block ${id}`);
-      if (m[e * ROW + PREV] !== prev) fail(`LRU list prev link of block ${id} is wrong`);
-      prev = e;
-      if (++count > n) fail('LRU list has a cycle');
-    }
-    if (count !== this.numInactive) fail(`LRU list length ${count} != numInactive ${this.numInactive}`);
+    if (this.prefixCaching) {
+      if (this.tail - this.head > this.ring.length || this.head > this.tail) fail(`LRU ring spans ${this.tail - this.head} > ${this.ring.length} entries`);
+      if (this.ring.length < 2 * this.cap) fail(`LRU ring of ${this.ring.length} entries for ${this.cap} blocks`);
+      // Every inactive block has exactly one live entry: live entries are inactive blocks by
+      // definition, so counting them without duplicates suffices.
+      const listed = new Uint8Array(n);
+      let count = 0;
+      for (let q = this.head; q < this.tail; q++) {
+        if (!this.isLive(q)) continue;
+        const id = this.ring[q & this.ringMask] as number;
+        if (listed[id] === 1) fail(`LRU ring lists block ${id} twice`);
+        listed[id] = 1;
+        count++;
+      }
+      if (count !== this.numInactive) fail(`LRU ring holds ${count} live entries != numInactive ${this.numInactive}`);
+    } else if (this.numInactive !== 0) fail(`${this.numInactive} inactive blocks without prefix caching`);
   }
+}
+
+/** LRU ring entries for `blocks` block ids: a power of two ≥ 2 × blocks (see BlockPool). */
+function ringSizeFor(blocks: number): number {
+  let size = 1;
+  while (size < 2 * blocks) size *= 2;
+  return size;
 }
 
 function fail(message: string): never {
