@@ -1073,6 +1073,13 @@ export class Engine {
     const perf = this.perf;
     const activeKv = this.pool.numActive * this.bs;
     const totalKv = this.cacheTokens;
+    if (perf.decodeIgnoresContext === true) {
+      // Only the context lengths change from pass to pass, and the model does not read them.
+      const ms = perf.decodeMs(activeKv, totalKv, sumKv / n);
+      if (!(ms >= 0 && ms < Infinity)) throw new PerfModelError(`perf model returned ${ms} ms for a decode pass`);
+      decodeMsOut.fill(ms, 0, k);
+      return;
+    }
     for (let p = 0; p < k; p++) {
       const ms = perf.decodeMs(activeKv, totalKv, (sumKv + n * p) / n);
       if (!(ms >= 0 && ms < Infinity)) throw new PerfModelError(`perf model returned ${ms} ms for a decode pass`);

@@ -29,6 +29,7 @@ export function createPolynomialPerfModel(): PerfModel {
       // The floor keeps consecutive decode passes from sharing a timestamp.
       return ms > 1 ? ms : 1;
     },
+    decodeIgnoresContext: true,
   };
 }
 

@@ -162,6 +162,11 @@ export interface PerfModel {
   prefillMs(count: number, totalIsl: number, totalPrefix: number): number;
   /** activeKvTokens = active blocks × block size; meanContextLength of the ready (decoding) requests. */
   decodeMs(activeKvTokens: number, totalKvTokens: number, meanContextLength: number): number;
+  /**
+   * true when decodeMs never reads meanContextLength: the passes of a plain decode run (same
+   * active blocks, growing contexts) then all take the same time, and Engine.decodeRunMs asks once.
+   */
+  readonly decodeIgnoresContext?: boolean;
 }
 
 /**

@@ -3,29 +3,34 @@
  * and `lo` except for the low groupBits bits of `lo` (the block's index in its group) live in one
  * entry. The offline replayer gives every engine block of a trace block such a key
  * (src/replay/trace-hashes.ts) with groupBits just wide enough for a trace block's engine blocks,
- * so they cost one probe to find, store or evict instead of one probe each into random slots,
- * and an entry is no wider than a trace block needs; any other keys work too, one entry per
- * distinct group.
+ * so they cost one probe to find, store or evict instead of one probe each into random slots;
+ * any other keys work too, one entry per distinct group.
  *
- *   entry (groupWords int32): [ mask, hi, lo & ~indexMask, -, id of index 0, …, id of index 2^groupBits − 1 ]
+ *   heads (4 int32 per entry): [ mask, hi, lo & ~indexMask, - ]
+ *   ids   (2^groupBits int32 per entry): [ id of index 0, …, id of index 2^groupBits − 1 ]
  *
  * `mask` has bit i set when index i is present (0 = empty entry, so zeroed memory is an empty
  * table). Open addressing over entries with linear probing and backward-shift deletion of an
  * entry whose last index is removed, as in BlockHashTable. Same contract as BlockHashTable.
+ *
+ * Heads and ids are separate arrays because a prefix walk (`findRun` without ids: the kv
+ * router's question to every rank on every pick) reads only heads: at 16 bytes per entry, the
+ * heads of a replay's 64 ranks (≈ 8 MiB) stay in the last-level cache where whole entries would
+ * not.
  */
 import { canShiftInto } from './hash-table.js';
 import type { BlockTable } from './hash-table.js';
 
 /** Widest group: low bits of a key's low half that may index it inside its group (one int32 mask). */
 export const MAX_GROUP_BITS = 5;
-const HEADER_WORDS = 4;
+/** Int32 words per head (mask, hi, lo, padding to 16 bytes). */
+const HEAD = 4;
 /** Entries the table starts with (a power of two). */
 const INITIAL_ENTRIES = 16;
 /**
  * A reserved table is sized for this many blocks per group on average (fewer for narrower
- * groups), 2 × (4 + 2^groupBits) / 8 words per block (it grows past that: a busy replay rank of
- * 16,384 blocks holds 2,000–4,000 groups, many of them a prompt's partial last trace block or
- * a generated block alone in its group).
+ * groups); it grows past that: a busy replay rank of 16,384 blocks holds 2,000–4,000 groups,
+ * many of them a prompt's partial last trace block or a generated block alone in its group.
  */
 const RESERVE_BLOCKS_PER_GROUP = 8;
 
@@ -33,12 +38,13 @@ export class GroupedBlockHashTable implements BlockTable {
   /** Low bits of a key's low half that index it inside its group. */
   readonly groupBits: number;
   private readonly indexMask: number;
-  /** Int32 words per entry. */
-  private readonly groupWords: number;
+  /** Ids per entry (2^groupBits). */
+  private readonly width: number;
   private cap: number;
   private readonly maxCapacity: number;
   private mask: number;
-  private cells: Int32Array;
+  private heads: Int32Array;
+  private ids: Int32Array;
   /** Keys (blocks) held. */
   private count = 0;
   /** Entries (groups) in use. */
@@ -54,16 +60,17 @@ export class GroupedBlockHashTable implements BlockTable {
     }
     this.groupBits = groupBits;
     this.indexMask = (1 << groupBits) - 1;
-    this.groupWords = HEADER_WORDS + (1 << groupBits);
+    this.width = 1 << groupBits;
     let max = INITIAL_ENTRIES;
     while (max < maxEntries * 2) max *= 2;
     this.maxCapacity = max;
     let cap = INITIAL_ENTRIES;
-    const perGroup = Math.min(RESERVE_BLOCKS_PER_GROUP, 1 << groupBits);
+    const perGroup = Math.min(RESERVE_BLOCKS_PER_GROUP, this.width);
     if (reserve) while (cap < (maxEntries * 2) / perGroup && cap < max) cap *= 2;
     this.cap = cap;
     this.mask = cap - 1;
-    this.cells = new Int32Array(cap * this.groupWords);
+    this.heads = new Int32Array(cap * HEAD);
+    this.ids = new Int32Array(cap * this.width);
   }
 
   get size(): number {
@@ -76,52 +83,51 @@ export class GroupedBlockHashTable implements BlockTable {
   }
 
   get allocatedBytes(): number {
-    return this.cells.byteLength;
+    return this.heads.byteLength + this.ids.byteLength;
   }
 
   private home(hi: number, lo: number): number {
     return (Math.imul((lo >>> this.groupBits) ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> 7) & this.mask;
   }
 
-  /** Offset of the key's group entry, or -1. */
+  /** Entry number of the key's group, or -1. */
   private entryOf(hi: number, lo: number): number {
     const mask = this.mask;
-    const cells = this.cells;
-    const words = this.groupWords;
+    const heads = this.heads;
     const h = hi | 0;
     const g = (lo & ~this.indexMask) | 0;
     let i = this.home(hi, lo);
     for (;;) {
-      const c = i * words;
-      if (cells[c] === 0) return -1;
-      if (cells[c + 2] === g && cells[c + 1] === h) return c;
+      const c = i * HEAD;
+      if (heads[c] === 0) return -1;
+      if (heads[c + 2] === g && heads[c + 1] === h) return i;
       i = (i + 1) & mask;
     }
   }
 
   find(hi: number, lo: number): number {
-    const c = this.entryOf(hi, lo);
-    if (c < 0) return -1;
+    const i = this.entryOf(hi, lo);
+    if (i < 0) return -1;
     const index = lo & this.indexMask;
-    return ((this.cells[c] as number) & (1 << index)) === 0 ? -1 : this.cells[c + HEADER_WORDS + index] as number;
+    return ((this.heads[i * HEAD] as number) & (1 << index)) === 0 ? -1 : this.ids[i * this.width + index] as number;
   }
 
   findRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, outIds: Int32Array | null): number {
-    const cells = this.cells;
-    const indexMask = this.indexMask;
+    const heads = this.heads, ids = this.ids;
+    const indexMask = this.indexMask, width = this.width;
     let b = from;
     while (b < to) {
       // One probe per group: the run's next keys of the same group are bits of the same entry.
       const h = hi[b] as number;
       let l = lo[b] as number;
-      const c = this.entryOf(h, l);
-      if (c < 0) return b;
-      const m = cells[c] as number;
+      const i = this.entryOf(h, l);
+      if (i < 0) return b;
+      const m = heads[i * HEAD] as number;
       const g = l & ~indexMask;
       for (;;) {
         const index = l & indexMask;
         if ((m & (1 << index)) === 0) return b;
-        if (outIds !== null) outIds[b] = cells[c + HEADER_WORDS + index] as number;
+        if (outIds !== null) outIds[b] = ids[i * width + index] as number;
         b++;
         if (b >= to) return b;
         const nl = lo[b] as number;
@@ -133,8 +139,8 @@ export class GroupedBlockHashTable implements BlockTable {
   }
 
   warm(hi: Uint32Array, lo: Uint32Array, from: number, to: number): number {
-    const cells = this.cells;
-    const indexMask = this.indexMask, words = this.groupWords;
+    const heads = this.heads;
+    const indexMask = this.indexMask;
     let acc = 0;
     let lastHi = 0, lastGroup = -1;
     for (let b = from; b < to; b++) {
@@ -144,64 +150,69 @@ export class GroupedBlockHashTable implements BlockTable {
       if (g === lastGroup && h === lastHi) continue;
       lastHi = h;
       lastGroup = g;
-      acc ^= cells[this.home(h, l) * words] as number;
+      acc ^= heads[this.home(h, l) * HEAD] as number;
     }
     return acc;
   }
 
   peek(hi: number, lo: number): number {
-    return this.cells[this.home(hi, lo) * this.groupWords] as number;
+    return this.heads[this.home(hi, lo) * HEAD] as number;
   }
 
   insert(hi: number, lo: number, v: number): void {
     const index = lo & this.indexMask;
-    let c = this.entryOf(hi, lo);
-    if (c < 0) {
+    let i = this.entryOf(hi, lo);
+    if (i < 0) {
       if ((this.groups + 1) * 2 > this.cap && this.cap < this.maxCapacity) this.grow();
-      const mask = this.mask, words = this.groupWords;
-      const cells = this.cells;
-      let i = this.home(hi, lo);
-      while ((cells[i * words] as number) !== 0) i = (i + 1) & mask;
-      c = i * words;
-      cells[c + 1] = hi | 0;
-      cells[c + 2] = (lo & ~this.indexMask) | 0;
+      const mask = this.mask;
+      const heads = this.heads;
+      i = this.home(hi, lo);
+      while ((heads[i * HEAD] as number) !== 0) i = (i + 1) & mask;
+      heads[i * HEAD + 1] = hi | 0;
+      heads[i * HEAD + 2] = (lo & ~this.indexMask) | 0;
       this.groups++;
     }
-    const cells = this.cells;
-    cells[c] = (cells[c] as number) | (1 << index);
-    cells[c + HEADER_WORDS + index] = v;
+    const heads = this.heads;
+    const c = i * HEAD;
+    heads[c] = (heads[c] as number) | (1 << index);
+    this.ids[i * this.width + index] = v;
     this.count++;
   }
 
   remove(hi: number, lo: number): number {
-    const c = this.entryOf(hi, lo);
-    if (c < 0) return -1;
-    const cells = this.cells;
+    const i = this.entryOf(hi, lo);
+    if (i < 0) return -1;
+    const heads = this.heads, ids = this.ids, width = this.width;
     const index = lo & this.indexMask;
     const bit = 1 << index;
-    const m = cells[c] as number;
+    const m = heads[i * HEAD] as number;
     if ((m & bit) === 0) return -1;
-    const removed = cells[c + HEADER_WORDS + index] as number;
+    const removed = ids[i * width + index] as number;
     this.count--;
     if ((m & ~bit) !== 0) {
-      cells[c] = m & ~bit;
+      heads[i * HEAD] = m & ~bit;
       return removed;
     }
     // The group's last key: delete the entry, pulling later entries of the probe run into the hole.
     this.groups--;
-    const mask = this.mask, words = this.groupWords;
-    let hole = c / words;
+    const mask = this.mask;
+    let hole = i;
     let j = hole;
     for (;;) {
       j = (j + 1) & mask;
-      const cj = j * words;
-      if (cells[cj] === 0) break;
-      if (canShiftInto(hole, j, this.home(cells[cj + 1] as number, cells[cj + 2] as number))) {
-        cells.copyWithin(hole * words, cj, cj + words);
+      const cj = j * HEAD;
+      if (heads[cj] === 0) break;
+      if (canShiftInto(hole, j, this.home(heads[cj + 1] as number, heads[cj + 2] as number))) {
+        const ch = hole * HEAD;
+        heads[ch] = heads[cj] as number;
+        heads[ch + 1] = heads[cj + 1] as number;
+        heads[ch + 2] = heads[cj + 2] as number;
+        const src = j * width, dst = hole * width;
+        for (let k = 0; k < width; k++) ids[dst + k] = ids[src + k] as number;
         hole = j;
       }
     }
-    cells[hole * words] = 0;
+    heads[hole * HEAD] = 0;
     return removed;
   }
 
@@ -209,9 +220,10 @@ export class GroupedBlockHashTable implements BlockTable {
     if (this.cap !== INITIAL_ENTRIES) {
       this.cap = INITIAL_ENTRIES;
       this.mask = this.cap - 1;
-      this.cells = new Int32Array(this.cap * this.groupWords);
+      this.heads = new Int32Array(this.cap * HEAD);
+      this.ids = new Int32Array(this.cap * this.width);
     } else if (this.groups > 0) {
-      this.cells.fill(0);
+      this.heads.fill(0);
     }
     this.count = 0;
     this.groups = 0;
@@ -219,18 +231,23 @@ export class GroupedBlockHashTable implements BlockTable {
 
   /** Double the entries and re-insert every group. */
   private grow(): void {
-    const old = this.cells;
+    const oldHeads = this.heads, oldIds = this.ids;
+    const oldCap = this.cap;
+    const width = this.width;
     this.cap *= 2;
     this.mask = this.cap - 1;
-    const words = this.groupWords;
-    const cells = new Int32Array(this.cap * words);
+    const heads = new Int32Array(this.cap * HEAD);
+    const ids = new Int32Array(this.cap * width);
     const mask = this.mask;
-    for (let c = 0; c < old.length; c += words) {
-      if (old[c] === 0) continue;
-      let i = this.home(old[c + 1] as number, old[c + 2] as number);
-      while ((cells[i * words] as number) !== 0) i = (i + 1) & mask;
-      cells.set(old.subarray(c, c + words), i * words);
+    for (let e = 0; e < oldCap; e++) {
+      const c = e * HEAD;
+      if (oldHeads[c] === 0) continue;
+      let i = this.home(oldHeads[c + 1] as number, oldHeads[c + 2] as number);
+      while ((heads[i * HEAD] as number) !== 0) i = (i + 1) & mask;
+      heads.set(oldHeads.subarray(c, c + HEAD), i * HEAD);
+      ids.set(oldIds.subarray(e * width, e * width + width), i * width);
     }
-    this.cells = cells;
+    this.heads = heads;
+    this.ids = ids;
   }
 }
