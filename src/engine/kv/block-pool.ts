@@ -222,7 +222,7 @@ export class BlockPool {
       id = this.popOldest();
       this.numInactive--;
       const hi = this.hashHiOf(id), lo = this.hashLoOf(id);
-      this.table.remove(hi, lo);
+      this.table.discard(hi, lo);
       this.numRemovals++;
       this.events.active.addRemoved(hi, lo);
     } else {

@@ -182,16 +182,30 @@ export class GroupedBlockHashTable implements BlockTable {
   remove(hi: number, lo: number): number {
     const i = this.entryOf(hi, lo);
     if (i < 0) return -1;
-    const heads = this.heads, ids = this.ids, width = this.width;
     const index = lo & this.indexMask;
-    const bit = 1 << index;
-    const m = heads[i * HEAD] as number;
-    if ((m & bit) === 0) return -1;
-    const removed = ids[i * width + index] as number;
+    if (((this.heads[i * HEAD] as number) & (1 << index)) === 0) return -1;
+    const removed = this.ids[i * this.width + index] as number;
+    this.clearKey(i, index);
+    return removed;
+  }
+
+  discard(hi: number, lo: number): boolean {
+    const i = this.entryOf(hi, lo);
+    if (i < 0) return false;
+    const index = lo & this.indexMask;
+    if (((this.heads[i * HEAD] as number) & (1 << index)) === 0) return false;
+    this.clearKey(i, index);
+    return true;
+  }
+
+  /** Take present index `index` out of entry i (deleting the entry with its last index). */
+  private clearKey(i: number, index: number): void {
+    const heads = this.heads, ids = this.ids, width = this.width;
+    const m = (heads[i * HEAD] as number) & ~(1 << index);
     this.count--;
-    if ((m & ~bit) !== 0) {
-      heads[i * HEAD] = m & ~bit;
-      return removed;
+    if (m !== 0) {
+      heads[i * HEAD] = m;
+      return;
     }
     // The group's last key: delete the entry, pulling later entries of the probe run into the hole.
     this.groups--;
@@ -213,7 +227,6 @@ export class GroupedBlockHashTable implements BlockTable {
       }
     }
     heads[hole * HEAD] = 0;
-    return removed;
   }
 
   clear(): void {

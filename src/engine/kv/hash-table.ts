@@ -37,6 +37,8 @@ export interface BlockTable {
   insert(hi: number, lo: number, v: number): void;
   /** Remove the key; returns its value or -1 if absent. */
   remove(hi: number, lo: number): number;
+  /** Remove the key without reading its value (which may cost a cache miss); returns whether it was present. */
+  discard(hi: number, lo: number): boolean;
   /** Empty the table and give back its memory. */
   clear(): void;
 }
@@ -152,6 +154,10 @@ export class BlockHashTable implements BlockTable {
     cells[c + 1] = hi | 0;
     cells[c + 2] = lo | 0;
     this.count++;
+  }
+
+  discard(hi: number, lo: number): boolean {
+    return this.remove(hi, lo) >= 0;
   }
 
   /** Remove the key; returns its value or -1 if absent. */
