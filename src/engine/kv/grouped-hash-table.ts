@@ -14,9 +14,8 @@
  * entry whose last index is removed, as in BlockHashTable. Same contract as BlockHashTable.
  *
  * Heads and ids are separate arrays because a prefix walk (`findRun` without ids: the kv
- * router's question to every rank on every pick) reads only heads: at 16 bytes per entry, the
- * heads of a replay's 64 ranks (≈ 8 MiB) stay in the last-level cache where whole entries would
- * not.
+ * router's question to every rank on every pick) and an eviction (`discard`) read only heads:
+ * four heads share a cache line, where one whole entry of 8 ids took 48 bytes.
  */
 import { canShiftInto } from './hash-table.js';
 import type { BlockTable } from './hash-table.js';
