@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { readMooncakeTrace } from '../src/trace/mooncake.js';
 import { synthesizeTraceToFile } from '../src/trace/synth.js';
 import { runOfflineReplay } from '../src/replay/offline.js';
+import { replayResultsDigest } from '../src/replay/digest.js';
 import { buildReplayReport } from '../src/replay/report.js';
 import { parseDurationMs } from '../src/cli/commands/trace.js';
 
@@ -60,6 +61,7 @@ try {
     passes: result.numPasses,
     engine_steps: result.numEngineSteps,
     coasted_passes: result.numCoastedPasses,
+    results_digest: replayResultsDigest(result),
     prefix_cache_reused_ratio: report.prefix_cache_reused_ratio === null ? null : Number(report.prefix_cache_reused_ratio.toFixed(4)),
     ttft_p50_ms: report.ttft_ms.median,
     ttft_p90_ms: report.ttft_ms.p90,

@@ -10,6 +10,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { readMooncakeTrace } from '../src/trace/mooncake.js';
 import { runOfflineReplay } from '../src/replay/offline.js';
+import { replayResultsDigest } from '../src/replay/digest.js';
 import type { OfflineReplayOptions } from '../src/replay/offline.js';
 import { buildReplayReport } from '../src/replay/report.js';
 import type { RouterPolicy } from '../src/router/index.js';
@@ -69,6 +70,7 @@ console.log(JSON.stringify({
   passes: result.numPasses,
   engine_steps: result.numEngineSteps,
   coasted_passes: result.numCoastedPasses,
+  results_digest: replayResultsDigest(result),
   workers,
   parse_s: Number(((t1 - t0) / 1000).toFixed(3)),
   report_s: Number(((t3 - t2) / 1000).toFixed(3)),

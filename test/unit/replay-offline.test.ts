@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { computeBlockHashes, computeSequenceHashes } from '../../src/engine/engine.js';
 import { runOfflineReplay, RequestStatus } from '../../src/replay/offline.js';
+import { replayResultsDigest } from '../../src/replay/digest.js';
 import type { OfflineReplayOptions } from '../../src/replay/offline.js';
 import { buildReplayReport, collectSamples, renderReplayReport } from '../../src/replay/report.js';
 import { TraceHashes, groupBitsFor, groupHashes } from '../../src/replay/trace-hashes.js';
@@ -296,4 +297,19 @@ test('replay-offline - report percentiles by selection equal the sort-based summ
       assert.ok(Math.abs(b.mean - a.mean) < 1e-9 && Math.abs(b.std - a.std) < 1e-9);
     }
   }
+});
+
+test('replay-offline - the results digest is the same for the same replay and changes with any per-request value', () => {
+  const reqs = [tr(0, [1, 2], 6, 3), tr(10, [1, 3], 8, 2), tr(100, [1, 3], 8, 2)];
+  const a = runOfflineReplay(reqs, TINY), b = runOfflineReplay(reqs, TINY);
+  const d = replayResultsDigest(a);
+  assert.match(d, /^[0-9a-f]{16}$/);
+  assert.equal(replayResultsDigest(b), d);
+  for (const [name, arr] of [['lastTokenMs', b.lastTokenMs], ['reusedTokens', b.reusedTokens], ['rank', b.rank]] as const) {
+    const keep = arr[2]!;
+    arr[2] = keep + 1;
+    assert.notEqual(replayResultsDigest(b), d, `${name} is covered`);
+    arr[2] = keep;
+  }
+  assert.equal(replayResultsDigest(b), d);
 });

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { LatencySketch } from '../../src/report/sketch.js';
 import { summarize } from '../../src/report/stats.js';
 import { runOfflineReplay } from '../../src/replay/offline.js';
+import { replayResultsDigest } from '../../src/replay/digest.js';
 import { buildReplayReport, collectSamples } from '../../src/replay/report.js';
 import type { Distribution } from '../../src/replay/report.js';
 import { readMooncakeTrace } from '../../src/trace/mooncake.js';
@@ -71,6 +72,10 @@ test('replay-sketch - the 12,031-request replay report is within 1 % of exact fo
     numWorkers: 16, dataParallelSize: 1, router: 'kv', traceBlockSize: 512, arrivalSpeedupRatio: 1,
     speedupRatio: 1, decodeSpeedupRatio: 1, engineArgs: {}, seed: 0, keepItlSamples: true,
   });
+  // The reference replay's per-request results, pinned: a speed-up must leave them bit-identical;
+  // a change to the model changes this digest on purpose (and says so).
+  assert.equal(replayResultsDigest(r), '38cd0ee27dd434bf');
+  assert.equal(r.numPasses, 3899684);
   const sketched = buildReplayReport(r);
   const exact = buildReplayReport(r, collectSamples(r));
   const keys = ['ttft_ms', 'ttst_ms', 'tpot_ms', 'itl_ms', 'e2e_latency_ms', 'output_token_throughput_per_user'] as const;
