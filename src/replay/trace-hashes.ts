@@ -10,13 +10,13 @@
  *
  * and block j's sequence hash is G with the low b bits of its low half replaced by j mod 2^b (and
  * its high half mixed with j div 2^b), where b = ⌈log2(engine blocks per trace block)⌉, at most 5
- * (`groupBits`). Two blocks get the same hash exactly when their token
- * prefixes are equal (up to 64-bit collisions, as for vLLM's hashes). These are not the values
- * computeSequenceHashes gives for the synthesized tokens — nothing in an offline replay publishes
- * them — but they cost one chain step per trace block (no token hashing, no memo), and the blocks
- * of a trace block come as one group: the engines keep them in one entry of a
- * GroupedBlockHashTable no wider than a trace block needs (8 ids with the default 64-token
- * engine block and 512-token trace block). Tokens hashes (what Stored events carry) are the real XXH3 of each block.
+ * (`groupBits`). Two blocks get the same hash exactly when their token prefixes are equal (up to
+ * 64-bit collisions, as for vLLM's hashes). These are not the values computeSequenceHashes gives
+ * for the synthesized tokens — nothing in an offline replay publishes them — but they cost one
+ * chain step per trace block (no token hashing, no memo), and the blocks of a trace block come as
+ * one group: the engines keep them in one entry of a GroupedBlockHashTable no wider than a trace
+ * block needs (8 ids with the default 64-token engine block and 512-token trace block). Tokens
+ * hashes (what Stored events carry) are the real XXH3 of each block.
  *
  * Unaligned block sizes hash the synthesized tokens (computeSequenceHashes).
  */
@@ -52,7 +52,6 @@ export class TraceHashes {
   get readsPrompt(): boolean {
     return this.per === 0;
   }
-
 
   /**
    * Sequence hashes of the full engine blocks of the request's synthesized prompt (promptLen
