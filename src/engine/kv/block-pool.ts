@@ -27,6 +27,11 @@ const STAMP_SHIFT = 3;
 /** Ring positions are kept modulo 2^29 in `flags`; the ring itself is far smaller. */
 const STAMP_MASK = (1 << 29) - 1;
 
+/** Whether a block with these flags makes its ring entry at position q live: inactive, stamped with q. */
+function liveAt(flags: number, q: number): boolean {
+  return (flags & STATE_MASK) === BlockState.inactive && flags >>> STAMP_SHIFT === (q & STAMP_MASK);
+}
+
 /**
  * Physical KV blocks of one rank (Dynamo `kv_manager/vllm_backend.rs` semantics over vLLM's
  * `BlockPool` data layout).
@@ -241,7 +246,7 @@ export class BlockPool {
     for (let q = this.head; ; q++) {
       const id = ring[q & mask] as number;
       const f = m[id * ROW + FLAGS] as number;
-      if ((f & STATE_MASK) === BlockState.inactive && f >>> STAMP_SHIFT === (q & STAMP_MASK)) {
+      if (liveAt(f, q)) {
         this.head = q + 1;
         return id;
       }
@@ -301,7 +306,7 @@ export class BlockPool {
       const id = ring[q & mask] as number;
       const row = id * ROW;
       const f = m[row + FLAGS] as number;
-      if ((f & STATE_MASK) !== BlockState.inactive || f >>> STAMP_SHIFT !== (q & STAMP_MASK)) continue;
+      if (!liveAt(f, q)) continue;
       ring[w & mask] = id;
       m[row + FLAGS] = ((w & STAMP_MASK) << STAMP_SHIFT) | (f & ((1 << STAMP_SHIFT) - 1));
       w++;
@@ -318,8 +323,7 @@ export class BlockPool {
 
   /** Whether the ring entry at position q is live (its block is inactive and stamped with q). */
   private isLive(q: number): boolean {
-    const f = this.meta[(this.ring[q & this.ringMask] as number) * ROW + FLAGS] as number;
-    return (f & STATE_MASK) === BlockState.inactive && f >>> STAMP_SHIFT === (q & STAMP_MASK);
+    return liveAt(this.meta[(this.ring[q & this.ringMask] as number) * ROW + FLAGS] as number, q);
   }
 
   /** Inactive block ids, oldest first (tests and diagnostics). */
