@@ -50,8 +50,8 @@ export class GroupedBlockHashTable implements BlockTable {
   private groups = 0;
 
   /**
-   * `maxEntries` blocks at most; `reserve`: allocate for maxEntries / 8 groups now; `groupBits`
-   * (1–5): keys differing only in these low bits of their low half share an entry.
+   * `maxEntries` blocks at most; `reserve`: allocate for maxEntries / min(8, 2^groupBits) groups
+   * now; `groupBits` (1–5): keys differing only in these low bits of their low half share an entry.
    */
   constructor(maxEntries: number, reserve = false, groupBits = MAX_GROUP_BITS) {
     if (!Number.isInteger(groupBits) || groupBits < 1 || groupBits > MAX_GROUP_BITS) {
@@ -104,11 +104,15 @@ export class GroupedBlockHashTable implements BlockTable {
     }
   }
 
-  find(hi: number, lo: number): number {
+  /** Entry number holding the key itself (its group's entry with its index bit set), or -1. */
+  private entryHolding(hi: number, lo: number): number {
     const i = this.entryOf(hi, lo);
-    if (i < 0) return -1;
-    const index = lo & this.indexMask;
-    return ((this.heads[i * HEAD] as number) & (1 << index)) === 0 ? -1 : this.ids[i * this.width + index] as number;
+    return i >= 0 && ((this.heads[i * HEAD] as number) & (1 << (lo & this.indexMask))) !== 0 ? i : -1;
+  }
+
+  find(hi: number, lo: number): number {
+    const i = this.entryHolding(hi, lo);
+    return i < 0 ? -1 : this.ids[i * this.width + (lo & this.indexMask)] as number;
   }
 
   findRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, outIds: Int32Array | null): number {
@@ -179,22 +183,18 @@ export class GroupedBlockHashTable implements BlockTable {
   }
 
   remove(hi: number, lo: number): number {
-    const i = this.entryOf(hi, lo);
+    const i = this.entryHolding(hi, lo);
     if (i < 0) return -1;
     const index = lo & this.indexMask;
-    if (((this.heads[i * HEAD] as number) & (1 << index)) === 0) return -1;
     const removed = this.ids[i * this.width + index] as number;
     this.clearKey(i, index);
     return removed;
   }
 
   discard(hi: number, lo: number): boolean {
-    const i = this.entryOf(hi, lo);
-    if (i < 0) return false;
-    const index = lo & this.indexMask;
-    if (((this.heads[i * HEAD] as number) & (1 << index)) === 0) return false;
-    this.clearKey(i, index);
-    return true;
+    const i = this.entryHolding(hi, lo);
+    if (i >= 0) this.clearKey(i, lo & this.indexMask);
+    return i >= 0;
   }
 
   /** Take present index `index` out of entry i (deleting the entry with its last index). */
