@@ -2,7 +2,7 @@ import { InvalidConfigError, InvalidRequestError, PerfModelError } from '../util
 import { normalizeEngineArgs } from './args.js';
 import { KvEventRecorder } from './events.js';
 import { EngineInvariantError } from './invariant.js';
-import { hashBlocks } from './kv/block-hash.js';
+import { hashBlocks, identityBlockHash } from './kv/block-hash.js';
 import { BlockPool, BlockState } from './kv/block-pool.js';
 import { Rng } from './rng.js';
 import { defaultGeneratedVocabulary, generatedTokenId } from './generated-tokens.js';
@@ -123,6 +123,10 @@ export class Engine {
   private readonly recordsKvEvents: boolean;
   /** EngineOptions.keepPromptTokens. */
   private readonly keepPromptTokens: boolean;
+  /** EngineOptions.keepGeneratedTokens. */
+  private readonly keepGeneratedTokens: boolean;
+  /** Requests ever enqueued (mod 2^32): the nonce of the next one's generated-block identities. */
+  private numEnqueued = 0;
   private readonly rng: Rng;
   private readonly result: StepResultBuffer;
   private readonly slotByRequestId = new Map<number, number>();
@@ -136,6 +140,8 @@ export class Engine {
   private slotEndLen: Int32Array = new Int32Array(0);
   /** Per-request seed of a seeded request (addRequest's `seed`); its tokens come from generatedTokenId. */
   private slotSeed: Int32Array = new Int32Array(0);
+  /** Per-request nonce of its generated blocks' identity hashes (EngineOptions.keepGeneratedTokens false). */
+  private slotNonce: Int32Array = new Int32Array(0);
   private slotSeeded: Uint8Array = new Uint8Array(0);
   /**
    * Position of slotTokens[slot][0] in the sequence: tokens before it were not kept
@@ -226,6 +232,10 @@ export class Engine {
     if (!this.keepPromptTokens && options.recordEventTokens !== false) {
       throw new InvalidConfigError('keepPromptTokens', 'false needs recordEventTokens false: Stored events carry the prompt blocks\' token ids');
     }
+    this.keepGeneratedTokens = options.keepGeneratedTokens !== false;
+    if (!this.keepGeneratedTokens && options.recordEventTokens !== false) {
+      throw new InvalidConfigError('keepGeneratedTokens', 'false needs recordEventTokens false: Stored events carry the generated blocks\' token ids');
+    }
     this.recorder = new KvEventRecorder(this.bs, options.recordEventTokens !== false, this.recordsKvEvents);
     this.vocabulary = options.generatedVocabulary !== undefined && options.generatedVocabulary.length > 0
       ? options.generatedVocabulary
@@ -307,6 +317,7 @@ export class Engine {
     const slot = this.slotByRequestId.get(requestId);
     if (slot === undefined) return new Uint32Array(0);
     if ((this.slotTokensFrom[slot] as number) > 0) throw new Error(`request ${requestId}: its prompt tokens were not kept (EngineOptions.keepPromptTokens false)`);
+    if (!this.keepGeneratedTokens) throw new Error(`request ${requestId}: its generated tokens were not kept (EngineOptions.keepGeneratedTokens false)`);
     const n = this.slotSeqLen[slot] as number;
     return (this.slotTokens[slot] as Uint32Array).slice(0, n);
   }
@@ -389,6 +400,9 @@ export class Engine {
     if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > 0x7fffffff) {
       throw new InvalidRequestError(`max_tokens must be an integer ≥ 1, got ${maxTokens}`, 'max_tokens');
     }
+    if (seed !== undefined && !this.keepGeneratedTokens) {
+      throw new InvalidRequestError('seeded requests need the generated tokens kept (EngineOptions.keepGeneratedTokens): their tokens, and so their blocks, repeat with the seed', 'seed');
+    }
     const promptLen = promptTokens.length;
     if (promptLen === 0) throw new InvalidRequestError('prompt must contain at least one token', 'prompt');
     // The prompt plus its first output token must fit, or the request could never make progress.
@@ -410,6 +424,8 @@ export class Engine {
     this.slotEndLen[slot] = Math.min(promptLen + maxTokens, 0x7fffffff);
     this.slotSeeded[slot] = seed === undefined ? 0 : 1;
     this.slotSeed[slot] = seed ?? 0;
+    this.slotNonce[slot] = this.numEnqueued;
+    this.numEnqueued = (this.numEnqueued + 1) | 0;
     this.slotSeqLen[slot] = promptLen;
     this.slotNumComputed[slot] = 0;
     this.slotNumBlocks[slot] = 0;
@@ -894,6 +910,7 @@ export class Engine {
     const seeds = this.slotSeed;
     const promptLens = this.slotPromptLen;
     const vocabulary = this.vocabulary;
+    const keepGenerated = this.keepGeneratedTokens;
     let numTokens = 0;
     let retired = 0;
     // Nothing below draws from the RNG except through these precomputed ids.
@@ -912,9 +929,11 @@ export class Engine {
       }
       let tokens = tokensBySlot[slot] as Uint32Array;
       const base = tokensFrom[slot] as number;
-      if (seqLen - base === tokens.length) tokens = this.growSlotBuffers(slot, seqLen + 1);
+      if (keepGenerated && seqLen - base === tokens.length) tokens = this.growSlotBuffers(slot, seqLen + 1);
       let nb = numBlocks[slot] as number;
       if (seqLen === nb * bs) {
+        // Without kept tokens only the block ids and hashes need room: the new block, and its hash once full.
+        if (!keepGenerated && !this.hasBlockRoom(slot, seqLen + bs)) this.growBlockBuffers(slot, seqLen + bs);
         let id = pool.allocate();
         let selfPreempted = false;
         while (id < 0) {
@@ -942,7 +961,7 @@ export class Engine {
         ? generatedTokenId(vocabulary, seeds[slot] as number, seqLen - (promptLens[slot] as number))
         : tokenIds[numTokens] as number;
       tokenIds[numTokens] = tok;
-      tokens[seqLen - base] = tok;
+      if (keepGenerated) tokens[seqLen - base] = tok;
       seqLens[slot] = seqLen + 1;
       const requestId = requestIds[slot] as number;
       tokenRequestIds[numTokens] = requestId;
@@ -955,18 +974,7 @@ export class Engine {
       } else if (prefixCaching && seqLen + 1 === nb * bs) {
         // The token completed its block's content: hash it now so promotion and prefix lookups
         // (after a preemption) find the sequence hash ready.
-        const b = nb - 1;
-        hashBlocks(
-          tokens,
-          bs,
-          b,
-          b + 1,
-          this.slotSeqHi[slot] as Uint32Array,
-          this.slotSeqLo[slot] as Uint32Array,
-          this.slotTokHi[slot] as Uint32Array,
-          this.slotTokLo[slot] as Uint32Array,
-          base,
-        );
+        this.hashCompletedBlock(slot, nb - 1, tokens, base);
       }
       i++;
     }
@@ -1115,36 +1123,39 @@ export class Engine {
     const s0 = this.rng.state;
     let sumKv = 0;
     let sumSq = 0;
+    const keepGenerated = this.keepGeneratedTokens;
     for (let m = 0; m < n; m++) {
       const slot = running[m] as number;
       const s = seqLens[slot] as number;
       let tokens = this.slotTokens[slot] as Uint32Array;
       const base = this.slotTokensFrom[slot] as number;
-      while (base + tokens.length < s + k) tokens = this.growSlotBuffers(slot, base + tokens.length + 1);
-      const at = s - base;
       let tok = 0;
-      if (seeded[slot] === 1) {
-        const seed = seeds[slot] as number;
-        const gen0 = s - (promptLens[slot] as number);
-        for (let p = 0; p < k; p++) {
-          tok = generatedTokenId(vocabulary, seed, gen0 + p);
-          tokens[at + p] = tok;
+      if (keepGenerated) {
+        while (base + tokens.length < s + k) tokens = this.growSlotBuffers(slot, base + tokens.length + 1);
+        const at = s - base;
+        if (seeded[slot] === 1) {
+          const seed = seeds[slot] as number;
+          const gen0 = s - (promptLens[slot] as number);
+          for (let p = 0; p < k; p++) {
+            tok = generatedTokenId(vocabulary, seed, gen0 + p);
+            tokens[at + p] = tok;
+          }
+        } else {
+          for (let p = 0; p < k; p++) {
+            tok = tokenId((s0 + Math.imul(p * n + m + 1, RNG_STEP)) | 0);
+            tokens[at + p] = tok;
+          }
         }
       } else {
-        for (let p = 0; p < k; p++) {
-          tok = tokenId((s0 + Math.imul(p * n + m + 1, RNG_STEP)) | 0);
-          tokens[at + p] = tok;
-        }
+        // Only the last pass's token is reported (seeded requests need kept tokens, see enqueue).
+        tok = tokenId((s0 + Math.imul((k - 1) * n + m + 1, RNG_STEP)) | 0);
       }
       const last = s + k - 1;
       seqLens[slot] = s + k;
       numComputed[slot] = last;
       const nb = numBlocks[slot] as number;
-      if (this.prefixCaching && s + k === nb * bs) {
-        // The last token filled the block (see emitTokens): hash it now.
-        hashBlocks(tokens, bs, nb - 1, nb, this.slotSeqHi[slot] as Uint32Array, this.slotSeqLo[slot] as Uint32Array,
-          this.slotTokHi[slot] as Uint32Array, this.slotTokLo[slot] as Uint32Array, base);
-      }
+      // The last token filled the block (see emitTokens): hash it now.
+      if (this.prefixCaching && s + k === nb * bs) this.hashCompletedBlock(slot, nb - 1, tokens, base);
       tokenRequestIds[m] = this.slotRequestId[slot] as number;
       tokenIds[m] = tok;
       sumKv += last;
@@ -1248,6 +1259,7 @@ export class Engine {
     this.slotPromptLen = i32(this.slotPromptLen);
     this.slotEndLen = i32(this.slotEndLen);
     this.slotSeed = i32(this.slotSeed);
+    this.slotNonce = i32(this.slotNonce);
     const seeded = new Uint8Array(capacity);
     seeded.set(this.slotSeeded);
     this.slotSeeded = seeded;
@@ -1325,6 +1337,23 @@ export class Engine {
     return t;
   }
 
+  /** Room in the block ids and hashes (not the tokens) for a sequence of at least `minTokens`. */
+  private growBlockBuffers(slot: number, minTokens: number): void {
+    const blocks = (this.slotBlocks[slot] as Int32Array).length * this.bs;
+    this.resizeBlockBuffers(slot, Math.max(minTokens, Math.min(blocks * 2, this.cacheTokens)), true);
+  }
+
+  /**
+   * Hashes of the request's block b, which its latest generated token filled: of its tokens, or
+   * its identity when generated tokens are not kept (EngineOptions.keepGeneratedTokens).
+   */
+  private hashCompletedBlock(slot: number, b: number, tokens: Uint32Array, tokensFrom: number): void {
+    const seqHi = this.slotSeqHi[slot] as Uint32Array, seqLo = this.slotSeqLo[slot] as Uint32Array;
+    const tokHi = this.slotTokHi[slot] as Uint32Array, tokLo = this.slotTokLo[slot] as Uint32Array;
+    if (this.keepGeneratedTokens) hashBlocks(tokens, this.bs, b, b + 1, seqHi, seqLo, tokHi, tokLo, tokensFrom);
+    else identityBlockHash(this.slotNonce[slot] as number, b, seqHi, seqLo, tokHi, tokLo);
+  }
+
   /** Block ids and hashes for a sequence of `tokens`. */
   private resizeBlockBuffers(slot: number, tokens: number, keep: boolean): void {
     const bs = this.bs;
@@ -1393,7 +1422,10 @@ export class Engine {
           hashHi[b] = sh[b] as number;
           hashLo[b] = sl[b] as number;
         }
-        hashBlocks(this.slotTokens[s] as Uint32Array, bs, kept, numFull, hashHi, hashLo, tokHi, tokLo, this.slotTokensFrom[s] as number);
+        for (let b = kept; b < numFull; b++) {
+          if (!this.keepGeneratedTokens && (b + 1) * bs > promptLen) identityBlockHash(this.slotNonce[s] as number, b, hashHi, hashLo, tokHi, tokLo);
+          else hashBlocks(this.slotTokens[s] as Uint32Array, bs, b, b + 1, hashHi, hashLo, tokHi, tokLo, this.slotTokensFrom[s] as number);
+        }
         for (let b = 0; b < numFull; b++) {
           if (sh[b] !== hashHi[b] || sl[b] !== hashLo[b]) fail(`request ${id} block ${b} has a stale sequence hash`);
         }

@@ -218,6 +218,18 @@ export interface EngineOptions {
    */
   readonly keepPromptTokens?: boolean;
   /**
+   * Keep the tokens a request generates (default true). false draws them (the RNG advances as
+   * before, StepResult.tokenIds reports them) but stores none, and gives a block holding generated
+   * tokens an identity hash instead of the hash of its tokens: its block hash is XXH3 of
+   * (request nonce, block index) — the nonce counts the engine's requests — chained to its parent
+   * as every sequence hash is. Unseeded generated tokens make every such block's content unique,
+   * so the identity is equal to another hash exactly when the token hash would be (never), and
+   * the engine behaves the same, without writing every token and hashing every generated block.
+   * Seeded requests (whose tokens repeat with their seed) are refused, Stored events' token ids
+   * need recordEventTokens false, and requestTokens() throws. The offline replayer sets it.
+   */
+  readonly keepGeneratedTokens?: boolean;
+  /**
    * Keep the prefix cache in a GroupedBlockHashTable whose entries group the hashes that differ
    * only in these low bits of their low half (1–5; default 0: a BlockHashTable, one entry per
    * hash). The offline replayer sets it, as its block hashes come in such groups (one per trace

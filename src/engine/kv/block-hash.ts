@@ -44,6 +44,32 @@ export function hashBlocks(
   }
 }
 
+/** 'gene', 'rate': keeps identity block hashes apart from hashes of 16 bytes of tokens. */
+const IDENTITY_TAG_HI = 0x67656e65;
+const IDENTITY_TAG_LO = 0x72617465;
+
+/**
+ * The identity hashes of block b of a request whose generated tokens are not kept
+ * (EngineOptions.keepGeneratedTokens false): block hash = XXH3-64 over [nonce, b, tag] instead of
+ * over its tokens, sequence hash chained to block b - 1's as hashBlocks does. Writes index b.
+ */
+export function identityBlockHash(nonce: number, b: number, seqHi: Uint32Array, seqLo: Uint32Array, tokHi: Uint32Array, tokLo: Uint32Array): void {
+  const out = scratch;
+  xxh3Chain(nonce >>> 0, b >>> 0, IDENTITY_TAG_HI, IDENTITY_TAG_LO, out);
+  const hi = out[0] as number;
+  const lo = out[1] as number;
+  tokHi[b] = hi;
+  tokLo[b] = lo;
+  if (b === 0) {
+    seqHi[0] = hi;
+    seqLo[0] = lo;
+  } else {
+    xxh3Chain(seqHi[b - 1] as number, seqLo[b - 1] as number, hi, lo, out);
+    seqHi[b] = out[0] as number;
+    seqLo[b] = out[1] as number;
+  }
+}
+
 /**
  * Sequence hashes of the full blocks among the first numTokens tokens (the same hashes the
  * engine stores and publishes; the router uses them to score prefixes). Writes outHi/outLo[0..n)
