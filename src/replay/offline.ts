@@ -412,7 +412,7 @@ class OfflineSim {
     // which the engines' prefix caches then keep one group per entry.
     const traceHashes = new TraceHashes(opts.traceBlockSize, args.blockSize);
     this.traceHashes = traceHashes;
-    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks, keepPromptTokens: false, blockHashGroupBits: traceHashes.groupBits };
+    const engineOptions = { recordEventTokens: false, recordKvEvents: this.feedKvEvents, reserveBlocks, keepPromptTokens: false, keepGeneratedTokens: false, blockHashGroupBits: traceHashes.groupBits };
     for (let r = 0; r < numRanks; r++) engines.push(new Engine({ ...args, seed: (args.seed + r) | 0 }, perf, engineOptions));
     this.engines = engines;
     const load: RankLoadView = {
@@ -516,6 +516,12 @@ class OfflineSim {
     return b;
   }
 
+  /** Output tokens emitted in second bin b. */
+  private addBinTokens(b: number, tokens: number): void {
+    this.markBin(b * 1000);
+    this.binOut.data[b] = (this.binOut.data[b] as number) + tokens;
+  }
+
   private releaseNextTurn(i: number, t: number): void {
     const nx = this.nextTurn[i] as number;
     if (nx < 0) return;
@@ -614,9 +620,11 @@ class OfflineSim {
     // gaps of a pass are equal (one sketch entry of weight n, as pass() would add).
     const itl = this.itl;
     const itlSketch = this.sketches.itl;
-    const binOut = this.binOut;
-    // Equal gaps of consecutive passes go to the sketch as one entry (its bins count the same).
+    // Equal gaps of consecutive passes go to the sketch as one entry (its bins count the same),
+    // and the tokens of consecutive passes ending in one second bin are added to it at once (the
+    // same integer sum, pass by pass or together).
     let runGap = -1, runCount = 0;
+    let bin = -1, binTokens = 0;
     for (let p = 1; p < j; p++) {
       const prev = end;
       end = prev + (ms[p] as number) / decodeSpeed;
@@ -628,9 +636,15 @@ class OfflineSim {
         runCount = n;
       }
       if (itl !== null) for (let m = 0; m < n; m++) itl.push(gap);
-      const b = this.markBin(end);
-      binOut.data[b] = (binOut.data[b] as number) + n;
+      const b = Math.floor(end / 1000);
+      if (b === bin) binTokens += n;
+      else {
+        if (binTokens > 0) this.addBinTokens(bin, binTokens);
+        bin = b;
+        binTokens = n;
+      }
     }
+    if (binTokens > 0) this.addBinTokens(bin, binTokens);
     if (runCount > 0) itlSketch.add(runGap, runCount);
     if (j > 1) {
       const counts = this.outputTokens, last = this.lastTokenMs;
