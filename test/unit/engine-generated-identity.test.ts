@@ -8,16 +8,7 @@ import assert from 'node:assert/strict';
 import { Engine, computeBlockHashes, createPolynomialPerfModel, normalizeEngineArgs } from '../../src/engine/engine.js';
 import type { EngineOptions, KvEventLog, PromptBlockHashes, StepResult } from '../../src/engine/types.js';
 import { InvalidConfigError, InvalidRequestError } from '../../src/util/errors.js';
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
-}
+import { xorshift32 } from '../support/xorshift.js';
 
 const BS = 4;
 
@@ -51,7 +42,7 @@ function decisions(r: StepResult, log: KvEventLog): unknown {
  */
 function run(keepGeneratedTokens: boolean, keepPromptTokens: boolean): { trace: unknown[]; preemptions: number; hits: number } {
   const engine = makeEngine({ recordEventTokens: false, keepPromptTokens, keepGeneratedTokens });
-  const next = rng(29);
+  const next = xorshift32(29);
   const trace: unknown[] = [];
   const ms = new Float64Array(16);
   let id = 0;

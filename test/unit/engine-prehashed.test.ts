@@ -5,17 +5,7 @@ import { Engine, computeBlockHashes, computeSequenceHashes, createPolynomialPerf
 import { xxh3Tokens } from '../../src/engine/kv/xxh3.js';
 import type { EngineArgs, EngineOptions, KvEventLog, PromptBlockHashes, StepResult } from '../../src/engine/types.js';
 import { InvalidConfigError, InvalidRequestError } from '../../src/util/errors.js';
-
-/** Deterministic xorshift32 so a failure is reproducible. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
-}
+import { xorshift32 } from '../support/xorshift.js';
 
 function makeEngine(over: Partial<EngineArgs>, options?: EngineOptions): Engine {
   const args = normalizeEngineArgs({ numGpuBlocks: 60, blockSize: 4, maxNumSeqs: 6, maxNumBatchedTokens: 24, seed: 5, ...over });
@@ -52,7 +42,7 @@ function snapshot(r: StepResult, log: KvEventLog, withTokens: boolean): unknown 
 function run(prehashed: boolean, options?: EngineOptions, withoutTokHashes = false): { steps: unknown[]; preemptions: number } {
   const bs = 4;
   const engine = makeEngine({ blockSize: bs }, options);
-  const next = rng(11);
+  const next = xorshift32(11);
   const steps: unknown[] = [];
   let id = 0;
   for (let step = 0; step < 400; step++) {
@@ -179,7 +169,7 @@ test('engine prehashed - hashes for the wrong number of blocks or too-short arra
 });
 
 test('engine prehashed - computeBlockHashes agrees with computeSequenceHashes and the tokens hash of each block', () => {
-  const next = rng(3);
+  const next = xorshift32(3);
   const tokens = Uint32Array.from({ length: 300 }, () => next());
   const h = hashesOf(tokens, 64);
   const seqHi = new Uint32Array(4);

@@ -2,20 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { xxh3 } from '@node-rs/xxhash';
 import { xxh3Bytes, xxh3Chain, xxh3Tokens } from '../../src/engine/kv/xxh3.js';
+import { xorshift32 } from '../support/xorshift.js';
 
 function u64(out: Uint32Array): bigint {
   return (BigInt(out[0]!) << 32n) | BigInt(out[1]!);
-}
-
-/** Deterministic xorshift32 so a failure is reproducible. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
 }
 
 const SEEDS = [0n, 1337n, 1n, 0xffffffffn, 0x100000000n, 0x123456789abcdef0n, 0xffffffffffffffffn];
@@ -33,7 +23,7 @@ test('engine-xxh3 - spec test vectors: block and chained sequence hashes of [1,2
 });
 
 test('engine-xxh3 - xxh3Bytes matches @node-rs/xxhash for every length 0..5000 and several seeds', () => {
-  const next = rng(42);
+  const next = xorshift32(42);
   const buf = new Uint8Array(5000 + 7);
   const out = new Uint32Array(2);
   for (const seed of SEEDS) {
@@ -49,7 +39,7 @@ test('engine-xxh3 - xxh3Bytes matches @node-rs/xxhash for every length 0..5000 a
 });
 
 test('engine-xxh3 - seeds given as int32 bit patterns hash like their unsigned halves', () => {
-  const next = rng(9);
+  const next = xorshift32(9);
   const buf = new Uint8Array(600);
   for (let i = 0; i < buf.length; i++) buf[i] = next() & 0xff;
   const a = new Uint32Array(2);
@@ -63,7 +53,7 @@ test('engine-xxh3 - seeds given as int32 bit patterns hash like their unsigned h
 });
 
 test('engine-xxh3 - xxh3Tokens matches @node-rs/xxhash over u32 little-endian tokens for block sizes 0..1280', () => {
-  const next = rng(7);
+  const next = xorshift32(7);
   const tokens = new Uint32Array(1280 + 5);
   const out = new Uint32Array(2);
   for (let count = 0; count <= 1280; count++) {
@@ -78,7 +68,7 @@ test('engine-xxh3 - xxh3Tokens matches @node-rs/xxhash over u32 little-endian to
 });
 
 test('engine-xxh3 - xxh3Chain matches @node-rs/xxhash over [parent u64 LE, hash u64 LE]', () => {
-  const next = rng(3);
+  const next = xorshift32(3);
   const out = new Uint32Array(2);
   const bytes = Buffer.alloc(16);
   for (let i = 0; i < 5000; i++) {

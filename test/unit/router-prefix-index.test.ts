@@ -1,16 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PrefixIndex } from '../../src/router/prefix-index.js';
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
-}
+import { xorshift32 } from '../support/xorshift.js';
 
 test('router-prefix-index - add, has and remove track membership per rank', () => {
   const idx = new PrefixIndex(3);
@@ -33,7 +24,7 @@ test('router-prefix-index - add, has and remove track membership per rank', () =
 });
 
 test('router-prefix-index - random adds and removes across growth match a reference map', () => {
-  const next = rng(11);
+  const next = xorshift32(11);
   const numRanks = 40; // two bitset words
   const idx = new PrefixIndex(numRanks, 16);
   const ref = new Map<string, Set<number>>();
@@ -109,7 +100,7 @@ test('router-prefix-index - matchDepths counts leading blocks held per candidate
 });
 
 test('router-prefix-index - refCounted acquire/release keep per-rank reference counts exactly', () => {
-  const next = rng(23);
+  const next = xorshift32(23);
   const numRanks = 40; // two bitset words, two shared words
   const idx = new PrefixIndex(numRanks, 16, true);
   // The caller's side table of extra references (count − 1), as ActiveSequences keeps it.

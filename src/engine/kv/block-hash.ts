@@ -29,18 +29,26 @@ export function hashBlocks(
   const out = scratch;
   for (let b = fromBlock; b < toBlock; b++) {
     xxh3Tokens(tokens, b * blockSize - tokensFrom, blockSize, out);
-    const hi = out[0] as number;
-    const lo = out[1] as number;
-    tokHi[b] = hi;
-    tokLo[b] = lo;
-    if (b === 0) {
-      seqHi[0] = hi;
-      seqLo[0] = lo;
-    } else {
-      xxh3Chain(seqHi[b - 1] as number, seqLo[b - 1] as number, hi, lo, out);
-      seqHi[b] = out[0] as number;
-      seqLo[b] = out[1] as number;
-    }
+    storeBlockHash(b, out, seqHi, seqLo, tokHi, tokLo);
+  }
+}
+
+/**
+ * Block b's block hash is in `out`: store it, and its sequence hash (itself for block 0, else
+ * chained to block b - 1's), at index b. Leaves the sequence hash in `out`.
+ */
+function storeBlockHash(b: number, out: Uint32Array, seqHi: Uint32Array, seqLo: Uint32Array, tokHi: Uint32Array, tokLo: Uint32Array): void {
+  const hi = out[0] as number;
+  const lo = out[1] as number;
+  tokHi[b] = hi;
+  tokLo[b] = lo;
+  if (b === 0) {
+    seqHi[0] = hi;
+    seqLo[0] = lo;
+  } else {
+    xxh3Chain(seqHi[b - 1] as number, seqLo[b - 1] as number, hi, lo, out);
+    seqHi[b] = out[0] as number;
+    seqLo[b] = out[1] as number;
   }
 }
 
@@ -54,20 +62,8 @@ const IDENTITY_TAG_LO = 0x72617465;
  * over its tokens, sequence hash chained to block b - 1's as hashBlocks does. Writes index b.
  */
 export function identityBlockHash(nonce: number, b: number, seqHi: Uint32Array, seqLo: Uint32Array, tokHi: Uint32Array, tokLo: Uint32Array): void {
-  const out = scratch;
-  xxh3Chain(nonce >>> 0, b >>> 0, IDENTITY_TAG_HI, IDENTITY_TAG_LO, out);
-  const hi = out[0] as number;
-  const lo = out[1] as number;
-  tokHi[b] = hi;
-  tokLo[b] = lo;
-  if (b === 0) {
-    seqHi[0] = hi;
-    seqLo[0] = lo;
-  } else {
-    xxh3Chain(seqHi[b - 1] as number, seqLo[b - 1] as number, hi, lo, out);
-    seqHi[b] = out[0] as number;
-    seqLo[b] = out[1] as number;
-  }
+  xxh3Chain(nonce >>> 0, b >>> 0, IDENTITY_TAG_HI, IDENTITY_TAG_LO, scratch);
+  storeBlockHash(b, scratch, seqHi, seqLo, tokHi, tokLo);
 }
 
 /**
