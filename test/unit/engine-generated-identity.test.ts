@@ -111,3 +111,29 @@ test('engine generated identity - tokens are not kept, seeded requests and token
   e.step(0);
   assert.throws(() => e.requestTokens(1), /generated tokens were not kept/);
 });
+
+test('engine generated identity - a request longer than its first buffers grows its block ids and hashes', () => {
+  // Buffers are first sized for the prompt + 65,536 generated tokens; this request generates more,
+  // so without kept tokens the block ids and hashes grow on their own (growBlockBuffers).
+  const outcomes: unknown[] = [];
+  for (const keepGeneratedTokens of [true, false]) {
+    const args = normalizeEngineArgs({ numGpuBlocks: 20000, blockSize: BS, maxNumSeqs: 2, maxNumBatchedTokens: 64, seed: 2 });
+    const e = new Engine(args, createPolynomialPerfModel(), { recordEventTokens: false, keepGeneratedTokens, reserveBlocks: true });
+    const prompt = Uint32Array.from({ length: 9 }, (_, i) => i + 1);
+    e.addRequestWithHashes(0, prompt, 70_000, hashesOf(prompt));
+    const ms = new Float64Array(BS);
+    let tokens = 0, passes = 0, lastToken = 0;
+    while (e.hasWork()) {
+      const k = e.decodeRunLength(BS);
+      const r = k > 0 ? e.advanceDecode(k, ms) : e.step(passes);
+      passes += k > 0 ? k : 1;
+      tokens += k > 0 ? k * r.numTokens : r.numTokens;
+      if (r.numTokens > 0) lastToken = r.tokenIds[r.numTokens - 1] as number;
+      if (passes === 40_000) e.checkInvariants();
+    }
+    e.checkInvariants();
+    outcomes.push({ tokens, passes, lastToken, blocks: e.residentBlockHashes().length });
+  }
+  assert.equal((outcomes[0] as { tokens: number }).tokens, 70_000);
+  assert.deepEqual(outcomes[1], outcomes[0]);
+});
