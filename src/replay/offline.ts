@@ -503,22 +503,26 @@ class OfflineSim {
     }
   }
 
+  /** The second bin of virtual time t (the bins reach it). */
   private markBin(t: number): number {
     const b = Math.floor(t / 1000);
-    const binOut = this.binOut;
-    if (binOut.length <= b) {
-      const delta = this.binInFlightDelta;
-      while (binOut.length <= b) {
-        binOut.push(0);
-        delta.push(0);
-      }
-    }
+    this.ensureBin(b);
     return b;
+  }
+
+  private ensureBin(b: number): void {
+    const binOut = this.binOut;
+    if (binOut.length > b) return;
+    const delta = this.binInFlightDelta;
+    while (binOut.length <= b) {
+      binOut.push(0);
+      delta.push(0);
+    }
   }
 
   /** Output tokens emitted in second bin b. */
   private addBinTokens(b: number, tokens: number): void {
-    this.markBin(b * 1000);
+    this.ensureBin(b);
     this.binOut.data[b] = (this.binOut.data[b] as number) + tokens;
   }
 
