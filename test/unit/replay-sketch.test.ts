@@ -65,6 +65,52 @@ test('replay-sketch - a weighted add equals repeated adds; merge equals adding b
   assert.equal(c.quantileSample(10).length, 10);
 });
 
+test('replay-sketch - addRun leaves the state add() leaves, bit for bit; bad runs change nothing', () => {
+  let x = 99;
+  const next = (): number => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    return x / 2 ** 32;
+  };
+  const one = new LatencySketch(), run = new LatencySketch();
+  // The closed-form key is in use (else addRun falls back to add() and this compares add with itself).
+  assert.notEqual((run as unknown as { logKey: unknown }).logKey, null);
+  const values = new Float64Array(64), weights = new Float64Array(64);
+  for (let round = 0; round < 400; round++) {
+    const n = 1 + Math.floor(next() * 64);
+    // Runs as the replay makes them: gaps that creep within a bin, jumps, exact zeros, tiny
+    // values below the sketch's smallest key, and weights of one or many tokens.
+    let v = Math.exp(next() * 12 - 2);
+    for (let i = 0; i < n; i++) {
+      const r = next();
+      v = r < 0.05 ? 0 : r < 0.07 ? 1e-320 : r < 0.2 ? Math.exp(next() * 14 - 3) : v * (1 + next() * 0.002);
+      values[i] = v;
+      weights[i] = next() < 0.5 ? 1 : 1 + Math.floor(next() * 300);
+      one.add(v, weights[i] as number);
+    }
+    run.addRun(values, weights, n);
+  }
+  const state = (s: LatencySketch): unknown => {
+    const dd = (s as unknown as { sketch: { count: number; sum: number; min: number; max: number; zeroCount: number; store: { bins: number[]; offset: number; minKey: number; maxKey: number; count: number } } }).sketch;
+    return { count: dd.count, sum: dd.sum, min: dd.min, max: dd.max, zero: dd.zeroCount, bins: [...dd.store.bins], offset: dd.store.offset, minKey: dd.store.minKey, maxKey: dd.store.maxKey, storeCount: dd.store.count };
+  };
+  assert.deepEqual(state(run), state(one));
+  assert.deepEqual(run.summary(), one.summary());
+  assert.deepEqual(run.quantileSample(500), one.quantileSample(500));
+  // A bad value or weight anywhere in the run throws before anything is added.
+  const before = JSON.stringify(run.summary());
+  values.set([5, -1]);
+  weights.set([1, 1]);
+  assert.throws(() => run.addRun(values, weights, 2), RangeError);
+  values.set([5, Number.NaN]);
+  assert.throws(() => run.addRun(values, weights, 2), RangeError);
+  values.set([5, 6]);
+  weights.set([1, 0.5]);
+  assert.throws(() => run.addRun(values, weights, 2), RangeError);
+  weights.set([1, 0]);
+  assert.throws(() => run.addRun(values, weights, 2), RangeError);
+  assert.equal(JSON.stringify(run.summary()), before);
+});
+
 test('replay-sketch - the 12,031-request replay report is within 1 % of exact for every distribution', async () => {
   const reqs = await readMooncakeTrace(TRACE);
   assert.equal(reqs.length, 12031);
