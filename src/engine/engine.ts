@@ -4,6 +4,7 @@ import { KvEventRecorder } from './events.js';
 import { EngineInvariantError } from './invariant.js';
 import { hashBlocks, identityBlockHash } from './kv/block-hash.js';
 import { BlockPool, BlockState } from './kv/block-pool.js';
+import type { PrefixCacheLookup } from './kv/hash-table.js';
 import { Rng } from './rng.js';
 import { defaultGeneratedVocabulary, generatedTokenId } from './generated-tokens.js';
 import { AddOutcome, FinishReason, emptyFpmSnapshot } from './types.js';
@@ -283,6 +284,16 @@ export class Engine {
   cachedPrefixBlocks(numBlocks: number, hi: Uint32Array, lo: Uint32Array, from = 0): number {
     if (!this.prefixCaching) return 0;
     return from < numBlocks ? this.pool.table.findRun(hi, lo, from, numBlocks, null) : from;
+  }
+
+  /**
+   * The prefix cache's hash table, read only, for a reader that walks many ranks' caches at once
+   * (the offline kv router, src/replay/engine-caches.ts): it reaches each table in one load
+   * instead of through the engine. Its counts are cacheInsertions and cacheRemovals. null with
+   * prefix caching off (nothing is cached).
+   */
+  get prefixCacheTable(): PrefixCacheLookup | null {
+    return this.prefixCaching ? this.pool.table : null;
   }
 
   /**
@@ -739,8 +750,9 @@ export class Engine {
       let id: number;
       if ((b + 1) * bs <= target) {
         if (this.prefixCaching) {
-          const hi = seqHi[b] as number;
-          const lo = seqLo[b] as number;
+          // int32 bit patterns: half as often boxed on the way into the pool (BlockPool.allocate).
+          const hi = (seqHi[b] as number) | 0;
+          const lo = (seqLo[b] as number) | 0;
           // A waiting request starts at block 0: its known hits come first and are touched before
           // anything is allocated (so none of them can be evicted meanwhile).
           const known = this.numKnownHits;
@@ -789,8 +801,8 @@ export class Engine {
       pool.makeFullAnonymous(id);
       return;
     }
-    const hi = (this.slotSeqHi[slot] as Uint32Array)[b] as number;
-    const lo = (this.slotSeqLo[slot] as Uint32Array)[b] as number;
+    const hi = ((this.slotSeqHi[slot] as Uint32Array)[b] as number) | 0;
+    const lo = ((this.slotSeqLo[slot] as Uint32Array)[b] as number) | 0;
     const existing = pool.find(hi, lo);
     if (existing >= 0) {
       // Another request stored the same content meanwhile: share it, drop the private copy.

@@ -1,4 +1,5 @@
 import type { Engine } from '../engine/engine.js';
+import type { PrefixCacheLookup } from '../engine/kv/hash-table.js';
 import type { CachedBlocksView } from '../router/types.js';
 
 /**
@@ -16,7 +17,8 @@ import type { CachedBlocksView } from '../router/types.js';
  * Exact: a block enters a cache only by an insertion and leaves it only by a removal.
  */
 export class EngineCaches implements CachedBlocksView {
-  private readonly engines: readonly Engine[];
+  /** Each rank's prefix-cache table (null: prefix caching off, nothing cached). */
+  private readonly tables: readonly (PrefixCacheLookup | null)[];
   /** Per rank: leading blocks of the kept chain found cached; 1 when the block after them missed. */
   private readonly verified: Int32Array;
   private readonly missed: Uint8Array;
@@ -27,62 +29,75 @@ export class EngineCaches implements CachedBlocksView {
   private keptHi = new Uint32Array(64);
   private keptLo = new Uint32Array(64);
   private keptLen = 0;
-  /** Per rank: the block its walk starts at in the current call (-1: none needed). */
-  private readonly start: Int32Array;
-  /** Keeps the read-ahead observable. */
-  warmSink = 0;
+  /** Per-rank bounds for the next matchDepths call only (boundNextWalks), else null. */
+  private walkBounds: Int32Array | null = null;
 
   constructor(engines: readonly Engine[]) {
-    this.engines = engines;
+    this.tables = engines.map((e) => e.prefixCacheTable);
     this.verified = new Int32Array(engines.length);
-    this.start = new Int32Array(engines.length);
     this.missed = new Uint8Array(engines.length);
     this.removalsSeen = new Float64Array(engines.length).fill(-1);
     this.insertionsSeen = new Float64Array(engines.length).fill(-1);
   }
 
-  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array): void {
-    const engines = this.engines, verified = this.verified, missed = this.missed;
+  /**
+   * For the next matchDepths call only: rank r caches none of the chain's blocks from bounds[r]
+   * on (RoutedIds.bounds), so its walk stops there. The caller vouches for the bounds, and they
+   * must not cut a prefix this view verified before (a bound from routing history never does:
+   * what a rank cached came from requests routed to it).
+   */
+  boundNextWalks(bounds: Int32Array): void {
+    this.walkBounds = bounds;
+  }
+
+  /**
+   * Each rank's table is read directly (Engine.prefixCacheTable), not through its engine: the
+   * objects on the way are cold after the passes between two picks, and a read ahead of the
+   * walks (tried) costs as much as it saves.
+   */
+  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array, numSeenBlocks = numBlocks): void {
+    // Walks stop at the first block cached nowhere. The chain kept from the last call is of seen
+    // blocks, so `shared` ≤ limit: every walk starts at or before it.
+    const limit = numSeenBlocks < numBlocks ? numSeenBlocks : numBlocks;
+    const bounds = this.walkBounds;
+    this.walkBounds = null;
+    const tables = this.tables, verified = this.verified, missed = this.missed;
     const removalsSeen = this.removalsSeen, insertionsSeen = this.insertionsSeen;
     const keptHi = this.keptHi, keptLo = this.keptLo;
     let shared = 0;
     const m = Math.min(numBlocks, this.keptLen);
     while (shared < m && keptHi[shared] === hi[shared] && keptLo[shared] === lo[shared]) shared++;
     const end = firstRank + numCandidates;
-    if (numCandidates < engines.length) {
+    if (numCandidates < tables.length) {
       // Ranks not asked keep what they know only as far as the new chain agrees with the old.
-      for (let r = 0; r < engines.length; r++) {
+      for (let r = 0; r < tables.length; r++) {
         if ((r < firstRank || r >= end) && (verified[r] as number) >= shared) {
           verified[r] = shared;
           missed[r] = 0;
         }
       }
     }
-    // First pass: where each rank's walk starts (-1: its depth is known), and a read of that
-    // block's slot in its cache — independent loads across ranks, so their misses overlap.
-    const start = this.start;
-    let sink = 0;
-    for (let r = firstRank; r < end; r++) {
-      const e = engines[r] as Engine;
-      const v = verified[r] as number;
-      let from: number;
-      if (removalsSeen[r] !== e.cacheRemovals) from = 0;
-      else if (v < shared && missed[r] === 1 && insertionsSeen[r] === e.cacheInsertions) from = -1;
-      else from = Math.min(shared, v);
-      start[r] = from;
-      if (from >= 0 && from < numBlocks) sink ^= e.peekCachedBlock(hi[from] as number, lo[from] as number);
-    }
-    this.warmSink ^= sink;
     let keep = shared;
     for (let r = firstRank; r < end; r++) {
-      const e = engines[r] as Engine;
-      const from = start[r] as number;
-      const d = from < 0 ? verified[r] as number : e.cachedPrefixBlocks(numBlocks, hi, lo, from);
+      const t = tables[r] as PrefixCacheLookup | null;
+      let d = 0;
+      if (t !== null) {
+        const v = verified[r] as number;
+        const removals = t.removals, insertions = t.insertions;
+        let stop = limit;
+        if (bounds !== null && (bounds[r] as number) < stop) stop = bounds[r] as number;
+        if (removalsSeen[r] !== removals) d = t.findRun(hi, lo, 0, stop, null);
+        else if (v < shared && missed[r] === 1 && insertionsSeen[r] === insertions) d = v;
+        else {
+          const from = v < shared ? v : shared;
+          d = from < stop ? t.findRun(hi, lo, from, stop, null) : from;
+        }
+        removalsSeen[r] = removals;
+        insertionsSeen[r] = insertions;
+      }
       depth[r] = d;
       verified[r] = d;
       missed[r] = d < numBlocks ? 1 : 0;
-      removalsSeen[r] = e.cacheRemovals;
-      insertionsSeen[r] = e.cacheInsertions;
       if (d + 1 > keep) keep = Math.min(d + 1, numBlocks);
     }
     if (keep > keptHi.length) {

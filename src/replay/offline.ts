@@ -26,6 +26,7 @@ import { InvalidConfigError } from '../util/errors.js';
 import { LatencySketch } from '../report/sketch.js';
 import { TraceHashes } from './trace-hashes.js';
 import { EngineCaches } from './engine-caches.js';
+import { RoutedIds } from './routed-ids.js';
 
 export interface OfflineReplayOptions {
   numWorkers: number;
@@ -374,6 +375,9 @@ class OfflineSim {
   private readonly runStartMs: Float64Array;
   /** Modeled decode ms of the passes of one run (scratch). */
   private readonly runMs = new Float64Array(MAX_COAST_PASSES);
+  /** Inter-token gaps and their counts on their way to the ITL sketch (scratch, one run or pass). */
+  private readonly itlGaps = new Float64Array(MAX_COAST_PASSES);
+  private readonly itlWeights = new Float64Array(MAX_COAST_PASSES);
 
   private readonly traceHashes: TraceHashes;
   /** The kv router's index (prefetched before a batch of KV events), or null for other policies. */
@@ -388,6 +392,15 @@ class OfflineSim {
   private readonly promptHashes: { -readonly [K in keyof PromptBlockHashes]: PromptBlockHashes[K] };
   /** Prompt hashes are needed by the kv router and by engines with prefix caching. */
   private readonly needHashes: boolean;
+  /**
+   * kv router: the ranks each trace hash id was routed to, which bound every rank's match
+   * (src/replay/routed-ids.ts); null for other policies, or when the ids need too much memory.
+   */
+  private readonly routedIds: RoutedIds | null;
+  /** The kv router's direct view of the engines' caches (kvRouterView 'engines'), else null. */
+  private readonly engineCaches: EngineCaches | null;
+  /** Per-rank bounds of the current pick (RoutedIds.bounds). */
+  private readonly rankBounds: Int32Array;
 
   constructor(reqs: readonly TraceRequest[], opts: OfflineReplayOptions) {
     const args = checkOfflineReplayOptions(opts);
@@ -422,10 +435,12 @@ class OfflineSim {
       activeBlocks: (r) => (engines[r] as Engine).numActiveBlocks,
       totalBlocks: () => args.numGpuBlocks,
     };
+    const engineCaches = this.feedKvEvents ? null : new EngineCaches(engines);
+    this.engineCaches = engineCaches;
     this.router = createRouter(opts.router, load, {
       seed: opts.seed,
       blockSize: args.blockSize,
-      ...(this.feedKvEvents ? {} : { cachedBlocks: new EngineCaches(engines) }),
+      ...(engineCaches === null ? {} : { cachedBlocks: engineCaches }),
       activeBlocks,
       ...(opts.kvOverlapScoreWeight === undefined ? {} : { kvOverlapScoreWeight: opts.kvOverlapScoreWeight }),
       ...(opts.routerTemperature === undefined ? {} : { routerTemperature: opts.routerTemperature }),
@@ -456,7 +471,7 @@ class OfflineSim {
     this.runLen = new Int32Array(numRanks);
     this.runStartMs = new Float64Array(numRanks);
     this.route = {
-      numBlocks: 0, seqHashHi: new Uint32Array(4096), seqHashLo: new Uint32Array(4096), promptTokens: 0, firstRank: 0, numCandidateRanks: numRanks,
+      numBlocks: 0, seqHashHi: new Uint32Array(4096), seqHashLo: new Uint32Array(4096), promptTokens: 0, firstRank: 0, numCandidateRanks: numRanks, numSeenBlocks: 0,
     };
     this.promptHashes = {
       numBlocks: 0, seqHashHi: this.route.seqHashHi, seqHashLo: this.route.seqHashLo,
@@ -464,6 +479,8 @@ class OfflineSim {
       tokHashHi: this.feedKvEvents ? new Uint32Array(4096) : null, tokHashLo: this.feedKvEvents ? new Uint32Array(4096) : null,
     };
     this.needHashes = this.useKv || args.enablePrefixCaching;
+    this.routedIds = this.useKv ? RoutedIds.create(reqs, numRanks) : null;
+    this.rankBounds = new Int32Array(numRanks);
 
     // First turns arrive at their normalized timestamps; later turns are released by completions.
     const lastOfSession = new Map<string, number>();
@@ -564,6 +581,11 @@ class OfflineSim {
         : this.traceHashes.blockHashes(req, prompt, hashes.seqHashHi, hashes.seqHashLo, tokHi, tokLo);
     }
     route.numBlocks = this.useKv ? hashes.numBlocks : 0;
+    const routedIds = this.routedIds;
+    if (routedIds !== null) {
+      route.numSeenBlocks = routedIds.bounds(req.hashIds, route.numBlocks, this.tbs, this.args.blockSize, this.rankBounds);
+      if (this.engineCaches !== null) this.engineCaches.boundNextWalks(this.rankBounds);
+    } else route.numSeenBlocks = route.numBlocks;
     const rank = this.router.pick(route);
     this.rankOf[i] = rank;
     const b = this.markBin(t);
@@ -580,6 +602,7 @@ class OfflineSim {
       return;
     }
     this.router.onRouted(i, route, rank);
+    if (routedIds !== null) routedIds.noteRouted(rank, req.hashIds);
     this.binInFlightDelta.data[b] = (this.binInFlightDelta.data[b] as number) + 1;
     if ((this.runLen[rank] as number) > 0) {
       // The rest of the run is void (the next pass admits the request): it starts where the
@@ -624,20 +647,20 @@ class OfflineSim {
     // gaps of a pass are equal (one sketch entry of weight n, as pass() would add).
     const itl = this.itl;
     const itlSketch = this.sketches.itl;
-    // Equal gaps of consecutive passes go to the sketch as one entry (its bins count the same),
-    // and the tokens of consecutive passes ending in one second bin are added to it at once (the
-    // same integer sum, pass by pass or together).
-    let runGap = -1, runCount = 0;
+    // Equal gaps of consecutive passes are one entry (its bins count the same); the entries go to
+    // the sketch in one addRun. The tokens of consecutive passes ending in one second bin are
+    // added to it at once (the same integer sum, pass by pass or together).
+    const gaps = this.itlGaps, weights = this.itlWeights;
+    let numGaps = 0;
     let bin = -1, binTokens = 0;
     for (let p = 1; p < j; p++) {
       const prev = end;
       end = prev + (ms[p] as number) / decodeSpeed;
       const gap = end - prev;
-      if (gap === runGap) runCount += n;
+      if (numGaps > 0 && gap === gaps[numGaps - 1]) weights[numGaps - 1] = (weights[numGaps - 1] as number) + n;
       else {
-        if (runCount > 0) itlSketch.add(runGap, runCount);
-        runGap = gap;
-        runCount = n;
+        gaps[numGaps] = gap;
+        weights[numGaps++] = n;
       }
       if (itl !== null) for (let m = 0; m < n; m++) itl.push(gap);
       const b = Math.floor(end / 1000);
@@ -649,7 +672,7 @@ class OfflineSim {
       }
     }
     if (binTokens > 0) this.addBinTokens(bin, binTokens);
-    if (runCount > 0) itlSketch.add(runGap, runCount);
+    if (numGaps > 0) itlSketch.addRun(gaps, weights, numGaps);
     if (j > 1) {
       const counts = this.outputTokens, last = this.lastTokenMs;
       for (let m = 0; m < n; m++) {
@@ -671,8 +694,9 @@ class OfflineSim {
     const counts = this.outputTokens, last = this.lastTokenMs, itl = this.itl, router = this.router;
     const itlSketch = this.sketches.itl;
     // The tokens of a pass share its end, and requests that decoded in the previous pass share
-    // its end too: equal gaps come in runs, added to the sketch once with their count.
-    let runGap = -1, runCount = 0;
+    // its end too: equal gaps come in runs, added to the sketch as one entry with their count.
+    const gaps = this.itlGaps, weights = this.itlWeights;
+    let numGaps = 0;
     for (let k = 0; k < numTokens; k++) {
       const id = ids[k] as number;
       const cnt = counts[id] as number;
@@ -684,17 +708,20 @@ class OfflineSim {
         if (cnt === 1) this.secondTokenMs[id] = end;
         const gap = end - (last[id] as number);
         if (itl !== null) itl.push(gap);
-        if (gap === runGap) runCount++;
+        if (numGaps > 0 && gap === gaps[numGaps - 1]) weights[numGaps - 1] = (weights[numGaps - 1] as number) + 1;
         else {
-          if (runCount > 0) itlSketch.add(runGap, runCount);
-          runGap = gap;
-          runCount = 1;
+          if (numGaps === gaps.length) {
+            itlSketch.addRun(gaps, weights, numGaps);
+            numGaps = 0;
+          }
+          gaps[numGaps] = gap;
+          weights[numGaps++] = 1;
         }
       }
       last[id] = end;
       counts[id] = cnt + 1;
     }
-    if (runCount > 0) itlSketch.add(runGap, runCount);
+    if (numGaps > 0) itlSketch.addRun(gaps, weights, numGaps);
   }
 
   /** Run the rank's scheduled pass (its start time is nextPassAt[rank]; read here rather than

@@ -239,9 +239,11 @@ export class PrefixIndex implements CachedBlocksView {
 
   /**
    * For each rank r in [firstRank, firstRank + numCandidates): the number of leading blocks of
-   * (hi[i], lo[i]), i < numBlocks, that r holds, written to depth[r].
+   * (hi[i], lo[i]), i < numBlocks, that r holds, written to depth[r]; no lookups from
+   * numSeenBlocks on (CachedBlocksView).
    */
-  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array): void {
+  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array, numSeenBlocks = numBlocks): void {
+    if (numSeenBlocks < numBlocks) numBlocks = numSeenBlocks;
     const alive = this.alive;
     const W = this.words;
     alive.fill(0);

@@ -236,8 +236,12 @@ export class KvRouter implements Router {
     const first = req.firstRank, n = req.numCandidateRanks, end = first + n;
     const nb = req.numBlocks, bs = this.blockSize, isl = req.promptTokens;
     const depth = this.depth, activeDepth = this.activeDepth, cost = this.cost, active = this.active;
-    this.cached.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, depth);
-    active.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, activeDepth);
+    // Blocks no earlier request had match nowhere: the walks stop before them.
+    const seen = req.numSeenBlocks === undefined ? nb : req.numSeenBlocks;
+    if (!Number.isInteger(seen) || seen < 0) throw new RangeError(`numSeenBlocks must be an integer ≥ 0, got ${seen}`);
+    const lookup = seen < nb ? seen : nb;
+    this.cached.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, depth, lookup);
+    active.matchDepths(lookup, req.seqHashHi, req.seqHashLo, first, n, activeDepth);
     for (let r = first; r < end; r++) {
       const newTokens = Math.max(0, isl - (depth[r] as number) * bs);
       const prefillBlocks = (active.activePrefillTokens(r) + newTokens) / bs;

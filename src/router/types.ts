@@ -22,6 +22,13 @@ export interface RouteRequest {
   /** Ranks the request may go to: [firstRank, firstRank + numCandidateRanks). */
   readonly firstRank: number;
   readonly numCandidateRanks: number;
+  /**
+   * Optional, what the caller knows: the blocks from this one on were part of no earlier request,
+   * so no rank caches them and no active request holds them (the offline replayer knows which
+   * trace hash ids it has not seen yet). The kv policy then looks up only the blocks before it;
+   * the depths are the same. Absent: numBlocks.
+   */
+  readonly numSeenBlocks?: number;
 }
 
 export type RouterPolicy = 'round_robin' | 'random' | 'least_loaded' | 'kv';
@@ -30,9 +37,11 @@ export type RouterPolicy = 'round_robin' | 'random' | 'least_loaded' | 'kv';
 export interface CachedBlocksView {
   /**
    * For each rank r in [firstRank, firstRank + numCandidates): the number of leading blocks of
-   * (hi[i], lo[i]), i < numBlocks, that r caches, written to depth[r].
+   * (hi[i], lo[i]), i < numBlocks, that r caches, written to depth[r]. `numSeenBlocks`
+   * (RouteRequest's, at most numBlocks): the blocks from there on are cached nowhere, so they
+   * need no lookup.
    */
-  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array): void;
+  matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array, numSeenBlocks?: number): void;
 }
 
 export interface Router {

@@ -84,13 +84,6 @@ export class BlockPool {
   numFree: number;
   numActive: number;
   numInactive: number;
-  /**
-   * Hashes ever taken out of the table (evictions; clear() counts as one). While it stays the
-   * same, every hash the table held is still there: readers that verified a prefix may reuse it.
-   */
-  numRemovals: number;
-  /** Hashes ever put into the table. With numRemovals unchanged too, the table is unchanged. */
-  numInsertions: number;
   readonly table: BlockTable;
   private readonly events: KvEventRecorder;
 
@@ -113,8 +106,18 @@ export class BlockPool {
     this.numFree = numBlocks;
     this.numActive = 0;
     this.numInactive = 0;
-    this.numRemovals = 0;
-    this.numInsertions = 0;
+  }
+
+  /**
+   * Hashes ever taken out of the table (evictions; clear() counts as one). While it stays the
+   * same, every hash the table held is still there: readers that verified a prefix may reuse it.
+   */
+  get numRemovals(): number {
+    return this.table.removals;
+  }
+  /** Hashes ever put into the table. With numRemovals unchanged too, the table is unchanged. */
+  get numInsertions(): number {
+    return this.table.insertions;
   }
 
   /** Forget every block (no events; the caller emits AllBlocksCleared). Touches only used ids. */
@@ -126,7 +129,6 @@ export class BlockPool {
     this.numFree = this.numBlocks;
     this.numActive = 0;
     this.numInactive = 0;
-    this.numRemovals++;
     this.table.clear();
   }
 
@@ -226,9 +228,12 @@ export class BlockPool {
     } else if (this.numInactive > 0) {
       id = this.popOldest();
       this.numInactive--;
-      const hi = this.hashHiOf(id), lo = this.hashLoOf(id);
+      // The hashes as int32 bit patterns, as stored (the table and the event log read the bits):
+      // passed to a call that is not inlined, a number outside the small-integer range (±2^30) is
+      // boxed, one allocation each, which a uint32 (hashHiOf) is three times in four.
+      const row = id * ROW;
+      const hi = this.meta[row + HI] as number, lo = this.meta[row + LO] as number;
       this.table.discard(hi, lo);
-      this.numRemovals++;
       this.events.active.addRemoved(hi, lo);
     } else {
       return -1;
@@ -261,7 +266,6 @@ export class BlockPool {
     m[row + LO] = lo;
     if (this.prefixCaching) {
       this.table.insert(hi, lo, id);
-      this.numInsertions++;
     }
   }
 

@@ -48,6 +48,8 @@ export class GroupedBlockHashTable implements BlockTable {
   private count = 0;
   /** Entries (groups) in use. */
   private groups = 0;
+  insertions = 0;
+  removals = 0;
 
   /**
    * `maxEntries` blocks at most; `reserve`: allocate for maxEntries / min(8, 2^groupBits) groups
@@ -180,6 +182,7 @@ export class GroupedBlockHashTable implements BlockTable {
     heads[c] = (heads[c] as number) | (1 << index);
     this.ids[i * this.width + index] = v;
     this.count++;
+    this.insertions++;
   }
 
   remove(hi: number, lo: number): number {
@@ -202,6 +205,7 @@ export class GroupedBlockHashTable implements BlockTable {
     const heads = this.heads, ids = this.ids, width = this.width;
     const m = (heads[i * HEAD] as number) & ~(1 << index);
     this.count--;
+    this.removals++;
     if (m !== 0) {
       heads[i * HEAD] = m;
       return;
@@ -239,6 +243,7 @@ export class GroupedBlockHashTable implements BlockTable {
     }
     this.count = 0;
     this.groups = 0;
+    this.removals++;
   }
 
   /** Double the entries and re-insert every group. */

@@ -33,6 +33,13 @@ export interface BlockTable {
    * when all are present). The values found go to outIds[from ..] when given.
    */
   findRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, outIds: Int32Array | null): number;
+  /**
+   * Keys ever inserted, and keys ever removed (clear() counts as one removal). While both stay
+   * the same the table holds the same keys; while removals stays the same every key it held is
+   * still there (readers that verified a prefix may reuse it).
+   */
+  readonly insertions: number;
+  readonly removals: number;
   /** Insert a key that is not present (at most maxEntries keys). */
   insert(hi: number, lo: number, v: number): void;
   /** Remove the key; returns its value or -1 if absent. */
@@ -42,6 +49,9 @@ export interface BlockTable {
   /** Empty the table and give back its memory. */
   clear(): void;
 }
+
+/** What a reader outside the engine may use of a prefix cache's table (read only). */
+export type PrefixCacheLookup = Pick<BlockTable, 'findRun' | 'insertions' | 'removals'>;
 
 /**
  * Backward-shift deletion with linear probing: whether the entry at slot j, whose home slot is
@@ -59,6 +69,8 @@ export class BlockHashTable implements BlockTable {
   private count: number;
   /** Keeps findRun()'s read-ahead observable. */
   warmSink = 0;
+  insertions = 0;
+  removals = 0;
 
   /** `reserve`: allocate the capacity maxEntries needs now instead of growing to it. */
   constructor(maxEntries: number, reserve = false) {
@@ -154,6 +166,7 @@ export class BlockHashTable implements BlockTable {
     cells[c + 1] = hi | 0;
     cells[c + 2] = lo | 0;
     this.count++;
+    this.insertions++;
   }
 
   discard(hi: number, lo: number): boolean {
@@ -196,6 +209,7 @@ export class BlockHashTable implements BlockTable {
     }
     cells[hole << 2] = 0;
     this.count--;
+    this.removals++;
     return removed;
   }
 
@@ -209,6 +223,7 @@ export class BlockHashTable implements BlockTable {
       this.cells.fill(0);
     }
     this.count = 0;
+    this.removals++;
   }
 
   /** Double the capacity and re-insert every entry. */
