@@ -646,7 +646,11 @@ export class Engine {
       if (this.hitIds.length < numFull + 1) this.hitIds = new Int32Array(Math.min(this.args.numGpuBlocks + 1, Math.max(numFull + 1, this.hitIds.length * 2)));
       const hitIds = this.hitIds;
       hits = pool.table.findRun(seqHi, seqLo, 0, numFull, hitIds);
-      for (let b = 0; b < hits; b++) if (pool.stateOf(hitIds[b] as number) === BlockState.active) activeHits++;
+      // Only the admission gate below reads activeHits, and only when the free and evictable
+      // blocks alone fall short: count them then (a read of every hit block's row).
+      if (needBlocks > pool.numFree + pool.numInactive) {
+        for (let b = 0; b < hits; b++) if (pool.stateOf(hitIds[b] as number) === BlockState.active) activeHits++;
+      }
       missAfterHits = hits < numFull;
     }
     const prefix = hits * bs < promptLen ? hits * bs : promptLen;

@@ -190,6 +190,19 @@ test('scheduler - admission waits until the whole known sequence fits, without p
   assert.deepEqual(p.admitted, [[2, 0]]);
 });
 
+test('scheduler - at the admission gate, blocks shared with running requests cost nothing', () => {
+  const e = makeEngine({ numGpuBlocks: 4, maxNumBatchedTokens: 16 });
+  e.addRequest(1, range(1, 8), 6);
+  let p = step(e, 0);
+  assert.deepEqual(p.admitted, [[1, 0]]);
+  assert.equal(e.numFreeBlocks, 1);
+  // Three blocks, two of them request 1's (active): the one free block is enough.
+  e.addRequest(2, Uint32Array.from([...range(1, 8), 500, 501]), 3);
+  p = step(e, 1);
+  assert.deepEqual(p.admitted, [[2, 8]]);
+  assert.deepEqual(e.requestBlockIds(2).slice(0, 2), e.requestBlockIds(1).slice(0, 2));
+});
+
 test('scheduler - a prompt that leaves no room for its first token is rejected at once', () => {
   const e = makeEngine({ numGpuBlocks: 4 });
   assert.equal(e.addRequest(1, range(1, 17), 1), AddOutcome.rejectedTooLarge, 'larger than the cache');
