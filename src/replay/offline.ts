@@ -18,7 +18,7 @@ import type { EngineArgs, KvEventLog, PerfModel, PromptBlockHashes } from '../en
 import { Engine, createPolynomialPerfModel, normalizeEngineArgs } from '../engine/engine.js';
 import { KvRouter, createRouter } from '../router/index.js';
 import type { PrefixIndex } from '../router/index.js';
-import type { ActiveBlocksMode } from '../router/active-sequences.js';
+import type { ActiveBlocksMode, ActiveSequences } from '../router/active-sequences.js';
 import type { RankLoadView, RouteRequest, Router, RouterPolicy } from '../router/types.js';
 import { effectiveInputLength, synthesizePromptTokensInto } from '../trace/mooncake.js';
 import type { TraceRequest } from '../trace/mooncake.js';
@@ -399,6 +399,8 @@ class OfflineSim {
   private readonly routedIds: RoutedIds | null;
   /** The kv router's direct view of the engines' caches (kvRouterView 'engines'), else null. */
   private readonly engineCaches: EngineCaches | null;
+  /** The kv router's own active-block bookkeeping (bounded like the caches' walks), else null. */
+  private readonly kvActive: ActiveSequences | null;
   /** Per-rank bounds of the current pick (RoutedIds.bounds). */
   private readonly rankBounds: Int32Array;
 
@@ -447,6 +449,7 @@ class OfflineSim {
     });
     this.useKv = this.router.policy === 'kv';
     this.kvIndex = this.router instanceof KvRouter ? this.router.index : null;
+    this.kvActive = this.router instanceof KvRouter ? this.router.active : null;
     this.itl = opts.keepItlSamples === true ? new F64List() : null;
     this.tbs = opts.traceBlockSize;
     this.arrivalRatio = opts.arrivalSpeedupRatio;
@@ -585,6 +588,7 @@ class OfflineSim {
     if (routedIds !== null) {
       route.numSeenBlocks = routedIds.bounds(req.hashIds, route.numBlocks, this.tbs, this.args.blockSize, this.rankBounds);
       if (this.engineCaches !== null) this.engineCaches.boundNextWalks(this.rankBounds);
+      if (this.kvActive !== null) this.kvActive.boundNextWalks(this.rankBounds);
     } else route.numSeenBlocks = route.numBlocks;
     const rank = this.router.pick(route);
     this.rankOf[i] = rank;

@@ -169,6 +169,8 @@ export class ActiveSequences {
   private readonly spare: Uint32Array[][] = [];
   /** Keeps the warm-up reads observable (see PrefixIndex.warm). */
   warmSink = 0;
+  /** Per-rank bounds for the next matchDepths call (boundNextWalks), else null. */
+  private walkBounds: Int32Array | null = null;
 
   constructor(numRanks: number, mode: ActiveBlocksMode = 'index') {
     if (mode !== 'index' && mode !== 'chains') throw new RangeError(`active blocks mode must be 'index' or 'chains', got ${String(mode)}`);
@@ -196,11 +198,25 @@ export class ActiveSequences {
    * numBlocks) that r's active requests hold, written to depth[r] (CachedBlocksView's contract).
    */
   matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array): void {
+    const bounds = this.walkBounds;
+    this.walkBounds = null;
     if (this.blocks !== null) {
       this.blocks.matchDepths(numBlocks, hi, lo, firstRank, numCandidates, depth);
       return;
     }
-    for (let r = firstRank, end = firstRank + numCandidates; r < end; r++) depth[r] = this.longestOnRank(r, hi, lo, 0, numBlocks);
+    for (let r = firstRank, end = firstRank + numCandidates; r < end; r++) {
+      const stop = bounds !== null && (bounds[r] as number) < numBlocks ? bounds[r] as number : numBlocks;
+      depth[r] = stop > 0 ? this.longestOnRank(r, hi, lo, 0, stop) : 0;
+    }
+  }
+
+  /**
+   * For the next matchDepths call only: no active request on rank r holds the chain's blocks from
+   * bounds[r] on, so the comparisons stop there ('chains'; the offline replay knows this from the
+   * ids routed to each rank, src/replay/routed-ids.ts). The caller vouches for the bounds.
+   */
+  boundNextWalks(bounds: Int32Array): void {
+    this.walkBounds = bounds;
   }
 
   /** 'chains': the longest prefix of the chain (hi[i], lo[loOffset + i]), i < numBlocks, that a request listed on the rank holds. */

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { Engine, computeSequenceHashes, createPolynomialPerfModel, normalizeEngineArgs } from '../../src/engine/engine.js';
 import { EngineCaches } from '../../src/replay/engine-caches.js';
 import { RoutedIds } from '../../src/replay/routed-ids.js';
+import { ActiveSequences } from '../../src/router/active-sequences.js';
 import type { TraceRequest } from '../../src/trace/mooncake.js';
 import type { PrefixCacheLookup } from '../../src/engine/kv/hash-table.js';
 
@@ -105,4 +106,16 @@ test('replay-routed-ids - EngineCaches stops a walk at its bound, for the next c
   fresh.matchDepths(nb, hi, lo, 0, 1, depth, 4);
   assert.equal(depth[0], 4);
   assert.deepEqual(engine.walks, [[0, 4]]);
+});
+
+test('replay-routed-ids - the router\'s active-block walk stops at its bound, for the next call only', () => {
+  const active = new ActiveSequences(2, 'chains');
+  const hi = Uint32Array.from([1, 2, 3, 4, 5, 6]), lo = Uint32Array.from([11, 12, 13, 14, 15, 16]);
+  active.add(7, 0, 64, 6, hi, lo);
+  const depth = new Int32Array(2);
+  active.boundNextWalks(Int32Array.from([4, 0]));
+  active.matchDepths(6, hi, lo, 0, 2, depth);
+  assert.deepEqual([...depth], [4, 0]);
+  active.matchDepths(6, hi, lo, 0, 2, depth);
+  assert.deepEqual([...depth], [6, 0]);
 });
