@@ -8,35 +8,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, computeSequenceHashes, createPolynomialPerfModel, normalizeEngineArgs } from '../../src/engine/engine.js';
 import { EngineCaches } from '../../src/replay/engine-caches.js';
-import type { PrefixCacheLookup } from '../../src/engine/kv/hash-table.js';
+import { WalkSpyEngine } from '../support/walk-spy.js';
 
 const BS = 4;
-
-/** Counts the blocks EngineCaches asks about, to show that it skips lookups. */
-class CountingEngine extends Engine {
-  lookedUp = 0;
-  calls = 0;
-  /** EngineCaches reads the table through this getter once, at construction. */
-  override get prefixCacheTable(): PrefixCacheLookup | null {
-    const table = super.prefixCacheTable;
-    if (table === null) return null;
-    const counter = this;
-    return {
-      get removals() {
-        return table.removals;
-      },
-      get insertions() {
-        return table.insertions;
-      },
-      findRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, outIds: Int32Array | null): number {
-        counter.calls++;
-        const d = table.findRun(hi, lo, from, to, outIds);
-        counter.lookedUp += Math.min(d + 1, to) - from;
-        return d;
-      },
-    };
-  }
-}
 
 /** A deterministic generator (xorshift32). */
 function rng(seed: number): () => number {
@@ -52,7 +26,7 @@ function rng(seed: number): () => number {
 test('replay-engine-caches - depths equal a full walk through evictions, clears, decode and subset calls', { timeout: 60_000 }, () => {
   const rand = rng(7);
   const args = normalizeEngineArgs({ numGpuBlocks: 48, blockSize: BS, maxNumSeqs: 4, maxNumBatchedTokens: 64 });
-  const engines = [0, 1, 2, 3].map(() => new CountingEngine(args, createPolynomialPerfModel(), { recordKvEvents: false }));
+  const engines = [0, 1, 2, 3].map(() => new WalkSpyEngine(args, createPolynomialPerfModel(), { recordKvEvents: false }));
   const caches = new EngineCaches(engines);
   // Prompts are drawn from a few shared prefixes (a "system prompt" and turns) plus random tails.
   const prefixes = [0, 1, 2].map((p) => Uint32Array.from({ length: 40 }, (_, i) => 1000 * (p + 1) + i));
@@ -93,7 +67,7 @@ test('replay-engine-caches - depths equal a full walk through evictions, clears,
     depth.fill(-1);
     caches.matchDepths(nb, hi, lo, first, n, depth);
     for (let r = 0; r < engines.length; r++) {
-      const e = engines[r] as CountingEngine;
+      const e = engines[r] as WalkSpyEngine;
       if (r < first || r >= first + n) {
         assert.equal(depth[r], -1, 'ranks not asked are not written');
         continue;

@@ -4,12 +4,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Engine, computeSequenceHashes, createPolynomialPerfModel, normalizeEngineArgs } from '../../src/engine/engine.js';
+import { computeSequenceHashes, createPolynomialPerfModel, normalizeEngineArgs } from '../../src/engine/engine.js';
 import { EngineCaches } from '../../src/replay/engine-caches.js';
 import { RoutedIds } from '../../src/replay/routed-ids.js';
 import { ActiveSequences } from '../../src/router/active-sequences.js';
 import type { TraceRequest } from '../../src/trace/mooncake.js';
-import type { PrefixCacheLookup } from '../../src/engine/kv/hash-table.js';
+import { WalkSpyEngine } from '../support/walk-spy.js';
 
 function traceRequest(ids: number[]): TraceRequest {
   return { timestampMs: 0, inputLength: ids.length * 4, outputLength: 1, hashIds: Uint32Array.from(ids), sessionId: null, delayMs: null, line: 1 };
@@ -54,32 +54,10 @@ test('replay-routed-ids - ids beyond the memory budget turn the bounds off', () 
   assert.equal(RoutedIds.create([traceRequest([4_000_000_000])], 1), null);
 });
 
-/** Records the [from, to) of every walk EngineCaches makes in its cache. */
-class RecordingEngine extends Engine {
-  walks: Array<[number, number]> = [];
-  override get prefixCacheTable(): PrefixCacheLookup | null {
-    const table = super.prefixCacheTable;
-    if (table === null) return null;
-    const walks = this.walks;
-    return {
-      get removals() {
-        return table.removals;
-      },
-      get insertions() {
-        return table.insertions;
-      },
-      findRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, outIds: Int32Array | null): number {
-        walks.push([from, to]);
-        return table.findRun(hi, lo, from, to, outIds);
-      },
-    };
-  }
-}
-
 test('replay-routed-ids - EngineCaches stops a walk at its bound, for the next call only', () => {
   const BS = 4;
   const args = normalizeEngineArgs({ numGpuBlocks: 16, blockSize: BS, maxNumSeqs: 2, maxNumBatchedTokens: 64 });
-  const engine = new RecordingEngine(args, createPolynomialPerfModel(), { recordKvEvents: false });
+  const engine = new WalkSpyEngine(args, createPolynomialPerfModel(), { recordKvEvents: false });
   const caches = new EngineCaches([engine]);
   const cached = Uint32Array.from({ length: 16 }, (_, i) => 10 + i);
   engine.addRequest(1, cached, 1);
