@@ -297,15 +297,6 @@ export class Engine {
   }
 
   /**
-   * Read the prefix cache's slot for one sequence hash and return a value derived from it (not
-   * whether it is cached): a pure read that callers issue for many caches before looking the
-   * hashes up, so the cache misses overlap.
-   */
-  peekCachedBlock(hi: number, lo: number): number {
-    return this.prefixCaching ? this.pool.table.peek(hi, lo) : 0;
-  }
-
-  /**
    * Hashes the prefix cache has ever dropped (evictions; clearAll() counts too). A block found
    * cached stays cached while this count is unchanged, so a caller may skip looking it up again.
    */
