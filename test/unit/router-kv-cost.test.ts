@@ -74,6 +74,25 @@ test('router-kv-cost - logit = w × (queued prefill + uncached tokens) / block +
   assert.equal(router.active.size, 0);
 });
 
+test('router-kv-cost - numSeenBlocks: the same costs when true, lookups stop there, bad values are refused', () => {
+  const A = 1;
+  const stored = (r: KvRouter): void => r.onStored(0, 6, Uint32Array.from([A, A, A, A, A, A]), Uint32Array.from([0, 1, 2, 3, 4, 5]), 0);
+  const plain = kv(3), told = kv(3);
+  stored(plain);
+  stored(told);
+  // A0..A9: rank 0 caches six blocks, so "blocks 6.. were never seen" is true; the costs are equal.
+  const r = request(range(A, 0, 10), 170);
+  assert.equal(plain.pick(r), told.pick({ ...r, numSeenBlocks: 6 }));
+  assert.deepEqual(costs(told, 3), costs(plain, 3));
+  // Told that only four were seen, the walks stop there: rank 0 matches four blocks.
+  told.pick({ ...r, numSeenBlocks: 4 });
+  assert.equal(told.lastOverlapBlocks, 4);
+  // Past numBlocks counts as numBlocks.
+  told.pick({ ...r, numSeenBlocks: 99 });
+  assert.equal(told.lastOverlapBlocks, 6);
+  for (const bad of [-1, 2.5, Number.NaN]) assert.throws(() => told.pick({ ...r, numSeenBlocks: bad }), RangeError);
+});
+
 test('router-kv-cost - kvOverlapScoreWeight scales the prefill term only', () => {
   const router = kv(2, { kvOverlapScoreWeight: 2 });
   router.onStored(0, 6, new Uint32Array(6).fill(1), Uint32Array.from([0, 1, 2, 3, 4, 5]), 0);
