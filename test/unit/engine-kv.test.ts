@@ -124,11 +124,11 @@ test('kv grouped hash table - a group is one entry: 32 keys of a group take one,
   assert.equal(t.findRun(hs, ls, 0, 40, null), 7);
 });
 
-test('kv grouped hash table - the group width sets the entry width: 8-key groups take 12 words per entry', () => {
+test('kv grouped hash table - the group width sets the slab row width: 16 heads of 4 words, 8 rows of 8 or 32 ids and a free list', () => {
   const narrow = new GroupedBlockHashTable(4096, false, 3), wide = new GroupedBlockHashTable(4096);
   assert.equal(narrow.groupBits, 3);
-  assert.equal(narrow.allocatedBytes, 16 * (4 + 8) * 4);
-  assert.equal(wide.allocatedBytes, 16 * (4 + 32) * 4);
+  assert.equal(narrow.allocatedBytes, (16 * 4 + 8 * 8 + 8) * 4);
+  assert.equal(wide.allocatedBytes, (16 * 4 + 8 * 32 + 8) * 4);
   // Keys 0..15 of one 5-bit group are two 3-bit groups: entries for 0..7 and 8..15.
   for (let i = 0; i < 16; i++) narrow.insert(0x1234, 0xabcd00 | i, 100 + i);
   const hs = Uint32Array.from({ length: 16 }, () => 0x1234), ls = Uint32Array.from({ length: 16 }, (_, i) => 0xabcd00 | i);

@@ -6,8 +6,8 @@
  * so they cost one probe to find, store or evict instead of one probe each into random slots;
  * any other keys work too, one entry per distinct group.
  *
- *   heads (4 int32 per entry): [ mask, hi, lo & ~indexMask, - ]
- *   ids   (2^groupBits int32 per entry): [ id of index 0, …, id of index 2^groupBits − 1 ]
+ *   heads (4 int32 per entry): [ mask, hi, lo & ~indexMask, slab row s ]
+ *   ids   (2^groupBits int32 per slab row): [ id of index 0, …, id of index 2^groupBits − 1 ]
  *
  * `mask` has bit i set when index i is present (0 = empty entry, so zeroed memory is an empty
  * table). Open addressing over entries with linear probing and backward-shift deletion of an
@@ -15,7 +15,15 @@
  *
  * Heads and ids are separate arrays because a prefix walk (`findRun` without ids: the kv
  * router's question to every rank on every pick) and an eviction (`discard`) read only heads:
- * four heads share a cache line, where one whole entry of 8 ids took 48 bytes.
+ * four heads share a cache line, where one whole entry of 8 ids took 48 bytes. A group's ids sit
+ * in a slab row that stays put while its head moves (backward shift, growth): moving a head is
+ * one 16-byte copy, not also a read and a write of the ids' cache lines. Freed rows are reused
+ * last in, first out (the row just freed by an eviction is the one the next new group takes).
+ *
+ * The engine evicts and stores a group's blocks one after another (a trace block's engine blocks
+ * are released together, so they sit together in the LRU order, and a prefill stores them in
+ * order): `insert`, `discard` and `find` remember the entry they last reached and start there when
+ * the next key is of the same group (forgotten whenever an entry moves or goes).
  */
 import { canShiftInto } from './hash-table.js';
 import type { BlockTable } from './hash-table.js';
@@ -43,7 +51,16 @@ export class GroupedBlockHashTable implements BlockTable {
   private readonly maxCapacity: number;
   private mask: number;
   private heads: Int32Array;
+  /** Slab rows of ids, cap / 2 of them (the most groups the table holds at its load limit). */
   private ids: Int32Array;
+  /** Freed slab rows (reused first) and the first never-used row. */
+  private freeRows: Int32Array;
+  private numFreeRows = 0;
+  private freshRow = 0;
+  /** The entry the last insert / discard / find reached and its group's key, or memoEntry -1. */
+  private memoEntry = -1;
+  private memoHi = 0;
+  private memoGroup = 0;
   /** Keys (blocks) held. */
   private count = 0;
   /** Entries (groups) in use. */
@@ -71,7 +88,8 @@ export class GroupedBlockHashTable implements BlockTable {
     this.cap = cap;
     this.mask = cap - 1;
     this.heads = new Int32Array(cap * HEAD);
-    this.ids = new Int32Array(cap * this.width);
+    this.ids = new Int32Array((cap >>> 1) * this.width);
+    this.freeRows = new Int32Array(cap >>> 1);
   }
 
   get size(): number {
@@ -84,7 +102,7 @@ export class GroupedBlockHashTable implements BlockTable {
   }
 
   get allocatedBytes(): number {
-    return this.heads.byteLength + this.ids.byteLength;
+    return this.heads.byteLength + this.ids.byteLength + this.freeRows.byteLength;
   }
 
   private home(hi: number, lo: number): number {
@@ -106,15 +124,29 @@ export class GroupedBlockHashTable implements BlockTable {
     }
   }
 
+  /** entryOf through the memo (the engine's calls: a group's keys come one after another). */
+  private entryOfMemo(hi: number, lo: number): number {
+    const h = hi | 0;
+    const g = (lo & ~this.indexMask) | 0;
+    if (this.memoEntry >= 0 && this.memoGroup === g && this.memoHi === h) return this.memoEntry;
+    const i = this.entryOf(h, g);
+    if (i >= 0) {
+      this.memoEntry = i;
+      this.memoHi = h;
+      this.memoGroup = g;
+    }
+    return i;
+  }
+
   /** Entry number holding the key itself (its group's entry with its index bit set), or -1. */
   private entryHolding(hi: number, lo: number): number {
-    const i = this.entryOf(hi, lo);
+    const i = this.entryOfMemo(hi, lo);
     return i >= 0 && ((this.heads[i * HEAD] as number) & (1 << (lo & this.indexMask))) !== 0 ? i : -1;
   }
 
   find(hi: number, lo: number): number {
     const i = this.entryHolding(hi, lo);
-    return i < 0 ? -1 : this.ids[i * this.width + (lo & this.indexMask)] as number;
+    return i < 0 ? -1 : this.ids[(this.heads[i * HEAD + 3] as number) * this.width + (lo & this.indexMask)] as number;
   }
 
   findRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, outIds: Int32Array | null): number {
@@ -132,7 +164,7 @@ export class GroupedBlockHashTable implements BlockTable {
       for (;;) {
         const index = l & indexMask;
         if ((m & (1 << index)) === 0) return b;
-        if (outIds !== null) outIds[b] = ids[i * width + index] as number;
+        if (outIds !== null) outIds[b] = ids[(heads[i * HEAD + 3] as number) * width + index] as number;
         b++;
         if (b >= to) return b;
         const nl = lo[b] as number;
@@ -166,7 +198,7 @@ export class GroupedBlockHashTable implements BlockTable {
 
   insert(hi: number, lo: number, v: number): void {
     const index = lo & this.indexMask;
-    let i = this.entryOf(hi, lo);
+    let i = this.entryOfMemo(hi, lo);
     if (i < 0) {
       if ((this.groups + 1) * 2 > this.cap && this.cap < this.maxCapacity) this.grow();
       const mask = this.mask;
@@ -175,12 +207,17 @@ export class GroupedBlockHashTable implements BlockTable {
       while ((heads[i * HEAD] as number) !== 0) i = (i + 1) & mask;
       heads[i * HEAD + 1] = hi | 0;
       heads[i * HEAD + 2] = (lo & ~this.indexMask) | 0;
+      heads[i * HEAD + 3] = this.numFreeRows > 0 ? this.freeRows[--this.numFreeRows] as number : this.freshRow++;
       this.groups++;
+      // Placing a head moves no other: the memo of another entry would stay right, this one is the next key's.
+      this.memoEntry = i;
+      this.memoHi = hi | 0;
+      this.memoGroup = (lo & ~this.indexMask) | 0;
     }
     const heads = this.heads;
     const c = i * HEAD;
     heads[c] = (heads[c] as number) | (1 << index);
-    this.ids[i * this.width + index] = v;
+    this.ids[(heads[c + 3] as number) * this.width + index] = v;
     this.count++;
     this.insertions++;
   }
@@ -189,7 +226,7 @@ export class GroupedBlockHashTable implements BlockTable {
     const i = this.entryHolding(hi, lo);
     if (i < 0) return -1;
     const index = lo & this.indexMask;
-    const removed = this.ids[i * this.width + index] as number;
+    const removed = this.ids[(this.heads[i * HEAD + 3] as number) * this.width + index] as number;
     this.clearKey(i, index);
     return removed;
   }
@@ -202,7 +239,7 @@ export class GroupedBlockHashTable implements BlockTable {
 
   /** Take present index `index` out of entry i (deleting the entry with its last index). */
   private clearKey(i: number, index: number): void {
-    const heads = this.heads, ids = this.ids, width = this.width;
+    const heads = this.heads;
     const m = (heads[i * HEAD] as number) & ~(1 << index);
     this.count--;
     this.removals++;
@@ -212,6 +249,8 @@ export class GroupedBlockHashTable implements BlockTable {
     }
     // The group's last key: delete the entry, pulling later entries of the probe run into the hole.
     this.groups--;
+    this.freeRows[this.numFreeRows++] = heads[i * HEAD + 3] as number;
+    this.memoEntry = -1;
     const mask = this.mask;
     let hole = i;
     let j = hole;
@@ -224,8 +263,7 @@ export class GroupedBlockHashTable implements BlockTable {
         heads[ch] = heads[cj] as number;
         heads[ch + 1] = heads[cj + 1] as number;
         heads[ch + 2] = heads[cj + 2] as number;
-        const src = j * width, dst = hole * width;
-        for (let k = 0; k < width; k++) ids[dst + k] = ids[src + k] as number;
+        heads[ch + 3] = heads[cj + 3] as number;
         hole = j;
       }
     }
@@ -237,34 +275,45 @@ export class GroupedBlockHashTable implements BlockTable {
       this.cap = INITIAL_ENTRIES;
       this.mask = this.cap - 1;
       this.heads = new Int32Array(this.cap * HEAD);
-      this.ids = new Int32Array(this.cap * this.width);
+      this.ids = new Int32Array((this.cap >>> 1) * this.width);
+      this.freeRows = new Int32Array(this.cap >>> 1);
     } else if (this.groups > 0) {
       this.heads.fill(0);
     }
+    this.numFreeRows = 0;
+    this.freshRow = 0;
+    this.memoEntry = -1;
     this.count = 0;
     this.groups = 0;
     this.removals++;
   }
 
-  /** Double the entries and re-insert every group. */
+  /** Double the entries and re-insert every head (the slab rows keep their places). */
   private grow(): void {
-    const oldHeads = this.heads, oldIds = this.ids;
+    const oldHeads = this.heads;
     const oldCap = this.cap;
-    const width = this.width;
     this.cap *= 2;
     this.mask = this.cap - 1;
     const heads = new Int32Array(this.cap * HEAD);
-    const ids = new Int32Array(this.cap * width);
     const mask = this.mask;
     for (let e = 0; e < oldCap; e++) {
       const c = e * HEAD;
       if (oldHeads[c] === 0) continue;
       let i = this.home(oldHeads[c + 1] as number, oldHeads[c + 2] as number);
       while ((heads[i * HEAD] as number) !== 0) i = (i + 1) & mask;
-      heads.set(oldHeads.subarray(c, c + HEAD), i * HEAD);
-      ids.set(oldIds.subarray(e * width, e * width + width), i * width);
+      const d = i * HEAD;
+      heads[d] = oldHeads[c] as number;
+      heads[d + 1] = oldHeads[c + 1] as number;
+      heads[d + 2] = oldHeads[c + 2] as number;
+      heads[d + 3] = oldHeads[c + 3] as number;
     }
     this.heads = heads;
+    const ids = new Int32Array((this.cap >>> 1) * this.width);
+    ids.set(this.ids);
     this.ids = ids;
+    const freeRows = new Int32Array(this.cap >>> 1);
+    freeRows.set(this.freeRows);
+    this.freeRows = freeRows;
+    this.memoEntry = -1;
   }
 }
