@@ -7,6 +7,7 @@ import { BlockPool, BlockState } from './kv/block-pool.js';
 import type { PrefixCacheLookup } from './kv/hash-table.js';
 import { Rng } from './rng.js';
 import { defaultGeneratedVocabulary, generatedTokenId } from './generated-tokens.js';
+import { RequestSlotMap } from './request-slots.js';
 import { AddOutcome, FinishReason, emptyFpmSnapshot } from './types.js';
 import type { AddOutcomeCode, EngineArgs, EngineOptions, FpmSnapshot, KvEventLog, PerfModel, PromptBlockHashes, StepResult } from './types.js';
 
@@ -130,7 +131,7 @@ export class Engine {
   private numEnqueued = 0;
   private readonly rng: Rng;
   private readonly result: StepResultBuffer;
-  private readonly slotByRequestId = new Map<number, number>();
+  private readonly slotByRequestId = new RequestSlotMap();
 
   // Slot table (grown together by growSlots).
   private slotCapacity = 0;
@@ -311,13 +312,13 @@ export class Engine {
   /** Block ids held by a live request, first to last (tests and diagnostics). */
   requestBlockIds(requestId: number): number[] {
     const slot = this.slotByRequestId.get(requestId);
-    if (slot === undefined) return [];
+    if (slot < 0) return [];
     return Array.from((this.slotBlocks[slot] as Int32Array).subarray(0, this.slotNumBlocks[slot] as number));
   }
   /** Tokens (prompt + generated) of a live request (tests and diagnostics). */
   requestTokens(requestId: number): Uint32Array {
     const slot = this.slotByRequestId.get(requestId);
-    if (slot === undefined) return new Uint32Array(0);
+    if (slot < 0) return new Uint32Array(0);
     if ((this.slotTokensFrom[slot] as number) > 0) throw new Error(`request ${requestId}: its prompt tokens were not kept (EngineOptions.keepPromptTokens false)`);
     if (!this.keepGeneratedTokens) throw new Error(`request ${requestId}: its generated tokens were not kept (EngineOptions.keepGeneratedTokens false)`);
     const n = this.slotSeqLen[slot] as number;
@@ -464,7 +465,7 @@ export class Engine {
   /** Remove a request now, wherever it is; its blocks are released leaf first. False if unknown. */
   abortRequest(requestId: number): boolean {
     const slot = this.slotByRequestId.get(requestId);
-    if (slot === undefined) return false;
+    if (slot < 0) return false;
     if (this.slotStatus[slot] === SlotStatus.running) {
       let i = 0;
       while (this.running[i] !== slot) i++;
