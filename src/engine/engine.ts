@@ -187,6 +187,22 @@ export class Engine {
 
   // Per-pass scratch.
   private passNo = 0;
+  /**
+   * Bumped by everything that changes the requests or their blocks (enqueue, abort, clearAll,
+   * step, advanceDecode): a decode run verified at one version holds until the next.
+   */
+  private version = 0;
+  /**
+   * The plain decode run last verified (decodeRunLength): at `runPlanVersion`, the next
+   * `runPlanPasses` passes are plain decode passes, exactly that many when `runPlanExact`
+   * (else at least), and `runPlanMs` is their modeled decode time when the perf model ignores the
+   * context lengths (NaN until computed). Callers ask about the same run several times (is there
+   * one, its pass times, then running part of it); only the first asks walk the running requests.
+   */
+  private runPlanVersion = -1;
+  private runPlanPasses = 0;
+  private runPlanExact = false;
+  private runPlanMs = Number.NaN;
   private budget = 0;
   private runIdx = 0;
   private inSchedulePhase = false;
@@ -459,6 +475,7 @@ export class Engine {
     }
     this.slotByRequestId.set(requestId, slot);
     this.pushWaitingBack(slot);
+    this.version++;
     return AddOutcome.queued;
   }
 
@@ -466,6 +483,7 @@ export class Engine {
   abortRequest(requestId: number): boolean {
     const slot = this.slotByRequestId.get(requestId);
     if (slot < 0) return false;
+    this.version++;
     if (this.slotStatus[slot] === SlotStatus.running) {
       let i = 0;
       while (this.running[i] !== slot) i++;
@@ -484,6 +502,7 @@ export class Engine {
    * finish entry; one AllBlocksCleared event is recorded (even with prefix caching off).
    */
   clearAll(): void {
+    this.version++;
     for (let s = 0; s < this.slotCapacity; s++) {
       if (this.slotStatus[s] !== SlotStatus.free) this.freeSlot(s);
     }
@@ -520,6 +539,7 @@ export class Engine {
     r.numFinished = 0;
     r.numAdmissions = 0;
     this.passNo++;
+    this.version++;
     this.aTokens = this.aPrompt = this.aPrefillN = this.aPrefillTokens = this.aPrefillKv = 0;
     this.aPrefillLenSum = this.aPrefillLenSq = 0;
     this.aDecodeN = this.aDecodeKv = this.aDecodeSq = this.aReadyN = this.aReadyCtx = 0;
@@ -1048,6 +1068,19 @@ export class Engine {
    * min(c − s, e − s − 1) over the running requests.
    */
   decodeRunLength(maxPasses: number): number {
+    if (maxPasses >= 1 && this.runPlanVersion === this.version && (maxPasses <= this.runPlanPasses || this.runPlanExact)) {
+      return maxPasses < this.runPlanPasses ? maxPasses : this.runPlanPasses;
+    }
+    const k = this.walkDecodeRun(maxPasses);
+    this.runPlanVersion = this.version;
+    this.runPlanPasses = k;
+    this.runPlanExact = k < maxPasses;
+    this.runPlanMs = Number.NaN;
+    return k;
+  }
+
+  /** decodeRunLength from the running requests themselves. */
+  private walkDecodeRun(maxPasses: number): number {
     const n = this.numRunningQ;
     if (n === 0 || this.numWaitingQ !== 0 || n > this.args.maxNumBatchedTokens) return 0;
     const bs = this.bs;
@@ -1079,6 +1112,12 @@ export class Engine {
    */
   decodeRunMs(k: number, decodeMsOut: Float64Array): void {
     this.checkDecodeRun(k, decodeMsOut);
+    // checkDecodeRun verified the run at this version: its constant pass time, if known, holds.
+    const planMs = this.runPlanMs;
+    if (planMs === planMs) {
+      decodeMsOut.fill(planMs, 0, k);
+      return;
+    }
     const n = this.numRunningQ;
     const running = this.running;
     const seqLens = this.slotSeqLen;
@@ -1093,6 +1132,7 @@ export class Engine {
       // Only the context lengths change from pass to pass, and the model does not read them.
       const ms = perf.decodeMs(activeKv, totalKv, sumKv / n);
       if (!(ms >= 0 && ms < Infinity)) throw new PerfModelError(`perf model returned ${ms} ms for a decode pass`);
+      this.runPlanMs = ms;
       decodeMsOut.fill(ms, 0, k);
       return;
     }
@@ -1171,6 +1211,7 @@ export class Engine {
     }
     this.rng.state = (s0 + Math.imul(k * n, RNG_STEP)) | 0;
     this.passNo += k;
+    this.version++;
     // The step result of the last pass (measurePass + emitTokens + fillQueuedFpm).
     r.prefillMs = 0;
     r.decodeMs = decodeMsOut[k - 1] as number;

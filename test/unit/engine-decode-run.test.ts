@@ -181,3 +181,28 @@ test('engine decode-run - decodeRunLength is 0 before a visible pass', { timeout
   const r = f.step(3);
   assert.equal(r.numFinished, 1);
 });
+
+test('engine decode-run - a run asked about again follows aborts, arrivals and clearAll', { timeout: 10_000 }, () => {
+  const e = new Engine(normalizeEngineArgs({ blockSize: 64, numGpuBlocks: 64, seed: 1 }), createPolynomialPerfModel());
+  e.addRequest(1, prompt(5, 1), 4); // seqLen 6 after the first pass, end 9: 2 plain passes
+  e.addRequest(2, prompt(5, 2), 40); // end 45: 38 plain passes
+  e.step(0);
+  assert.equal(e.decodeRunLength(100), 2);
+  assert.equal(e.decodeRunLength(2), 2);
+  assert.equal(e.decodeRunLength(100), 2, 'asked again, unchanged');
+  e.abortRequest(1);
+  assert.equal(e.decodeRunLength(100), 38, 'the request that ended the run is gone');
+  assert.equal(e.decodeRunLength(5), 5);
+  const ms = new Float64Array(64);
+  e.decodeRunMs(38, ms);
+  assert.ok((ms[0] as number) > 0 && ms[37] === ms[0]);
+  e.advanceDecode(3, ms);
+  assert.equal(e.decodeRunLength(100), 35);
+  e.addRequest(3, prompt(5, 3), 4);
+  assert.equal(e.decodeRunLength(100), 0, 'an arrival is admitted next pass');
+  assert.throws(() => e.decodeRunMs(1, ms), EngineInvariantError);
+  e.abortRequest(3);
+  assert.equal(e.decodeRunLength(100), 35);
+  e.clearAll();
+  assert.equal(e.decodeRunLength(100), 0, 'nothing runs after clearAll');
+});
