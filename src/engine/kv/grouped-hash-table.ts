@@ -57,10 +57,18 @@ export class GroupedBlockHashTable implements BlockTable {
   private freeRows: Int32Array;
   private numFreeRows = 0;
   private freshRow = 0;
-  /** The entry the last insert / discard / find reached and its group's key, or memoEntry -1. */
-  private memoEntry = -1;
-  private memoHi = 0;
-  private memoGroup = 0;
+  /**
+   * The entries the last insert / find (store memo) and the last discard / remove (drop memo)
+   * reached, and their groups' keys (entry −1: none). Two, because a prefill that evicts
+   * alternates between them: evict a block of one group, store one of another. Kept right when
+   * a deletion moves or removes their entries.
+   */
+  private storeMemoEntry = -1;
+  private storeMemoHi = 0;
+  private storeMemoGroup = 0;
+  private dropMemoEntry = -1;
+  private dropMemoHi = 0;
+  private dropMemoGroup = 0;
   /** Keys (blocks) held. */
   private count = 0;
   /** Entries (groups) in use. */
@@ -124,23 +132,39 @@ export class GroupedBlockHashTable implements BlockTable {
     }
   }
 
-  /** entryOf through the memo (the engine's calls: a group's keys come one after another). */
-  private entryOfMemo(hi: number, lo: number): number {
+  /** entryOf through the store memo (insert, find: a group's keys come one after another). */
+  private entryOfStoreMemo(hi: number, lo: number): number {
     const h = hi | 0;
     const g = (lo & ~this.indexMask) | 0;
-    if (this.memoEntry >= 0 && this.memoGroup === g && this.memoHi === h) return this.memoEntry;
+    if (this.storeMemoEntry >= 0 && this.storeMemoGroup === g && this.storeMemoHi === h) return this.storeMemoEntry;
     const i = this.entryOf(h, g);
     if (i >= 0) {
-      this.memoEntry = i;
-      this.memoHi = h;
-      this.memoGroup = g;
+      this.storeMemoEntry = i;
+      this.storeMemoHi = h;
+      this.storeMemoGroup = g;
     }
     return i;
   }
 
+  /** Entry number holding the key itself through the drop memo (discard, remove), or -1. */
+  private entryHoldingForDrop(hi: number, lo: number): number {
+    const h = hi | 0;
+    const g = (lo & ~this.indexMask) | 0;
+    let i: number;
+    if (this.dropMemoEntry >= 0 && this.dropMemoGroup === g && this.dropMemoHi === h) i = this.dropMemoEntry;
+    else {
+      i = this.entryOf(h, g);
+      if (i < 0) return -1;
+      this.dropMemoEntry = i;
+      this.dropMemoHi = h;
+      this.dropMemoGroup = g;
+    }
+    return ((this.heads[i * HEAD] as number) & (1 << (lo & this.indexMask))) !== 0 ? i : -1;
+  }
+
   /** Entry number holding the key itself (its group's entry with its index bit set), or -1. */
   private entryHolding(hi: number, lo: number): number {
-    const i = this.entryOfMemo(hi, lo);
+    const i = this.entryOfStoreMemo(hi, lo);
     return i >= 0 && ((this.heads[i * HEAD] as number) & (1 << (lo & this.indexMask))) !== 0 ? i : -1;
   }
 
@@ -198,7 +222,7 @@ export class GroupedBlockHashTable implements BlockTable {
 
   insert(hi: number, lo: number, v: number): void {
     const index = lo & this.indexMask;
-    let i = this.entryOfMemo(hi, lo);
+    let i = this.entryOfStoreMemo(hi, lo);
     if (i < 0) {
       if ((this.groups + 1) * 2 > this.cap && this.cap < this.maxCapacity) this.grow();
       const mask = this.mask;
@@ -209,10 +233,10 @@ export class GroupedBlockHashTable implements BlockTable {
       heads[i * HEAD + 2] = (lo & ~this.indexMask) | 0;
       heads[i * HEAD + 3] = this.numFreeRows > 0 ? this.freeRows[--this.numFreeRows] as number : this.freshRow++;
       this.groups++;
-      // Placing a head moves no other: the memo of another entry would stay right, this one is the next key's.
-      this.memoEntry = i;
-      this.memoHi = hi | 0;
-      this.memoGroup = (lo & ~this.indexMask) | 0;
+      // Placing a head moves no other: the drop memo stays right.
+      this.storeMemoEntry = i;
+      this.storeMemoHi = hi | 0;
+      this.storeMemoGroup = (lo & ~this.indexMask) | 0;
     }
     const heads = this.heads;
     const c = i * HEAD;
@@ -223,7 +247,7 @@ export class GroupedBlockHashTable implements BlockTable {
   }
 
   remove(hi: number, lo: number): number {
-    const i = this.entryHolding(hi, lo);
+    const i = this.entryHoldingForDrop(hi, lo);
     if (i < 0) return -1;
     const index = lo & this.indexMask;
     const removed = this.ids[(this.heads[i * HEAD + 3] as number) * this.width + index] as number;
@@ -232,7 +256,7 @@ export class GroupedBlockHashTable implements BlockTable {
   }
 
   discard(hi: number, lo: number): boolean {
-    const i = this.entryHolding(hi, lo);
+    const i = this.entryHoldingForDrop(hi, lo);
     if (i >= 0) this.clearKey(i, lo & this.indexMask);
     return i >= 0;
   }
@@ -250,7 +274,9 @@ export class GroupedBlockHashTable implements BlockTable {
     // The group's last key: delete the entry, pulling later entries of the probe run into the hole.
     this.groups--;
     this.freeRows[this.numFreeRows++] = heads[i * HEAD + 3] as number;
-    this.memoEntry = -1;
+    // The drop memo is this entry (only discard and remove get here, through it).
+    this.dropMemoEntry = -1;
+    if (this.storeMemoEntry === i) this.storeMemoEntry = -1;
     const mask = this.mask;
     let hole = i;
     let j = hole;
@@ -264,6 +290,7 @@ export class GroupedBlockHashTable implements BlockTable {
         heads[ch + 1] = heads[cj + 1] as number;
         heads[ch + 2] = heads[cj + 2] as number;
         heads[ch + 3] = heads[cj + 3] as number;
+        if (this.storeMemoEntry === j) this.storeMemoEntry = hole;
         hole = j;
       }
     }
@@ -282,7 +309,7 @@ export class GroupedBlockHashTable implements BlockTable {
     }
     this.numFreeRows = 0;
     this.freshRow = 0;
-    this.memoEntry = -1;
+    this.storeMemoEntry = this.dropMemoEntry = -1;
     this.count = 0;
     this.groups = 0;
     this.removals++;
@@ -314,6 +341,6 @@ export class GroupedBlockHashTable implements BlockTable {
     const freeRows = new Int32Array(this.cap >>> 1);
     freeRows.set(this.freeRows);
     this.freeRows = freeRows;
-    this.memoEntry = -1;
+    this.storeMemoEntry = this.dropMemoEntry = -1;
   }
 }
