@@ -26,6 +26,8 @@ const FULL_BIT = 4;
 const STAMP_SHIFT = 3;
 /** Ring positions are kept modulo 2^29 in `flags`; the ring itself is far smaller. */
 const STAMP_MASK = (1 << 29) - 1;
+/** A ring entry whose block was revived (touch) since its release: no block, skipped. */
+const REVIVED = -1;
 
 /** Whether a block with these flags makes its ring entry at position q live: inactive, stamped with q. */
 function liveAt(flags: number, q: number): boolean {
@@ -45,8 +47,9 @@ function liveAt(flags: number, q: number): boolean {
  *    never reused, which physical ids already guarantee).
  *  - Inactive blocks are kept oldest first in a FIFO ring of ids (vLLM's free-block queue order).
  *    A release appends the block and stamps it with its ring position; reviving an inactive block
- *    only changes its state, leaving a stale entry that eviction skips (an entry counts only
- *    while its block is inactive with that stamp). Eviction, revival and release are O(1)
+ *    changes its state and overwrites its entry with REVIVED, which eviction skips without
+ *    reading any block (an entry counts only while its block is inactive with that stamp; the
+ *    stamp is checked too). Eviction, revival and release are O(1)
  *    (amortized: a full ring is compacted, and it holds at least twice the blocks in use, so at
  *    least half of it is stale then); the blocks about to be evicted are read off the ring
  *    without chasing links.
@@ -183,7 +186,8 @@ export class BlockPool {
    * Read what evicting the next n inactive blocks will touch (their hashes and hash-table
    * entries) and return a value derived from it. Pure read: issued before a run of allocations so
    * the cache misses of the evictions overlap instead of coming one by one (the ring lists the
-   * blocks, so the reads do not depend on each other; stale entries are read too).
+   * blocks, so the reads do not depend on each other; REVIVED entries are skipped, and count
+   * towards n).
    */
   warmEvictions(n: number): number {
     const m = this.meta, ring = this.ring, mask = this.ringMask;
@@ -191,7 +195,9 @@ export class BlockPool {
     let acc = 0;
     const end = this.tail < this.head + n ? this.tail : this.head + n;
     for (let q = this.head; q < end; q++) {
-      const row = (ring[q & mask] as number) * ROW;
+      const id = ring[q & mask] as number;
+      if (id === REVIVED) continue;
+      const row = id * ROW;
       acc ^= table.peek(m[row + HI] as number, m[row + LO] as number);
     }
     return acc;
@@ -202,7 +208,9 @@ export class BlockPool {
     const m = this.meta, row = id * ROW;
     const f = m[row + FLAGS] as number;
     if ((f & STATE_MASK) === BlockState.inactive) {
-      // Its ring entry goes stale: the state no longer says inactive.
+      // Its ring entry goes dead (REVIVED): eviction and the read-ahead skip it without reading
+      // this row again. A replay revives about two blocks for every three it evicts.
+      this.ring[(f >>> STAMP_SHIFT) & this.ringMask] = REVIVED;
       this.numInactive--;
       this.numActive++;
       m[row + FLAGS] = (f & ~STATE_MASK) | BlockState.active;
@@ -250,6 +258,7 @@ export class BlockPool {
     const m = this.meta, ring = this.ring, mask = this.ringMask;
     for (let q = this.head; ; q++) {
       const id = ring[q & mask] as number;
+      if (id === REVIVED) continue;
       const f = m[id * ROW + FLAGS] as number;
       if (liveAt(f, q)) {
         this.head = q + 1;
@@ -308,6 +317,7 @@ export class BlockPool {
     let w = this.head;
     for (let q = this.head; q < this.tail; q++) {
       const id = ring[q & mask] as number;
+      if (id === REVIVED) continue;
       const row = id * ROW;
       const f = m[row + FLAGS] as number;
       if (!liveAt(f, q)) continue;
@@ -327,7 +337,8 @@ export class BlockPool {
 
   /** Whether the ring entry at position q is live (its block is inactive and stamped with q). */
   private isLive(q: number): boolean {
-    return liveAt(this.meta[(this.ring[q & this.ringMask] as number) * ROW + FLAGS] as number, q);
+    const id = this.ring[q & this.ringMask] as number;
+    return id !== REVIVED && liveAt(this.meta[id * ROW + FLAGS] as number, q);
   }
 
   /** Inactive block ids, oldest first (tests and diagnostics). */
