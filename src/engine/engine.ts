@@ -748,58 +748,76 @@ export class Engine {
     if (nb > 0 && !pool.isFull(blocks[nb - 1] as number)) this.promote(slot, nb - 1);
     if (target === cap) return true;
     const need = Math.ceil(target / bs);
+    if (!this.prefixCaching) {
+      for (let b = nb; b < need; b++) {
+        const id = pool.allocate();
+        if (id < 0) return false;
+        if ((b + 1) * bs <= target) pool.makeFullAnonymous(id);
+        blocks[b] = id;
+        this.slotNumBlocks[slot] = b + 1;
+      }
+      return true;
+    }
     const seqHi = this.slotSeqHi[slot] as Uint32Array;
     const seqLo = this.slotSeqLo[slot] as Uint32Array;
-    if (this.prefixCaching) {
-      const fullEnd = Math.floor(target / bs);
-      const from = nb > this.numKnownHits ? nb : this.numKnownHits;
-      if (fullEnd - from > 1) this.warmSink ^= pool.table.warm(seqHi, seqLo, from, fullEnd);
-      // Allocations beyond the free blocks evict the oldest inactive ones.
-      const evictions = (need - from < WARM_EVICTIONS ? need - from : WARM_EVICTIONS) - pool.numFree;
-      if (evictions > 1) this.warmSink ^= pool.warmEvictions(evictions);
+    const fullEnd = Math.floor(target / bs);
+    const known = this.numKnownHits;
+    const from = nb > known ? nb : known;
+    if (fullEnd - from > 1) this.warmSink ^= pool.table.warm(seqHi, seqLo, from, fullEnd);
+    // Allocations beyond the free blocks evict the oldest inactive ones.
+    const evictions = (need - from < WARM_EVICTIONS ? need - from : WARM_EVICTIONS) - pool.numFree;
+    if (evictions > 1) this.warmSink ^= pool.warmEvictions(evictions);
+    let b = nb;
+    // A waiting request starts at block 0: its known hits come first and are touched before
+    // anything is allocated (so none of them can be evicted meanwhile).
+    if (b < known) {
+      const hitIds = this.hitIds;
+      const end = known < fullEnd ? known : fullEnd;
+      for (; b < end; b++) {
+        const id = hitIds[b] as number;
+        pool.touch(id);
+        blocks[b] = id;
+      }
+      this.slotNumBlocks[slot] = b;
     }
     // [runFrom, runEnd): consecutive newly stored full blocks, published as one Stored event once
     // the run ends (after any Removed events of the evictions that made room for it).
     let runFrom = -1;
     let runEnd = -1;
-    for (let b = nb; b < need; b++) {
-      let id: number;
-      if ((b + 1) * bs <= target) {
-        if (this.prefixCaching) {
-          // int32 bit patterns: half as often boxed on the way into the pool (BlockPool.allocate).
-          const hi = (seqHi[b] as number) | 0;
-          const lo = (seqLo[b] as number) | 0;
-          // A waiting request starts at block 0: its known hits come first and are touched before
-          // anything is allocated (so none of them can be evicted meanwhile).
-          const known = this.numKnownHits;
-          id = b < known ? (this.hitIds[b] as number) : b === known && this.knownMiss ? -1 : pool.find(hi, lo);
-          if (id >= 0) {
-            pool.touch(id);
-            if (runFrom >= 0) {
-              this.emitStored(slot, runFrom, runEnd);
-              runFrom = -1;
-            }
-          } else {
-            id = pool.allocate();
-            if (id < 0) {
-              if (runFrom >= 0) this.emitStored(slot, runFrom, runEnd);
-              return false;
-            }
-            pool.makeFull(id, hi, lo);
-            if (runFrom < 0) runFrom = b;
-            runEnd = b + 1;
-          }
-        } else {
-          id = pool.allocate();
-          if (id < 0) return false;
-          pool.makeFullAnonymous(id);
+    let fromMissing = b === known && this.knownMiss;
+    while (b < fullEnd) {
+      // New blocks are stored until one is found resident (or nothing is left to evict).
+      const stop = pool.storeRun(seqHi, seqLo, b, fullEnd, fromMissing, blocks);
+      fromMissing = false;
+      const end = stop < 0 ? ~stop : stop;
+      if (end > b) {
+        if (runFrom < 0) runFrom = b;
+        runEnd = end;
+      }
+      b = end;
+      this.slotNumBlocks[slot] = b;
+      if (stop < 0) {
+        if (runFrom >= 0) this.emitStored(slot, runFrom, runEnd);
+        return false;
+      }
+      if (b < fullEnd) {
+        // int32 bit patterns: half as often boxed on the way into the pool (BlockPool.allocate).
+        const id = pool.find((seqHi[b] as number) | 0, (seqLo[b] as number) | 0);
+        pool.touch(id);
+        if (runFrom >= 0) {
+          this.emitStored(slot, runFrom, runEnd);
+          runFrom = -1;
         }
-      } else {
-        id = pool.allocate();
-        if (id < 0) {
-          if (runFrom >= 0) this.emitStored(slot, runFrom, runEnd);
-          return false;
-        }
+        blocks[b++] = id;
+        this.slotNumBlocks[slot] = b;
+      }
+    }
+    if (need > fullEnd) {
+      // The partial last block.
+      const id = pool.allocate();
+      if (id < 0) {
+        if (runFrom >= 0) this.emitStored(slot, runFrom, runEnd);
+        return false;
       }
       blocks[b] = id;
       this.slotNumBlocks[slot] = b + 1;

@@ -125,6 +125,30 @@ test('events - eviction publishes Removed for the oldest inactive block before t
   assert.deepEqual(e.requestBlockIds(2), [2, 3, 1, 0]);
 });
 
+test('events - a prefill publishes its stored run after the eviction its partial last block needed', () => {
+  const e = makeEngine({ numGpuBlocks: 4, maxNumBatchedTokens: 64 });
+  e.addRequest(1, range(1, 12), 1); // 3 full blocks, the first token opens a 4th (partial) block
+  e.step(0);
+  e.checkInvariants();
+  const hOld = seqHashes(range(1, 12));
+  assert.deepEqual(e.inactiveBlockOrder(), [2, 1, 0], 'finished: the partial block freed, the full ones cached leaf first');
+  e.takeEvents();
+  const prompt2 = range(21, 10); // 2 full blocks and a partial one
+  e.addRequest(2, prompt2, 2);
+  e.step(1);
+  e.checkInvariants();
+  const evs = decode(e.takeEvents());
+  // Block 0 takes the free block; block 1 evicts the oldest cached block, the partial block the next.
+  assert.deepEqual(evs.map((x) => x.kind), ['removed', 'removed', 'stored']);
+  const [rm1, rm2, st] = evs;
+  assert.ok(rm1 !== undefined && rm1.kind === 'removed' && rm2 !== undefined && rm2.kind === 'removed');
+  assert.deepEqual([rm1.hashes, rm2.hashes], [[hOld[2]], [hOld[1]]]);
+  assert.ok(st !== undefined && st.kind === 'stored');
+  assert.equal(st.parent, null);
+  assert.deepEqual(st.hashes, seqHashes(prompt2));
+  assert.deepEqual(e.requestBlockIds(2), [3, 2, 1]);
+});
+
 test('events - blocks stored after a cached prefix name the last cached block as parent', () => {
   const e = makeEngine({ maxNumBatchedTokens: 64 });
   // Request 1 caches blocks A B; request 3 = A B C D + 1 token: A B hit, C D are new and stored

@@ -234,15 +234,10 @@ export class BlockPool {
       if (id >= this.cap) this.grow();
       this.numFree--;
     } else if (this.numInactive > 0) {
-      id = this.popOldest();
-      this.numInactive--;
-      // The hashes as int32 bit patterns, as stored (the table and the event log read the bits):
-      // passed to a call that is not inlined, a number outside the small-integer range (±2^30) is
-      // boxed, one allocation each, which a uint32 (hashHiOf) is three times in four.
-      const row = id * ROW;
-      const hi = this.meta[row + HI] as number, lo = this.meta[row + LO] as number;
-      this.table.discard(hi, lo);
-      this.events.active.addRemoved(hi, lo);
+      // The hashes go on as int32 bit patterns, as stored (the table and the event log read the
+      // bits): passed to a call that is not inlined, a number outside the small-integer range
+      // (±2^30) is boxed, one allocation each, which a uint32 (hashHiOf) is three times in four.
+      id = this.evictOldest();
     } else {
       return -1;
     }
@@ -250,6 +245,58 @@ export class BlockPool {
     const m = this.meta, row = id * ROW;
     m[row + FLAGS] = BlockState.active;
     m[row + REF] = 1;
+    return id;
+  }
+
+  /**
+   * Full blocks for a request's blocks from..to-1 with these sequence hashes (as stored: int32
+   * bit patterns or uint32, the table reads the bits), found or stored one by one as
+   * find() + touch() or allocate() + makeFull() would, with the same effects in the same order,
+   * ids to out[from..]. Stops at the first block found resident (not taken: the caller takes it
+   * and may emit what was stored before it) and returns its index; returns `to` when all were
+   * stored; returns ~b (< 0) when block b found nothing free or evictable. `fromMissing`: the
+   * caller knows block `from` is not resident (its lookup is skipped). The engine's prefill path:
+   * one call per run of new blocks instead of three per block.
+   */
+  storeRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, fromMissing: boolean, out: Int32Array): number {
+    const table = this.table;
+    for (let b = from; b < to; b++) {
+      const h = (hi[b] as number) | 0, l = (lo[b] as number) | 0;
+      if ((b !== from || !fromMissing) && table.find(h, l) >= 0) return b;
+      let id: number;
+      if (this.freeTop > 0) {
+        id = this.freeStack[--this.freeTop] as number;
+        this.numFree--;
+      } else if (this.fresh < this.numBlocks) {
+        id = this.fresh++;
+        if (id >= this.cap) this.grow();
+        this.numFree--;
+      } else if (this.numInactive > 0) {
+        id = this.evictOldest();
+      } else {
+        return ~b;
+      }
+      this.numActive++;
+      const m = this.meta, row = id * ROW;
+      m[row + REF] = 1;
+      m[row + FLAGS] = FULL_BIT | BlockState.active;
+      m[row + HI] = h;
+      m[row + LO] = l;
+      if (this.prefixCaching) table.insert(h, l, id);
+      out[b] = id;
+    }
+    return to;
+  }
+
+  /** Evict the oldest inactive block (numInactive > 0): off the ring and the table, one Removed event. */
+  private evictOldest(): number {
+    const id = this.popOldest();
+    this.numInactive--;
+    // int32 bit patterns, as stored: see allocate().
+    const row = id * ROW;
+    const hi = this.meta[row + HI] as number, lo = this.meta[row + LO] as number;
+    this.table.discard(hi, lo);
+    this.events.active.addRemoved(hi, lo);
     return id;
   }
 
