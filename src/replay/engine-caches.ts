@@ -81,11 +81,15 @@ export class EngineCaches implements CachedBlocksView {
     for (let r = firstRank; r < end; r++) {
       const t = tables[r] as PrefixCacheLookup | null;
       let d = 0;
-      if (t !== null) {
+      let stop = limit;
+      if (bounds !== null && (bounds[r] as number) < stop) stop = bounds[r] as number;
+      // With nothing to look up the table stays unread (a cold line per rank), and so do its
+      // counts: the seen counts stay those of an earlier lookup, and the depth 0 recorded with a
+      // miss holds as long as they match (the cache has not changed since then, so block 0 of
+      // this chain, absent now, is absent then too).
+      if (t !== null && stop > 0) {
         const v = verified[r] as number;
         const removals = t.removals, insertions = t.insertions;
-        let stop = limit;
-        if (bounds !== null && (bounds[r] as number) < stop) stop = bounds[r] as number;
         if (removalsSeen[r] !== removals) d = t.findRun(hi, lo, 0, stop, null);
         else if (v < shared && missed[r] === 1 && insertionsSeen[r] === insertions) d = v;
         else {

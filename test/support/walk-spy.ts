@@ -10,12 +10,15 @@ export class WalkSpyEngine extends Engine {
   /** Walks and blocks looked up (a walk reads up to its first miss, or to `to`). */
   calls = 0;
   lookedUp = 0;
+  /** Reads of the table's removal count (one per rank a pick reads the table of). */
+  countReads = 0;
   override get prefixCacheTable(): PrefixCacheLookup | null {
     const table = super.prefixCacheTable;
     if (table === null) return null;
     const spy = this;
     return {
       get removals() {
+        spy.countReads++;
         return table.removals;
       },
       get insertions() {

@@ -86,6 +86,37 @@ test('replay-routed-ids - EngineCaches stops a walk at its bound, for the next c
   assert.deepEqual(engine.walks, [[0, 4]]);
 });
 
+test('replay-routed-ids - a rank bounded at block 0 is not read, and what it knew still answers right later', () => {
+  const BS = 4;
+  const args = normalizeEngineArgs({ numGpuBlocks: 16, blockSize: BS, maxNumSeqs: 2, maxNumBatchedTokens: 64 });
+  const engine = new WalkSpyEngine(args, createPolynomialPerfModel(), { recordKvEvents: false });
+  const caches = new EngineCaches([engine]);
+  engine.addRequest(1, Uint32Array.from({ length: 8 }, (_, i) => 10 + i), 1);
+  for (let t = 0; engine.hasWork(); t += 10) engine.step(t);
+  const fresh = Uint32Array.from({ length: 12 }, (_, i) => 900 + i);
+  const hi = new Uint32Array(8), lo = new Uint32Array(8);
+  const nb = computeSequenceHashes(fresh, fresh.length, BS, hi, lo);
+  const depth = new Int32Array(1);
+  caches.matchDepths(nb, hi, lo, 0, 1, depth); // a first lookup: 0, a miss, the counts seen
+  assert.equal(depth[0], 0);
+  const reads = engine.countReads, walks = engine.walks.length;
+  caches.boundNextWalks(Int32Array.from([0]));
+  caches.matchDepths(nb, hi, lo, 0, 1, depth);
+  assert.equal(depth[0], 0);
+  assert.equal(engine.countReads, reads, 'bound 0: the table was not read');
+  assert.equal(engine.walks.length, walks);
+  caches.matchDepths(nb, hi, lo, 0, 1, depth);
+  assert.equal(depth[0], 0, 'unchanged cache: still 0');
+  // The rank now caches the chain's first blocks: the next answer must see them.
+  engine.addRequest(2, fresh, 1);
+  for (let t = 100; engine.hasWork(); t += 10) engine.step(t);
+  caches.boundNextWalks(Int32Array.from([0]));
+  caches.matchDepths(nb, hi, lo, 0, 1, depth);
+  assert.equal(depth[0], 0, 'a bound is taken on the caller\'s word');
+  caches.matchDepths(nb, hi, lo, 0, 1, depth);
+  assert.equal(depth[0], nb);
+});
+
 test('replay-routed-ids - the router\'s active-block walk stops at its bound, for the next call only', () => {
   const active = new ActiveSequences(2, 'chains');
   const hi = Uint32Array.from([1, 2, 3, 4, 5, 6]), lo = Uint32Array.from([11, 12, 13, 14, 15, 16]);
