@@ -460,16 +460,13 @@ export class Engine {
         hashBlocks(tokens, this.bs, 0, numFull, seqHi, seqLo, tokHi, tokLo);
       } else {
         const sh = hashes.seqHashHi, sl = hashes.seqHashLo, th = hashes.tokHashHi, tl = hashes.tokHashLo;
-        for (let b = 0; b < numFull; b++) {
-          seqHi[b] = sh[b] as number;
-          seqLo[b] = sl[b] as number;
-        }
+        // Native copies (a replay's prompts run to ~750 blocks): two small views per array.
+        seqHi.set(sh.length === numFull ? sh : sh.subarray(0, numFull));
+        seqLo.set(sl.length === numFull ? sl : sl.subarray(0, numFull));
         // Without KV events nothing reads a prompt block's tokens hash (see PromptBlockHashes).
         if (th !== null && tl !== null) {
-          for (let b = 0; b < numFull; b++) {
-            tokHi[b] = th[b] as number;
-            tokLo[b] = tl[b] as number;
-          }
+          tokHi.set(th.length === numFull ? th : th.subarray(0, numFull));
+          tokLo.set(tl.length === numFull ? tl : tl.subarray(0, numFull));
         }
       }
     }
