@@ -56,60 +56,93 @@ export class EngineCaches implements CachedBlocksView {
    * walks (tried) costs as much as it saves.
    */
   matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array, numSeenBlocks = numBlocks): void {
+    this.beginWalks(numBlocks, hi, lo, numSeenBlocks);
+    for (let r = firstRank, end = firstRank + numCandidates; r < end; r++) depth[r] = this.depthOf(r);
+    this.endWalks();
+  }
+
+  // The walks of one pick, rank by rank (IncrementalCachedBlocksView): what matchDepths does, for
+  // a caller that decides per rank whether to ask (the kv router skips ranks that cannot win).
+  private pickHi: Uint32Array = new Uint32Array(0);
+  private pickLo: Uint32Array = new Uint32Array(0);
+  private pickNumBlocks = 0;
+  private pickLimit = 0;
+  private pickShared = 0;
+  private pickKeep = 0;
+  private pickBounds: Int32Array | null = null;
+  /** Per rank: the pick number that last asked about it (ranks not asked are clipped at the end). */
+  private askedIn: Uint32Array = new Uint32Array(0);
+  private pickNo = 0;
+
+  /** Start a pick's walks over the chain hi/lo[0..numBlocks) (blocks from numSeenBlocks on are cached nowhere). */
+  beginWalks(numBlocks: number, hi: Uint32Array, lo: Uint32Array, numSeenBlocks = numBlocks): void {
     // Walks stop at the first block cached nowhere. The chain kept from the last call is of seen
     // blocks, so `shared` ≤ limit: every walk starts at or before it.
-    const limit = numSeenBlocks < numBlocks ? numSeenBlocks : numBlocks;
-    const bounds = this.walkBounds;
+    this.pickLimit = numSeenBlocks < numBlocks ? numSeenBlocks : numBlocks;
+    this.pickBounds = this.walkBounds;
     this.walkBounds = null;
-    const tables = this.tables, verified = this.verified, missed = this.missed;
-    const removalsSeen = this.removalsSeen, insertionsSeen = this.insertionsSeen;
+    this.pickHi = hi;
+    this.pickLo = lo;
+    this.pickNumBlocks = numBlocks;
     const keptHi = this.keptHi, keptLo = this.keptLo;
     let shared = 0;
     const m = Math.min(numBlocks, this.keptLen);
     while (shared < m && keptHi[shared] === hi[shared] && keptLo[shared] === lo[shared]) shared++;
-    const end = firstRank + numCandidates;
-    if (numCandidates < tables.length) {
-      // Ranks not asked keep what they know only as far as the new chain agrees with the old.
-      for (let r = 0; r < tables.length; r++) {
-        if ((r < firstRank || r >= end) && (verified[r] as number) >= shared) {
-          verified[r] = shared;
-          missed[r] = 0;
-        }
+    this.pickShared = shared;
+    this.pickKeep = shared;
+    if (this.askedIn.length !== this.tables.length) this.askedIn = new Uint32Array(this.tables.length);
+    this.pickNo = (this.pickNo + 1) >>> 0 || 1;
+  }
+
+  /** Leading blocks of the pick's chain that rank r caches (each rank at most once per pick). */
+  depthOf(r: number): number {
+    const t = this.tables[r] as PrefixCacheLookup | null;
+    const verified = this.verified, missed = this.missed;
+    const hi = this.pickHi, lo = this.pickLo, numBlocks = this.pickNumBlocks, shared = this.pickShared;
+    const bounds = this.pickBounds;
+    this.askedIn[r] = this.pickNo;
+    let d = 0;
+    let stop = this.pickLimit;
+    if (bounds !== null && (bounds[r] as number) < stop) stop = bounds[r] as number;
+    // With nothing to look up the table stays unread (a cold line per rank), and so do its
+    // counts: the seen counts stay those of an earlier lookup, and the depth 0 recorded with a
+    // miss holds as long as they match (the cache has not changed since then, so block 0 of
+    // this chain, absent now, is absent then too).
+    if (t !== null && stop > 0) {
+      const v = verified[r] as number;
+      const removals = t.removals, insertions = t.insertions;
+      if (this.removalsSeen[r] !== removals) d = t.findRun(hi, lo, 0, stop, null);
+      else if (v < shared && missed[r] === 1 && this.insertionsSeen[r] === insertions) d = v;
+      else {
+        const from = v < shared ? v : shared;
+        d = from < stop ? t.findRun(hi, lo, from, stop, null) : from;
+      }
+      this.removalsSeen[r] = removals;
+      this.insertionsSeen[r] = insertions;
+    }
+    verified[r] = d;
+    missed[r] = d < numBlocks ? 1 : 0;
+    if (d + 1 > this.pickKeep) this.pickKeep = Math.min(d + 1, numBlocks);
+    return d;
+  }
+
+  /** End the pick: ranks not asked keep what they know only as far as the new chain agrees with the old. */
+  endWalks(): void {
+    const verified = this.verified, missed = this.missed, askedIn = this.askedIn, pickNo = this.pickNo;
+    const shared = this.pickShared;
+    for (let r = 0; r < verified.length; r++) {
+      if (askedIn[r] !== pickNo && (verified[r] as number) >= shared) {
+        verified[r] = shared;
+        missed[r] = 0;
       }
     }
-    let keep = shared;
-    for (let r = firstRank; r < end; r++) {
-      const t = tables[r] as PrefixCacheLookup | null;
-      let d = 0;
-      let stop = limit;
-      if (bounds !== null && (bounds[r] as number) < stop) stop = bounds[r] as number;
-      // With nothing to look up the table stays unread (a cold line per rank), and so do its
-      // counts: the seen counts stay those of an earlier lookup, and the depth 0 recorded with a
-      // miss holds as long as they match (the cache has not changed since then, so block 0 of
-      // this chain, absent now, is absent then too).
-      if (t !== null && stop > 0) {
-        const v = verified[r] as number;
-        const removals = t.removals, insertions = t.insertions;
-        if (removalsSeen[r] !== removals) d = t.findRun(hi, lo, 0, stop, null);
-        else if (v < shared && missed[r] === 1 && insertionsSeen[r] === insertions) d = v;
-        else {
-          const from = v < shared ? v : shared;
-          d = from < stop ? t.findRun(hi, lo, from, stop, null) : from;
-        }
-        removalsSeen[r] = removals;
-        insertionsSeen[r] = insertions;
-      }
-      depth[r] = d;
-      verified[r] = d;
-      missed[r] = d < numBlocks ? 1 : 0;
-      if (d + 1 > keep) keep = Math.min(d + 1, numBlocks);
-    }
-    if (keep > keptHi.length) {
-      let n = keptHi.length;
+    const keep = this.pickKeep, hi = this.pickHi, lo = this.pickLo;
+    if (keep > this.keptHi.length) {
+      let n = this.keptHi.length;
       while (n < keep) n *= 2;
       const nh = new Uint32Array(n), nl = new Uint32Array(n);
-      nh.set(keptHi.subarray(0, shared));
-      nl.set(keptLo.subarray(0, shared));
+      nh.set(this.keptHi.subarray(0, shared));
+      nl.set(this.keptLo.subarray(0, shared));
       this.keptHi = nh;
       this.keptLo = nl;
     }
@@ -119,5 +152,6 @@ export class EngineCaches implements CachedBlocksView {
       kl[i] = lo[i] as number;
     }
     this.keptLen = keep;
+    this.pickBounds = null;
   }
 }

@@ -484,6 +484,8 @@ class OfflineSim {
     this.needHashes = this.useKv || args.enablePrefixCaching;
     this.routedIds = this.useKv ? RoutedIds.create(reqs, numRanks) : null;
     this.rankBounds = new Int32Array(numRanks);
+    // Refilled by every arrival before its pick: the kv router skips ranks they show cannot win.
+    if (this.routedIds !== null) this.route.rankBounds = this.rankBounds;
 
     // First turns arrive at their normalized timestamps; later turns are released by completions.
     const lastOfSession = new Map<string, number>();

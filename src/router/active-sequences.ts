@@ -171,6 +171,8 @@ export class ActiveSequences {
   warmSink = 0;
   /** Per-rank bounds for the next matchDepths call (boundNextWalks), else null. */
   private walkBounds: Int32Array | null = null;
+  /** The bounds of the pick answered rank by rank (beginWalks), else null. */
+  private pickBounds: Int32Array | null = null;
 
   constructor(numRanks: number, mode: ActiveBlocksMode = 'index') {
     if (mode !== 'index' && mode !== 'chains') throw new RangeError(`active blocks mode must be 'index' or 'chains', got ${String(mode)}`);
@@ -208,6 +210,20 @@ export class ActiveSequences {
       const stop = bounds !== null && (bounds[r] as number) < numBlocks ? bounds[r] as number : numBlocks;
       depth[r] = stop > 0 ? this.longestOnRank(r, hi, lo, 0, stop) : 0;
     }
+  }
+
+  /** 'chains': start a pick answered rank by rank (depthOf); it takes the bounds of boundNextWalks. */
+  beginWalks(): void {
+    if (this.blocks !== null) throw new RangeError("active blocks mode 'index' answers whole picks only (matchDepths)");
+    this.pickBounds = this.walkBounds;
+    this.walkBounds = null;
+  }
+
+  /** 'chains', after beginWalks: matchDepths' answer for one rank. */
+  depthOf(rank: number, numBlocks: number, hi: Uint32Array, lo: Uint32Array): number {
+    const bounds = this.pickBounds;
+    const stop = bounds !== null && (bounds[rank] as number) < numBlocks ? bounds[rank] as number : numBlocks;
+    return stop > 0 ? this.longestOnRank(rank, hi, lo, 0, stop) : 0;
   }
 
   /**

@@ -5,4 +5,4 @@ export {
 export { ActiveSequences } from './active-sequences.js';
 export type { RouterOptions } from './router.js';
 export { PrefixIndex } from './prefix-index.js';
-export type { CachedBlocksView, RankLoadView, RouteRequest, Router, RouterPolicy } from './types.js';
+export type { CachedBlocksView, IncrementalCachedBlocksView, RankLoadView, RouteRequest, Router, RouterPolicy } from './types.js';

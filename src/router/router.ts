@@ -7,7 +7,7 @@ import { InvalidConfigError } from '../util/errors.js';
 import { ActiveSequences } from './active-sequences.js';
 import type { ActiveBlocksMode } from './active-sequences.js';
 import { PrefixIndex } from './prefix-index.js';
-import type { CachedBlocksView, RankLoadView, RouteRequest, Router, RouterPolicy } from './types.js';
+import type { CachedBlocksView, IncrementalCachedBlocksView, RankLoadView, RouteRequest, Router, RouterPolicy } from './types.js';
 
 export const ROUTER_POLICY_NAMES: readonly RouterPolicy[] = ['round_robin', 'random', 'least_loaded', 'kv'];
 /** Dynamo's --kv-overlap-score-weight default. */
@@ -201,6 +201,8 @@ export class KvRouter implements Router {
   lastOverlapBlocks = 0;
   private lastReq: RouteRequest | null = null;
   private lastRank = -1;
+  /** The cached view, when picks may skip ranks that cannot win (pickSkipping), else null. */
+  private readonly incremental: IncrementalCachedBlocksView | null;
 
   constructor(load: RankLoadView, opts: { weight: number; temperature: number; blockSize: number; seed: number; cachedBlocks?: CachedBlocksView; activeBlocks?: ActiveBlocksMode }) {
     this.weight = opts.weight;
@@ -218,6 +220,10 @@ export class KvRouter implements Router {
       this.cached = opts.cachedBlocks;
     }
     this.active = new ActiveSequences(load.numRanks, opts.activeBlocks ?? 'index');
+    const inc = this.cached as Partial<IncrementalCachedBlocksView>;
+    this.incremental = this.temperature === 0 && this.active.mode === 'chains' && typeof inc.beginWalks === 'function' && typeof inc.depthOf === 'function' && typeof inc.endWalks === 'function'
+      ? this.cached as IncrementalCachedBlocksView
+      : null;
     this.depth = new Int32Array(load.numRanks);
     this.activeDepth = new Int32Array(load.numRanks);
     this.cost = new Float64Array(load.numRanks);
@@ -240,6 +246,7 @@ export class KvRouter implements Router {
     const seen = req.numSeenBlocks === undefined ? nb : req.numSeenBlocks;
     if (!Number.isInteger(seen) || seen < 0) throw new RangeError(`numSeenBlocks must be an integer ≥ 0, got ${seen}`);
     const lookup = seen < nb ? seen : nb;
+    if (this.incremental !== null) return this.pickSkipping(req, lookup, this.incremental);
     this.cached.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, depth, lookup);
     active.matchDepths(lookup, req.seqHashHi, req.seqHashLo, first, n, activeDepth);
     for (let r = first; r < end; r++) {
@@ -249,6 +256,57 @@ export class KvRouter implements Router {
       cost[r] = this.weight * prefillBlocks + decodeBlocks;
     }
     const best = pickByCost(cost, first, n, this.temperature, this.uniform);
+    this.lastOverlapBlocks = depth[best] as number;
+    this.lastReq = req;
+    this.lastRank = best;
+    return best;
+  }
+
+  /**
+   * pick() at temperature 0 without walking the ranks that cannot win. A rank's cost is at least
+   * its cost with both depths at their largest possible value B = min(rankBounds[r], lookup) (the
+   * same float operations, each monotone). pickByCost scans the ranks in order, drawing a random
+   * number only at a tie with the running minimum; a rank whose lower bound exceeds the running
+   * minimum can neither tie with it nor lower it, so it is skipped — same pick, same draws. Its
+   * `cost` entry holds the lower bound.
+   */
+  private pickSkipping(req: RouteRequest, lookup: number, cached: IncrementalCachedBlocksView): number {
+    const first = req.firstRank, end = first + req.numCandidateRanks;
+    const nb = req.numBlocks, bs = this.blockSize, isl = req.promptTokens, w = this.weight;
+    const hi = req.seqHashHi, lo = req.seqHashLo;
+    const depth = this.depth, activeDepth = this.activeDepth, cost = this.cost, active = this.active;
+    const bounds = req.rankBounds;
+    cached.beginWalks(nb, hi, lo, lookup);
+    active.beginWalks();
+    let best = -1;
+    let bestCost = Number.POSITIVE_INFINITY;
+    let ties = 0;
+    for (let r = first; r < end; r++) {
+      const prefillTokens = active.activePrefillTokens(r), activeBlocks = active.activeBlocks(r);
+      if (best >= 0) {
+        const b = bounds !== undefined && (bounds[r] as number) < lookup ? bounds[r] as number : lookup;
+        const lowest = w * ((prefillTokens + Math.max(0, isl - b * bs)) / bs) + (activeBlocks + nb - b);
+        if (lowest > bestCost) {
+          cost[r] = lowest;
+          continue;
+        }
+      }
+      const d = cached.depthOf(r);
+      const ad = active.depthOf(r, lookup, hi, lo);
+      depth[r] = d;
+      activeDepth[r] = ad;
+      const c = w * ((prefillTokens + Math.max(0, isl - d * bs)) / bs) + (activeBlocks + nb - ad);
+      cost[r] = c;
+      if (best < 0 || c < bestCost) {
+        best = r;
+        bestCost = c;
+        ties = 1;
+      } else if (c === bestCost) {
+        ties++;
+        if (Math.floor(this.uniform() * ties) === 0) best = r;
+      }
+    }
+    cached.endWalks();
     this.lastOverlapBlocks = depth[best] as number;
     this.lastReq = req;
     this.lastRank = best;

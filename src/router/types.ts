@@ -29,6 +29,13 @@ export interface RouteRequest {
    * the depths are the same. Absent: numBlocks.
    */
   readonly numSeenBlocks?: number;
+  /**
+   * Optional, what the caller knows per rank: rank r caches none of the blocks from rankBounds[r]
+   * on and no active request on it holds them (the offline replayer's routed ids). The kv policy
+   * uses them only to skip ranks that cannot win (with an IncrementalCachedBlocksView); the pick
+   * is the same.
+   */
+  readonly rankBounds?: Int32Array;
 }
 
 export type RouterPolicy = 'round_robin' | 'random' | 'least_loaded' | 'kv';
@@ -42,6 +49,17 @@ export interface CachedBlocksView {
    * need no lookup.
    */
   matchDepths(numBlocks: number, hi: Uint32Array, lo: Uint32Array, firstRank: number, numCandidates: number, depth: Int32Array, numSeenBlocks?: number): void;
+}
+
+/**
+ * A CachedBlocksView that also answers rank by rank within one pick: beginWalks, then depthOf for
+ * some of the candidates (each at most once), then endWalks; matchDepths is the same with every
+ * candidate asked.
+ */
+export interface IncrementalCachedBlocksView extends CachedBlocksView {
+  beginWalks(numBlocks: number, hi: Uint32Array, lo: Uint32Array, numSeenBlocks?: number): void;
+  depthOf(rank: number): number;
+  endWalks(): void;
 }
 
 export interface Router {

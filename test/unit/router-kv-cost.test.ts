@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { ActiveSequences, createRouter, KvRouter, pickByCost } from '../../src/router/index.js';
 import type { RankLoadView, RouteRequest } from '../../src/router/index.js';
 import { InvalidConfigError } from '../../src/util/errors.js';
+import { xorshift32 } from '../support/xorshift.js';
 
 const BS = 16;
 
@@ -279,4 +280,60 @@ test('router-kv-cost - active blocks by chains equal the index for sequence hash
   for (const id of [...live.keys()]) byChains.finish(id);
   for (let r = 0; r < numRanks; r++) assert.equal(byChains.activeBlocks(r), 0);
   assert.throws(() => new ActiveSequences(2, 'tree' as never), RangeError);
+});
+
+test('router-kv-cost - temperature 0 with a rank-by-rank view skips ranks that cannot win: same picks, same draws, same costs where asked', () => {
+  // Two routers over the same fake caches: one may ask rank by rank (and skip), the other is
+  // asked for every rank. Many ranks tie (equal depths and loads), so the pick draws often.
+  const N = 12;
+  const rnd = xorshift32(11);
+  let cacheDepth = new Int32Array(N);
+  const asked: number[] = [];
+  const whole = { matchDepths: (_nb: number, _hi: Uint32Array, _lo: Uint32Array, first: number, n: number, depth: Int32Array, seen?: number): void => {
+    for (let r = first; r < first + n; r++) depth[r] = Math.min(cacheDepth[r] as number, seen ?? Infinity);
+  } };
+  let limit = 0;
+  const incremental = {
+    ...whole,
+    beginWalks: (_nb: number, _hi: Uint32Array, _lo: Uint32Array, seen?: number): void => { limit = seen ?? Infinity; },
+    depthOf: (r: number): number => { asked.push(r); return Math.min(cacheDepth[r] as number, limit); },
+    endWalks: (): void => {},
+  };
+  const opts = { seed: 3, blockSize: BS, activeBlocks: 'chains' as const };
+  const a = createRouter('kv', load(N), { ...opts, cachedBlocks: incremental }) as KvRouter;
+  const b = createRouter('kv', load(N), { ...opts, cachedBlocks: whole }) as KvRouter;
+  const activeDepth = new Int32Array(N);
+  let skipped = 0, ties = 0;
+  for (let i = 0; i < 1000; i++) {
+    const nb = 2 + (rnd() % 10);
+    // Prompts share a few leading blocks (so routed requests make active depths), then diverge.
+    const blocks: Array<[number, number]> = Array.from({ length: nb }, (_, k) => (k < 3 ? [7, k] : [1000 + i, k]));
+    cacheDepth = Int32Array.from({ length: N }, () => (rnd() % 3 === 0 ? rnd() % (nb + 1) : Math.min(2, nb)));
+    const req = request(blocks, nb * BS - (rnd() % BS), 0, N);
+    b.active.matchDepths(nb, req.seqHashHi, req.seqHashLo, 0, N, activeDepth);
+    // Bounds the caller vouches for: at or above both depths, sometimes loose.
+    const rankBounds = Int32Array.from({ length: N }, (_, r) => Math.min(nb, Math.max(cacheDepth[r] as number, activeDepth[r] as number) + (rnd() % 2)));
+    asked.length = 0;
+    const pa = a.pick({ ...req, rankBounds });
+    const pb = b.pick(req);
+    assert.equal(pa, pb, `request ${i}`);
+    const full = costs(b, N), part = costs(a, N);
+    const min = Math.min(...full);
+    if (full.filter((c) => c === min).length > 1) ties++;
+    for (let r = 0; r < N; r++) {
+      if (asked.includes(r)) assert.equal(part[r], full[r], `request ${i} rank ${r}: an asked rank's cost`);
+      else {
+        skipped++;
+        assert.ok((part[r] as number) <= (full[r] as number) && (part[r] as number) > min, `request ${i} rank ${r}: a skipped rank's lower bound`);
+      }
+    }
+    a.onRouted(i, req, pa);
+    b.onRouted(i, req, pb);
+    if (i % 3 === 0 && i > 0) {
+      a.onRequestFinished(i - 1);
+      b.onRequestFinished(i - 1);
+    }
+  }
+  assert.ok(skipped > 1000, `ranks skipped: ${skipped}`);
+  assert.ok(ties > 20, `picks with tied minimum costs: ${ties}`);
 });
