@@ -285,7 +285,9 @@ export class KvRouter implements Router {
       const prefillTokens = active.activePrefillTokens(r), activeBlocks = active.activeBlocks(r);
       if (best >= 0) {
         const b = bounds !== undefined && (bounds[r] as number) < lookup ? bounds[r] as number : lookup;
-        const lowest = w * ((prefillTokens + Math.max(0, isl - b * bs)) / bs) + (activeBlocks + nb - b);
+        // A rank with no active request holds none of the blocks: its active depth is 0.
+        const ab = active.activeRequests(r) === 0 ? 0 : b;
+        const lowest = w * ((prefillTokens + Math.max(0, isl - b * bs)) / bs) + (activeBlocks + nb - ab);
         if (lowest > bestCost) {
           cost[r] = lowest;
           continue;
