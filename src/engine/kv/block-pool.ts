@@ -225,6 +225,16 @@ export class BlockPool {
    * block is evicted (one Removed event). -1 when nothing is free or evictable.
    */
   allocate(): number {
+    const id = this.takeBlock();
+    if (id < 0) return -1;
+    const m = this.meta, row = id * ROW;
+    m[row + FLAGS] = BlockState.active;
+    m[row + REF] = 1;
+    return id;
+  }
+
+  /** A block to reuse, counted active: a free one, else the oldest inactive one evicted; -1 if none. */
+  private takeBlock(): number {
     let id: number;
     if (this.freeTop > 0) {
       id = this.freeStack[--this.freeTop] as number;
@@ -234,17 +244,11 @@ export class BlockPool {
       if (id >= this.cap) this.grow();
       this.numFree--;
     } else if (this.numInactive > 0) {
-      // The hashes go on as int32 bit patterns, as stored (the table and the event log read the
-      // bits): passed to a call that is not inlined, a number outside the small-integer range
-      // (±2^30) is boxed, one allocation each, which a uint32 (hashHiOf) is three times in four.
       id = this.evictOldest();
     } else {
       return -1;
     }
     this.numActive++;
-    const m = this.meta, row = id * ROW;
-    m[row + FLAGS] = BlockState.active;
-    m[row + REF] = 1;
     return id;
   }
 
@@ -263,20 +267,8 @@ export class BlockPool {
     for (let b = from; b < to; b++) {
       const h = (hi[b] as number) | 0, l = (lo[b] as number) | 0;
       if ((b !== from || !fromMissing) && table.find(h, l) >= 0) return b;
-      let id: number;
-      if (this.freeTop > 0) {
-        id = this.freeStack[--this.freeTop] as number;
-        this.numFree--;
-      } else if (this.fresh < this.numBlocks) {
-        id = this.fresh++;
-        if (id >= this.cap) this.grow();
-        this.numFree--;
-      } else if (this.numInactive > 0) {
-        id = this.evictOldest();
-      } else {
-        return ~b;
-      }
-      this.numActive++;
+      const id = this.takeBlock();
+      if (id < 0) return ~b;
       const m = this.meta, row = id * ROW;
       m[row + REF] = 1;
       m[row + FLAGS] = FULL_BIT | BlockState.active;
@@ -292,7 +284,9 @@ export class BlockPool {
   private evictOldest(): number {
     const id = this.popOldest();
     this.numInactive--;
-    // int32 bit patterns, as stored: see allocate().
+    // The hashes go on as int32 bit patterns, as stored (the table and the event log read the
+    // bits): passed to a call that is not inlined, a number outside the small-integer range
+    // (±2^30) is boxed, one allocation each, which a uint32 (hashHiOf) is three times in four.
     const row = id * ROW;
     const hi = this.meta[row + HI] as number, lo = this.meta[row + LO] as number;
     this.table.discard(hi, lo);
