@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KvEventRecorder } from '../../src/engine/events.js';
-import { BLOCK_ROW_WORDS, BlockField, BlockPool, BlockState } from '../../src/engine/kv/block-pool.js';
+import { BlockPool, BlockState, COUNT_SHIFT } from '../../src/engine/kv/block-pool.js';
 import { BlockHashTable } from '../../src/engine/kv/hash-table.js';
 import type { BlockTable } from '../../src/engine/kv/hash-table.js';
 import { GroupedBlockHashTable } from '../../src/engine/kv/grouped-hash-table.js';
@@ -273,8 +273,14 @@ test('kv block pool - without prefix caching released full blocks go straight ba
 test('kv block pool - checkInvariants detects a corrupted reference count', () => {
   const pool = new BlockPool(2, true, new KvEventRecorder(4));
   const a = pool.allocate();
-  pool.meta[a * BLOCK_ROW_WORDS + BlockField.refCount] = 0;
+  pool.state[a] = pool.state[a]! & ((1 << COUNT_SHIFT) - 1);
   assert.throws(() => pool.checkInvariants(), /active block 0 has refCount 0/);
+  pool.state[a] = 3;
+  assert.throws(() => pool.checkInvariants(), /block 0 has state 3/);
+  pool.release(a);
+  pool.checkInvariants();
+  pool.state[a] = 1 << COUNT_SHIFT;
+  assert.throws(() => pool.checkInvariants(), /free block 0 has state word 8, not 0/);
 });
 
 test('kv block pool - checkInvariants detects an inactive block whose LRU ring stamp is wrong', () => {
@@ -283,10 +289,10 @@ test('kv block pool - checkInvariants detects an inactive block whose LRU ring s
   pool.makeFull(a, 1, 1);
   pool.release(a);
   pool.checkInvariants();
-  // Stamp the block with another ring position: its entry no longer counts.
-  const at = a * BLOCK_ROW_WORDS + BlockField.flags;
-  pool.meta[at] = pool.meta[at]! ^ (1 << 5);
-  assert.throws(() => pool.checkInvariants(), /LRU ring holds 0 live entries != numInactive 1/);
+  // Stamp the block with another ring position: its entry names a block that is not inactive there
+  // (eviction takes every entry that is not REVIVED as live).
+  pool.state[a] = pool.state[a]! ^ (1 << (COUNT_SHIFT + 2));
+  assert.throws(() => pool.checkInvariants(), /LRU ring entry 0 names block 0, which is not inactive with that stamp/);
 });
 
 test('kv block pool - the LRU ring agrees with a linked-list LRU through revivals, evictions, compaction and growth', () => {

@@ -11,27 +11,26 @@ export const BlockState = { free: 0, active: 1, inactive: 2 } as const;
 const INITIAL_BLOCKS = 64;
 
 /**
- * Per-block words in `meta`, one row of BLOCK_ROW_WORDS ints per block (row = id): everything an
- * allocation, eviction or release reads of a block sits in one 16-byte row (a pool's blocks reach
- * megabytes, and separate arrays cost a miss each). `flags` packs the state (bits 0–1), whether
- * the block is full (bit 2) and, while it is inactive, the position of its entry in the LRU ring
- * (bits 3–31, modulo 2^29).
+ * A block's state word (`BlockPool.state[id]`): the state (bits 0–1), whether the block is full
+ * (bit 2), and in bits 3–31 its reference count while it is active or, while it is inactive (its
+ * count is 0 then), the position of its entry in the LRU ring (modulo 2^29). A free block's word
+ * is 0. Its hash lives apart (`BlockPool.hashes`): a release and a revival read only the word, 16
+ * blocks to a cache line, and an eviction only the hash, 8 to a line (a pool's blocks reach
+ * megabytes, and a finishing request's blocks are cold).
  */
-export const BlockField = { refCount: 0, flags: 1, hashHi: 2, hashLo: 3 } as const;
-export const BLOCK_ROW_WORDS = 4;
-const ROW = BLOCK_ROW_WORDS;
-const REF = BlockField.refCount, FLAGS = BlockField.flags, HI = BlockField.hashHi, LO = BlockField.hashLo;
-const STATE_MASK = 3;
-const FULL_BIT = 4;
-const STAMP_SHIFT = 3;
-/** Ring positions are kept modulo 2^29 in `flags`; the ring itself is far smaller. */
+export const STATE_MASK = 3;
+export const FULL_BIT = 4;
+/** The reference count or ring stamp is the word shifted right by this. */
+export const COUNT_SHIFT = 3;
+const ONE_REF = 1 << COUNT_SHIFT;
+/** Ring positions are kept modulo 2^29 in the state word; the ring itself is far smaller. */
 const STAMP_MASK = (1 << 29) - 1;
 /** A ring entry whose block was revived (touch) since its release: no block, skipped. */
 const REVIVED = -1;
 
-/** Whether a block with these flags makes its ring entry at position q live: inactive, stamped with q. */
-function liveAt(flags: number, q: number): boolean {
-  return (flags & STATE_MASK) === BlockState.inactive && flags >>> STAMP_SHIFT === (q & STAMP_MASK);
+/** Whether a block with this state word makes its ring entry at position q live: inactive, stamped with q. */
+function liveAt(word: number, q: number): boolean {
+  return (word & STATE_MASK) === BlockState.inactive && word >>> COUNT_SHIFT === (q & STAMP_MASK);
 }
 
 /**
@@ -47,9 +46,10 @@ function liveAt(flags: number, q: number): boolean {
  *    never reused, which physical ids already guarantee).
  *  - Inactive blocks are kept oldest first in a FIFO ring of ids (vLLM's free-block queue order).
  *    A release appends the block and stamps it with its ring position; reviving an inactive block
- *    changes its state and overwrites its entry with REVIVED, which eviction skips without
- *    reading any block (an entry counts only while its block is inactive with that stamp; the
- *    stamp is checked too). Eviction, revival and release are O(1)
+ *    changes its state and overwrites its entry (found through the stamp) with REVIVED. So every
+ *    other entry between head and tail is a live inactive block: eviction skips REVIVED entries
+ *    and reads no block's state, only the hash of the one it takes (checkInvariants verifies
+ *    every entry against its block's stamp). Eviction, revival and release are O(1)
  *    (amortized: a full ring is compacted, and it holds at least twice the blocks in use, so at
  *    least half of it is stale then); the blocks about to be evicted are read off the ring
  *    without chasing links.
@@ -59,19 +59,18 @@ function liveAt(flags: number, q: number): boolean {
  *  - Free blocks sit on a stack above the never-used ids: the initial order hands out 0, 1, 2, …
  *    and a freed block is the next one reused.
  *
- * Memory follows use: the per-block rows cover only the ids handed out so far (`fresh`) and
+ * Memory follows use: the per-block arrays cover only the ids handed out so far (`fresh`) and
  * double when an allocation needs a new id, so an idle rank of 16384 blocks holds a few KiB
- * (16 bytes per block ever used, 8 in the ring, 4 in the free stack, plus the hash table).
- * Growth never happens inside a read: callers must not cache `meta` across allocate().
+ * (12 bytes per block ever used, 8 in the ring, 4 in the free stack, plus the hash table).
+ * Growth never happens inside a read: callers must not cache `state` or `hashes` across allocate().
  */
 export class BlockPool {
   readonly numBlocks: number;
   readonly prefixCaching: boolean;
-  /**
-   * Row id holds block id's BlockField words (hashes as int32 bit patterns). Read through the
-   * accessors; tests may corrupt it.
-   */
-  meta: Int32Array;
+  /** Block id's state word (see STATE_MASK). Read through the accessors; tests may corrupt it. */
+  state: Int32Array;
+  /** Block id's sequence hash at [2 id] (hi) and [2 id + 1] (lo), int32 bit patterns, while it is full. */
+  hashes: Int32Array;
   private freeStack: Int32Array;
   /** Freed ids on the stack (handed out before never-used ids). */
   private freeTop: number;
@@ -98,7 +97,8 @@ export class BlockPool {
     this.numBlocks = numBlocks;
     this.prefixCaching = prefixCaching;
     this.cap = reserve ? numBlocks : Math.min(numBlocks, INITIAL_BLOCKS);
-    this.meta = new Int32Array(this.cap * ROW);
+    this.state = new Int32Array(this.cap);
+    this.hashes = new Int32Array(this.cap * 2);
     this.freeStack = new Int32Array(this.cap);
     this.ring = new Int32Array(ringSizeFor(prefixCaching ? this.cap : 0));
     this.ringMask = this.ring.length - 1;
@@ -125,7 +125,7 @@ export class BlockPool {
 
   /** Forget every block (no events; the caller emits AllBlocksCleared). Touches only used ids. */
   clear(): void {
-    this.meta.fill(0, 0, this.fresh * ROW);
+    this.state.fill(0, 0, this.fresh);
     this.freeTop = 0;
     this.fresh = 0;
     this.head = this.tail = 0;
@@ -137,31 +137,35 @@ export class BlockPool {
 
   /** Bytes held by the pool's arrays and hash table (memory accounting, tests). */
   get allocatedBytes(): number {
-    return this.meta.byteLength + this.freeStack.byteLength + this.ring.byteLength + this.table.allocatedBytes;
+    return this.state.byteLength + this.hashes.byteLength + this.freeStack.byteLength + this.ring.byteLength + this.table.allocatedBytes;
   }
 
   // Block fields.
   refCountOf(id: number): number {
-    return this.meta[id * ROW + REF] as number;
+    const w = this.state[id] as number;
+    return (w & STATE_MASK) === BlockState.active ? w >>> COUNT_SHIFT : 0;
   }
   stateOf(id: number): number {
-    return (this.meta[id * ROW + FLAGS] as number) & STATE_MASK;
+    return (this.state[id] as number) & STATE_MASK;
   }
   isFull(id: number): boolean {
-    return ((this.meta[id * ROW + FLAGS] as number) & FULL_BIT) !== 0;
+    return ((this.state[id] as number) & FULL_BIT) !== 0;
   }
   hashHiOf(id: number): number {
-    return (this.meta[id * ROW + HI] as number) >>> 0;
+    return (this.hashes[2 * id] as number) >>> 0;
   }
   hashLoOf(id: number): number {
-    return (this.meta[id * ROW + LO] as number) >>> 0;
+    return (this.hashes[2 * id + 1] as number) >>> 0;
   }
 
   private grow(): void {
     const n = Math.min(this.numBlocks, this.cap * 2);
-    const meta = new Int32Array(n * ROW);
-    meta.set(this.meta);
-    this.meta = meta;
+    const state = new Int32Array(n);
+    state.set(this.state);
+    this.state = state;
+    const hashes = new Int32Array(2 * n);
+    hashes.set(this.hashes);
+    this.hashes = hashes;
     const stack = new Int32Array(n);
     stack.set(this.freeStack);
     this.freeStack = stack;
@@ -190,33 +194,31 @@ export class BlockPool {
    * towards n).
    */
   warmEvictions(n: number): number {
-    const m = this.meta, ring = this.ring, mask = this.ringMask;
+    const hashes = this.hashes, ring = this.ring, mask = this.ringMask;
     const table = this.table;
     let acc = 0;
     const end = this.tail < this.head + n ? this.tail : this.head + n;
     for (let q = this.head; q < end; q++) {
       const id = ring[q & mask] as number;
       if (id === REVIVED) continue;
-      const row = id * ROW;
-      acc ^= table.peek(m[row + HI] as number, m[row + LO] as number);
+      acc ^= table.peek(hashes[2 * id] as number, hashes[2 * id + 1] as number);
     }
     return acc;
   }
 
   /** Take a reference on a resident full block: active → refCount + 1; inactive → revived. */
   touch(id: number): void {
-    const m = this.meta, row = id * ROW;
-    const f = m[row + FLAGS] as number;
-    if ((f & STATE_MASK) === BlockState.inactive) {
+    const st = this.state;
+    const w = st[id] as number;
+    if ((w & STATE_MASK) === BlockState.inactive) {
       // Its ring entry goes dead (REVIVED): eviction and the read-ahead skip it without reading
-      // this row again. A replay revives about two blocks for every three it evicts.
-      this.ring[(f >>> STAMP_SHIFT) & this.ringMask] = REVIVED;
+      // this block again. A replay revives about two blocks for every three it evicts.
+      this.ring[(w >>> COUNT_SHIFT) & this.ringMask] = REVIVED;
       this.numInactive--;
       this.numActive++;
-      m[row + FLAGS] = (f & ~STATE_MASK) | BlockState.active;
-      m[row + REF] = 1;
+      st[id] = ONE_REF | FULL_BIT | BlockState.active;
     } else {
-      m[row + REF] = (m[row + REF] as number) + 1;
+      st[id] = w + ONE_REF;
     }
   }
 
@@ -227,9 +229,7 @@ export class BlockPool {
   allocate(): number {
     const id = this.takeBlock();
     if (id < 0) return -1;
-    const m = this.meta, row = id * ROW;
-    m[row + FLAGS] = BlockState.active;
-    m[row + REF] = 1;
+    this.state[id] = ONE_REF | BlockState.active;
     return id;
   }
 
@@ -269,11 +269,10 @@ export class BlockPool {
       if ((b !== from || !fromMissing) && table.find(h, l) >= 0) return b;
       const id = this.takeBlock();
       if (id < 0) return ~b;
-      const m = this.meta, row = id * ROW;
-      m[row + REF] = 1;
-      m[row + FLAGS] = FULL_BIT | BlockState.active;
-      m[row + HI] = h;
-      m[row + LO] = l;
+      this.state[id] = ONE_REF | FULL_BIT | BlockState.active;
+      const hashes = this.hashes;
+      hashes[2 * id] = h;
+      hashes[2 * id + 1] = l;
       if (this.prefixCaching) table.insert(h, l, id);
       out[b] = id;
     }
@@ -287,33 +286,30 @@ export class BlockPool {
     // The hashes go on as int32 bit patterns, as stored (the table and the event log read the
     // bits): passed to a call that is not inlined, a number outside the small-integer range
     // (±2^30) is boxed, one allocation each, which a uint32 (hashHiOf) is three times in four.
-    const row = id * ROW;
-    const hi = this.meta[row + HI] as number, lo = this.meta[row + LO] as number;
+    const hi = this.hashes[2 * id] as number, lo = this.hashes[2 * id + 1] as number;
     this.table.discard(hi, lo);
     this.events.active.addRemoved(hi, lo);
     return id;
   }
 
-  /** Take the oldest inactive block off the ring (numInactive > 0: a live entry lies ahead). */
+  /**
+   * Take the oldest inactive block off the ring (numInactive > 0: a live entry lies ahead). Every
+   * entry that is not REVIVED is live (a revival marks its entry, an eviction consumes it,
+   * compaction and clear() keep no other; checkInvariants checks it), so no block is read.
+   */
   private popOldest(): number {
-    const m = this.meta, ring = this.ring, mask = this.ringMask;
-    for (let q = this.head; ; q++) {
-      const id = ring[q & mask] as number;
-      if (id === REVIVED) continue;
-      const f = m[id * ROW + FLAGS] as number;
-      if (liveAt(f, q)) {
-        this.head = q + 1;
-        return id;
-      }
-    }
+    const ring = this.ring, mask = this.ringMask;
+    let q = this.head;
+    while ((ring[q & mask] as number) === REVIVED) q++;
+    this.head = q + 1;
+    return ring[q & mask] as number;
   }
 
   /** Give an active partial block its identity as a full block (the hash must not be resident). */
   makeFull(id: number, hi: number, lo: number): void {
-    const m = this.meta, row = id * ROW;
-    m[row + FLAGS] = (m[row + FLAGS] as number) | FULL_BIT;
-    m[row + HI] = hi;
-    m[row + LO] = lo;
+    this.state[id] = (this.state[id] as number) | FULL_BIT;
+    this.hashes[2 * id] = hi;
+    this.hashes[2 * id + 1] = lo;
     if (this.prefixCaching) {
       this.table.insert(hi, lo, id);
     }
@@ -321,8 +317,7 @@ export class BlockPool {
 
   /** Mark an active partial block full without identity (prefix caching off). */
   makeFullAnonymous(id: number): void {
-    const row = id * ROW;
-    this.meta[row + FLAGS] = (this.meta[row + FLAGS] as number) | FULL_BIT;
+    this.state[id] = (this.state[id] as number) | FULL_BIT;
   }
 
   /**
@@ -330,15 +325,16 @@ export class BlockPool {
    * whose count reaches 0 become the newest inactive block, or free without prefix caching.
    */
   release(id: number): void {
-    const m = this.meta, row = id * ROW;
-    if (((m[row + FLAGS] as number) & FULL_BIT) === 0) {
-      m[row + REF] = 0;
+    const st = this.state;
+    const w = st[id] as number;
+    if ((w & FULL_BIT) === 0) {
       this.toFree(id);
       return;
     }
-    const rc = (m[row + REF] as number) - 1;
-    m[row + REF] = rc;
-    if (rc > 0) return;
+    if (w >>> COUNT_SHIFT > 1) {
+      st[id] = w - ONE_REF;
+      return;
+    }
     if (!this.prefixCaching) {
       this.toFree(id);
       return;
@@ -349,21 +345,20 @@ export class BlockPool {
     const q = this.tail;
     this.ring[q & this.ringMask] = id;
     this.tail = q + 1;
-    m[row + FLAGS] = ((q & STAMP_MASK) << STAMP_SHIFT) | FULL_BIT | BlockState.inactive;
+    st[id] = ((q & STAMP_MASK) << COUNT_SHIFT) | FULL_BIT | BlockState.inactive;
   }
 
   /** Drop the ring's stale entries, keeping the live ones in order from the head (restamped). */
   private compactRing(): void {
-    const m = this.meta, ring = this.ring, mask = this.ringMask;
+    const st = this.state, ring = this.ring, mask = this.ringMask;
     let w = this.head;
     for (let q = this.head; q < this.tail; q++) {
       const id = ring[q & mask] as number;
       if (id === REVIVED) continue;
-      const row = id * ROW;
-      const f = m[row + FLAGS] as number;
+      const f = st[id] as number;
       if (!liveAt(f, q)) continue;
       ring[w & mask] = id;
-      m[row + FLAGS] = ((w & STAMP_MASK) << STAMP_SHIFT) | (f & ((1 << STAMP_SHIFT) - 1));
+      st[id] = ((w & STAMP_MASK) << COUNT_SHIFT) | (f & (ONE_REF - 1));
       w++;
     }
     this.tail = w;
@@ -372,14 +367,14 @@ export class BlockPool {
   private toFree(id: number): void {
     this.numActive--;
     this.numFree++;
-    this.meta[id * ROW + FLAGS] = BlockState.free;
+    this.state[id] = 0;
     this.freeStack[this.freeTop++] = id;
   }
 
   /** Whether the ring entry at position q is live (its block is inactive and stamped with q). */
   private isLive(q: number): boolean {
     const id = this.ring[q & this.ringMask] as number;
-    return id !== REVIVED && liveAt(this.meta[id * ROW + FLAGS] as number, q);
+    return id !== REVIVED && liveAt(this.state[id] as number, q);
   }
 
   /** Inactive block ids, oldest first (tests and diagnostics). */
@@ -410,15 +405,14 @@ export class BlockPool {
       const rc = this.refCountOf(id);
       if (st === BlockState.free) {
         free++;
-        if (rc !== 0) fail(`free block ${id} has refCount ${rc}`);
+        if (this.state[id] !== 0) fail(`free block ${id} has state word ${this.state[id]}, not 0`);
       } else if (st === BlockState.active) {
         active++;
         if (rc < 1) fail(`active block ${id} has refCount ${rc}`);
-      } else {
+      } else if (st === BlockState.inactive) {
         inactive++;
-        if (rc !== 0) fail(`inactive block ${id} has refCount ${rc}`);
         if (!this.isFull(id)) fail(`inactive block ${id} is not full`);
-      }
+      } else fail(`block ${id} has state ${st}`);
       if (st !== BlockState.free && this.isFull(id) && this.prefixCaching) {
         hashed++;
         if (this.table.find(this.hashHiOf(id), this.hashLoOf(id)) !== id) {
@@ -447,6 +441,8 @@ export class BlockPool {
       const listed = new Uint8Array(n);
       let count = 0;
       for (let q = this.head; q < this.tail; q++) {
+        const entry = this.ring[q & this.ringMask] as number;
+        if (entry !== REVIVED && !this.isLive(q)) fail(`LRU ring entry ${q} names block ${entry}, which is not inactive with that stamp`);
         if (!this.isLive(q)) continue;
         const id = this.ring[q & this.ringMask] as number;
         if (listed[id] === 1) fail(`LRU ring lists block ${id} twice`);
