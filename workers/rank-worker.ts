@@ -408,6 +408,7 @@ class RankLoop {
     this.maybePublishLoad(now);
     if (now >= this.nextHeartbeatMs) {
       this.writer.writeHeartbeat();
+      this.c[Scalar.eventDrops] = this.writer.droppedRecords;
       this.c[Scalar.heartbeats] = (this.c[Scalar.heartbeats] as number) + 1;
       // Sent on a grid point (or just after): the next one is exactly one period later.
       this.nextHeartbeatMs = onGrid(now + task.heartbeatMs - HEARTBEAT_GRID_MS / 2);
@@ -428,6 +429,8 @@ class RankLoop {
     // Visibility point of the vLLM flavour: KV events and FPM go out at pass start, before the wait.
     this.publishEvents(passStart);
     this.writer.writeFpm(res.fpm, modeledMs / 1000);
+    // Every kind of record can be dropped (FPM, heartbeats and loads too, not only KV events).
+    this.c[Scalar.eventDrops] = this.writer.droppedRecords;
     this.nextHeartbeatMs = onGrid(passStart + task.heartbeatMs);
     this.passStart = passStart;
     this.deadline = passStart + modeledMs;
@@ -765,6 +768,7 @@ class RankLoop {
     this.lastLoadKey = key;
     this.lastLoadMs = now;
     this.writer.writeLoad(e.numActiveBlocks, e.numActiveBlocks);
+    this.c[Scalar.eventDrops] = this.writer.droppedRecords;
   }
 
   private maybeFault(): void {
