@@ -38,6 +38,7 @@ export class EngineCaches implements CachedBlocksView {
     this.missed = new Uint8Array(engines.length);
     this.removalsSeen = new Float64Array(engines.length).fill(-1);
     this.insertionsSeen = new Float64Array(engines.length).fill(-1);
+    this.askedIn = new Uint32Array(engines.length);
   }
 
   /**
@@ -71,7 +72,7 @@ export class EngineCaches implements CachedBlocksView {
   private pickKeep = 0;
   private pickBounds: Int32Array | null = null;
   /** Per rank: the pick number that last asked about it (ranks not asked are clipped at the end). */
-  private askedIn: Uint32Array = new Uint32Array(0);
+  private readonly askedIn: Uint32Array;
   private pickNo = 0;
 
   /** Start a pick's walks over the chain hi/lo[0..numBlocks) (blocks from numSeenBlocks on are cached nowhere). */
@@ -90,7 +91,6 @@ export class EngineCaches implements CachedBlocksView {
     while (shared < m && keptHi[shared] === hi[shared] && keptLo[shared] === lo[shared]) shared++;
     this.pickShared = shared;
     this.pickKeep = shared;
-    if (this.askedIn.length !== this.tables.length) this.askedIn = new Uint32Array(this.tables.length);
     this.pickNo = (this.pickNo + 1) >>> 0 || 1;
   }
 

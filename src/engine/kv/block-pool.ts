@@ -269,11 +269,8 @@ export class BlockPool {
       if ((b !== from || !fromMissing) && table.find(h, l) >= 0) return b;
       const id = this.takeBlock();
       if (id < 0) return ~b;
-      this.state[id] = ONE_REF | FULL_BIT | BlockState.active;
-      const hashes = this.hashes;
-      hashes[2 * id] = h;
-      hashes[2 * id + 1] = l;
-      if (this.prefixCaching) table.insert(h, l, id);
+      this.state[id] = ONE_REF | BlockState.active;
+      this.makeFull(id, h, l);
       out[b] = id;
     }
     return to;
