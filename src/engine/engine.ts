@@ -352,7 +352,7 @@ export class Engine {
   residentBlockHashes(): bigint[] {
     const out: bigint[] = [];
     const pool = this.pool;
-    for (let id = 0; id < pool.numBlocks; id++) {
+    for (let id = 0; id < pool.idLimit; id++) {
       if (pool.stateOf(id) !== BlockState.free && pool.isFull(id) && this.prefixCaching) {
         out.push((BigInt(pool.hashHiOf(id)) << 32n) | BigInt(pool.hashLoOf(id)));
       }
@@ -841,7 +841,8 @@ export class Engine {
       pool.touch(existing);
       blocks[b] = existing;
     } else {
-      pool.makeFull(id, hi, lo);
+      // With grouped ids the block moves to its group's place (BlockPool.makeFull).
+      blocks[b] = pool.makeFull(id, hi, lo);
       this.emitStored(slot, b, b + 1);
     }
   }
@@ -1444,7 +1445,7 @@ export class Engine {
     const pool = this.pool;
     pool.checkInvariants();
     const bs = this.bs;
-    const n = pool.numBlocks;
+    const n = pool.idLimit;
     const refs = new Int32Array(n);
     let live = 0;
     let qpN = 0;

@@ -185,8 +185,11 @@ function growI32(a: Int32Array, n: number): Int32Array {
 export class KvEventRecorder {
   active: KvEventBuffer;
   private spare: KvEventBuffer;
+  /** Whether events are recorded at all (false: every add is a no-op, callers may skip their arguments). */
+  readonly enabled: boolean;
 
   constructor(blockSize: number, withTokens = true, enabled = true) {
+    this.enabled = enabled;
     this.active = new KvEventBuffer(blockSize, withTokens, enabled);
     this.spare = new KvEventBuffer(blockSize, withTokens, enabled);
   }

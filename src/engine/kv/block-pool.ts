@@ -59,6 +59,14 @@ function liveAt(word: number, q: number): boolean {
  *  - Free blocks sit on a stack above the never-used ids: the initial order hands out 0, 1, 2, …
  *    and a freed block is the next one reused.
  *
+ * Grouped ids (`groupedIds`: prefix caching with a GroupedBlockHashTable): a full block's id is
+ * its place in the table, row × 2^groupBits + index (GroupedBlockHashTable, implicit ids), so the
+ * blocks of one group — a trace block's engine blocks in a replay — have neighbouring ids and
+ * their state words and hashes share cache lines: a release, revival or eviction of a request's
+ * blocks touches a line per group, not per block. Free blocks are then only a count (no ids, no
+ * stack); a partial block takes a row of its own (takeRow) and moves to its group's place when it
+ * becomes full (makeFull returns the new id); an evicted block's id dies with its content.
+ *
  * Memory follows use: the per-block arrays cover only the ids handed out so far (`fresh`) and
  * double when an allocation needs a new id, so an idle rank of 16384 blocks holds a few KiB
  * (12 bytes per block ever used, 8 in the ring, 4 in the free stack, plus the hash table).
@@ -69,7 +77,10 @@ export class BlockPool {
   readonly prefixCaching: boolean;
   /** Block id's state word (see STATE_MASK). Read through the accessors; tests may corrupt it. */
   state: Int32Array;
-  /** Block id's sequence hash at [2 id] (hi) and [2 id + 1] (lo), int32 bit patterns, while it is full. */
+  /**
+   * Block id's sequence hash at [2 id] (hi) and [2 id + 1] (lo), int32 bit patterns, while it is
+   * full. Empty with grouped ids: a block's place in the table names its hash (hashHiOf).
+   */
   hashes: Int32Array;
   private freeStack: Int32Array;
   /** Freed ids on the stack (handed out before never-used ids). */
@@ -87,7 +98,13 @@ export class BlockPool {
   numActive: number;
   numInactive: number;
   readonly table: BlockTable;
+  /** The table when ids are grouped (see the class comment), else null. */
+  private readonly grouped: GroupedBlockHashTable | null;
+  /** Ids per group row (2^groupBits) when grouped. */
+  private readonly groupBits: number;
   private readonly events: KvEventRecorder;
+  /** events.enabled: an eviction without events reads no hash. */
+  private readonly recordsEvents: boolean;
 
   /**
    * `reserve`: size everything for numBlocks now (EngineOptions.reserveBlocks). `hashGroupBits`
@@ -96,14 +113,20 @@ export class BlockPool {
   constructor(numBlocks: number, prefixCaching: boolean, events: KvEventRecorder, reserve = false, hashGroupBits = 0) {
     this.numBlocks = numBlocks;
     this.prefixCaching = prefixCaching;
-    this.cap = reserve ? numBlocks : Math.min(numBlocks, INITIAL_BLOCKS);
+    const groupedIds = prefixCaching && hashGroupBits !== 0;
+    // Grouped ids spread over the rows of groups and partial blocks: room for two per block first.
+    this.cap = reserve ? (groupedIds ? 2 * numBlocks : numBlocks) : Math.min(numBlocks, INITIAL_BLOCKS);
     this.state = new Int32Array(this.cap);
-    this.hashes = new Int32Array(this.cap * 2);
-    this.freeStack = new Int32Array(this.cap);
-    this.ring = new Int32Array(ringSizeFor(prefixCaching ? this.cap : 0));
+    this.hashes = new Int32Array(groupedIds ? 0 : this.cap * 2);
+    this.freeStack = new Int32Array(groupedIds ? 0 : this.cap);
+    this.ring = new Int32Array(ringSizeFor(prefixCaching ? Math.min(this.cap, numBlocks) : 0));
     this.ringMask = this.ring.length - 1;
-    this.table = hashGroupBits !== 0 ? new GroupedBlockHashTable(prefixCaching ? numBlocks : 1, reserve, hashGroupBits) : new BlockHashTable(prefixCaching ? numBlocks : 1, reserve);
+    const table = hashGroupBits !== 0 ? new GroupedBlockHashTable(prefixCaching ? numBlocks : 1, reserve, hashGroupBits, groupedIds) : new BlockHashTable(prefixCaching ? numBlocks : 1, reserve);
+    this.table = table;
+    this.grouped = groupedIds ? table as GroupedBlockHashTable : null;
+    this.groupBits = groupedIds ? hashGroupBits : 0;
     this.events = events;
+    this.recordsEvents = events.enabled;
     this.freeTop = 0;
     this.fresh = 0;
     this.numFree = numBlocks;
@@ -123,9 +146,19 @@ export class BlockPool {
     return this.table.insertions;
   }
 
+  /** Whether ids are grouped (see the class comment). */
+  get groupedIds(): boolean {
+    return this.grouped !== null;
+  }
+
+  /** Every block id is below this (numBlocks, or with grouped ids the rows handed out so far). */
+  get idLimit(): number {
+    return this.grouped !== null ? Math.min(this.cap, this.grouped.rowsHandedOut << this.groupBits) : this.numBlocks;
+  }
+
   /** Forget every block (no events; the caller emits AllBlocksCleared). Touches only used ids. */
   clear(): void {
-    this.state.fill(0, 0, this.fresh);
+    this.state.fill(0, 0, this.grouped !== null ? this.idLimit : this.fresh);
     this.freeTop = 0;
     this.fresh = 0;
     this.head = this.tail = 0;
@@ -152,28 +185,36 @@ export class BlockPool {
     return ((this.state[id] as number) & FULL_BIT) !== 0;
   }
   hashHiOf(id: number): number {
-    return (this.hashes[2 * id] as number) >>> 0;
+    return (this.grouped !== null ? this.grouped.keyHiOf(id) : this.hashes[2 * id] as number) >>> 0;
   }
   hashLoOf(id: number): number {
-    return (this.hashes[2 * id + 1] as number) >>> 0;
+    return (this.grouped !== null ? this.grouped.keyLoOf(id) : this.hashes[2 * id + 1] as number) >>> 0;
   }
 
-  private grow(): void {
-    const n = Math.min(this.numBlocks, this.cap * 2);
+  /** Double the per-block arrays (with grouped ids, at least past id `minId`). */
+  private grow(minId = 0): void {
+    let n = Math.min(this.numBlocks, this.cap * 2);
+    if (this.grouped !== null) {
+      n = Math.max(this.cap * 2, INITIAL_BLOCKS);
+      while (n <= minId) n *= 2;
+    }
     const state = new Int32Array(n);
     state.set(this.state);
     this.state = state;
-    const hashes = new Int32Array(2 * n);
-    hashes.set(this.hashes);
-    this.hashes = hashes;
-    const stack = new Int32Array(n);
-    stack.set(this.freeStack);
-    this.freeStack = stack;
+    if (this.grouped === null) {
+      const hashes = new Int32Array(2 * n);
+      hashes.set(this.hashes);
+      this.hashes = hashes;
+      const stack = new Int32Array(n);
+      stack.set(this.freeStack);
+      this.freeStack = stack;
+    }
     this.cap = n;
-    if (this.prefixCaching && this.ring.length < ringSizeFor(n)) {
+    const ringFor = Math.min(n, this.numBlocks);
+    if (this.prefixCaching && this.ring.length < ringSizeFor(ringFor)) {
       // Entries keep their positions (blocks' stamps name them): copy each to its new slot.
       const old = this.ring, oldMask = this.ringMask;
-      const ring = new Int32Array(ringSizeFor(n));
+      const ring = new Int32Array(ringSizeFor(ringFor));
       const mask = ring.length - 1;
       for (let q = this.head; q < this.tail; q++) ring[q & mask] = old[q & oldMask] as number;
       this.ring = ring;
@@ -198,6 +239,19 @@ export class BlockPool {
     const table = this.table;
     let acc = 0;
     const end = this.tail < this.head + n ? this.tail : this.head + n;
+    const grouped = this.grouped;
+    if (grouped !== null) {
+      // An eviction reads its group's entry only (discardId), and a group's blocks come together.
+      const gb = this.groupBits;
+      let lastRow = -1;
+      for (let q = this.head; q < end; q++) {
+        const id = ring[q & mask] as number;
+        if (id === REVIVED || id >>> gb === lastRow) continue;
+        lastRow = id >>> gb;
+        acc ^= grouped.peekId(id);
+      }
+      return acc;
+    }
     for (let q = this.head; q < end; q++) {
       const id = ring[q & mask] as number;
       if (id === REVIVED) continue;
@@ -227,10 +281,26 @@ export class BlockPool {
    * block is evicted (one Removed event). -1 when nothing is free or evictable.
    */
   allocate(): number {
-    const id = this.takeBlock();
-    if (id < 0) return -1;
+    let id: number;
+    if (this.grouped !== null) {
+      if (!this.makeRoom()) return -1;
+      id = this.grouped.takeRow() << this.groupBits;
+      if (id >= this.cap) this.grow(id);
+    } else {
+      id = this.takeBlock();
+      if (id < 0) return -1;
+    }
     this.state[id] = ONE_REF | BlockState.active;
     return id;
+  }
+
+  /** Grouped ids: count one more block active, a free one or else the oldest inactive one evicted; false if none. */
+  private makeRoom(): boolean {
+    if (this.numFree > 0) this.numFree--;
+    else if (this.numInactive > 0) this.evictOldest();
+    else return false;
+    this.numActive++;
+    return true;
   }
 
   /** A block to reuse, counted active: a free one, else the oldest inactive one evicted; -1 if none. */
@@ -263,6 +333,7 @@ export class BlockPool {
    * one call per run of new blocks instead of three per block.
    */
   storeRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, fromMissing: boolean, out: Int32Array): number {
+    if (this.grouped !== null) return this.storeRunGrouped(hi, lo, from, to, fromMissing, out);
     const table = this.table;
     for (let b = from; b < to; b++) {
       const h = (hi[b] as number) | 0, l = (lo[b] as number) | 0;
@@ -276,10 +347,35 @@ export class BlockPool {
     return to;
   }
 
-  /** Evict the oldest inactive block (numInactive > 0): off the ring and the table, one Removed event. */
+  /** storeRun with grouped ids: a stored block's id is its place in the table. */
+  private storeRunGrouped(hi: Uint32Array, lo: Uint32Array, from: number, to: number, fromMissing: boolean, out: Int32Array): number {
+    const table = this.grouped as GroupedBlockHashTable;
+    for (let b = from; b < to; b++) {
+      const h = (hi[b] as number) | 0, l = (lo[b] as number) | 0;
+      if ((b !== from || !fromMissing) && table.find(h, l) >= 0) return b;
+      if (!this.makeRoom()) return ~b;
+      const id = table.insertKey(h, l);
+      if (id >= this.cap) this.grow(id);
+      this.state[id] = ONE_REF | FULL_BIT | BlockState.active;
+      out[b] = id;
+    }
+    return to;
+  }
+
+  /**
+   * Evict the oldest inactive block (numInactive > 0): off the ring and the table, one Removed
+   * event. Returns its id, free (state 0) now; with grouped ids it is not reused.
+   */
   private evictOldest(): number {
     const id = this.popOldest();
+    this.state[id] = 0;
     this.numInactive--;
+    const grouped = this.grouped;
+    if (grouped !== null) {
+      if (this.recordsEvents) this.events.active.addRemoved(grouped.keyHiOf(id), grouped.keyLoOf(id));
+      grouped.discardId(id);
+      return id;
+    }
     // The hashes go on as int32 bit patterns, as stored (the table and the event log read the
     // bits): passed to a call that is not inlined, a number outside the small-integer range
     // (±2^30) is boxed, one allocation each, which a uint32 (hashHiOf) is three times in four.
@@ -302,14 +398,27 @@ export class BlockPool {
     return ring[q & mask] as number;
   }
 
-  /** Give an active partial block its identity as a full block (the hash must not be resident). */
-  makeFull(id: number, hi: number, lo: number): void {
+  /**
+   * Give an active partial block its identity as a full block (the hash must not be resident).
+   * Returns the block's id from now on: `id`, or with grouped ids its place in its group.
+   */
+  makeFull(id: number, hi: number, lo: number): number {
+    const grouped = this.grouped;
+    if (grouped !== null) {
+      const full = grouped.insertKey(hi | 0, lo | 0);
+      if (full >= this.cap) this.grow(full);
+      this.state[full] = (this.state[id] as number) | FULL_BIT;
+      this.state[id] = 0;
+      grouped.freeRow(id >>> this.groupBits);
+      return full;
+    }
     this.state[id] = (this.state[id] as number) | FULL_BIT;
     this.hashes[2 * id] = hi;
     this.hashes[2 * id + 1] = lo;
     if (this.prefixCaching) {
       this.table.insert(hi, lo, id);
     }
+    return id;
   }
 
   /** Mark an active partial block full without identity (prefix caching off). */
@@ -365,7 +474,9 @@ export class BlockPool {
     this.numActive--;
     this.numFree++;
     this.state[id] = 0;
-    this.freeStack[this.freeTop++] = id;
+    // With grouped ids only a partial block gets here: its row goes back.
+    if (this.grouped !== null) this.grouped.freeRow(id >>> this.groupBits);
+    else this.freeStack[this.freeTop++] = id;
   }
 
   /** Whether the ring entry at position q is live (its block is inactive and stamped with q). */
@@ -381,9 +492,13 @@ export class BlockPool {
     return out;
   }
 
-  /** Free block ids in the order they will be handed out (tests and diagnostics). */
+  /**
+   * Free block ids in the order they will be handed out (tests and diagnostics). With grouped ids
+   * free blocks have none (a block gets its id from its content): empty.
+   */
   freeOrder(): number[] {
     const out: number[] = [];
+    if (this.grouped !== null) return out;
     for (let i = this.freeTop - 1; i >= 0; i--) out.push(this.freeStack[i] as number);
     for (let id = this.fresh; id < this.numBlocks; id++) out.push(id);
     return out;
@@ -392,12 +507,14 @@ export class BlockPool {
   /** Structural checks of the pool alone; reference counts are checked by the engine. */
   checkInvariants(): void {
     const n = this.numBlocks;
+    const grouped = this.grouped !== null;
+    // Ids in use lie below `fresh`, or with grouped ids below idLimit (free blocks have none).
+    const idEnd = grouped ? this.idLimit : this.fresh;
     let free = 0;
     let active = 0;
     let inactive = 0;
     let hashed = 0;
-    free += n - this.fresh;
-    for (let id = 0; id < this.fresh; id++) {
+    for (let id = 0; id < idEnd; id++) {
       const st = this.stateOf(id);
       const rc = this.refCountOf(id);
       if (st === BlockState.free) {
@@ -417,25 +534,37 @@ export class BlockPool {
         }
       }
       if (!this.isFull(id) && st === BlockState.active && rc !== 1) fail(`partial block ${id} has refCount ${rc}`);
+      if (grouped && !this.isFull(id) && st === BlockState.active && (id & ((1 << this.groupBits) - 1)) !== 0) fail(`partial block ${id} is not at the start of its row`);
+    }
+    if (grouped) {
+      // Free blocks have no ids: ids below idEnd with word 0 are unused places, not blocks.
+      free = n - active - inactive;
+      if (free < 0) fail(`${active} active + ${inactive} inactive blocks exceed the pool's ${n}`);
+      for (let id = idEnd; id < this.cap; id++) if (this.state[id] !== 0) fail(`block ${id} beyond the rows handed out has state word ${this.state[id]}`);
+    } else {
+      free += n - this.fresh;
     }
     if (free !== this.numFree) fail(`numFree ${this.numFree} but ${free} free blocks`);
     if (active !== this.numActive) fail(`numActive ${this.numActive} but ${active} active blocks`);
     if (inactive !== this.numInactive) fail(`numInactive ${this.numInactive} but ${inactive} inactive blocks`);
     if (free + active + inactive !== n) fail('free + active + inactive != total');
     if (this.table.size !== hashed) fail(`hash table holds ${this.table.size} entries, ${hashed} resident full blocks`);
-    if (this.freeTop + n - this.fresh !== this.numFree) fail(`free stack ${this.freeTop} + never used ${n - this.fresh} != numFree ${this.numFree}`);
-    const seen = new Uint8Array(n);
-    for (let i = 0; i < this.freeTop; i++) {
-      const id = this.freeStack[i] as number;
-      if (this.stateOf(id) !== BlockState.free || seen[id] === 1) fail(`free stack entry ${id} is wrong`);
-      seen[id] = 1;
+    if (!grouped) {
+      if (this.freeTop + n - this.fresh !== this.numFree) fail(`free stack ${this.freeTop} + never used ${n - this.fresh} != numFree ${this.numFree}`);
+      const seen = new Uint8Array(n);
+      for (let i = 0; i < this.freeTop; i++) {
+        const id = this.freeStack[i] as number;
+        if (this.stateOf(id) !== BlockState.free || seen[id] === 1) fail(`free stack entry ${id} is wrong`);
+        seen[id] = 1;
+      }
     }
     if (this.prefixCaching) {
       if (this.tail - this.head > this.ring.length || this.head > this.tail) fail(`LRU ring spans ${this.tail - this.head} > ${this.ring.length} entries`);
-      if (this.ring.length < 2 * this.cap) fail(`LRU ring of ${this.ring.length} entries for ${this.cap} blocks`);
+      const ringFor = Math.min(this.cap, n);
+      if (this.ring.length < 2 * ringFor) fail(`LRU ring of ${this.ring.length} entries for ${ringFor} blocks`);
       // Every inactive block has exactly one live entry: live entries are inactive blocks by
       // definition, so counting them without duplicates suffices.
-      const listed = new Uint8Array(n);
+      const listed = new Uint8Array(this.cap);
       let count = 0;
       for (let q = this.head; q < this.tail; q++) {
         const entry = this.ring[q & this.ringMask] as number;

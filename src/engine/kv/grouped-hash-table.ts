@@ -20,6 +20,13 @@
  * one 16-byte copy, not also a read and a write of the ids' cache lines. Freed rows are reused
  * last in, first out (the row just freed by an eviction is the one the next new group takes).
  *
+ * Implicit ids (`implicitIds`, the block pool's grouped mode): a key's value is not stored but is
+ * its place, row × 2^groupBits + index, so a group's blocks get neighbouring ids (their per-block
+ * words share cache lines) and the table holds no id slab. `insertKey` stores a key and returns
+ * its id; rows for values that are not keys yet (a block still being filled) come from
+ * `takeRow` / `freeRow`, out of the same row space. Each group row knows its entry (`rowEntry`,
+ * kept through moves), so `discardId` removes a key by its id without hashing or probing.
+ *
  * The engine evicts and stores a group's blocks one after another (a trace block's engine blocks
  * are released together, so they sit together in the LRU order, and a prefill stores them in
  * order): `insert`, `discard` and `find` remember the entry they last reached and start there when
@@ -53,6 +60,10 @@ export class GroupedBlockHashTable implements BlockTable {
   private heads: Int32Array;
   /** Slab rows of ids, cap / 2 of them (the most groups the table holds at its load limit). */
   private ids: Int32Array;
+  /** Values are row × width + index, not stored (see the class comment). */
+  readonly implicitIds: boolean;
+  /** Implicit ids: the entry of each group's row (rows that are no group's hold stale values). */
+  private rowEntry: Int32Array;
   /** Freed slab rows (reused first) and the first never-used row. */
   private freeRows: Int32Array;
   private numFreeRows = 0;
@@ -78,9 +89,10 @@ export class GroupedBlockHashTable implements BlockTable {
 
   /**
    * `maxEntries` blocks at most; `reserve`: allocate for maxEntries / min(8, 2^groupBits) groups
-   * now; `groupBits` (1–5): keys differing only in these low bits of their low half share an entry.
+   * now; `groupBits` (1–5): keys differing only in these low bits of their low half share an entry;
+   * `implicitIds`: values are the keys' places (insertKey), not stored.
    */
-  constructor(maxEntries: number, reserve = false, groupBits = MAX_GROUP_BITS) {
+  constructor(maxEntries: number, reserve = false, groupBits = MAX_GROUP_BITS, implicitIds = false) {
     if (!Number.isInteger(groupBits) || groupBits < 1 || groupBits > MAX_GROUP_BITS) {
       throw new RangeError(`groupBits must be an integer in 1..${MAX_GROUP_BITS}, got ${groupBits}`);
     }
@@ -95,9 +107,16 @@ export class GroupedBlockHashTable implements BlockTable {
     if (reserve) while (cap < (maxEntries * 2) / perGroup && cap < max) cap *= 2;
     this.cap = cap;
     this.mask = cap - 1;
+    this.implicitIds = implicitIds;
+    this.rowEntry = new Int32Array(implicitIds ? cap >>> 1 : 0);
     this.heads = new Int32Array(cap * HEAD);
-    this.ids = new Int32Array((cap >>> 1) * this.width);
+    this.ids = new Int32Array(implicitIds ? 0 : (cap >>> 1) * this.width);
     this.freeRows = new Int32Array(cap >>> 1);
+  }
+
+  /** Rows handed out since the last clear(): implicit ids are below rowsHandedOut × 2^groupBits. */
+  get rowsHandedOut(): number {
+    return this.freshRow;
   }
 
   get size(): number {
@@ -170,12 +189,19 @@ export class GroupedBlockHashTable implements BlockTable {
 
   find(hi: number, lo: number): number {
     const i = this.entryHolding(hi, lo);
-    return i < 0 ? -1 : this.ids[(this.heads[i * HEAD + 3] as number) * this.width + (lo & this.indexMask)] as number;
+    return i < 0 ? -1 : this.valueAt(i, lo & this.indexMask);
+  }
+
+  /** The value of present index `index` of entry i. */
+  private valueAt(i: number, index: number): number {
+    const slot = (this.heads[i * HEAD + 3] as number) * this.width + index;
+    return this.implicitIds ? slot : this.ids[slot] as number;
   }
 
   findRun(hi: Uint32Array, lo: Uint32Array, from: number, to: number, outIds: Int32Array | null): number {
     const heads = this.heads, ids = this.ids;
     const indexMask = this.indexMask, width = this.width;
+    const implicit = this.implicitIds;
     let b = from;
     while (b < to) {
       // One probe per group: the run's next keys of the same group are bits of the same entry.
@@ -188,7 +214,10 @@ export class GroupedBlockHashTable implements BlockTable {
       for (;;) {
         const index = l & indexMask;
         if ((m & (1 << index)) === 0) return b;
-        if (outIds !== null) outIds[b] = ids[(heads[i * HEAD + 3] as number) * width + index] as number;
+        if (outIds !== null) {
+          const slot = (heads[i * HEAD + 3] as number) * width + index;
+          outIds[b] = implicit ? slot : ids[slot] as number;
+        }
         b++;
         if (b >= to) return b;
         const nl = lo[b] as number;
@@ -221,6 +250,20 @@ export class GroupedBlockHashTable implements BlockTable {
   }
 
   insert(hi: number, lo: number, v: number): void {
+    if (this.implicitIds) throw new RangeError('a table with implicit ids chooses them: insert keys with insertKey');
+    // The row first: insertAt may grow (replace) the slab.
+    const row = this.insertAt(hi, lo);
+    this.ids[row * this.width + (lo & this.indexMask)] = v;
+  }
+
+  /** Insert a key that is not present into a table with implicit ids; returns its id (row × width + index). */
+  insertKey(hi: number, lo: number): number {
+    if (!this.implicitIds) throw new RangeError('insertKey needs a table with implicit ids');
+    return this.insertAt(hi, lo) * this.width + (lo & this.indexMask);
+  }
+
+  /** Set the key's index bit in its group's entry (created, with a row, when absent); returns the row. */
+  private insertAt(hi: number, lo: number): number {
     const index = lo & this.indexMask;
     let i = this.entryOfStoreMemo(hi, lo);
     if (i < 0) {
@@ -231,7 +274,9 @@ export class GroupedBlockHashTable implements BlockTable {
       while ((heads[i * HEAD] as number) !== 0) i = (i + 1) & mask;
       heads[i * HEAD + 1] = hi | 0;
       heads[i * HEAD + 2] = (lo & ~this.indexMask) | 0;
-      heads[i * HEAD + 3] = this.numFreeRows > 0 ? this.freeRows[--this.numFreeRows] as number : this.freshRow++;
+      const row = this.nextRow();
+      heads[i * HEAD + 3] = row;
+      if (this.implicitIds) this.rowEntry[row] = i;
       this.groups++;
       // Placing a head moves no other: the drop memo stays right.
       this.storeMemoEntry = i;
@@ -241,18 +286,81 @@ export class GroupedBlockHashTable implements BlockTable {
     const heads = this.heads;
     const c = i * HEAD;
     heads[c] = (heads[c] as number) | (1 << index);
-    this.ids[(heads[c + 3] as number) * this.width + index] = v;
     this.count++;
     this.insertions++;
+    return heads[c + 3] as number;
+  }
+
+  /**
+   * A row no group uses (the last freed, else a new one). With implicit ids, the values
+   * row × width + 0 … width − 1 then belong to the caller until it gives the row back (freeRow).
+   */
+  takeRow(): number {
+    if (!this.implicitIds) throw new RangeError('takeRow needs a table with implicit ids');
+    return this.nextRow();
+  }
+
+  /** Give back a row from takeRow (implicit ids). */
+  freeRow(row: number): void {
+    if (!this.implicitIds) throw new RangeError('freeRow needs a table with implicit ids');
+    this.returnRow(row);
+  }
+
+  private nextRow(): number {
+    if (this.numFreeRows > 0) return this.freeRows[--this.numFreeRows] as number;
+    if (this.freshRow === this.rowEntry.length && this.implicitIds) {
+      const next = new Int32Array(Math.max(16, this.rowEntry.length * 2));
+      next.set(this.rowEntry);
+      this.rowEntry = next;
+    }
+    return this.freshRow++;
+  }
+
+  /** A group's row comes back when its last key goes (clearKey), a taken row by freeRow. */
+  private returnRow(row: number): void {
+    if (this.numFreeRows === this.freeRows.length) {
+      const next = new Int32Array(this.freeRows.length * 2);
+      next.set(this.freeRows);
+      this.freeRows = next;
+    }
+    this.freeRows[this.numFreeRows++] = row;
   }
 
   remove(hi: number, lo: number): number {
     const i = this.entryHoldingForDrop(hi, lo);
     if (i < 0) return -1;
     const index = lo & this.indexMask;
-    const removed = this.ids[(this.heads[i * HEAD + 3] as number) * this.width + index] as number;
+    const removed = this.valueAt(i, index);
     this.clearKey(i, index);
     return removed;
+  }
+
+  /**
+   * Remove the key whose implicit id is `id` (it must be present: the caller owns the id, as the
+   * block pool does a resident block's). No hashing, no probe: the row knows its entry.
+   */
+  discardId(id: number): void {
+    const i = this.rowEntry[id >>> this.groupBits] as number;
+    const index = id & this.indexMask;
+    if (!this.implicitIds || ((this.heads[i * HEAD] as number) & (1 << index)) === 0 || (this.heads[i * HEAD + 3] as number) !== id >>> this.groupBits) {
+      throw new RangeError(`discardId: no key has id ${id}`);
+    }
+    this.clearKey(i, index);
+  }
+
+  /** High half of the key whose implicit id is `id` (present), read from its entry. */
+  keyHiOf(id: number): number {
+    return this.heads[(this.rowEntry[id >>> this.groupBits] as number) * HEAD + 1] as number;
+  }
+
+  /** Low half of the key whose implicit id is `id` (present): its group's bits and its index. */
+  keyLoOf(id: number): number {
+    return (this.heads[(this.rowEntry[id >>> this.groupBits] as number) * HEAD + 2] as number) | (id & this.indexMask);
+  }
+
+  /** A read of the entry of id's row (implicit ids), for warming ahead of discardId. */
+  peekId(id: number): number {
+    return this.heads[(this.rowEntry[id >>> this.groupBits] as number) * HEAD] as number;
   }
 
   discard(hi: number, lo: number): boolean {
@@ -273,9 +381,8 @@ export class GroupedBlockHashTable implements BlockTable {
     }
     // The group's last key: delete the entry, pulling later entries of the probe run into the hole.
     this.groups--;
-    this.freeRows[this.numFreeRows++] = heads[i * HEAD + 3] as number;
-    // The drop memo is this entry (only discard and remove get here, through it).
-    this.dropMemoEntry = -1;
+    this.returnRow(heads[i * HEAD + 3] as number);
+    if (this.dropMemoEntry === i) this.dropMemoEntry = -1;
     if (this.storeMemoEntry === i) this.storeMemoEntry = -1;
     const mask = this.mask;
     let hole = i;
@@ -290,7 +397,9 @@ export class GroupedBlockHashTable implements BlockTable {
         heads[ch + 1] = heads[cj + 1] as number;
         heads[ch + 2] = heads[cj + 2] as number;
         heads[ch + 3] = heads[cj + 3] as number;
+        if (this.implicitIds) this.rowEntry[heads[cj + 3] as number] = hole;
         if (this.storeMemoEntry === j) this.storeMemoEntry = hole;
+        if (this.dropMemoEntry === j) this.dropMemoEntry = hole;
         hole = j;
       }
     }
@@ -302,7 +411,7 @@ export class GroupedBlockHashTable implements BlockTable {
       this.cap = INITIAL_ENTRIES;
       this.mask = this.cap - 1;
       this.heads = new Int32Array(this.cap * HEAD);
-      this.ids = new Int32Array((this.cap >>> 1) * this.width);
+      this.ids = new Int32Array(this.implicitIds ? 0 : (this.cap >>> 1) * this.width);
       this.freeRows = new Int32Array(this.cap >>> 1);
     } else if (this.groups > 0) {
       this.heads.fill(0);
@@ -333,14 +442,19 @@ export class GroupedBlockHashTable implements BlockTable {
       heads[d + 1] = oldHeads[c + 1] as number;
       heads[d + 2] = oldHeads[c + 2] as number;
       heads[d + 3] = oldHeads[c + 3] as number;
+      if (this.implicitIds) this.rowEntry[oldHeads[c + 3] as number] = i;
     }
     this.heads = heads;
-    const ids = new Int32Array((this.cap >>> 1) * this.width);
-    ids.set(this.ids);
-    this.ids = ids;
-    const freeRows = new Int32Array(this.cap >>> 1);
-    freeRows.set(this.freeRows);
-    this.freeRows = freeRows;
+    if (!this.implicitIds) {
+      const ids = new Int32Array((this.cap >>> 1) * this.width);
+      ids.set(this.ids);
+      this.ids = ids;
+    }
+    if (this.freeRows.length < this.cap >>> 1) {
+      const freeRows = new Int32Array(this.cap >>> 1);
+      freeRows.set(this.freeRows);
+      this.freeRows = freeRows;
+    }
     this.storeMemoEntry = this.dropMemoEntry = -1;
   }
 }
