@@ -62,10 +62,12 @@ function liveAt(word: number, q: number): boolean {
  * Grouped ids (`groupedIds`: prefix caching with a GroupedBlockHashTable): a full block's id is
  * its place in the table, row × 2^groupBits + index (GroupedBlockHashTable, implicit ids), so the
  * blocks of one group — a trace block's engine blocks in a replay — have neighbouring ids and
- * their state words and hashes share cache lines: a release, revival or eviction of a request's
- * blocks touches a line per group, not per block. Free blocks are then only a count (no ids, no
- * stack); a partial block takes a row of its own (takeRow) and moves to its group's place when it
- * becomes full (makeFull returns the new id); an evicted block's id dies with its content.
+ * their state words share cache lines: a release, revival or eviction of a request's blocks
+ * touches a line per group or two, not per block. The hashes are not kept here (`hashes` is
+ * empty): an eviction removes its key through its row (discardId) and reads the hash from the
+ * table's entry only for a Removed event. Free blocks are only a count (no ids, no stack); a
+ * partial block takes a row of its own (takeRow) and moves to its group's place when it becomes
+ * full (makeFull returns the new id); an evicted block's id dies with its content.
  *
  * Memory follows use: the per-block arrays cover only the ids handed out so far (`fresh`) and
  * double when an allocation needs a new id, so an idle rank of 16384 blocks holds a few KiB
@@ -229,7 +231,7 @@ export class BlockPool {
 
   /**
    * Read what evicting the next n inactive blocks will touch (their hashes and hash-table
-   * entries) and return a value derived from it. Pure read: issued before a run of allocations so
+   * entries; with grouped ids their groups' entries) and return a value derived from it. Pure read: issued before a run of allocations so
    * the cache misses of the evictions overlap instead of coming one by one (the ring lists the
    * blocks, so the reads do not depend on each other; REVIVED entries are skipped, and count
    * towards n).
