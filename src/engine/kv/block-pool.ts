@@ -231,29 +231,19 @@ export class BlockPool {
 
   /**
    * Read what evicting the next n inactive blocks will touch (their hashes and hash-table
-   * entries; with grouped ids their groups' entries) and return a value derived from it. Pure read: issued before a run of allocations so
+   * entries; nothing with grouped ids) and return a value derived from it. Pure read: issued before a run of allocations so
    * the cache misses of the evictions overlap instead of coming one by one (the ring lists the
    * blocks, so the reads do not depend on each other; REVIVED entries are skipped, and count
    * towards n).
    */
   warmEvictions(n: number): number {
+    // With grouped ids an eviction reads only its group's entry and state line, mostly those of
+    // the eviction before it: the hour-6 slice ran in 0.88× the time without reading them ahead.
+    if (this.grouped !== null) return 0;
     const hashes = this.hashes, ring = this.ring, mask = this.ringMask;
     const table = this.table;
     let acc = 0;
     const end = this.tail < this.head + n ? this.tail : this.head + n;
-    const grouped = this.grouped;
-    if (grouped !== null) {
-      // An eviction reads its group's entry only (discardId), and a group's blocks come together.
-      const gb = this.groupBits;
-      let lastRow = -1;
-      for (let q = this.head; q < end; q++) {
-        const id = ring[q & mask] as number;
-        if (id === REVIVED || id >>> gb === lastRow) continue;
-        lastRow = id >>> gb;
-        acc ^= grouped.peekId(id);
-      }
-      return acc;
-    }
     for (let q = this.head; q < end; q++) {
       const id = ring[q & mask] as number;
       if (id === REVIVED) continue;

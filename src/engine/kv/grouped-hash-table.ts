@@ -358,11 +358,6 @@ export class GroupedBlockHashTable implements BlockTable {
     return (this.heads[(this.rowEntry[id >>> this.groupBits] as number) * HEAD + 2] as number) | (id & this.indexMask);
   }
 
-  /** A read of the entry of id's row (implicit ids), for warming ahead of discardId. */
-  peekId(id: number): number {
-    return this.heads[(this.rowEntry[id >>> this.groupBits] as number) * HEAD] as number;
-  }
-
   discard(hi: number, lo: number): boolean {
     const i = this.entryHoldingForDrop(hi, lo);
     if (i >= 0) this.clearKey(i, lo & this.indexMask);
