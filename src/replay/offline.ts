@@ -224,7 +224,11 @@ class RankHeap {
   /** Heap index of each rank, -1 when absent. */
   private readonly pos: Int32Array;
   private n = 0;
-  constructor(numRanks: number) {
+  /** Each rank's key, set by the caller before set(rank) (a double passed to a call is boxed). */
+  private readonly keys: Float64Array;
+  constructor(keys: Float64Array) {
+    const numRanks = keys.length;
+    this.keys = keys;
     this.time = new Float64Array(numRanks);
     this.rank = new Int32Array(numRanks);
     this.pos = new Int32Array(numRanks).fill(-1);
@@ -232,8 +236,9 @@ class RankHeap {
   peekTime(): number {
     return this.n === 0 ? Number.POSITIVE_INFINITY : (this.time[0] as number);
   }
-  /** Queue `rank` at time t, or move it there if queued. */
-  set(rank: number, t: number): void {
+  /** Queue `rank` at its key (keys[rank]), or move it there if queued. */
+  set(rank: number): void {
+    const t = this.keys[rank] as number;
     let i = this.pos[rank] as number;
     if (i < 0) {
       i = this.n++;
@@ -378,6 +383,8 @@ class OfflineSim {
   /** Inter-token gaps and their counts on their way to the ITL sketch (scratch, one run or pass). */
   private readonly itlGaps = new Float64Array(MAX_COAST_PASSES);
   private readonly itlWeights = new Float64Array(MAX_COAST_PASSES);
+  /** The end of the pass whose tokens recordTokens() stamps. */
+  private readonly tokensEndMs = new Float64Array(1);
 
   private readonly traceHashes: TraceHashes;
   /** The kv router's index (prefetched before a batch of KV events), or null for other policies. */
@@ -469,7 +476,7 @@ class OfflineSim {
     this.rankOf = new Int32Array(n).fill(-1);
     this.nextTurn = new Int32Array(n).fill(-1);
     this.nextPassAt = new Float64Array(numRanks).fill(Number.POSITIVE_INFINITY);
-    this.passes = new RankHeap(numRanks);
+    this.passes = new RankHeap(this.nextPassAt);
     this.coast = opts.coastDecodeRuns !== false;
     this.runLen = new Int32Array(numRanks);
     this.runStartMs = new Float64Array(numRanks);
@@ -616,10 +623,10 @@ class OfflineSim {
       this.runLen[rank] = 0;
       const next = this.runStartMs[rank] as number;
       this.nextPassAt[rank] = next;
-      this.passes.set(rank, next);
+      this.passes.set(rank);
     } else if (this.nextPassAt[rank] === Number.POSITIVE_INFINITY) {
       this.nextPassAt[rank] = t;
-      this.passes.set(rank, t);
+      this.passes.set(rank);
     }
   }
 
@@ -648,7 +655,8 @@ class OfflineSim {
     const ids = res.tokenRequestIds;
     // Pass 1 of the run: each request's gap since its own last token (the per-pass path).
     let end = start + (ms[0] as number) / decodeSpeed;
-    this.recordTokens(end, ids, n);
+    this.tokensEndMs[0] = end;
+    this.recordTokens(ids, n);
     // Later passes: every request's previous token came at the previous pass end, so all n
     // gaps of a pass are equal (one sketch entry of weight n, as pass() would add).
     const itl = this.itl;
@@ -693,8 +701,12 @@ class OfflineSim {
     this.runStartMs[rank] = end;
   }
 
-  /** Stamp the tokens of one pass ending at `end` (first token, second token, ITL, bins). */
-  private recordTokens(end: number, ids: Int32Array, numTokens: number): void {
+  /**
+   * Stamp the tokens of one pass ending at tokensEndMs[0] (first token, second token, ITL, bins):
+   * the end is not passed, as a double argument would be boxed on every pass.
+   */
+  private recordTokens(ids: Int32Array, numTokens: number): void {
+    const end = this.tokensEndMs[0] as number;
     const b = this.markBin(end);
     this.binOut.data[b] = (this.binOut.data[b] as number) + numTokens;
     const counts = this.outputTokens, last = this.lastTokenMs, itl = this.itl, router = this.router;
@@ -761,7 +773,10 @@ class OfflineSim {
     }
 
     const numTokens = res.numTokens;
-    if (numTokens > 0) this.recordTokens(end, res.tokenRequestIds, numTokens);
+    if (numTokens > 0) {
+      this.tokensEndMs[0] = end;
+      this.recordTokens(res.tokenRequestIds, numTokens);
+    }
 
     if (res.numFinished > 0) {
       const b = this.markBin(end);
@@ -793,7 +808,7 @@ class OfflineSim {
         this.runStartMs[rank] = end;
       }
       this.nextPassAt[rank] = next;
-      this.passes.set(rank, next);
+      this.passes.set(rank);
     }
   }
 
