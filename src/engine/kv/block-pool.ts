@@ -102,7 +102,7 @@ export class BlockPool {
   readonly table: BlockTable;
   /** The table when ids are grouped (see the class comment), else null. */
   private readonly grouped: GroupedBlockHashTable | null;
-  /** Ids per group row (2^groupBits) when grouped. */
+  /** With grouped ids the index bits of a row's ids (2^groupBits ids per row), else 0. */
   private readonly groupBits: number;
   private readonly events: KvEventRecorder;
   /** events.enabled: an eviction without events reads no hash. */
@@ -231,10 +231,10 @@ export class BlockPool {
 
   /**
    * Read what evicting the next n inactive blocks will touch (their hashes and hash-table
-   * entries; nothing with grouped ids) and return a value derived from it. Pure read: issued before a run of allocations so
-   * the cache misses of the evictions overlap instead of coming one by one (the ring lists the
-   * blocks, so the reads do not depend on each other; REVIVED entries are skipped, and count
-   * towards n).
+   * entries; nothing with grouped ids) and return a value derived from it. Pure read: issued
+   * before a run of allocations so the cache misses of the evictions overlap instead of coming
+   * one by one (the ring lists the blocks, so the reads do not depend on each other; REVIVED
+   * entries are skipped, and count towards n).
    */
   warmEvictions(n: number): number {
     // With grouped ids an eviction reads only its group's entry and state line, mostly those of

@@ -58,7 +58,10 @@ export class GroupedBlockHashTable implements BlockTable {
   private readonly maxCapacity: number;
   private mask: number;
   private heads: Int32Array;
-  /** Slab rows of ids, cap / 2 of them (the most groups the table holds at its load limit). */
+  /**
+   * Slab rows of ids, cap / 2 of them (the most groups the table holds at its load limit); empty
+   * with implicit ids.
+   */
   private ids: Int32Array;
   /** Values are row × width + index, not stored (see the class comment). */
   readonly implicitIds: boolean;
