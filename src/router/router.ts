@@ -132,6 +132,18 @@ export class SeededUniform {
  * costs normalised by their range, p(r) ∝ exp(−(cost(r) − min) / ((max − min) · temperature)),
  * uniform when all costs are equal. `uniform` yields floats in [0, 1).
  */
+/**
+ * Dynamo's cost of a rank (src/router/README.md): weight × prefill blocks (the tokens queued or in
+ * prefill on the rank plus the request's uncached tokens, in blocks) + decode blocks (the rank's
+ * active blocks plus those the request adds). One function for the cost and pickSkipping's lower
+ * bound, which must take the very same float operations.
+ */
+function rankCost(weight: number, blockSize: number, promptTokens: number, numBlocks: number, prefillTokens: number, activeBlocks: number, depth: number, activeDepth: number): number {
+  const prefillBlocks = (prefillTokens + Math.max(0, promptTokens - depth * blockSize)) / blockSize;
+  const decodeBlocks = activeBlocks + numBlocks - activeDepth;
+  return weight * prefillBlocks + decodeBlocks;
+}
+
 export function pickByCost(cost: Float64Array, first: number, n: number, temperature: number, uniform: () => number): number {
   const end = first + n;
   if (temperature === 0) {
@@ -250,10 +262,7 @@ export class KvRouter implements Router {
     this.cached.matchDepths(nb, req.seqHashHi, req.seqHashLo, first, n, depth, lookup);
     active.matchDepths(lookup, req.seqHashHi, req.seqHashLo, first, n, activeDepth);
     for (let r = first; r < end; r++) {
-      const newTokens = Math.max(0, isl - (depth[r] as number) * bs);
-      const prefillBlocks = (active.activePrefillTokens(r) + newTokens) / bs;
-      const decodeBlocks = active.activeBlocks(r) + nb - (activeDepth[r] as number);
-      cost[r] = this.weight * prefillBlocks + decodeBlocks;
+      cost[r] = rankCost(this.weight, bs, isl, nb, active.activePrefillTokens(r), active.activeBlocks(r), depth[r] as number, activeDepth[r] as number);
     }
     const best = pickByCost(cost, first, n, this.temperature, this.uniform);
     this.lastOverlapBlocks = depth[best] as number;
@@ -287,7 +296,7 @@ export class KvRouter implements Router {
         const b = bounds !== undefined && (bounds[r] as number) < lookup ? bounds[r] as number : lookup;
         // A rank with no active request holds none of the blocks: its active depth is 0.
         const ab = active.activeRequests(r) === 0 ? 0 : b;
-        const lowest = w * ((prefillTokens + Math.max(0, isl - b * bs)) / bs) + (activeBlocks + nb - ab);
+        const lowest = rankCost(w, bs, isl, nb, prefillTokens, activeBlocks, b, ab);
         if (lowest > bestCost) {
           cost[r] = lowest;
           continue;
@@ -297,7 +306,7 @@ export class KvRouter implements Router {
       const ad = active.depthOf(r, lookup, hi, lo);
       depth[r] = d;
       activeDepth[r] = ad;
-      const c = w * ((prefillTokens + Math.max(0, isl - d * bs)) / bs) + (activeBlocks + nb - ad);
+      const c = rankCost(w, bs, isl, nb, prefillTokens, activeBlocks, d, ad);
       cost[r] = c;
       if (best < 0 || c < bestCost) {
         best = r;

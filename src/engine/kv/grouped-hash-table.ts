@@ -390,18 +390,23 @@ export class GroupedBlockHashTable implements BlockTable {
       const cj = j * HEAD;
       if (heads[cj] === 0) break;
       if (canShiftInto(hole, j, this.home(heads[cj + 1] as number, heads[cj + 2] as number))) {
-        const ch = hole * HEAD;
-        heads[ch] = heads[cj] as number;
-        heads[ch + 1] = heads[cj + 1] as number;
-        heads[ch + 2] = heads[cj + 2] as number;
-        heads[ch + 3] = heads[cj + 3] as number;
-        if (this.implicitIds) this.rowEntry[heads[cj + 3] as number] = hole;
+        this.moveHead(heads, j, heads, hole);
         if (this.storeMemoEntry === j) this.storeMemoEntry = hole;
         if (this.dropMemoEntry === j) this.dropMemoEntry = hole;
         hole = j;
       }
     }
     heads[hole * HEAD] = 0;
+  }
+
+  /** Copy entry `from` of `src` to entry `to` of `dst`; with implicit ids its row's entry follows. */
+  private moveHead(src: Int32Array, from: number, dst: Int32Array, to: number): void {
+    const c = from * HEAD, d = to * HEAD;
+    dst[d] = src[c] as number;
+    dst[d + 1] = src[c + 1] as number;
+    dst[d + 2] = src[c + 2] as number;
+    dst[d + 3] = src[c + 3] as number;
+    if (this.implicitIds) this.rowEntry[src[c + 3] as number] = to;
   }
 
   clear(): void {
@@ -435,12 +440,7 @@ export class GroupedBlockHashTable implements BlockTable {
       if (oldHeads[c] === 0) continue;
       let i = this.home(oldHeads[c + 1] as number, oldHeads[c + 2] as number);
       while ((heads[i * HEAD] as number) !== 0) i = (i + 1) & mask;
-      const d = i * HEAD;
-      heads[d] = oldHeads[c] as number;
-      heads[d + 1] = oldHeads[c + 1] as number;
-      heads[d + 2] = oldHeads[c + 2] as number;
-      heads[d + 3] = oldHeads[c + 3] as number;
-      if (this.implicitIds) this.rowEntry[oldHeads[c + 3] as number] = i;
+      this.moveHead(oldHeads, e, heads, i);
     }
     this.heads = heads;
     if (!this.implicitIds) {
